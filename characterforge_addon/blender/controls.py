@@ -1,0 +1,351 @@
+"""Control maps for one camera and frame: OpenPose skeleton and JSON, depth, hand depth,
+normals and a mask per character, from every OpenPose rig in the scene.
+
+Joints are projected in numpy (core.projection) and checked for occlusion with scene ray
+casts. Depth and object index come from ONE Cycles render at 1 sample; hand depth, masks and
+normals are cut from it, so the whole set costs about one depth render plus drawing.
+"""
+
+import json
+import os
+import tempfile
+import time
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from ..core import control_maps, keypoints, openpose_draw, projection, rig_layout, rig_mapping
+from ..core.errors import UserError
+from ..core.image_io import check_writable_folder, encode_png, write_atomic
+from .rig import ROLE, character_meshes, rigs_in_scene
+
+MAX_SIDE = 8192
+OUTPUT_ROLES = ("result_plane",)  # our own image planes never appear in control maps
+
+
+# ---------------------------------------------------------------------------------------------
+# Cameras and rigs
+
+def camera_model(scene, camera):
+    render = scene.render
+    scale = render.resolution_percentage / 100.0
+    w, h = int(render.resolution_x * scale), int(render.resolution_y * scale)
+    try:
+        projection.validate_resolution(w, h, MAX_SIDE)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    cam = camera.data
+    return projection.CameraModel(
+        world_to_camera=np.array(camera.matrix_world.inverted()),
+        resolution=(w, h), ortho=cam.type == "ORTHO", lens=cam.lens, ortho_scale=cam.ortho_scale,
+        sensor_width=cam.sensor_width, sensor_height=cam.sensor_height, sensor_fit=cam.sensor_fit,
+        shift=(cam.shift_x, cam.shift_y), pixel_aspect=(render.pixel_aspect_x, render.pixel_aspect_y),
+        clip_start=cam.clip_start)
+
+
+def find_camera(scene, name=None):
+    if name:
+        camera = scene.objects.get(name)
+        if camera is None or camera.type != "CAMERA":
+            cams = ", ".join(o.name for o in scene.objects if o.type == "CAMERA") or "none"
+            raise UserError(f"no camera named '{name}' in scene '{scene.name}' (cameras: {cams})")
+        return camera
+    if scene.camera is None:
+        raise UserError(f"scene '{scene.name}' has no active camera: add one (Add > Camera) and set it "
+                        "active (Ctrl+Numpad 0), or pass --camera NAME")
+    if scene.camera.type != "CAMERA":
+        raise UserError(f"the scene camera '{scene.camera.name}' is a {scene.camera.type.lower()}, not a camera")
+    return scene.camera
+
+
+def mapping_for(rig):
+    overrides = [(row.joint, row.bone, row.end) for row in rig.characterforge.joint_overrides]
+    names = [b.name for b in rig.data.bones]
+    return rig_mapping.resolve(names, overrides, rig_name=f"armature '{rig.name}'")
+
+
+def _slack_for(rig, convention, mapping):
+    if convention == "CHARACTERFORGE":
+        settings = rig.characterforge
+        slack = rig_layout.joint_slack(rig_layout.build_layout(settings.height, settings.preset))
+        return {f"{part}.{j}": s for part in rig_mapping.PARTS
+                for j, s in zip(rig_mapping.PART_JOINTS[part], slack[part])}
+    # Own rigs: a tenth of the rig's size is roughly a limb's thickness.
+    scale = max(rig.dimensions) if max(rig.dimensions) > 0 else 1.0
+    return {key: 0.1 * scale for key in mapping}
+
+
+def _check_camera_outside(scene, depsgraph, camera):
+    """Refuse a camera sitting inside a closed mesh: every map would be that mesh's inside."""
+    origin = camera.matrix_world.translation
+    forward = -camera.matrix_world.col[2].xyz.normalized()
+    hits = []
+    for direction in (forward, -forward, camera.matrix_world.col[0].xyz, camera.matrix_world.col[1].xyz):
+        hit, location, normal, _, obj, _ = scene.ray_cast(depsgraph, origin, direction.normalized())
+        hits.append(hit and normal.dot(direction) > 0 and obj)
+    if all(hits):
+        raise UserError(f"camera '{camera.name}' is inside '{hits[0].name}': move the camera out of the mesh "
+                        "or hide that object from render")
+
+
+def _visible(scene, depsgraph, origin, target, slack):
+    """Is `target` seen from `origin`, allowing it to lie `slack` behind the first surface?"""
+    direction = target - origin
+    distance = direction.length
+    if distance < 1e-9:
+        return True
+    direction /= distance
+    start = origin
+    travelled = 0.0
+    for _ in range(8):  # step through our own output planes
+        hit, location, _, _, obj, _ = scene.ray_cast(depsgraph, start, direction, distance=distance - travelled + slack)
+        if not hit:
+            return True
+        travelled += (location - start).length
+        if obj.get(ROLE) not in OUTPUT_ROLES:
+            return travelled >= distance - slack
+        start = location + direction * 1e-4
+    return True
+
+
+def project_rig(scene, depsgraph, camera, cam, rig):
+    """(Person, mean depth) for one rig seen through `camera`."""
+    convention, mapping = mapping_for(rig)
+    slack = _slack_for(rig, convention, mapping)
+    person = keypoints.Person(rig.name)
+    cam_origin = camera.matrix_world.translation
+    forward = -camera.matrix_world.col[2].xyz.normalized()
+    depths = []
+    for part in rig_mapping.PARTS:
+        keys = rig_mapping.joint_keys(part)
+        world = np.full((len(keys), 3), np.nan)
+        for i, key in enumerate(keys):
+            if key in mapping:
+                bone, end = mapping[key]
+                pb = rig.pose.bones[bone]
+                world[i] = rig.matrix_world @ (pb.head if end == "head" else pb.tail)
+        xy, depth = projection.project(cam, world)
+        points = np.zeros((len(keys), 3))
+        present = ~np.isnan(world[:, 0]) & projection.in_frame(xy, depth, cam.resolution)
+        for i in np.flatnonzero(present):
+            target = Vector(world[i])
+            origin = cam_origin if not cam.ortho else target - forward * depth[i]
+            seen = _visible(scene, depsgraph, origin, target, slack[keys[i]])
+            points[i] = (xy[i, 0], xy[i, 1], 1.0 if seen else keypoints.OCCLUDED_CONFIDENCE)
+            depths.append(depth[i])
+        setattr(person, part, points)
+    return person, (float(np.mean(depths)) if depths else float("inf"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The one render: depth and object index
+
+def _compositor(scene):
+    """Route Depth into red and Object Index into green of the output, for both 4.2 and 5.x."""
+    if hasattr(scene, "compositing_node_group"):  # Blender 5
+        tree = bpy.data.node_groups.new(".characterforge_passes", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+        out = tree.nodes.new("NodeGroupOutput")
+    else:  # Blender 4.2
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        out = tree.nodes.new("CompositorNodeComposite")
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    layers.scene = scene
+    combine = tree.nodes.new("CompositorNodeCombineColor")
+    index = layers.outputs.get("Object Index") or layers.outputs["IndexOB"]
+    tree.links.new(layers.outputs["Depth"], combine.inputs[0])
+    tree.links.new(index, combine.inputs[1])
+    tree.links.new(combine.outputs[0], out.inputs[0])
+    return tree if hasattr(scene, "compositing_node_group") else None
+
+
+def render_passes(scene, camera, index_of):
+    """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution.
+
+    `index_of`: {object: pass index}. Renders a throw-away copy of the scene so the user's
+    render settings and compositor stay untouched; object settings are restored afterwards.
+    """
+    saved = {obj: (obj.pass_index, obj.hide_render) for obj in scene.objects}
+    tmp = scene.copy()
+    group = None
+    folder = tempfile.mkdtemp(prefix="characterforge-")
+    path = os.path.join(folder, "passes.exr")
+    image = None
+    try:
+        for obj in scene.objects:
+            obj.pass_index = index_of.get(obj, 0)
+            if obj.get(ROLE) in OUTPUT_ROLES:
+                obj.hide_render = True
+        tmp.camera = camera
+        tmp.render.engine = "CYCLES"
+        tmp.cycles.samples = 1
+        tmp.cycles.use_denoising = False
+        tmp.cycles.use_adaptive_sampling = False
+        tmp.cycles.filter_width = 0.01  # sample pixel centres: exact ids and depth
+        tmp.cycles.device = "CPU"
+        tmp.render.film_transparent = False
+        tmp.render.use_compositing = True
+        tmp.render.use_sequencer = False
+        layer = tmp.view_layers[0]
+        layer.use_pass_z = True
+        layer.use_pass_object_index = True
+        group = _compositor(tmp)
+        settings = tmp.render.image_settings
+        settings.file_format = "OPEN_EXR"
+        settings.color_depth = "32"
+        settings.exr_codec = "ZIP"
+        tmp.render.filepath = path
+        bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
+        if not os.path.exists(path):
+            raise UserError(f"Blender did not write the depth render to {path}")
+        image = bpy.data.images.load(path)
+        w, h = image.size
+        buf = np.empty(w * h * 4, dtype=np.float32)
+        image.pixels.foreach_get(buf)
+        buf = buf.reshape(h, w, 4)[::-1]  # Blender stores rows bottom-up
+        return buf[..., 0].astype(np.float64), buf[..., 1].copy()
+    finally:
+        if image is not None:
+            bpy.data.images.remove(image)
+        bpy.data.scenes.remove(tmp)
+        if group is not None:
+            bpy.data.node_groups.remove(group)
+        for obj, (index, hidden) in saved.items():
+            obj.pass_index, obj.hide_render = index, hidden
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rmdir(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole set
+
+def _hand_region(person, shape):
+    """Pixels near an own rig's projected hand skeleton (own rigs have no separate hand mesh)."""
+    region = np.zeros(shape + (3,), dtype=np.uint8)
+    for hand in (person.left_hand, person.right_hand):
+        present = hand[:, 2] > 0
+        if present.sum() < 2:
+            continue
+        span = np.ptp(hand[present, :2], axis=0).max()
+        width = max(int(span * 0.35), 3)
+        for a, b in openpose_draw.sk.HAND_EDGES:
+            if present[a] and present[b]:
+                openpose_draw.thick_line(region, (int(hand[a, 0]), int(hand[a, 1])), (int(hand[b, 0]), int(hand[b, 1])),
+                                         (255, 255, 255), width=width)
+    return region[..., 0] > 0
+
+
+def _safe_name(name):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True):
+    """Write the control maps for the scene camera (or `camera`) at the current frame.
+
+    Returns the manifest (also written as controls.json, last, once every map is in place).
+    """
+    scene = context.scene
+    camera = camera or find_camera(scene)
+    cam = camera_model(scene, camera)
+    rigs = rigs_in_scene(scene)
+    if not rigs:
+        raise UserError(f"scene '{scene.name}' has no OpenPose rig: add one with Pose > Add rig, or mark your "
+                        "own armature with Pose > Use as OpenPose rig")
+    out_dir = bpy.path.abspath(out_dir)
+    try:
+        check_writable_folder(out_dir)
+    except OSError as exc:
+        raise UserError(str(exc)) from None
+    timings = {}
+    t0 = time.perf_counter()
+    depsgraph = context.evaluated_depsgraph_get()
+    _check_camera_outside(scene, depsgraph, camera)
+
+    people, index_of, characters = [], {}, []
+    for i, rig in enumerate(rigs, start=1):
+        person, mean_depth = project_rig(scene, depsgraph, camera, cam, rig)
+        body, hands = character_meshes(rig)
+        for obj in body:
+            index_of[obj] = 2 * i - 1
+        for obj in hands:
+            index_of[obj] = 2 * i
+        people.append((mean_depth, person))
+        characters.append((rig, person, 2 * i - 1, 2 * i, bool(hands)))
+    people = [p for _, p in sorted(people, key=lambda item: -item[0])]  # far first: near overlaps far
+    timings["project_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    drawn = [p.without_occluded() for p in people] if drop_occluded else people
+    w, h = cam.resolution
+    skeleton = openpose_draw.draw_people(w, h, drawn)
+    timings["draw_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    depth, index = render_passes(scene, camera, index_of)
+    timings["render_s"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
+    hand_mask = np.zeros(depth.shape, dtype=bool)
+    masks = {}
+    for rig, person, body_id, hand_id, has_hand_mesh in characters:
+        ids = np.rint(index).astype(np.int64)
+        mask = (ids == body_id) | (ids == hand_id)
+        hand_mask |= (ids == hand_id) if has_hand_mesh else (mask & _hand_region(person, depth.shape))
+        masks[rig.name] = mask
+    files = {
+        "openpose.png": encode_png(skeleton),
+        "openpose.json": keypoints.to_openpose_json(w, h, drawn).encode("utf-8"),
+        "depth.png": encode_png(control_maps.depth_image(depth)),
+        "hand_depth.png": encode_png(control_maps.depth_image(depth, hand_mask)),
+        "normal.png": encode_png(control_maps.normal_image(projection.unproject(cam, np.where(shown, depth, 0.0)), shown)),
+    }
+    mask_files = {}
+    for name, mask in masks.items():
+        file = f"mask_{_safe_name(name)}.png"
+        files[file] = encode_png(np.where(mask, 255, 0).astype(np.uint8))
+        mask_files[name] = file
+    timings["encode_s"] = time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    for file, data in files.items():
+        write_atomic(os.path.join(out_dir, file), data)
+    manifest = {
+        "camera": camera.name, "frame": scene.frame_current, "resolution": [w, h],
+        "files": sorted(files), "masks": mask_files,
+        "people": [{"name": p.name,
+                    "visible": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == 1).sum()),
+                    "occluded": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == keypoints.OCCLUDED_CONFIDENCE).sum())}
+                   for p in people],
+        "drop_occluded": drop_occluded,
+    }
+    write_atomic(os.path.join(out_dir, "controls.json"), json.dumps(manifest, indent=1).encode("utf-8"))
+    timings["write_s"] = time.perf_counter() - t4
+    manifest["timings"] = timings
+    if preview:
+        load_previews(out_dir, files)
+    return manifest
+
+
+def load_previews(out_dir, files):
+    """Show the maps as Blender images (Image Editor), reloading ones shown before."""
+    for file in files:
+        if not file.endswith(".png"):
+            continue
+        name = f"CF {file[:-4]}"
+        path = os.path.join(out_dir, file)
+        image = bpy.data.images.get(name)
+        if image is None:
+            image = bpy.data.images.load(path, check_existing=False)
+            image.name = name
+        else:
+            image.filepath = path
+            image.reload()
+        image.colorspace_settings.name = "Non-Color" if file != "openpose.png" else "sRGB"

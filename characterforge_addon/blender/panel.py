@@ -1,0 +1,73 @@
+"""The sidebar (N-panel) tab: posing and control maps."""
+
+import bpy
+
+
+class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.prop(item, "joint", text="")
+        row.prop_search(item, "bone", data.id_data.data, "bones", text="")
+        row.prop(item, "end", text="")
+
+
+class CHARACTERFORGE_PT_pose(bpy.types.Panel):
+    bl_label = "Pose"
+    bl_idname = "CHARACTERFORGE_PT_pose"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "CharacterForge"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.characterforge
+        col = layout.column(align=True)
+        col.prop(settings, "new_rig_preset")
+        col.prop(settings, "new_rig_height")
+        col.operator("characterforge.add_rig", icon="ARMATURE_DATA")
+
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            layout.label(text="Select a rig to pose it", icon="INFO")
+            return
+        box = layout.box()
+        box.label(text=obj.name, icon="OUTLINER_OB_ARMATURE")
+        if not obj.characterforge.is_rig:
+            box.operator("characterforge.use_own_rig", icon="CON_ARMATURE")
+            return
+        if "hand_ik.L" in obj.pose.bones:
+            row = box.row(align=True)
+            row.prop(settings, "pose", text="")
+            row.operator("characterforge.apply_pose", text="Apply")
+        row = box.row(align=True)
+        row.operator("characterforge.save_pose", icon="EXPORT")
+        row.operator("characterforge.load_pose", icon="IMPORT")
+        if "hand_ik.L" not in obj.pose.bones:
+            box.label(text="Own rig mapping (overrides):")
+            row = box.row()
+            row.template_list("CHARACTERFORGE_UL_joint_overrides", "", obj.characterforge, "joint_overrides",
+                              obj.characterforge, "active_override", rows=3)
+            col = row.column(align=True)
+            col.operator("characterforge.add_joint_override", icon="ADD", text="")
+            col.operator("characterforge.remove_joint_override", icon="REMOVE", text="")
+
+
+class CHARACTERFORGE_PT_controls(bpy.types.Panel):
+    bl_label = "Control Maps"
+    bl_idname = "CHARACTERFORGE_PT_controls"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "CharacterForge"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.characterforge
+        layout.prop(settings, "output_dir")
+        layout.prop(settings, "drop_occluded")
+        camera = context.scene.camera
+        layout.label(text=f"Camera: {camera.name}" if camera else "No scene camera", icon="CAMERA_DATA")
+        layout.operator("characterforge.render_controls", icon="RENDER_STILL")
+
+
+classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,59 @@
+"""All add-on settings: one PropertyGroup on the Scene, one on each Object (rigs)."""
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
+
+from ..core import poses, rig_layout
+from ..core.rig_mapping import joint_keys
+
+PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
+POSE_ITEMS = [(key, label, desc) for key, (label, desc) in poses.LIBRARY.items()]
+
+
+def _joint_items(self, context):
+    return _JOINT_ITEMS
+
+
+_JOINT_ITEMS = [(key, key, "") for key in joint_keys()]
+
+
+class CHARACTERFORGE_PG_joint_map(bpy.types.PropertyGroup):
+    joint: EnumProperty(name="Joint", items=_joint_items, description="OpenPose joint")
+    bone: StringProperty(name="Bone", description="Bone of this armature carrying the joint; empty to leave it out")
+    end: EnumProperty(name="End", items=[("head", "Head", "The bone's head"), ("tail", "Tail", "The bone's tail")])
+
+
+class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
+    is_rig: BoolProperty(name="OpenPose rig", description="This armature is a character for control maps")
+    preset: EnumProperty(name="Proportions", items=PRESET_ITEMS, default="ADULT")
+    height: FloatProperty(name="Height", default=1.75, min=0.05, soft_max=3.0, unit="LENGTH")
+    joint_overrides: CollectionProperty(type=CHARACTERFORGE_PG_joint_map)
+    active_override: bpy.props.IntProperty()
+
+
+class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
+    new_rig_preset: EnumProperty(name="Proportions", items=PRESET_ITEMS, default="ADULT")
+    new_rig_height: FloatProperty(name="Height", default=1.75, min=0.05, soft_max=3.0, unit="LENGTH",
+                                  description="Height of a new rig, crown to floor")
+    pose: EnumProperty(name="Pose", items=POSE_ITEMS, default="A_POSE")
+    output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="//characterforge/controls",
+                               description="Folder for control maps (// is the .blend file's folder)")
+    drop_occluded: BoolProperty(name="Drop hidden joints", default=False,
+                                description="Leave out joints hidden behind the body, so ControlNet keeps depth order")
+
+
+classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_scene)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.characterforge = PointerProperty(type=CHARACTERFORGE_PG_scene)
+    bpy.types.Object.characterforge = PointerProperty(type=CHARACTERFORGE_PG_rig)
+
+
+def unregister():
+    del bpy.types.Object.characterforge
+    del bpy.types.Scene.characterforge
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

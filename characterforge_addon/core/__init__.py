@@ -1,0 +1,1 @@
+"""Pure logic: imports only the standard library and numpy, never bpy or torch."""
