@@ -65,15 +65,51 @@ def mapping_for(rig):
     return rig_mapping.resolve(names, overrides, rig_name=f"armature '{rig.name}'")
 
 
-def _slack_for(rig, convention, mapping):
+def _see_through_for(rig, convention, mapping):
+    """{joint key: bones a ray may pass to reach it}; the layout knows more for our own rigs."""
     if convention == "CHARACTERFORGE":
         settings = rig.characterforge
-        slack = rig_layout.joint_slack(rig_layout.build_layout(settings.height, settings.preset))
+        sets = rig_layout.see_through_bones(rig_layout.build_layout(settings.height, settings.preset))
         return {f"{part}.{j}": s for part in rig_mapping.PARTS
-                for j, s in zip(rig_mapping.PART_JOINTS[part], slack[part])}
-    # Own rigs: a tenth of the rig's size is roughly a limb's thickness.
-    scale = max(rig.dimensions) if max(rig.dimensions) > 0 else 1.0
-    return {key: 0.1 * scale for key in mapping}
+                for j, s in zip(rig_mapping.PART_JOINTS[part], sets[part])}
+    hierarchy = _Hierarchy(rig)
+    out = {}
+    for key, (bone, end) in mapping.items():
+        part = key.split(".", 1)[0]
+        out[key] = set() if rig_layout.is_surface_joint(part, bone) else rig_layout.own_bones(hierarchy, bone, end)
+    return out
+
+
+class _Hierarchy:
+    """Bone parents by name, in the shape rig_layout.own_bones reads."""
+
+    def __init__(self, rig):
+        self._parents = {b.name: (b.parent.name if b.parent else "") for b in rig.data.bones}
+
+    def items(self):
+        return ((name, _Parent(parent)) for name, parent in self._parents.items())
+
+    def __getitem__(self, name):
+        return _Parent(self._parents[name])
+
+
+class _Parent:
+    def __init__(self, parent):
+        self.parent = parent
+
+
+def _face_bone(obj, face_index, cache):
+    """The bone a face of a skinned mesh follows (its first vertex's strongest group)."""
+    key = (obj.name, face_index)
+    if key not in cache:
+        mesh = obj.data
+        bone = ""
+        if face_index < len(mesh.polygons):
+            groups = mesh.vertices[mesh.polygons[face_index].vertices[0]].groups
+            if len(groups):
+                bone = obj.vertex_groups[max(groups, key=lambda g: g.weight).group].name
+        cache[key] = bone
+    return cache[key]
 
 
 def _check_camera_outside(scene, depsgraph, camera):
@@ -89,30 +125,34 @@ def _check_camera_outside(scene, depsgraph, camera):
                         "or hide that object from render")
 
 
-def _visible(scene, depsgraph, origin, target, slack):
-    """Is `target` seen from `origin`, allowing it to lie `slack` behind the first surface?"""
+def _visible(scene, depsgraph, origin, target, slack, see_through):
+    """Is `target` seen from `origin`? Rays pass our own output planes and what
+    `see_through(obj, face_index)` allows (the joint's own limbs); the joint may lie up to
+    `slack` behind the first surface left."""
     direction = target - origin
     distance = direction.length
     if distance < 1e-9:
         return True
     direction /= distance
-    start = origin
-    travelled = 0.0
-    for _ in range(8):  # step through our own output planes
-        hit, location, _, _, obj, _ = scene.ray_cast(depsgraph, start, direction, distance=distance - travelled + slack)
+    start, travelled = origin, 0.0
+    for _ in range(16):
+        hit, location, _, face, obj, _ = scene.ray_cast(depsgraph, start, direction, distance=distance - travelled + slack)
         if not hit:
             return True
         travelled += (location - start).length
-        if obj.get(ROLE) not in OUTPUT_ROLES:
+        if obj.get(ROLE) not in OUTPUT_ROLES and not see_through(obj, face):
             return travelled >= distance - slack
-        start = location + direction * 1e-4
+        start = location + direction * 1e-5
     return True
 
 
 def project_rig(scene, depsgraph, camera, cam, rig):
     """(Person, mean depth) for one rig seen through `camera`."""
     convention, mapping = mapping_for(rig)
-    slack = _slack_for(rig, convention, mapping)
+    through = _see_through_for(rig, convention, mapping)
+    slack = 0.01 * max(max(rig.dimensions), 0.1)  # a joint on a surface is seen
+    own_meshes = {o.name for o in sum(character_meshes(rig), [])}
+    face_bones = {}
     person = keypoints.Person(rig.name)
     cam_origin = camera.matrix_world.translation
     forward = -camera.matrix_world.col[2].xyz.normalized()
@@ -129,9 +169,12 @@ def project_rig(scene, depsgraph, camera, cam, rig):
         points = np.zeros((len(keys), 3))
         present = ~np.isnan(world[:, 0]) & projection.in_frame(xy, depth, cam.resolution)
         for i in np.flatnonzero(present):
+            def see_through(obj, face, own=through[keys[i]]):
+                return obj.name in own_meshes and _face_bone(obj, face, face_bones) in own
+
             target = Vector(world[i])
             origin = cam_origin if not cam.ortho else target - forward * depth[i]
-            seen = _visible(scene, depsgraph, origin, target, slack[keys[i]])
+            seen = _visible(scene, depsgraph, origin, target, slack, see_through)
             points[i] = (xy[i, 0], xy[i, 1], 1.0 if seen else keypoints.OCCLUDED_CONFIDENCE)
             depths.append(depth[i])
         setattr(person, part, points)
@@ -252,6 +295,7 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     Returns the manifest (also written as controls.json, last, once every map is in place).
     """
     scene = context.scene
+    context.view_layer.update()  # matrices are stale after any change until the depsgraph runs
     camera = camera or find_camera(scene)
     cam = camera_model(scene, camera)
     rigs = rigs_in_scene(scene)

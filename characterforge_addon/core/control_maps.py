@@ -1,4 +1,4 @@
-"""Turn render passes (depth, normals, object index) into ControlNet control images.
+"""Turn a depth render into ControlNet control images (depth, normals).
 
 Input arrays are top-down (row 0 is the top of the image). Blender hands buffers bottom-up;
 the Blender layer flips them once before calling here.
@@ -58,8 +58,3 @@ def normal_image(points, shown):
     out = np.rint((n + 1.0) * 127.5).astype(np.uint8)
     out[~shown] = 0
     return out
-
-
-def index_mask(index_pass, indices):
-    """A 0/255 mask of pixels whose object pass index is one of `indices`."""
-    return np.where(np.isin(np.rint(index_pass).astype(np.int64), list(indices)), 255, 0).astype(np.uint8)

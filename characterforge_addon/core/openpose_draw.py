@@ -2,8 +2,8 @@
 
 Reproduces controlnet_aux's drawing (util.draw_bodypose/draw_handpose/draw_facepose), the
 pictures OpenPose ControlNets were trained on: the same colours, limb order, stick width,
-0.6 limb intensity and integer rounding. Body ellipses, dots and face dots match cv2 pixel
-for pixel; cv2's sub-pixel thick-line fill for hand edges is matched to within a pixel.
+0.6 limb intensity and integer rounding. Dots match cv2 pixel for pixel; limb ellipses and
+hand edges differ from cv2's fixed-point scan conversion by at most a pixel along their edges.
 """
 
 import math
@@ -50,7 +50,7 @@ def _draw_body(canvas, body):
         length = math.hypot(xs[0] - xs[1], ys[0] - ys[1])
         angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
         polygon = ellipse_polygon(int(np.mean(xs)), int(np.mean(ys)), int(length / 2), sk.BODY_STICK_WIDTH, int(angle))
-        fill_polygon(canvas, polygon, tuple(int(c * sk.LIMB_INTENSITY) for c in color))
+        fill_polygon(canvas, polygon, tuple(int(c * sk.LIMB_INTENSITY) for c in color), outline=True)
     for i, color in enumerate(sk.BODY_COLORS):
         if present[i]:
             fill_circle(canvas, int(body[i, 0]), int(body[i, 1]), sk.BODY_POINT_RADIUS, color)
@@ -116,11 +116,28 @@ def _row_spans(points, rows):
     on_row = a[:, 1][:, None] == r
     left = np.minimum(left, np.where(on_row, a[:, 0:1], np.inf).min(axis=0))
     right = np.maximum(right, np.where(on_row, a[:, 0:1], -np.inf).max(axis=0))
-    return np.floor(left + 0.5), np.floor(right + 0.5)
+    return np.ceil(left - 0.5), np.floor(right + 0.5)
 
 
-def fill_polygon(canvas, points, color):
-    """Fill a (nearly) convex polygon: every row from its left to its right crossing, inclusive."""
+def _outline(canvas, points, color):
+    """The closed polygon's edges as 8-connected lines (cv2 draws them with the fill)."""
+    a = points.astype(np.int64)
+    d = np.roll(a, -1, axis=0) - a
+    steps = np.maximum(np.abs(d).max(axis=1), 1)
+    edge = np.repeat(np.arange(len(a)), steps + 1)
+    t = (np.arange(edge.size) - np.repeat(np.cumsum(steps + 1) - (steps + 1), steps + 1)) / steps[edge]
+    x = np.floor(a[edge, 0] + d[edge, 0] * t + 0.5).astype(np.int64)
+    y = np.floor(a[edge, 1] + d[edge, 1] * t + 0.5).astype(np.int64)
+    h, w = canvas.shape[:2]
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    canvas[y[inside], x[inside]] = color
+
+
+def fill_polygon(canvas, points, color, outline=False):
+    """Fill a (nearly) convex polygon: every row from its left to its right crossing, inclusive;
+    `outline` also draws its edges as lines, as cv2.fillConvexPoly does for integer polygons."""
+    if outline:
+        _outline(canvas, points, color)
     h, w = canvas.shape[:2]
     top = max(int(math.ceil(points[:, 1].min() - 0.5)), 0)
     bottom = min(int(math.floor(points[:, 1].max() + 0.5)), h - 1)

@@ -112,6 +112,11 @@ def _on_head(center, hu, x, z, forward):
     return center + _v(x * rx, y, z * rz)
 
 
+def _hand_vector(side, hu, p):
+    """Wrist to the middle knuckle: the hand bone, and its IK control, which it copies."""
+    return _v(_sign(side) * 0.46, -0.035, 0) * p["hand"] * hu
+
+
 def _hand(layout, side, wrist, hu, p):
     """Finger bones in T-pose: palm down, fingers along ±X, thumb forward (-Y)."""
     s = _sign(side)
@@ -125,7 +130,7 @@ def _hand(layout, side, wrist, hu, p):
         ("pinky", 0.4, 0.11, (0.17, 0.1, 0.09)),
     )
     hand = f"hand.{side}"
-    layout.bones.append(BoneSpec(hand, wrist, wrist + _v(s * 0.46 * length, -0.035 * length, 0), f"forearm.{side}"))
+    layout.bones.append(BoneSpec(hand, wrist, wrist + _hand_vector(side, hu, p), f"forearm.{side}"))
     joints = [(hand, "head")]
     for finger, kx, ky, segs in fingers:
         start = wrist + _v(s * kx * length, ky * length, -0.02 * length)
@@ -205,7 +210,7 @@ def build_layout(height=1.75, preset="ADULT"):
         add(BoneSpec(f"shin.{side}", knee, ankle, f"thigh.{side}", connect=True))
         add(BoneSpec(f"foot.{side}", ankle, toe, f"shin.{side}", connect=True))
         # IK controls and poles (elbows bend backwards, knees forwards)
-        add(BoneSpec(f"hand_ik.{side}", wrist, wrist + _v(s * 0.4 * hu, 0, 0), "root", "Controls", deform=False))
+        add(BoneSpec(f"hand_ik.{side}", wrist, wrist + _hand_vector(side, hu, p), "root", "Controls", deform=False))
         add(BoneSpec(f"elbow_pole.{side}", elbow + _v(0, 2 * hu, 0), elbow + _v(0, 2.3 * hu, 0), "root", "Controls", deform=False))
         add(BoneSpec(f"foot_ik.{side}", ankle, toe, "root", "Controls", deform=False))
         add(BoneSpec(f"knee_pole.{side}", knee + _v(0, -2 * hu, 0), knee + _v(0, -2.3 * hu, 0), "root", "Controls", deform=False))
@@ -258,30 +263,48 @@ def joint_positions(layout):
 SURFACE_JOINT_BONES = ("nose", "eye.L", "eye.R", "ear.L", "ear.R")
 
 
-def joint_slack(layout):
-    """How far behind the first surface on the camera ray each joint may lie and still count
-    as visible: joints sit inside their own limb, so a ray always meets that limb first.
+def is_surface_joint(part, bone):
+    """Face points, nose, eyes and ears sit on the head's surface, not inside a limb."""
+    return part == "face" or bone in SURFACE_JOINT_BONES
 
-    Per part, an (N,) array in metres. Face points, nose, eyes and ears sit on the surface.
+
+def see_through_bones(layout):
+    """Per part, for each joint, the bones whose proxy flesh a camera ray may pass on its way
+    to the joint: its own limbs (`own_bones`) and any part that encloses it at rest (the hip
+    joints sit inside the pelvis). Anything else in front of the joint hides it.
+
+    Face points, nose, eyes and ears sit on the head's surface: nothing is looked through.
     """
     bones = {b.name: b for b in layout.bones}
-    margin = 0.05 * layout.head_unit
     out = {}
     for part, joints in layout.joints.items():
-        slack = []
+        sets = []
         for bone, end in joints:
-            point = getattr(bones[bone], end)
-            if part == "face" or bone in SURFACE_JOINT_BONES:
-                slack.append(margin)
+            if is_surface_joint(part, bone):
+                sets.append(frozenset())
                 continue
-            best = 0.0
+            point = getattr(bones[bone], end)
+            through = own_bones(bones, bone, end)
             for p in layout.parts:
                 axis = p.end - p.start
                 t = np.clip(np.dot(point - p.start, axis) / np.dot(axis, axis), 0.0, 1.0)
-                d = np.linalg.norm(point - (p.start + t * axis))
-                r = max(p.width, p.depth)
-                if d <= r:
-                    best = max(best, r + d)
-            slack.append(best + margin)
-        out[part] = np.array(slack)
+                if np.linalg.norm(point - (p.start + t * axis)) <= max(p.width, p.depth):
+                    through.add(p.bone)
+            sets.append(frozenset(through))
+        out[part] = sets
     return out
+
+
+def own_bones(bones, bone, end):
+    """Bones whose flesh surrounds a joint: the bone and, at its head, its parent; at its
+    tail, its children. A camera ray looks through these on its way to the joint.
+
+    `bones`: name -> object with `.parent` (a name) — a BoneSpec here, or Blender's bones
+    adapted by the caller.
+    """
+    own = {bone}
+    if end == "head" and bones[bone].parent:
+        own.add(bones[bone].parent)
+    if end == "tail":
+        own.update(name for name, b in bones.items() if b.parent == bone)
+    return own

@@ -1,0 +1,33 @@
+"""Shared start-up for the headless scripts: find the add-on, read arguments, register once.
+
+Works both with the bpy module (`python blender_scripts/x.py ...`) and inside Blender
+(`blender -b FILE -P blender_scripts/x.py -- ...`, where our arguments follow `--`).
+"""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def script_args(argv=None):
+    """Our arguments: those after `--` (Blender passes its own before it), else all but argv[0]."""
+    argv = sys.argv if argv is None else argv
+    if "--" in argv:
+        return argv[argv.index("--") + 1:]
+    return argv[1:]
+
+
+def register_addon():
+    """Register the add-on unless Blender already did (an installed, enabled extension)."""
+    import bpy
+    import characterforge_addon
+    if not hasattr(bpy.types.Scene, "characterforge"):
+        characterforge_addon.register()
+
+
+def fail(message, code=1):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
