@@ -4,6 +4,7 @@ Works both with the bpy module (`python blender_scripts/x.py ...`) and inside Bl
 (`blender -b FILE -P blender_scripts/x.py -- ...`, where our arguments follow `--`).
 """
 
+import atexit
 import os
 import sys
 
@@ -26,6 +27,9 @@ def register_addon():
     import characterforge_addon
     if not hasattr(bpy.types.Scene, "characterforge"):
         characterforge_addon.register()
+        if not bpy.app.binary_path:
+            # The bpy 4.2 module segfaults at exit while operators are still registered.
+            atexit.register(characterforge_addon.unregister)
 
 
 def fail(message, code=1):

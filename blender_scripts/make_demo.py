@@ -30,7 +30,7 @@ def main(argv=None):
     demo_scene.build(bpy)
     print("demo scene: 2 rigs (Hero walking, Kid sitting), camera, floor, box", flush=True)
     try:
-        manifest = controls.render_controls(bpy.context, os.path.join(out, "controls"))
+        manifest = controls.render_controls(bpy.context, os.path.join(out, "controls"), normals=True)
     except UserError as exc:
         fail(str(exc))
     print(f"control maps: {', '.join(manifest['files'])} -> {os.path.join(out, 'controls')}", flush=True)

@@ -34,6 +34,7 @@ def parse(argv):
     parser.add_argument("--camera", help="camera object name (default: the scene camera)")
     parser.add_argument("--frames", type=parse_frames, help="frame range A-B, one folder per frame")
     parser.add_argument("--drop-occluded", action="store_true", help="leave out joints hidden behind the body")
+    parser.add_argument("--normals", action="store_true", help="also write normal.png")
     return parser.parse_args(argv)
 
 
@@ -63,7 +64,8 @@ def main(argv=None):
             if frame is not None:
                 scene.frame_set(frame)
                 out = os.path.join(args.out, f"frame_{frame:04d}")
-            manifest = controls.render_controls(bpy.context, out, camera, args.drop_occluded, preview=False)
+            manifest = controls.render_controls(bpy.context, out, camera, args.drop_occluded, preview=False,
+                                                 normals=args.normals)
             label = f"frame {frame}" if frame is not None else f"frame {scene.frame_current}"
             print(f"[{n}/{len(frames)}] {label}: {len(manifest['files'])} maps in {time.perf_counter() - start:.2f} s -> {out}",
                   flush=True)

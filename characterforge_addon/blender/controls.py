@@ -1,15 +1,17 @@
 """Control maps for one camera and frame: OpenPose skeleton and JSON, depth, hand depth,
-normals and a mask per character, from every OpenPose rig in the scene.
+a mask per character and, on request, normals, from every OpenPose rig in the scene.
 
 Joints are projected in numpy (core.projection) and checked for occlusion with scene ray
 casts. Depth and object index come from ONE Cycles render at 1 sample; hand depth, masks and
 normals are cut from it, so the whole set costs about one depth render plus drawing.
 """
 
+import functools
 import json
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import bpy
 import numpy as np
@@ -65,13 +67,16 @@ def mapping_for(rig):
     return rig_mapping.resolve(names, overrides, rig_name=f"armature '{rig.name}'")
 
 
+@functools.lru_cache(maxsize=16)
+def _layout_see_through(height, preset):
+    sets = rig_layout.see_through_bones(rig_layout.build_layout(height, preset))
+    return {f"{part}.{j}": s for part in rig_mapping.PARTS for j, s in zip(rig_mapping.PART_JOINTS[part], sets[part])}
+
+
 def _see_through_for(rig, convention, mapping):
     """{joint key: bones a ray may pass to reach it}; the layout knows more for our own rigs."""
     if convention == "CHARACTERFORGE":
-        settings = rig.characterforge
-        sets = rig_layout.see_through_bones(rig_layout.build_layout(settings.height, settings.preset))
-        return {f"{part}.{j}": s for part in rig_mapping.PARTS
-                for j, s in zip(rig_mapping.PART_JOINTS[part], sets[part])}
+        return _layout_see_through(round(rig.characterforge.height, 6), rig.characterforge.preset)
     hierarchy = _Hierarchy(rig)
     out = {}
     for key, (bone, end) in mapping.items():
@@ -239,8 +244,8 @@ def render_passes(scene, camera, index_of):
         group = _compositor(tmp)
         settings = tmp.render.image_settings
         settings.file_format = "OPEN_EXR"
-        settings.color_depth = "32"
-        settings.exr_codec = "ZIP"
+        settings.color_depth = "16"  # half floats: depth to 0.05 %, object ids exact up to 2048
+        settings.exr_codec = "NONE"  # a scratch file read straight back: no time on compression
         tmp.render.filepath = path
         bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
         if not os.path.exists(path):
@@ -270,26 +275,45 @@ def render_passes(scene, camera, index_of):
 # The whole set
 
 def _hand_region(person, shape):
-    """Pixels near an own rig's projected hand skeleton (own rigs have no separate hand mesh)."""
-    region = np.zeros(shape + (3,), dtype=np.uint8)
+    """Pixels near an own rig's projected hand joints (own rigs have no separate hand mesh)."""
+    region = np.zeros(shape, dtype=bool)
     for hand in (person.left_hand, person.right_hand):
         present = hand[:, 2] > 0
         if present.sum() < 2:
             continue
-        span = np.ptp(hand[present, :2], axis=0).max()
-        width = max(int(span * 0.35), 3)
-        for a, b in openpose_draw.sk.HAND_EDGES:
-            if present[a] and present[b]:
-                openpose_draw.thick_line(region, (int(hand[a, 0]), int(hand[a, 1])), (int(hand[b, 0]), int(hand[b, 1])),
-                                         (255, 255, 255), width=width)
-    return region[..., 0] > 0
+        radius = max(int(np.ptp(hand[present, :2], axis=0).max() * 0.25), 3)
+        for pixels in openpose_draw.discs(shape, hand[present, :2].astype(np.int64), radius):
+            region.ravel()[pixels] = True
+    return region
+
+
+def _maps_from_passes(pool, cam, depth, index, characters, normals):
+    """({file: PNG bytes} of the depth, hand depth, mask (and normal) maps, made side by side
+    on `pool`; {character: mask file})."""
+    ids = np.rint(index).astype(np.int32)
+    hand_mask = np.zeros(depth.shape, dtype=bool)
+    images, mask_files = {}, {}
+    for rig, person, body_id, hand_id, has_hand_mesh in characters:
+        mask = (ids == body_id) | (ids == hand_id)
+        hand_mask |= (ids == hand_id) if has_hand_mesh else (mask & _hand_region(person, depth.shape))
+        mask_files[rig.name] = f"mask_{_safe_name(rig.name)}.png"
+        images[mask_files[rig.name]] = lambda mask=mask: np.where(mask, np.uint8(255), np.uint8(0))
+    images["depth.png"] = lambda: control_maps.depth_image(depth)
+    images["hand_depth.png"] = lambda: control_maps.depth_image(depth, hand_mask)
+    if normals:
+        def normal_map():
+            shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
+            return control_maps.normal_image(projection.unproject(cam, np.where(shown, depth, 0.0)), shown)
+        images["normal.png"] = normal_map
+    done = {name: pool.submit(lambda make=make: encode_png(make())) for name, make in images.items()}
+    return {name: future.result() for name, future in done.items()}, mask_files
 
 
 def _safe_name(name):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True):
+def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True, normals=False):
     """Write the control maps for the scene camera (or `camera`) at the current frame.
 
     Returns the manifest (also written as controls.json, last, once every map is in place).
@@ -325,38 +349,31 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     people = [p for _, p in sorted(people, key=lambda item: -item[0])]  # far first: near overlaps far
     timings["project_s"] = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
     drawn = [p.without_occluded() for p in people] if drop_occluded else people
     w, h = cam.resolution
-    skeleton = openpose_draw.draw_people(w, h, drawn)
-    timings["draw_s"] = time.perf_counter() - t1
+    pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
 
-    t2 = time.perf_counter()
-    depth, index = render_passes(scene, camera, index_of)
-    timings["render_s"] = time.perf_counter() - t2
+    def draw():
+        start = time.perf_counter()
+        files = {"openpose.png": encode_png(openpose_draw.draw_people(w, h, drawn)),
+                 "openpose.json": keypoints.to_openpose_json(w, h, drawn).encode("utf-8")}
+        timings["draw_s"] = time.perf_counter() - start
+        return files
 
-    t3 = time.perf_counter()
-    shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
-    hand_mask = np.zeros(depth.shape, dtype=bool)
-    masks = {}
-    for rig, person, body_id, hand_id, has_hand_mesh in characters:
-        ids = np.rint(index).astype(np.int64)
-        mask = (ids == body_id) | (ids == hand_id)
-        hand_mask |= (ids == hand_id) if has_hand_mesh else (mask & _hand_region(person, depth.shape))
-        masks[rig.name] = mask
-    files = {
-        "openpose.png": encode_png(skeleton),
-        "openpose.json": keypoints.to_openpose_json(w, h, drawn).encode("utf-8"),
-        "depth.png": encode_png(control_maps.depth_image(depth)),
-        "hand_depth.png": encode_png(control_maps.depth_image(depth, hand_mask)),
-        "normal.png": encode_png(control_maps.normal_image(projection.unproject(cam, np.where(shown, depth, 0.0)), shown)),
-    }
-    mask_files = {}
-    for name, mask in masks.items():
-        file = f"mask_{_safe_name(name)}.png"
-        files[file] = encode_png(np.where(mask, 255, 0).astype(np.uint8))
-        mask_files[name] = file
-    timings["encode_s"] = time.perf_counter() - t3
+    try:
+        # The skeleton needs no render: it is drawn while Cycles renders (the render runs in
+        # Blender's own threads; numpy and zlib release the GIL).
+        drawing = pool.submit(draw)
+        t2 = time.perf_counter()
+        depth, index = render_passes(scene, camera, index_of)
+        timings["render_s"] = time.perf_counter() - t2
+        files = drawing.result()
+        t3 = time.perf_counter()
+        maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals)
+        files.update(maps)
+        timings["encode_s"] = time.perf_counter() - t3
+    finally:
+        pool.shutdown(wait=True)
 
     t4 = time.perf_counter()
     for file, data in files.items():

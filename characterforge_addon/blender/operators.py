@@ -9,6 +9,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from ..core.errors import UserError
 from ..core.rig_mapping import auto_mapping
 from . import controls, posing, rig
+from .properties import POSE_ITEMS
 
 
 def _active_rig(context):
@@ -52,7 +53,7 @@ class CHARACTERFORGE_OT_apply_pose(_RigOperator, bpy.types.Operator):
     bl_label = "Apply Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    pose: EnumProperty(name="Pose", items=lambda self, context: _pose_items())
+    pose: EnumProperty(name="Pose", items=POSE_ITEMS)
 
     def invoke(self, context, event):
         self.pose = context.scene.characterforge.pose
@@ -65,11 +66,6 @@ class CHARACTERFORGE_OT_apply_pose(_RigOperator, bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
-
-
-def _pose_items():
-    from .properties import POSE_ITEMS
-    return POSE_ITEMS
 
 
 class CHARACTERFORGE_OT_save_pose(_RigOperator, bpy.types.Operator, ExportHelper):
@@ -163,7 +159,8 @@ class CHARACTERFORGE_OT_render_controls(bpy.types.Operator):
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
         try:
-            manifest = controls.render_controls(context, settings.output_dir, drop_occluded=settings.drop_occluded)
+            manifest = controls.render_controls(context, settings.output_dir, drop_occluded=settings.drop_occluded,
+                                               normals=settings.normals)
         except UserError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -64,6 +64,7 @@ class CHARACTERFORGE_PT_controls(bpy.types.Panel):
         settings = context.scene.characterforge
         layout.prop(settings, "output_dir")
         layout.prop(settings, "drop_occluded")
+        layout.prop(settings, "normals")
         camera = context.scene.camera
         layout.label(text=f"Camera: {camera.name}" if camera else "No scene camera", icon="CAMERA_DATA")
         layout.operator("characterforge.render_controls", icon="RENDER_STILL")

@@ -8,17 +8,12 @@ from ..core.rig_mapping import joint_keys
 
 PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
 POSE_ITEMS = [(key, label, desc) for key, (label, desc) in poses.LIBRARY.items()]
-
-
-def _joint_items(self, context):
-    return _JOINT_ITEMS
-
-
-_JOINT_ITEMS = [(key, key, "") for key in joint_keys()]
+JOINT_ITEMS = [(key, key, "") for key in joint_keys()]
 
 
 class CHARACTERFORGE_PG_joint_map(bpy.types.PropertyGroup):
-    joint: EnumProperty(name="Joint", items=_joint_items, description="OpenPose joint")
+    # Static items: bpy 4.2 crashes at exit when a dynamic-items enum was registered.
+    joint: EnumProperty(name="Joint", items=JOINT_ITEMS, description="OpenPose joint")
     bone: StringProperty(name="Bone", description="Bone of this armature carrying the joint; empty to leave it out")
     end: EnumProperty(name="End", items=[("head", "Head", "The bone's head"), ("tail", "Tail", "The bone's tail")])
 
@@ -38,6 +33,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     pose: EnumProperty(name="Pose", items=POSE_ITEMS, default="A_POSE")
     output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="//characterforge/controls",
                                description="Folder for control maps (// is the .blend file's folder)")
+    normals: BoolProperty(name="Normal map", default=False,
+                          description="Also write normal.png, derived from the depth render (about 0.1 s at 1024²)")
     drop_occluded: BoolProperty(name="Drop hidden joints", default=False,
                                 description="Leave out joints hidden behind the body, so ControlNet keeps depth order")
 

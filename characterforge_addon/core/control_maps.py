@@ -6,8 +6,9 @@ the Blender layer flips them once before calling here.
 
 import numpy as np
 
-# Depth renders put the background at 1e10; anything this far is empty.
-BACKGROUND_DEPTH = 1e9
+# Depth renders put the background at 1e10, which a half-float EXR stores as its largest
+# value, 65504: anything this far is empty.
+BACKGROUND_DEPTH = 6.5e4
 # The farthest foreground gets this level so it stays distinct from the black background.
 FAR_LEVEL = 20
 
@@ -35,26 +36,32 @@ def normal_image(points, shown):
     """Camera-space normals as RGB (x right, y up, z towards the camera), from the camera-space
     points of a depth render (`projection.unproject`); empty pixels black.
 
-    Derived from depth, so it costs no extra render pass. Across a silhouette edge the
+    Derived from depth, so it costs no extra render pass: the normal is the cross product of
+    central differences along the row and up the column. Across a silhouette edge the
     neighbouring depth belongs to something else: such pixels face the camera.
     """
-    p = np.asarray(points, dtype=np.float64)
-    d_right = np.gradient(p, axis=1)
-    d_up = -np.gradient(p, axis=0)
-    n = np.cross(d_right, d_up)
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12)
-    neighbours_shown = shown.copy()
-    neighbours_shown[1:] &= shown[:-1]
-    neighbours_shown[:-1] &= shown[1:]
-    neighbours_shown[:, 1:] &= shown[:, :-1]
-    neighbours_shown[:, :-1] &= shown[:, 1:]
+    p = np.asarray(points, dtype=np.float32)
+    h, w = shown.shape
+    out = np.zeros((h, w, 3), dtype=np.uint8)
+    if h < 3 or w < 3:
+        return out
+    right = p[1:-1, 2:] - p[1:-1, :-2]
+    up = p[:-2, 1:-1] - p[2:, 1:-1]
+    n = np.empty_like(right)
+    n[..., 0] = right[..., 1] * up[..., 2] - right[..., 2] * up[..., 1]
+    n[..., 1] = right[..., 2] * up[..., 0] - right[..., 0] * up[..., 2]
+    n[..., 2] = right[..., 0] * up[..., 1] - right[..., 1] * up[..., 0]
     depth = -p[..., 2]
-    jump = np.zeros_like(depth)
-    jump[:, 1:-1] = np.abs(depth[:, 2:] - depth[:, :-2])
-    jump[1:-1] = np.maximum(jump[1:-1], np.abs(depth[2:] - depth[:-2]))
-    smooth = neighbours_shown & (jump < 0.1 * np.maximum(depth, 1e-6))
+    inner = shown[1:-1, 1:-1]
+    smooth = inner & shown[1:-1, 2:] & shown[1:-1, :-2] & shown[2:, 1:-1] & shown[:-2, 1:-1]
+    jump = np.maximum(np.abs(depth[1:-1, 2:] - depth[1:-1, :-2]), np.abs(depth[2:, 1:-1] - depth[:-2, 1:-1]))
+    smooth &= jump < 0.1 * np.maximum(depth[1:-1, 1:-1], 1e-6)
+    length = np.sqrt(np.einsum("...i,...i->...", n, n))
+    smooth &= length > 1e-12
     n[~smooth] = (0.0, 0.0, 1.0)
-    out = np.rint((n + 1.0) * 127.5).astype(np.uint8)
+    length[~smooth] = 1.0
+    encoded = np.rint((n / length[..., None] + 1.0) * 127.5).astype(np.uint8)
+    out[1:-1, 1:-1] = encoded
+    out[0, :] = out[-1, :] = out[:, 0] = out[:, -1] = (128, 128, 255)  # the frame's edge faces the camera
     out[~shown] = 0
     return out

@@ -3,10 +3,11 @@
 Reproduces controlnet_aux's drawing (util.draw_bodypose/draw_handpose/draw_facepose), the
 pictures OpenPose ControlNets were trained on: the same colours, limb order, stick width,
 0.6 limb intensity and integer rounding. Dots match cv2 pixel for pixel; limb ellipses and
-hand edges differ from cv2's fixed-point scan conversion by at most a pixel along their edges.
-"""
+hand edges differ from cv2's fixed-point scan conversion by about a pixel along their edges.
 
-import math
+Each kind of primitive is computed for a whole part at once (vectorised), then written in
+controlnet_aux's drawing order, so later strokes cover earlier ones exactly as there.
+"""
 
 import numpy as np
 
@@ -15,6 +16,13 @@ from . import skeleton as sk
 
 def blank_canvas(width, height):
     return np.zeros((height, width, 3), dtype=np.uint8)
+
+
+def draw_people(width, height, people):
+    canvas = blank_canvas(width, height)
+    for person in people:
+        draw_person(canvas, person)
+    return canvas
 
 
 def draw_person(canvas, person):
@@ -26,158 +34,158 @@ def draw_person(canvas, person):
     return canvas
 
 
-def draw_people(width, height, people):
-    canvas = blank_canvas(width, height)
-    for person in people:
-        draw_person(canvas, person)
-    return canvas
-
-
 # ---------------------------------------------------------------------------------------------
 # Parts
 
-def _present(points):
-    return points[:, 2] > 0
+_LIMB_A = np.array([a for a, _ in sk.BODY_LIMBS])
+_LIMB_B = np.array([b for _, b in sk.BODY_LIMBS])
+_LIMB_COLORS = [tuple(int(c * sk.LIMB_INTENSITY) for c in color) for color in sk.BODY_COLORS]
+_HAND_EDGE_A = np.array([a for a, _ in sk.HAND_EDGES])
+_HAND_EDGE_B = np.array([b for _, b in sk.HAND_EDGES])
+_HAND_EDGE_COLORS = [tuple(int(np.rint(c)) for c in sk.hand_edge_color(i)) for i in range(len(sk.HAND_EDGES))]
 
 
 def _draw_body(canvas, body):
-    present = _present(body)
-    for (a, b), color in zip(sk.BODY_LIMBS, sk.BODY_COLORS):
-        if not (present[a] and present[b]):
-            continue
-        xs = np.array([body[a, 0], body[b, 0]], dtype=np.float64)
-        ys = np.array([body[a, 1], body[b, 1]], dtype=np.float64)
-        length = math.hypot(xs[0] - xs[1], ys[0] - ys[1])
-        angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
-        polygon = ellipse_polygon(int(np.mean(xs)), int(np.mean(ys)), int(length / 2), sk.BODY_STICK_WIDTH, int(angle))
-        fill_polygon(canvas, polygon, tuple(int(c * sk.LIMB_INTENSITY) for c in color), outline=True)
-    for i, color in enumerate(sk.BODY_COLORS):
-        if present[i]:
-            fill_circle(canvas, int(body[i, 0]), int(body[i, 1]), sk.BODY_POINT_RADIUS, color)
+    present = body[:, 2] > 0
+    limbs = np.flatnonzero(present[_LIMB_A] & present[_LIMB_B])
+    if len(limbs):
+        a, b = body[_LIMB_A[limbs], :2], body[_LIMB_B[limbs], :2]
+        # controlnet_aux's arithmetic: truncated centre, half length and angle in degrees
+        centers = ((a + b) / 2.0).astype(np.int64)
+        half_lengths = (np.hypot(*(a - b).T) / 2.0).astype(np.int64)
+        angles = np.degrees(np.arctan2(a[:, 1] - b[:, 1], a[:, 0] - b[:, 0])).astype(np.int64)
+        px, py = ellipse_polygons(centers, half_lengths, sk.BODY_STICK_WIDTH, angles)
+        for limb, pixels in zip(limbs, convex_fill(canvas.shape, px, py)):
+            _paint(canvas, pixels, _LIMB_COLORS[limb])
+    dots = np.flatnonzero(present)
+    for joint, pixels in zip(dots, discs(canvas.shape, body[dots, :2].astype(np.int64), sk.BODY_POINT_RADIUS)):
+        _paint(canvas, pixels, sk.BODY_COLORS[joint])
 
 
-def _visible_past_edge(point):
-    # controlnet_aux tests the truncated pixel against eps, which drops points on the top/left edge.
-    return int(point[0]) > sk.EDGE_EPS and int(point[1]) > sk.EDGE_EPS
+def _past_edge(points):
+    # controlnet_aux tests the truncated pixel against eps, which drops points on the top/left edge
+    ints = points[:, :2].astype(np.int64)
+    return (points[:, 2] > 0) & (ints[:, 0] > sk.EDGE_EPS) & (ints[:, 1] > sk.EDGE_EPS)
 
 
 def _draw_hand(canvas, hand):
-    present = _present(hand)
-    if not present.any():
+    shown = _past_edge(hand)
+    if not shown.any():
         return
-    for i, (a, b) in enumerate(sk.HAND_EDGES):
-        if present[a] and present[b] and _visible_past_edge(hand[a]) and _visible_past_edge(hand[b]):
-            color = tuple(int(np.rint(c)) for c in sk.hand_edge_color(i))
-            thick_line(canvas, (int(hand[a, 0]), int(hand[a, 1])), (int(hand[b, 0]), int(hand[b, 1])), color)
-    for point, ok in zip(hand, present):
-        if ok and _visible_past_edge(point):
-            fill_circle(canvas, int(point[0]), int(point[1]), sk.HAND_POINT_RADIUS, sk.HAND_POINT_COLOR)
+    edges = np.flatnonzero(shown[_HAND_EDGE_A] & shown[_HAND_EDGE_B])
+    if len(edges):
+        ints = hand[:, :2].astype(np.int64)
+        strokes = thick_lines(canvas.shape, ints[_HAND_EDGE_A[edges]], ints[_HAND_EDGE_B[edges]])
+        for edge, pixels in zip(edges, strokes):
+            _paint(canvas, pixels, _HAND_EDGE_COLORS[edge])
+    for pixels in discs(canvas.shape, hand[shown, :2].astype(np.int64), sk.HAND_POINT_RADIUS):
+        _paint(canvas, pixels, sk.HAND_POINT_COLOR)
 
 
 def _draw_face(canvas, face):
-    for point, ok in zip(face, _present(face)):
-        if ok and _visible_past_edge(point):
-            fill_circle(canvas, int(point[0]), int(point[1]), sk.FACE_POINT_RADIUS, sk.FACE_POINT_COLOR)
+    shown = _past_edge(face)
+    pixels = discs(canvas.shape, face[shown, :2].astype(np.int64), sk.FACE_POINT_RADIUS)
+    if pixels:
+        _paint(canvas, np.concatenate(pixels), sk.FACE_POINT_COLOR)
+
+
+def _paint(canvas, flat_pixels, color):
+    canvas.reshape(-1, 3)[flat_pixels] = color
 
 
 # ---------------------------------------------------------------------------------------------
-# Rasterisation, after OpenCV's ellipse2Poly, fillConvexPoly, circle and thick line
+# Rasterisation, after OpenCV's ellipse2Poly, fillConvexPoly, circle and line.
+# Each function takes many primitives and returns, per primitive, the flat indices of the
+# canvas pixels it covers (clipped to the canvas).
 
-_DEGREES = np.arange(0, 361)
-
-
-def ellipse_polygon(cx, cy, half_length, half_width, angle_deg):
-    """Integer polygon of an ellipse, as cv2.ellipse2Poly(center, axes, angle, 0, 360, 1)."""
-    angle_deg %= 360
-    alpha = np.float32(math.cos(math.radians(angle_deg)))
-    beta = np.float32(math.sin(math.radians(angle_deg)))
-    x = half_length * np.cos(np.radians(_DEGREES))
-    y = half_width * np.sin(np.radians(_DEGREES))
-    points = np.stack([np.rint(cx + x * alpha - y * beta), np.rint(cy + x * beta + y * alpha)], 1).astype(np.int64)
-    keep = np.ones(len(points), dtype=bool)
-    keep[1:] = np.any(points[1:] != points[:-1], axis=1)
-    return points[keep]
+_DEGREES = np.radians(np.arange(0, 361))
+_COS, _SIN = np.cos(_DEGREES), np.sin(_DEGREES)
 
 
-def _row_spans(points, rows):
-    """For each row, the leftmost and rightmost x where the closed polygon crosses it."""
-    a = points.astype(np.float64)
-    b = np.roll(a, -1, axis=0)
-    r = rows[None, :]
-    lo_y = np.minimum(a[:, 1], b[:, 1])[:, None]
-    hi_y = np.maximum(a[:, 1], b[:, 1])[:, None]
-    dy = b[:, 1] - a[:, 1]
-    slope = np.divide(b[:, 0] - a[:, 0], dy, out=np.zeros_like(dy), where=dy != 0)[:, None]
-    crosses = (r >= lo_y) & (r <= hi_y) & (dy != 0)[:, None]
-    x = a[:, 0:1] + (r - a[:, 1:2]) * slope
-    left = np.where(crosses, x, np.inf).min(axis=0)
-    right = np.where(crosses, x, -np.inf).max(axis=0)
-    # Horizontal edges and vertices lying exactly on a row count too.
-    on_row = a[:, 1][:, None] == r
-    left = np.minimum(left, np.where(on_row, a[:, 0:1], np.inf).min(axis=0))
-    right = np.maximum(right, np.where(on_row, a[:, 0:1], -np.inf).max(axis=0))
-    return np.ceil(left - 0.5), np.floor(right + 0.5)
+def ellipse_polygons(centers, half_lengths, half_width, angles_deg):
+    """Integer polygons (x, y), one row per ellipse, as cv2.ellipse2Poly(c, axes, angle, 0, 360, 1).
+
+    cv2 drops repeated consecutive points; repeats change nothing for filling, so they stay.
+    """
+    angles = np.radians(np.asarray(angles_deg) % 360)
+    alpha = np.cos(angles).astype(np.float32)[:, None]
+    beta = np.sin(angles).astype(np.float32)[:, None]
+    x = half_lengths[:, None] * _COS[None, :]
+    y = half_width * _SIN[None, :]
+    px = np.rint(centers[:, 0:1] + x * alpha - y * beta).astype(np.int64)
+    py = np.rint(centers[:, 1:2] + x * beta + y * alpha).astype(np.int64)
+    return px, py
 
 
-def _outline(canvas, points, color):
-    """The closed polygon's edges as 8-connected lines (cv2 draws them with the fill)."""
-    a = points.astype(np.int64)
-    d = np.roll(a, -1, axis=0) - a
-    steps = np.maximum(np.abs(d).max(axis=1), 1)
-    edge = np.repeat(np.arange(len(a)), steps + 1)
-    t = (np.arange(edge.size) - np.repeat(np.cumsum(steps + 1) - (steps + 1), steps + 1)) / steps[edge]
-    x = np.floor(a[edge, 0] + d[edge, 0] * t + 0.5).astype(np.int64)
-    y = np.floor(a[edge, 1] + d[edge, 1] * t + 0.5).astype(np.int64)
-    h, w = canvas.shape[:2]
+def _line_pixels(x0, y0, x1, y1):
+    """8-connected lines between integer points: (x, y, index of the line) for every pixel."""
+    dx, dy = x1 - x0, y1 - y0
+    steps = np.maximum(np.maximum(np.abs(dx), np.abs(dy)), 1)
+    line = np.repeat(np.arange(len(x0)), steps + 1)
+    t = (np.arange(line.size) - np.repeat(np.cumsum(steps + 1) - (steps + 1), steps + 1)) / steps[line]
+    x = np.floor(x0[line] + dx[line] * t + 0.5).astype(np.int64)
+    y = np.floor(y0[line] + dy[line] * t + 0.5).astype(np.int64)
+    return x, y, line
+
+
+def _split_flat(shape, x, y, owner, count):
+    """Keep in-canvas pixels, turn them into flat indices and split them per owner."""
+    h, w = shape[:2]
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    canvas[y[inside], x[inside]] = color
+    flat, owner = y[inside] * w + x[inside], owner[inside]
+    order = np.argsort(owner, kind="stable")
+    return np.split(flat[order], np.cumsum(np.bincount(owner, minlength=count))[:-1])
 
 
-def fill_polygon(canvas, points, color, outline=False):
-    """Fill a (nearly) convex polygon: every row from its left to its right crossing, inclusive;
-    `outline` also draws its edges as lines, as cv2.fillConvexPoly does for integer polygons."""
-    if outline:
-        _outline(canvas, points, color)
-    h, w = canvas.shape[:2]
-    top = max(int(math.ceil(points[:, 1].min() - 0.5)), 0)
-    bottom = min(int(math.floor(points[:, 1].max() + 0.5)), h - 1)
-    if top > bottom:
-        return
-    rows = np.arange(top, bottom + 1, dtype=np.float64)
-    left, right = _row_spans(points, rows)
-    ok = np.isfinite(left) & np.isfinite(right)
-    if not ok.any():
-        return
-    x0 = max(int(left[ok].min()), 0)
-    x1 = min(int(right[ok].max()), w - 1)
-    if x0 > x1:
-        return
-    cols = np.arange(x0, x1 + 1)[None, :]
-    mask = ok[:, None] & (cols >= left[:, None]) & (cols <= right[:, None])
-    canvas[top:bottom + 1, x0:x1 + 1][mask] = color
+def convex_fill(shape, px, py):
+    """Fill closed integer polygons (rows of px, py) as cv2.fillConvexPoly: the edges drawn as
+    8-connected lines and each row filled between its outermost edge pixels."""
+    n, m = px.shape
+    x, y, edge = _line_pixels(px.ravel(), py.ravel(), np.roll(px, -1, axis=1).ravel(), np.roll(py, -1, axis=1).ravel())
+    poly = edge // m
+    top = py.min(axis=1)
+    span = int((py.max(axis=1) - top).max()) + 1
+    key = poly * span + (y - top[poly])
+    left = np.full(n * span, np.iinfo(np.int64).max)
+    right = np.full(n * span, np.iinfo(np.int64).min)
+    np.minimum.at(left, key, x)
+    np.maximum.at(right, key, x)
+    h, w = shape[:2]
+    rows = np.tile(np.arange(span), n) + np.repeat(top, span)
+    owner = np.repeat(np.arange(n), span)
+    left, right = np.maximum(left, 0), np.minimum(right, w - 1)
+    ok = (left <= right) & (rows >= 0) & (rows < h)
+    rows, left, right, owner = rows[ok], left[ok], right[ok], owner[ok]
+    lengths = right - left + 1
+    flat = np.repeat(rows * w + left, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    owner = np.repeat(owner, lengths)
+    return np.split(flat, np.cumsum(np.bincount(owner, minlength=n))[:-1])
 
 
-def fill_circle(canvas, cx, cy, radius, color):
-    """A filled circle as cv2.circle(..., thickness=-1): pixels with dx² + dy² <= r²."""
-    h, w = canvas.shape[:2]
-    y0, y1 = max(cy - radius, 0), min(cy + radius, h - 1)
-    x0, x1 = max(cx - radius, 0), min(cx + radius, w - 1)
-    if y0 > y1 or x0 > x1:
-        return
-    ys = np.arange(y0, y1 + 1)[:, None] - cy
-    xs = np.arange(x0, x1 + 1)[None, :] - cx
-    canvas[y0:y1 + 1, x0:x1 + 1][xs * xs + ys * ys <= radius * radius] = color
+_DISC_OFFSETS = {}
 
 
-def thick_line(canvas, p0, p1, color, width=sk.HAND_LINE_WIDTH):
-    """A line `width` pixels wide with round caps, as cv2.line(..., thickness=width)."""
-    (x0, y0), (x1, y1) = p0, p1
-    half = width / 2.0
-    length = math.hypot(x1 - x0, y1 - y0)
-    if length > 0:
-        nx, ny = (y1 - y0) / length * half, (x0 - x1) / length * half
-        quad = np.array([[x0 + nx, y0 + ny], [x0 - nx, y0 - ny], [x1 - nx, y1 - ny], [x1 + nx, y1 + ny]])
-        fill_polygon(canvas, quad, color)
-    cap = int(half + 0.5)
-    fill_circle(canvas, x0, y0, cap, color)
-    fill_circle(canvas, x1, y1, cap, color)
+def discs(shape, centers, radius):
+    """Filled circles as cv2.circle(..., thickness=-1): pixels with dx² + dy² <= r²."""
+    if radius not in _DISC_OFFSETS:
+        r = np.arange(-radius, radius + 1)
+        dy, dx = np.nonzero(r[:, None] ** 2 + r[None, :] ** 2 <= radius * radius)
+        _DISC_OFFSETS[radius] = (dx - radius, dy - radius)
+    if len(centers) == 0:
+        return []
+    dx, dy = _DISC_OFFSETS[radius]
+    x = (centers[:, 0:1] + dx[None, :]).ravel()
+    y = (centers[:, 1:2] + dy[None, :]).ravel()
+    return _split_flat(shape, x, y, np.repeat(np.arange(len(centers)), len(dx)), len(centers))
+
+
+_PLUS = (np.array([0, 1, -1, 0, 0]), np.array([0, 0, 0, 1, -1]))
+
+
+def thick_lines(shape, starts, ends):
+    """Lines two pixels wide with round ends, like cv2.line(..., thickness=2): 8-connected
+    lines stamped with a radius-1 disc."""
+    x, y, line = _line_pixels(starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1])
+    dx, dy = _PLUS
+    return _split_flat(shape, (x[:, None] + dx).ravel(), (y[:, None] + dy).ravel(),
+                       np.repeat(line, len(dx)), len(starts))

@@ -31,7 +31,7 @@ def render(bpy, out, **kw):
 @pytest.mark.smoke
 def test_full_set_for_one_rig(bpy, scene, tmp_path):
     add_rig(bpy)
-    manifest = render(bpy, tmp_path)
+    manifest = render(bpy, tmp_path, normals=True)
     assert set(manifest["files"]) == {"openpose.png", "openpose.json", "depth.png", "hand_depth.png",
                                       "normal.png", "mask_Character.png"}
     assert json.load(open(tmp_path / "controls.json"))["files"] == manifest["files"]
@@ -59,6 +59,15 @@ def test_full_set_for_one_rig(bpy, scene, tmp_path):
     assert (hands > 0).sum() < 0.15 * (mask > 0).sum()
     # previews as Blender images
     assert "CF openpose" in bpy.data.images and "CF depth" in bpy.data.images
+
+
+def test_normals_only_on_request_and_facing_the_camera(bpy, scene, tmp_path):
+    add_rig(bpy)
+    assert "normal.png" not in render(bpy, tmp_path / "plain")["files"]
+    render(bpy, tmp_path / "n", normals=True)
+    normal = png(tmp_path / "n", "normal.png").astype(int)
+    mask = png(tmp_path / "n", "mask_Character.png") > 0
+    assert (normal[mask][:, 2] > 128).mean() > 0.95  # the body's surface faces the camera (+z)
 
 
 def test_side_view_flags_the_far_arm(bpy, scene, tmp_path):

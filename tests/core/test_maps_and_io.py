@@ -40,10 +40,10 @@ def test_unwritable_folder(tmp_path):
 
 
 def test_depth_near_bright_far_dark_background_black():
-    depth = np.array([[1e10, 2.0, 4.0, 8.0]])
+    depth = np.array([[1e10, 2.0, 4.0, 8.0, 65504.0]])  # 65504: the background once stored as half float
     img = control_maps.depth_image(depth)
     assert img[0, 0] == 0 and img[0, 1] == 255 and img[0, 3] == control_maps.FAR_LEVEL
-    assert img[0, 1] > img[0, 2] > img[0, 3]
+    assert img[0, 1] > img[0, 2] > img[0, 3] and img[0, 4] == 0
 
 
 def test_depth_restricted_to_a_mask():

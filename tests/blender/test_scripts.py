@@ -1,0 +1,59 @@
+"""The headless scripts, run as users run them: separate processes, real files, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(ROOT, "blender_scripts")
+
+
+def run(script, *args, timeout=600):
+    return subprocess.run([sys.executable, os.path.join(SCRIPTS, script), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def demo_blend(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = run("make_demo.py", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "control maps:" in result.stdout and os.path.exists(out / "demo.blend")
+    assert {"openpose.png", "depth.png", "mask_Hero.png", "mask_Kid.png"} <= set(os.listdir(out / "controls"))
+    return str(out / "demo.blend")
+
+
+@pytest.mark.smoke
+def test_single_frame(demo_blend, tmp_path):
+    result = run("render_controls.py", "--blend", demo_blend, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "[1/1]" in result.stdout
+    manifest = json.load(open(tmp_path / "controls.json"))
+    assert sorted(p["name"] for p in manifest["people"]) == ["Hero", "Kid"]
+
+
+def test_frames_each_get_a_folder_and_a_progress_line(demo_blend, tmp_path):
+    # `--` first, as under `blender -b FILE -P render_controls.py -- ...`
+    result = run("render_controls.py", "--", "--blend", demo_blend, "--out", str(tmp_path), "--frames", "3-5",
+                 "--camera", "Camera", "--drop-occluded")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["frame_0003", "frame_0004", "frame_0005"]
+    assert [line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[")] == ["[1/3", "[2/3", "[3/3"]
+    manifest = json.load(open(tmp_path / "frame_0004" / "controls.json"))
+    assert manifest["frame"] == 4 and manifest["drop_occluded"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--blend", "/nonexistent/x.blend"], "no such file"),
+    (["--camera", "Nope"], "no camera named 'Nope'"),
+    (["--frames", "9-2"], "last frame is before the first"),
+])
+def test_failures_exit_non_zero_with_one_line(demo_blend, tmp_path, args, message):
+    base = ["--blend", demo_blend] if "--blend" not in args else []
+    result = run("render_controls.py", *base, "--out", str(tmp_path / "o"), *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not os.path.exists(tmp_path / "o" / "controls.json")
