@@ -32,7 +32,7 @@ def encode_png(pixels, text=None):
     out = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))]
     for key, value in (text or {}).items():
         out.append(chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")))
-    out.append(chunk(b"IDAT", zlib.compress(raw.tobytes(), 3)))
+    out.append(chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)))  # control maps are mostly flat: level 1 is as small, and fast
     out.append(chunk(b"IEND", b""))
     return b"".join(out)
 

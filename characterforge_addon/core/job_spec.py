@@ -1,0 +1,113 @@
+"""Job specs: the one type that crosses every boundary (panel -> client -> HTTP -> backend).
+
+Pure Python so the add-on and the backend validate the very same fields with the very same
+limits. A spec is plain JSON; `validate_job` returns a normalised copy or raises JobSpecError
+naming the field, what is wrong and how to fix it.
+"""
+
+import math
+import re
+
+from .errors import UserError
+
+SPEC_VERSION = 1
+JOB_KINDS = ("posed_character",)
+CONTROL_KINDS = ("openpose", "depth", "hand_depth")
+
+LIMITS = {
+    "max_side": 2048,          # width and height, pixels
+    "max_pixels": 2048 * 2048,  # below Pillow's decompression-bomb limit (about 89 M pixels)
+    "max_steps": 150,
+    "max_batch": 4,
+    "max_prompt_chars": 4000,
+    "max_control_bytes": 16 * 1024 * 1024,
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class JobSpecError(UserError):
+    def __init__(self, field, message, fix=""):
+        self.field, self.fix = field, fix
+        super().__init__(f"{field}: {message}" + (f" ({fix})" if fix else ""))
+
+
+def _number(spec, field, default, lo, hi, integer=False):
+    value = spec.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise JobSpecError(field, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise JobSpecError(field, f"must be finite, got {value!r}")
+    if integer and value != int(value):
+        raise JobSpecError(field, f"must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise JobSpecError(field, f"must be between {lo} and {hi}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _text(spec, field, default=""):
+    value = spec.get(field, default)
+    if not isinstance(value, str):
+        raise JobSpecError(field, f"must be text, got {type(value).__name__}")
+    if len(value) > LIMITS["max_prompt_chars"]:
+        raise JobSpecError(field, f"is {len(value)} characters long; the limit is {LIMITS['max_prompt_chars']}")
+    return value
+
+
+def safe_name(value, field):
+    """A file-safe name: letters, digits, '_', '-', '.', no path separators, no leading dot."""
+    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+        raise JobSpecError(field, f"{value!r} is not a plain file name",
+                           "use letters, digits, '_', '-' and '.', at most 64 characters, no folders")
+    return value
+
+
+def validate_job(spec):
+    """Check a job spec; returns the normalised spec (defaults filled in)."""
+    if not isinstance(spec, dict):
+        raise JobSpecError("job", "must be a JSON object")
+    kind = spec.get("kind")
+    if kind not in JOB_KINDS:
+        raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
+    out = {"version": SPEC_VERSION, "kind": kind}
+    out["prompt"] = _text(spec, "prompt")
+    if not out["prompt"].strip():
+        raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'")
+    out["negative_prompt"] = _text(spec, "negative_prompt")
+    out["seed"] = _number(spec, "seed", 0, 0, 2**32 - 1, integer=True)
+    out["steps"] = _number(spec, "steps", 30, 1, LIMITS["max_steps"], integer=True)
+    out["guidance"] = _number(spec, "guidance", 6.0, 0.0, 30.0)
+    out["batch"] = _number(spec, "batch", 1, 1, LIMITS["max_batch"], integer=True)
+    for side in ("width", "height"):
+        value = _number(spec, side, 1024, 64, LIMITS["max_side"], integer=True)
+        if value % 8:
+            raise JobSpecError(side, f"{value} is not a multiple of 8", f"use {value - value % 8} or {value - value % 8 + 8}")
+        out[side] = value
+    if out["width"] * out["height"] > LIMITS["max_pixels"]:
+        raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
+    out["profile"] = safe_name(spec.get("profile", "sdxl"), "profile")
+    controls = spec.get("controls", {})
+    if not isinstance(controls, dict) or not controls:
+        raise JobSpecError("controls", "must name at least the openpose map", "render control maps first")
+    out["controls"] = {}
+    for name, control in controls.items():
+        if name not in CONTROL_KINDS:
+            raise JobSpecError(f"controls.{name}", "is not a known control", f"use {', '.join(CONTROL_KINDS)}")
+        if not isinstance(control, dict):
+            raise JobSpecError(f"controls.{name}", "must be an object with image, strength, start and end")
+        image = control.get("image")
+        if not isinstance(image, str) or not image:
+            raise JobSpecError(f"controls.{name}.image", "must be a base64 PNG")
+        if len(image) * 3 // 4 > LIMITS["max_control_bytes"]:
+            raise JobSpecError(f"controls.{name}.image", f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
+        entry = {"image": image,
+                 "strength": _number(control, "strength", 1.0, 0.0, 2.0),
+                 "start": _number(control, "start", 0.0, 0.0, 1.0),
+                 "end": _number(control, "end", 1.0, 0.0, 1.0)}
+        if entry["end"] < entry["start"]:
+            raise JobSpecError(f"controls.{name}.end", "is before start")
+        out["controls"][name] = entry
+    if "openpose" not in out["controls"]:
+        raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
+    out["name"] = safe_name(spec.get("name", "result"), "name")
+    return out
