@@ -144,7 +144,10 @@ def test_bad_input_gives_clear_errors_and_no_output(bpy, scene, tmp_path):
     scene.render.resolution_x = 20000
     with pytest.raises(UserError, match="over 8192"):
         render(bpy, tmp_path / "huge")
-    scene.render.resolution_x = 256
+    scene.render.resolution_x, scene.render.resolution_percentage = 50, 1  # rounds to 0 pixels wide
+    with pytest.raises(UserError, match="is empty"):
+        render(bpy, tmp_path / "zero")
+    scene.render.resolution_x, scene.render.resolution_percentage = 256, 100
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     with pytest.raises(UserError, match="cannot be written"):
@@ -153,7 +156,7 @@ def test_bad_input_gives_clear_errors_and_no_output(bpy, scene, tmp_path):
     bpy.context.object.name = "Wardrobe"
     with pytest.raises(UserError, match="inside 'Wardrobe'"):
         render(bpy, tmp_path / "inside")
-    assert not any((tmp_path / d).exists() and os.listdir(tmp_path / d) for d in ("norig", "nocam", "huge", "inside"))
+    assert not any((tmp_path / d).exists() and os.listdir(tmp_path / d) for d in ("norig", "nocam", "huge", "zero", "inside"))
 
 
 def test_operator_reports_errors(bpy, scene, tmp_path):
