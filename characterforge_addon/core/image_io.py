@@ -11,7 +11,7 @@ import numpy as np
 def encode_png(pixels, text=None):
     """PNG bytes of an 8-bit (H, W), (H, W, 3) or (H, W, 4) array, rows top-down.
 
-    `text`: optional {keyword: value} written as tEXt chunks.
+    `text`: optional {keyword: value} written as tEXt chunks (iTXt, UTF-8, when not Latin-1).
     """
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype != np.uint8:
@@ -31,7 +31,10 @@ def encode_png(pixels, text=None):
 
     out = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))]
     for key, value in (text or {}).items():
-        out.append(chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")))
+        try:
+            out.append(chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+        except UnicodeEncodeError:
+            out.append(chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
     out.append(chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)))  # control maps are mostly flat: level 1 is as small, and fast
     out.append(chunk(b"IEND", b""))
     return b"".join(out)

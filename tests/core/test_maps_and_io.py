@@ -12,9 +12,9 @@ def test_png_round_trip_with_pillow():
     rng = np.random.default_rng(0)
     for shape in [(5, 7), (5, 7, 3), (5, 7, 4)]:
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
-        img = Image.open(io.BytesIO(image_io.encode_png(pixels, {"parameters": "seed 1"})))
+        img = Image.open(io.BytesIO(image_io.encode_png(pixels, {"parameters": "seed 1", "prompt": "ein Ritter, 騎士"})))
         assert np.array_equal(np.asarray(img), pixels)
-        assert img.text["parameters"] == "seed 1"
+        assert img.text["parameters"] == "seed 1" and img.text["prompt"] == "ein Ritter, 騎士"
 
 
 def test_png_refuses_float():

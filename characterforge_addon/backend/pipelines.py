@@ -1,0 +1,265 @@
+"""Load a profile's components once and run jobs on them.
+
+One dtype for every module of a pipeline (so "expected query, key and value to have the
+same dtype" cannot happen); ControlNet variants built with `from_pipe` (weights shared);
+decoding checked for NaN and all-black output, retried with an upcast VAE, never returned
+black; out-of-memory retried once with a lighter memory mode.
+"""
+
+import io
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.errors import UserError
+from ..core.job_spec import LIMITS
+from . import models
+
+MEMORY_MODES = ("auto", "gpu", "model_offload", "sequential_offload", "cpu")
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class GenerationError(UserError):
+    """A job that cannot produce a usable image; the message says why and what to change."""
+
+
+class Canceled(Exception):
+    pass
+
+
+def pick_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_memory_mode(requested, device, family="sdxl"):
+    if device != "cuda":
+        return "cpu"
+    if requested != "auto":
+        return requested
+    free_gb = torch.cuda.mem_get_info()[0] / 2**30
+    need = 16 if family == "sdxl" else 7
+    if free_gb >= need:
+        return "gpu"
+    return "model_offload" if free_gb >= need * 0.55 else "sequential_offload"
+
+
+def decode_image_bytes(data, field):
+    """A PNG from the job spec as an RGB PIL image, refusing non-PNG bytes and bombs."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise UserError(f"{field}: not a PNG file")
+    Image.MAX_IMAGE_PIXELS = LIMITS["max_pixels"]
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width * img.height > LIMITS["max_pixels"]:
+            raise UserError(f"{field}: {img.width}x{img.height} is over the {LIMITS['max_pixels']}-pixel limit")
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{field}: the PNG expands to more than {LIMITS['max_pixels']} pixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{field}: unreadable PNG ({exc})") from None
+    return img.convert("RGB")
+
+
+def modules_of(pipe):
+    return {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+
+
+def check_one_dtype(pipe):
+    """Raise unless every parameter of every module has the same dtype."""
+    dtypes = {}
+    for name, module in modules_of(pipe).items():
+        for p in module.parameters():
+            dtypes.setdefault(p.dtype, name)
+    if len(dtypes) > 1:
+        raise GenerationError(f"pipeline mixes dtypes {', '.join(f'{d} ({n})' for d, n in dtypes.items())}")
+
+
+class Engine:
+    """A profile's components, loaded once, and the pipelines built on them."""
+
+    def __init__(self, profile, models_dir, memory="auto", allow_download=False, device=None):
+        self.profile = profile
+        self.models_dir = models_dir
+        self.allow_download = allow_download
+        self.device = device or pick_device()
+        self.dtype = _DTYPES[profile.gpu_dtype] if self.device == "cuda" else torch.float32
+        self.memory = pick_memory_mode(memory, self.device, profile.family)
+        self.vae_tiling = False
+        self._base = None
+        self._controlnets = {}
+        self._variants = {}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load(self, cls, role, **extra):
+        source = self.profile.models[role]
+        where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
+        kwargs = dict(kwargs, **extra)
+        kwargs.setdefault("local_files_only", True)
+        if source.variant and self.dtype == torch.float16:
+            kwargs["variant"] = source.variant
+        try:
+            if source.kind == "file":
+                return cls.from_single_file(where, torch_dtype=self.dtype, **{k: v for k, v in kwargs.items()
+                                                                             if k == "local_files_only"})
+            return cls.from_pretrained(where, torch_dtype=self.dtype, use_safetensors=True, **kwargs)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise models.ModelMissing(role, f"could not load {source.location}: {str(exc).splitlines()[0]}",
+                                      where, "run doctor for the exact files and commands") from None
+
+    def base(self):
+        if self._base is None:
+            from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+            cls = StableDiffusionXLPipeline if self.profile.family == "sdxl" else StableDiffusionPipeline
+            extra = {}
+            if "vae" in self.profile.models:
+                extra["vae"] = self._load(AutoencoderKL, "vae")
+            if self.profile.family == "sd15":
+                extra.update(safety_checker=None, requires_safety_checker=False)
+            pipe = self._load(cls, "base", **extra)
+            pipe.set_progress_bar_config(disable=True)
+            self._base = self._place(pipe)
+        return self._base
+
+    def controlnet(self, role):
+        if role not in self._controlnets:
+            from diffusers import ControlNetModel
+            self._controlnets[role] = self._load(ControlNetModel, role).to(self.dtype)
+        return self._controlnets[role]
+
+    def _place(self, pipe):
+        for module in modules_of(pipe).values():
+            if any(p.dtype != self.dtype for p in module.parameters()):
+                module.to(self.dtype)
+        if self.memory in ("gpu", "cpu"):
+            pipe.to(self.device)
+        elif self.memory == "model_offload":
+            pipe.enable_model_cpu_offload()
+        elif self.memory == "sequential_offload":
+            pipe.enable_sequential_cpu_offload()
+        if self.vae_tiling:
+            pipe.vae.enable_tiling()
+        check_one_dtype(pipe)
+        return pipe
+
+    def controlnet_pipeline(self, roles):
+        """The ControlNet pipeline for these control roles, sharing the base's weights."""
+        key = tuple(roles)
+        if key not in self._variants:
+            from diffusers import MultiControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
+            cls = StableDiffusionXLControlNetPipeline if self.profile.family == "sdxl" else StableDiffusionControlNetPipeline
+            nets = MultiControlNetModel([self.controlnet(r) for r in roles])
+            pipe = cls.from_pipe(self.base(), controlnet=nets)
+            pipe.set_progress_bar_config(disable=True)
+            self._variants[key] = self._place(pipe)
+        return self._variants[key]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def posed_character(self, spec, pngs, on_step, cancel_event):
+        """Images (list of HxWx3 uint8 arrays) for a `posed_character` spec; `pngs` holds the
+        control images' PNG bytes by control name."""
+        controls = spec["controls"]
+        # hand depth uses the depth ControlNet a second time, on the hands only
+        names = [n for n in ("openpose", "depth", "hand_depth") if n in controls]
+        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
+        missing = [r for r in roles if r not in self.profile.models]
+        if missing:
+            raise GenerationError(f"profile {self.profile.name} has no {missing[0]}: drop that control or add "
+                                  f"[models.{missing[0]}] to the profile")
+        images = [decode_image_bytes(pngs[n], f"controls.{n}.image") for n in names]
+        images = [im.resize((spec["width"], spec["height"])) if im.size != (spec["width"], spec["height"]) else im
+                  for im in images]
+        return self._with_oom_retry(lambda: self._run_controlnet(spec, names, roles, images, on_step, cancel_event))
+
+    def _run_controlnet(self, spec, names, roles, images, on_step, cancel_event):
+        pipe = self.controlnet_pipeline(roles)
+        total = spec["steps"]
+        started = time.perf_counter()
+
+        def callback(p, i, t, kwargs):
+            if cancel_event.is_set():
+                p._interrupt = True
+            on_step(i + 1, total, time.perf_counter() - started)
+            return kwargs
+
+        generators = [torch.Generator("cpu").manual_seed(spec["seed"] + i) for i in range(spec["batch"])]
+        out = pipe(
+            prompt=spec["prompt"], negative_prompt=spec["negative_prompt"] or None,
+            image=images, width=spec["width"], height=spec["height"],
+            num_inference_steps=total, guidance_scale=spec["guidance"], num_images_per_prompt=spec["batch"],
+            controlnet_conditioning_scale=[spec["controls"][n]["strength"] for n in names],
+            control_guidance_start=[spec["controls"][n]["start"] for n in names],
+            control_guidance_end=[spec["controls"][n]["end"] for n in names],
+            generator=generators, output_type="latent", callback_on_step_end=callback,
+        )
+        if cancel_event.is_set():
+            raise Canceled()
+        return decode_checked(pipe, out.images)
+
+    def _with_oom_retry(self, run):
+        try:
+            return run()
+        except torch.OutOfMemoryError:
+            before = self.memory
+            self._lighten()
+            try:
+                return run()
+            except torch.OutOfMemoryError:
+                free, total = torch.cuda.mem_get_info() if torch.cuda.is_available() else (0, 0)
+                raise GenerationError(
+                    f"out of GPU memory twice (first in memory mode {before}, then {self.memory} with VAE tiling; "
+                    f"{free / 2**30:.1f} of {total / 2**30:.1f} GB free): lower width/height or batch, or start the "
+                    "backend with --memory sequential_offload") from None
+
+    def _lighten(self):
+        """After an out-of-memory error: free what we can and step down one memory mode."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        order = ("gpu", "model_offload", "sequential_offload")
+        if self.memory in order[:-1]:
+            self.memory = order[order.index(self.memory) + 1]
+        self.vae_tiling = True
+        pipes = list(self._variants.values()) + ([self._base] if self._base else [])
+        self._variants.clear()
+        for pipe in pipes:
+            pipe.to("cpu")
+        self._base = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _bad(images):
+    """Why decoded images are unusable, or None: NaN/inf, or every pixel black."""
+    if not torch.isfinite(images).all():
+        return "NaN or infinite values"
+    if (images <= -1.0).all():
+        return "an all-black image"
+    return None
+
+
+def decode_checked(pipe, latents):
+    """Decode latents with the pipeline's VAE; on NaN or all-black output decode again with
+    the VAE in float32 (the fp16 SDXL VAE overflows); if that fails too, raise."""
+    vae = pipe.vae
+    scaled = latents / vae.config.scaling_factor
+    with torch.no_grad():
+        images = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        problem = _bad(images)
+        if problem and vae.dtype != torch.float32:
+            original = vae.dtype
+            vae.to(torch.float32)
+            try:
+                images = vae.decode(scaled.to(torch.float32), return_dict=False)[0]
+            finally:
+                vae.to(original)
+            problem = _bad(images)
+        if problem:
+            raise GenerationError(
+                f"the VAE decoded {problem} (also in float32): the latents are broken, usually by a VAE that "
+                "does not fit the base model or by weights loaded in a dtype they were not made for; set "
+                "[models.vae] to madebyollin/sdxl-vae-fp16-fix for SDXL, or gpu_dtype = \"float32\" in the profile")
+    array = pipe.image_processor.postprocess(images.float(), output_type="np")
+    return [np.clip(np.rint(a * 255), 0, 255).astype(np.uint8) for a in array]

@@ -1,0 +1,94 @@
+"""Model profiles: which model plays each role, read from TOML (built-in or the user's)."""
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from ..core.errors import UserError
+
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
+REQUIRED_ROLES = ("base", "controlnet_openpose")
+SOURCE_KINDS = ("repo", "folder", "file", "tiny")
+FAMILIES = ("sdxl", "sd15")
+
+
+@dataclass
+class Source:
+    role: str
+    kind: str            # repo | folder | file | tiny
+    location: str        # repo id, path, or tiny component name
+    subfolder: str = ""
+    variant: str = ""
+    size: str = ""
+    licence: str = ""
+
+
+@dataclass
+class Profile:
+    name: str
+    family: str
+    description: str
+    gpu_dtype: str = "float16"
+    produces_noise: bool = False
+    models: dict = field(default_factory=dict)  # role -> Source
+    path: str = ""
+
+
+def _source(role, table, where):
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: [models.{role}] must be a table with one of {', '.join(SOURCE_KINDS)}")
+    kinds = [k for k in SOURCE_KINDS if k in table]
+    if len(kinds) != 1:
+        raise UserError(f"{where}: [models.{role}] needs exactly one of {', '.join(SOURCE_KINDS)}, found {kinds or 'none'}")
+    kind = kinds[0]
+    location = str(table[kind])
+    if kind in ("folder", "file"):
+        location = os.path.expanduser(location)
+        if not os.path.isabs(location):
+            location = os.path.join(os.path.dirname(where), location)
+    return Source(role, kind, location, str(table.get("subfolder", "")), str(table.get("variant", "")),
+                  str(table.get("size", "")), str(table.get("licence", "")))
+
+
+def parse_profile(text, where="profile"):
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where} is not valid TOML: {exc}") from None
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}: missing name = \"...\"")
+    family = doc.get("family", "sdxl")
+    if family not in FAMILIES:
+        raise UserError(f"{where}: family {family!r} is not supported; use {' or '.join(FAMILIES)}")
+    dtype = doc.get("gpu_dtype", "float16")
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise UserError(f"{where}: gpu_dtype {dtype!r} must be float16, bfloat16 or float32")
+    models = doc.get("models", {})
+    unknown = sorted(set(models) - set(ROLES))
+    if unknown:
+        raise UserError(f"{where}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+    missing = [r for r in REQUIRED_ROLES if r not in models]
+    if missing:
+        raise UserError(f"{where}: no model for {', '.join(missing)}: add [models.{missing[0]}] with repo, folder or file")
+    return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
+                   {role: _source(role, table, where) for role, table in models.items()}, where)
+
+
+def load_profile(name_or_path, extra_dirs=()):
+    """A profile by built-in name, by name in `extra_dirs`, or by path to a .toml file."""
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        path = os.path.expanduser(name_or_path)
+    else:
+        candidates = [os.path.join(d, f"{name_or_path}.toml") for d in (*extra_dirs, BUILTIN_DIR)]
+        path = next((p for p in candidates if os.path.isfile(p)), None)
+        if path is None:
+            names = sorted({f[:-5] for d in (*extra_dirs, BUILTIN_DIR) if os.path.isdir(d)
+                            for f in os.listdir(d) if f.endswith(".toml")})
+            raise UserError(f"no model profile named {name_or_path!r}; known profiles: {', '.join(names)}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_profile(f.read(), where=os.path.abspath(path))
+    except OSError as exc:
+        raise UserError(f"cannot read profile {path}: {exc.strerror or exc}") from None

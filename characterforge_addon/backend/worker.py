@@ -1,0 +1,114 @@
+"""Runs queued jobs one at a time on a background thread (one GPU, one job), each with its
+own cancel event; progress and results go to the store."""
+
+import base64
+import queue
+import threading
+import time
+import traceback
+
+from ..core.errors import UserError
+from . import metadata
+from .pipelines import Canceled
+
+SAMPLER = "Euler"
+
+
+class JobRunner:
+    def __init__(self, store, engine_for, max_pending=32):
+        self.store = store
+        self.engine_for = engine_for  # profile name -> Engine (loaded lazily, cached)
+        self.max_pending = max_pending
+        self._queue = queue.Queue()
+        self._cancel = {}
+        self._lock = threading.Lock()
+        self._speed = {}  # job id -> seconds per step so far
+        self._thread = threading.Thread(target=self._loop, name="characterforge-jobs", daemon=True)
+        self._stopping = False
+
+    def start(self):
+        for job_id in self.store.recover():
+            self._queue.put(job_id)
+        self._thread.start()
+
+    def stop(self):
+        self._stopping = True
+        for event in list(self._cancel.values()):
+            event.set()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def submit(self, spec):
+        job_id = self.store.add(spec)
+        self._queue.put(job_id)
+        return job_id
+
+    def queue_full(self):
+        return self.store.count("pending") >= self.max_pending
+
+    def cancel(self, job_id):
+        """Cancel a pending job at once, a running one within one denoising step."""
+        if self.store.cancel_pending(job_id):
+            return True
+        with self._lock:
+            event = self._cancel.get(job_id)
+        if event is not None:
+            event.set()
+            return True
+        return False
+
+    def eta(self, job):
+        if job["status"] != "running" or not job["step"]:
+            return None
+        per_step = self._speed.get(job["id"])
+        return None if per_step is None else round(per_step * (job["total"] - job["step"]), 2)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self):
+        while not self._stopping:
+            job_id = self._queue.get()
+            if job_id is None:
+                break
+            job = self.store.get(job_id)
+            if job is None or job["status"] != "pending":
+                continue  # canceled while waiting
+            self._run(job)
+
+    def _run(self, job):
+        job_id, spec = job["id"], job["spec"]
+        event = threading.Event()
+        with self._lock:
+            self._cancel[job_id] = event
+        self.store.start(job_id, spec.get("steps", 0))
+
+        def on_step(step, total, elapsed):
+            self._speed[job_id] = elapsed / step
+            self.store.progress(job_id, step, total, "denoising")
+
+        try:
+            engine = self.engine_for(spec["profile"])
+            self.store.progress(job_id, 0, spec["steps"], "loading models")
+            pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
+            images = engine.posed_character(spec, pngs, on_step, event)
+            self.store.progress(job_id, spec["steps"], spec["steps"], "saving")
+            for i, pixels in enumerate(images):
+                name = spec["name"] if len(images) == 1 else f"{spec['name']}_{i}"
+                png = metadata.png_with_metadata(pixels, spec, spec["seed"] + i, engine.profile, SAMPLER,
+                                                 {"job_id": job_id, "memory_mode": engine.memory,
+                                                  "device": engine.device, "dtype": str(engine.dtype)})
+                self.store.add_result(job_id, name, png)
+            self.store.finish(job_id, "completed")
+        except Canceled:
+            self.store.finish(job_id, "canceled")
+        except UserError as exc:
+            self.store.finish(job_id, "failed", {"type": type(exc).__name__, "message": str(exc),
+                                                  "fix": getattr(exc, "fix", "")})
+        except Exception as exc:  # a bug or a library failure: keep the traceback for the report
+            self.store.finish(job_id, "failed", {"type": type(exc).__name__, "message": str(exc) or repr(exc),
+                                                  "traceback": traceback.format_exc(limit=8)})
+        finally:
+            with self._lock:
+                self._cancel.pop(job_id, None)
+            self._speed.pop(job_id, None)
+            time.sleep(0)  # let a waiting cancel request see the final state
