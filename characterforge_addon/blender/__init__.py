@@ -1,8 +1,8 @@
 """Blender-side code: the only package that imports bpy."""
 
-from . import operators, panel, properties
+from . import jobs, operators, panel, preferences, properties
 
-_modules = (properties, operators, panel)
+_modules = (preferences, properties, operators, panel)
 
 
 def register():
@@ -11,5 +11,6 @@ def register():
 
 
 def unregister():
+    jobs.shutdown()  # no timer or worker may outlive the add-on
     for module in reversed(_modules):
         module.unregister()

@@ -8,7 +8,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.errors import UserError
 from ..core.rig_mapping import auto_mapping
-from . import controls, posing, rig
+from . import backend_process, controls, generation, jobs, posing, rig
 from .properties import POSE_ITEMS
 
 
@@ -169,9 +169,77 @@ class CHARACTERFORGE_OT_render_controls(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CHARACTERFORGE_OT_generate(bpy.types.Operator):
+    """Render the control maps and generate the posed character with the backend (runs in the background)"""
+    bl_idname = "characterforge.generate"
+    bl_label = "Generate"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def execute(self, context):
+        if not context.scene.characterforge.prompt.strip():
+            self.report({"ERROR"}, "Write a prompt first: what does the character look like?")
+            return {"CANCELLED"}
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        try:
+            generation.generate(context)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_cancel_job(bpy.types.Operator):
+    """Stop the running generation (within one denoising step)"""
+    bl_idname = "characterforge.cancel_job"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        if not jobs.cancel(context.scene.characterforge.job_key):
+            self.report({"WARNING"}, "No job is running")
+            return {"CANCELLED"}
+        context.scene.characterforge.job_message = "Canceling…"
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_regenerate(bpy.types.Operator):
+    """Generate the selected result again, with its seed or a new one"""
+    bl_idname = "characterforge.regenerate"
+    bl_label = "Regenerate"
+
+    new_seed: bpy.props.BoolProperty(name="New seed", default=True)
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and "characterforge_job" in obj and not jobs.active()
+
+    def execute(self, context):
+        try:
+            generation.regenerate(context, context.active_object, self.new_seed)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
+    """Stop the bundled backend (frees its GPU memory)"""
+    bl_idname = "characterforge.stop_backend"
+    bl_label = "Stop Backend"
+
+    def execute(self, context):
+        self.report({"INFO"}, "Backend stopped" if backend_process.stop() else "The backend was not running")
+        return {"FINISHED"}
+
+
 classes = (
     CHARACTERFORGE_OT_add_rig, CHARACTERFORGE_OT_apply_pose, CHARACTERFORGE_OT_save_pose,
     CHARACTERFORGE_OT_load_pose, CHARACTERFORGE_OT_use_own_rig, CHARACTERFORGE_OT_add_joint_override,
-    CHARACTERFORGE_OT_remove_joint_override, CHARACTERFORGE_OT_render_controls,
+    CHARACTERFORGE_OT_remove_joint_override, CHARACTERFORGE_OT_render_controls, CHARACTERFORGE_OT_generate,
+    CHARACTERFORGE_OT_cancel_job, CHARACTERFORGE_OT_regenerate, CHARACTERFORGE_OT_stop_backend,
 )
 register, unregister = bpy.utils.register_classes_factory(classes)

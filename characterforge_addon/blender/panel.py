@@ -70,5 +70,47 @@ class CHARACTERFORGE_PT_controls(bpy.types.Panel):
         layout.operator("characterforge.render_controls", icon="RENDER_STILL")
 
 
-classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls)
+class CHARACTERFORGE_PT_generate(bpy.types.Panel):
+    bl_label = "Generate"
+    bl_idname = "CHARACTERFORGE_PT_generate"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "CharacterForge"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.characterforge
+        layout.prop(s, "prompt")
+        layout.prop(s, "negative_prompt")
+        row = layout.row(align=True)
+        row.prop(s, "seed")
+        row.prop(s, "random_seed", text="", icon="FILE_REFRESH")
+        row = layout.row(align=True)
+        row.prop(s, "steps")
+        row.prop(s, "guidance")
+        col = layout.column(align=True)
+        col.prop(s, "openpose_strength")
+        row = col.row(align=True)
+        row.prop(s, "use_depth")
+        row.prop(s, "depth_strength", text="")
+        row = col.row(align=True)
+        row.prop(s, "use_hand_depth")
+        row.prop(s, "hand_depth_strength", text="")
+        layout.prop(s, "shot")
+        layout.prop(s, "results_dir")
+        if s.job_state in ("starting", "pending", "running"):
+            layout.progress(factor=s.job_progress, type="BAR", text=s.job_message)
+            layout.operator("characterforge.cancel_job", icon="CANCEL")
+        else:
+            layout.operator("characterforge.generate", icon="RENDER_STILL")
+            if s.job_message:
+                icon = "ERROR" if s.job_state == "failed" else "INFO"
+                layout.label(text=s.job_message, icon=icon)
+        obj = context.active_object
+        if obj is not None and "characterforge_job" in obj:
+            layout.operator("characterforge.regenerate", icon="FILE_REFRESH")
+        layout.operator("characterforge.stop_backend", icon="QUIT")
+
+
+classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls, CHARACTERFORGE_PT_generate)
 register, unregister = bpy.utils.register_classes_factory(classes)

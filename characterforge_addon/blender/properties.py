@@ -1,7 +1,8 @@
 """All add-on settings: one PropertyGroup on the Scene, one on each Object (rigs)."""
 
 import bpy
-from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 from ..core import poses, rig_layout
 from ..core.rig_mapping import joint_keys
@@ -37,6 +38,28 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                           description="Also write normal.png, derived from the depth render (about 0.1 s at 1024²)")
     drop_occluded: BoolProperty(name="Drop hidden joints", default=False,
                                 description="Leave out joints hidden behind the body, so ControlNet keeps depth order")
+
+    # Generation
+    results_dir: StringProperty(name="Results", subtype="DIR_PATH", default="//characterforge/results",
+                                description="Folder for generated images (// is the .blend file's folder)")
+    shot: StringProperty(name="Shot", default="Shot", description="Results go into a collection of this name")
+    prompt: StringProperty(name="Prompt", default="", description="What the character looks like")
+    negative_prompt: StringProperty(name="Negative", default="blurry, deformed hands, extra fingers, lowres")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    random_seed: BoolProperty(name="New seed each time", default=True)
+    steps: IntProperty(name="Steps", default=30, min=1, max=150)
+    guidance: FloatProperty(name="Guidance", default=6.0, min=0.0, max=30.0)
+    openpose_strength: FloatProperty(name="Pose", default=1.0, min=0.0, max=2.0)
+    use_depth: BoolProperty(name="Depth", default=True, description="Also condition on the scene depth")
+    depth_strength: FloatProperty(name="Depth strength", default=0.4, min=0.0, max=2.0)
+    use_hand_depth: BoolProperty(name="Hand depth", default=True, description="Condition the hands on their depth")
+    hand_depth_strength: FloatProperty(name="Hand strength", default=0.6, min=0.0, max=2.0)
+
+    # The running job, as the panel shows it
+    job_key: StringProperty(options={"SKIP_SAVE"})
+    job_state: StringProperty(options={"SKIP_SAVE"})
+    job_message: StringProperty(options={"SKIP_SAVE"})
+    job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
 classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_scene)

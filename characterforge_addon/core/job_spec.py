@@ -111,3 +111,19 @@ def validate_job(spec):
         raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
     out["name"] = safe_name(spec.get("name", "result"), "name")
     return out
+
+
+def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
+                         profile="sdxl", batch=1, name="result"):
+    """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
+    "end"}}; width and height are rounded down to multiples of 8 (the render resolution need not be)."""
+    import base64
+    spec = {
+        "kind": "posed_character", "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+        "steps": steps, "guidance": guidance, "batch": batch, "profile": profile, "name": name,
+        "width": max(64, int(width) // 8 * 8), "height": max(64, int(height) // 8 * 8),
+        "controls": {n: {"image": base64.b64encode(c["png"]).decode("ascii"),
+                         "strength": c.get("strength", 1.0), "start": c.get("start", 0.0), "end": c.get("end", 1.0)}
+                     for n, c in controls.items()},
+    }
+    return validate_job(spec)

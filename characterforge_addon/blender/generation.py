@@ -1,0 +1,71 @@
+"""Turning the scene into a job: control maps for the camera, the spec, where results go."""
+
+import json
+import os
+import random
+import tempfile
+
+import bpy
+
+from ..core.job_spec import posed_character_spec
+from . import controls, jobs, preferences
+from .rig import rigs_in_scene
+
+
+def resolve_dir(path):
+    """A folder setting as an absolute path; `//` in an unsaved file goes to the temp folder."""
+    if path.startswith("//") and not bpy.data.filepath:
+        return os.path.join(tempfile.gettempdir(), "characterforge", path[2:])
+    return bpy.path.abspath(path)
+
+
+def subject_distance(scene, camera):
+    """How far in front of the camera the rigs stand: where the result plane goes."""
+    forward = -camera.matrix_world.col[2].xyz.normalized()
+    origin = camera.matrix_world.translation
+    depths = [(rig.matrix_world.translation - origin).dot(forward) for rig in rigs_in_scene(scene)]
+    depths = [d for d in depths if d > camera.data.clip_start]
+    return sum(depths) / len(depths) if depths else 5.0
+
+
+def control_inputs(settings, folder):
+    files = {"openpose": settings.openpose_strength}
+    if settings.use_depth:
+        files["depth"] = settings.depth_strength
+    if settings.use_hand_depth:
+        files["hand_depth"] = settings.hand_depth_strength
+    out = {}
+    for name, strength in files.items():
+        with open(os.path.join(folder, f"{name}.png"), "rb") as f:
+            out[name] = {"png": f.read(), "strength": strength}
+    return out
+
+
+def generate(context, seed=None):
+    """Render the control maps, build the posed-character spec and start the job."""
+    scene = context.scene
+    settings = scene.characterforge
+    camera = controls.find_camera(scene)
+    shot = settings.shot or "Shot"
+    shot_dir = os.path.join(resolve_dir(settings.results_dir), shot)
+    controls_dir = os.path.join(shot_dir, "controls")
+    manifest = controls.render_controls(context, controls_dir, camera, settings.drop_occluded, preview=False)
+    if seed is None:
+        seed = random.randrange(2**32) if settings.random_seed else settings.seed
+    settings.seed = seed
+    w, h = manifest["resolution"]
+    spec = posed_character_spec(
+        settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
+        settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}")
+    job = jobs.start(context, spec, shot_dir, shot, camera, subject_distance(scene, camera))
+    job.controls_dir = controls_dir
+    return job
+
+
+def regenerate(context, obj, new_seed):
+    """Run the job behind a result plane again, with its seed or a new one."""
+    settings = context.scene.characterforge
+    spec = json.loads(obj["characterforge_job"])
+    settings.prompt, settings.negative_prompt = spec["prompt"], spec.get("negative_prompt", "")
+    settings.steps, settings.guidance = spec["steps"], spec["guidance"]
+    return generate(context, seed=random.randrange(2**32) if new_seed else spec["seed"])

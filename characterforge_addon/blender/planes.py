@@ -1,0 +1,68 @@
+"""Results into the scene as image planes: camera-aligned, filling the camera frame exactly."""
+
+import json
+import os
+
+import bpy
+from mathutils import Vector
+
+from .rig import ROLE
+
+SHOTS_COLLECTION = "CharacterForge Shots"
+
+
+def shot_collection(scene, shot):
+    root = bpy.data.collections.get(SHOTS_COLLECTION)
+    if root is None:
+        root = bpy.data.collections.new(SHOTS_COLLECTION)
+    if root.name not in scene.collection.children:
+        scene.collection.children.link(root)
+    coll = root.children.get(shot)
+    if coll is None:
+        coll = bpy.data.collections.new(shot)
+        root.children.link(coll)
+    return coll
+
+
+def frame_at(scene, camera, distance):
+    """The camera frame's corners in camera space at `distance` in front of the camera."""
+    corners = [Vector(c) for c in camera.data.view_frame(scene=scene)]
+    if camera.data.type == "ORTHO":
+        return [Vector((c.x, c.y, -distance)) for c in corners]
+    return [c * (distance / -c.z) for c in corners]
+
+
+def import_plane(context, path, camera, distance, collection, name):
+    """Import `path` with Blender's own Import Images as Planes, then parent it to `camera`
+    and size it to fill the frame at `distance`."""
+    scene = context.scene
+    result = bpy.ops.image.import_as_mesh_planes(files=[{"name": os.path.basename(path)}],
+                                                 directory=os.path.dirname(path), shader="EMISSION",
+                                                 align_axis="CAM", relative=False)
+    if result != {"FINISHED"}:
+        raise RuntimeError(f"Import Images as Planes failed for {path}")
+    obj = context.active_object
+    obj.name = name
+    for coll in list(obj.users_collection):
+        coll.objects.unlink(obj)
+    collection.objects.link(obj)
+    corners = frame_at(scene, camera, distance)
+    xs, ys = [c.x for c in corners], [c.y for c in corners]
+    mesh_xs = [v.co.x for v in obj.data.vertices]
+    mesh_ys = [v.co.y for v in obj.data.vertices]
+    obj.parent = camera
+    obj.matrix_parent_inverse.identity()
+    obj.rotation_euler = (0.0, 0.0, 0.0)
+    obj.location = ((max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2, -distance)
+    obj.scale = ((max(xs) - min(xs)) / (max(mesh_xs) - min(mesh_xs)), (max(ys) - min(ys)) / (max(mesh_ys) - min(mesh_ys)), 1.0)
+    obj[ROLE] = "result_plane"
+    obj.hide_select = False
+    return obj
+
+
+def tag(obj, job_spec, job_id, files):
+    """Keep what made this result on the plane, so it can be regenerated or reproduced."""
+    obj["characterforge_job"] = json.dumps(job_spec)
+    obj["characterforge_job_id"] = job_id
+    obj["characterforge_seed"] = job_spec.get("seed", 0)
+    obj["characterforge_files"] = json.dumps(files)

@@ -1,0 +1,73 @@
+"""Add-on preferences: how to reach the backend (per machine, not per .blend)."""
+
+import os
+import sys
+from types import SimpleNamespace
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+ADDON_ID = __package__.rpartition(".")[0]  # the add-on's root package, whatever Blender calls it
+
+
+class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    mode: EnumProperty(name="Backend", items=[
+        ("BUNDLED", "Start the bundled backend", "Run the backend in its own Python on this computer"),
+        ("CONNECT", "Connect to a URL", "Use a backend that is already running")], default="BUNDLED")
+    python: StringProperty(name="Backend Python", subtype="FILE_PATH", default="",
+                           description="Python of the backend's environment (with torch and diffusers)")
+    port: IntProperty(name="Port", default=7861, min=1024, max=65535)
+    url: StringProperty(name="URL", default="http://127.0.0.1:7861")
+    token: StringProperty(name="Token", subtype="PASSWORD", default="",
+                          description="Only for Connect: the backend's token (the bundled one is read from its data folder)")
+    data_dir: StringProperty(name="Data folder", subtype="DIR_PATH", default="",
+                             description="Jobs, results, models and the token; empty: the add-on's user folder")
+    profile: StringProperty(name="Model profile", default="sdxl")
+    auto_start: BoolProperty(name="Start the backend with Generate", default=True)
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "mode")
+        if self.mode == "BUNDLED":
+            layout.prop(self, "python")
+            layout.prop(self, "port")
+            layout.prop(self, "auto_start")
+        else:
+            layout.prop(self, "url")
+            layout.prop(self, "token")
+        layout.prop(self, "data_dir")
+        layout.prop(self, "profile")
+
+
+def get(context=None):
+    """The preferences, or their defaults when the add-on was registered without Blender's
+    add-on system (headless scripts and tests)."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    if addon is not None:
+        return addon.preferences
+    # The defaults; headless runs may set them through CHARACTERFORGE_* variables.
+    env = os.environ.get
+    return SimpleNamespace(mode="BUNDLED", url=env("CHARACTERFORGE_URL", "http://127.0.0.1:7861"),
+                           token=env("CHARACTERFORGE_TOKEN", ""), auto_start=True,
+                           python=env("CHARACTERFORGE_BACKEND_PYTHON", ""), data_dir=env("CHARACTERFORGE_DATA", ""),
+                           profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")))
+
+
+def backend_python(prefs):
+    return bpy.path.abspath(prefs.python) if prefs.python else sys.executable
+
+
+def data_dir(prefs):
+    if prefs.data_dir:
+        return bpy.path.abspath(prefs.data_dir)
+    try:
+        return bpy.utils.extension_path_user(ADDON_ID, path="backend", create=True)
+    except (ValueError, AttributeError):  # not running as an installed extension
+        return os.path.join(bpy.utils.user_resource("DATAFILES", path="characterforge", create=True), "backend")
+
+
+classes = (CHARACTERFORGE_AP_preferences,)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,67 @@
+"""The backend's HTTP API with urllib alone (Blender's Python has no requests or httpx).
+
+Blocking calls: the add-on runs them on a worker thread, never on Blender's main thread.
+"""
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from ..core.errors import UserError
+
+TOKEN_HEADER = "X-CharacterForge-Token"
+FINISHED = ("completed", "failed", "canceled")
+
+
+class BackendError(UserError):
+    """An answer (or no answer) from the backend, in words a user can act on."""
+
+    def __init__(self, message, type_="error", fix="", status=None):
+        self.type, self.fix, self.status = type_, fix, status
+        super().__init__(message + (f" — {fix}" if fix else ""))
+
+
+class BackendClient:
+    def __init__(self, url, token, timeout=30.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _request(self, method, path, body=None, raw=False):
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={TOKEN_HEADER: self.token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read() or b"{}")
+            except ValueError:
+                detail = {}
+            raise BackendError(detail.get("message") or f"HTTP {exc.code} from the backend",
+                               detail.get("type", "http_error"), detail.get("fix", ""), exc.code) from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BackendError(f"cannot reach the backend at {self.url} ({reason})", "unreachable",
+                               "start it from the Backend panel, or check the URL and port in the preferences") from None
+        return payload if raw else json.loads(payload or b"{}")
+
+    def health(self):
+        return self._request("GET", "/health")
+
+    def models(self):
+        return self._request("GET", "/models")
+
+    def submit(self, spec):
+        return self._request("POST", "/jobs", spec)["id"]
+
+    def status(self, job_id):
+        return self._request("GET", f"/jobs/{job_id}")
+
+    def cancel(self, job_id):
+        return self._request("POST", f"/jobs/{job_id}/cancel", {})
+
+    def result(self, job_id, name):
+        return self._request("GET", f"/jobs/{job_id}/results/{name}", raw=True)

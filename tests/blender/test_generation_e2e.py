@@ -1,0 +1,127 @@
+"""End to end: the add-on starts the real backend process (tiny profile), a posed rig's maps
+go in, an image plane with the result comes back; cancel; a killed backend."""
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def backend_env(tmp_path_factory):
+    data = tmp_path_factory.mktemp("backend")
+    values = {"CHARACTERFORGE_BACKEND_PYTHON": sys.executable, "CHARACTERFORGE_DATA": str(data),
+              "CHARACTERFORGE_PROFILE": "tiny", "CHARACTERFORGE_PORT": str(free_port())}
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield data
+    from characterforge_addon.blender import backend_process
+    backend_process.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def posed_scene(bpy, scene, tmp_path, steps=3):
+    from characterforge_addon.blender import posing, rig
+    scene.render.resolution_x, scene.render.resolution_y = 96, 128
+    obj = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
+    posing.apply_library_pose(bpy.context, obj, "RELAXED")
+    s = scene.characterforge
+    s.prompt, s.steps, s.random_seed, s.seed = "a knight in silver armour", steps, False, 7
+    s.results_dir = str(tmp_path / "results")
+    s.shot = "Shot 1"
+    return obj
+
+
+def test_generate_brings_back_a_plane_filling_the_frame(bpy, scene, tmp_path, backend_env):
+    from bpy_extras.object_utils import world_to_camera_view
+
+    from characterforge_addon.blender import jobs
+    posed_scene(bpy, scene, tmp_path)
+    assert bpy.ops.characterforge.generate() == {"FINISHED"}
+    jobs.wait_all(timeout=300)
+    s = scene.characterforge
+    assert s.job_state == "completed", s.job_message
+    coll = bpy.data.collections["CharacterForge Shots"].children["Shot 1"]
+    plane = next(iter(coll.objects))
+    spec = json.loads(plane["characterforge_job"])
+    assert spec["seed"] == 7 and spec["width"] == 96 and spec["height"] == 128 and spec["profile"] == "tiny"
+    image_path = json.loads(plane["characterforge_files"])[0]
+    assert os.path.isfile(image_path) and os.path.isdir(tmp_path / "results" / "Shot 1" / "controls")
+    bpy.context.view_layer.update()
+    # the plane's corners land on the image's corners
+    xs = [v.co.x for v in plane.data.vertices]
+    ys = [v.co.y for v in plane.data.vertices]
+    for x in (min(xs), max(xs)):
+        for y in (min(ys), max(ys)):
+            v = world_to_camera_view(scene, scene.camera, plane.matrix_world @ __import__("mathutils").Vector((x, y, 0)))
+            px, py = v.x * 96, (1 - v.y) * 128
+            assert min(abs(px), abs(px - 96)) < 1 and min(abs(py), abs(py - 128)) < 1
+    # our plane stays out of the next control maps
+    assert plane["characterforge_role"] == "result_plane"
+
+
+def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend_env):
+    from PIL import Image
+
+    from characterforge_addon.blender import jobs
+    posed_scene(bpy, scene, tmp_path)
+    bpy.ops.characterforge.generate()
+    jobs.wait_all(timeout=300)
+    first = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
+    bpy.context.view_layer.objects.active = first
+    assert bpy.ops.characterforge.regenerate(new_seed=False) == {"FINISHED"}
+    jobs.wait_all(timeout=300)
+    planes = list(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects)
+    assert len(planes) == 2
+    a, b = (np.asarray(Image.open(json.loads(p["characterforge_files"])[0])) for p in planes)
+    assert np.array_equal(a, b)
+
+
+def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
+    import time
+
+    from characterforge_addon.blender import jobs
+    posed_scene(bpy, scene, tmp_path, steps=150)
+    bpy.ops.characterforge.generate()
+    s = scene.characterforge
+    deadline = time.monotonic() + 120
+    while s.job_state != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        jobs.drain()
+    assert bpy.ops.characterforge.cancel_job() == {"FINISHED"}
+    jobs.wait_all(timeout=120)
+    assert s.job_state == "canceled"
+    assert "CharacterForge Shots" not in bpy.data.collections or not bpy.data.collections["CharacterForge Shots"].children
+
+
+def test_killed_backend_gives_a_clear_message(bpy, scene, tmp_path, backend_env):
+    import time
+
+    from characterforge_addon.blender import backend_process, jobs
+    posed_scene(bpy, scene, tmp_path, steps=150)
+    bpy.ops.characterforge.generate()
+    s = scene.characterforge
+    deadline = time.monotonic() + 120
+    while s.job_state != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        jobs.drain()
+    os.kill(backend_process._process.pid, signal.SIGKILL)
+    jobs.wait_all(timeout=120)
+    assert s.job_state == "failed"
+    assert "cannot reach the backend" in s.job_message and "Backend panel" in s.job_message
+    backend_process.stop()
