@@ -4,6 +4,7 @@ VENV := .venv
 VENV42 := .venv-bpy42
 PY := $(VENV)/bin/python
 OUT ?= out
+PROFILE ?= sdxl
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: setup test test-fast demo bench extension clean
@@ -33,7 +34,7 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q tests/core tests/test_import_boundaries.py
 
 demo: $(VENV)/.installed
-	$(PY) blender_scripts/make_demo.py --out $(OUT)/demo
+	$(PY) blender_scripts/make_demo.py --out $(OUT)/demo --profile $(PROFILE)
 
 bench: $(VENV)/.installed
 	$(PY) blender_scripts/bench_controls.py

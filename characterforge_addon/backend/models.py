@@ -64,7 +64,7 @@ def check(source, models_dir):
                                "download it there or correct the path in the profile")
         return path
     if source.kind == "folder":
-        folder = os.path.join(source.location, source.subfolder)
+        folder = os.path.normpath(os.path.join(source.location, source.subfolder))
         looked = folder
     else:
         snap = _snapshot(source.location)
@@ -73,7 +73,7 @@ def check(source, models_dir):
             fix = f"hf download {source.location}" + (f" --include '{source.subfolder}/*'" if source.subfolder else "")
             raise ModelMissing(role, f"{source.location} is not in the Hugging Face cache", looked,
                                f"{fix}  (or start the backend with --allow-download)")
-        folder = os.path.join(snap, source.subfolder)
+        folder = os.path.normpath(os.path.join(snap, source.subfolder))
     index = "model_index.json" if role == "base" else "config.json"
     if not os.path.isfile(os.path.join(folder, index)):
         raise ModelMissing(role, f"{index} not found: not a diffusers folder", folder,

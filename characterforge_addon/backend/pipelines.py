@@ -102,9 +102,9 @@ class Engine:
             kwargs["variant"] = source.variant
         try:
             if source.kind == "file":
-                return cls.from_single_file(where, torch_dtype=self.dtype, **{k: v for k, v in kwargs.items()
+                return cls.from_single_file(where, dtype=self.dtype, **{k: v for k, v in kwargs.items()
                                                                              if k == "local_files_only"})
-            return cls.from_pretrained(where, torch_dtype=self.dtype, use_safetensors=True, **kwargs)
+            return cls.from_pretrained(where, dtype=self.dtype, use_safetensors=True, **kwargs)
         except (OSError, ValueError, EnvironmentError) as exc:
             raise models.ModelMissing(role, f"could not load {source.location}: {str(exc).splitlines()[0]}",
                                       where, "run doctor for the exact files and commands") from None

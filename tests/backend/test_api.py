@@ -1,0 +1,171 @@
+"""The HTTP API against the real app and real tiny pipelines."""
+
+import io
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import image_of, png_b64, spec, wait
+
+
+@pytest.fixture
+def api(make_backend):
+    backend = make_backend()
+    backend.start()
+    return backend, TestClient(backend.app), {"x-characterforge-token": backend.token}
+
+
+def test_a_job_runs_to_a_png_that_carries_its_parameters(api):
+    backend, client, h = api
+    r = client.post("/jobs", json=spec(seed=5, negative_prompt="blurry"), headers=h)
+    assert r.status_code == 201
+    status = wait(client, h, r.json()["id"])
+    assert status["status"] == "completed" and status["step"] == 2 and status["total"] == 2
+    assert status["results"] == ["result"]
+    png = client.get(f"/jobs/{status['id']}/results/result", headers=h)
+    assert png.headers["content-type"] == "image/png"
+    img = Image.open(io.BytesIO(png.content))
+    assert img.size == (64, 64)
+    assert img.text["parameters"].startswith("a knight\nNegative prompt: blurry\nSteps: 2, Sampler: Euler")
+    record = json.loads(img.text["characterforge"])
+    assert record["seed"] == 5 and record["profile"] == "tiny" and record["produces_noise"]
+    assert "image" not in record["job"]["controls"]["openpose"] and record["versions"]["diffusers"]
+
+
+def test_same_seed_same_image_other_seed_other_image(api):
+    backend, client, h = api
+    ids = [client.post("/jobs", json=spec(seed=s), headers=h).json()["id"] for s in (3, 3, 4)]
+    images = [image_of(client.get(f"/jobs/{wait(client, h, i)['id']}/results/result", headers=h)) for i in ids]
+    assert (images[0] == images[1]).all() and not (images[0] == images[2]).all()
+
+
+def test_batch_gives_one_result_per_image(api):
+    backend, client, h = api
+    status = wait(client, h, client.post("/jobs", json=spec(batch=2, name="take"), headers=h).json()["id"])
+    assert status["results"] == ["take_0", "take_1"]
+
+
+def test_depth_and_hand_depth_controls(api):
+    backend, client, h = api
+    controls = {"openpose": {"image": png_b64()}, "depth": {"image": png_b64(), "strength": 0.4},
+                "hand_depth": {"image": png_b64(32, 32), "strength": 0.6, "start": 0.2, "end": 0.8}}
+    status = wait(client, h, client.post("/jobs", json=spec(controls=controls), headers=h).json()["id"])
+    assert status["status"] == "completed", status["error"]
+
+
+def test_cancel_pending_and_running(api):
+    backend, client, h = api
+    running = client.post("/jobs", json=spec(steps=150), headers=h).json()["id"]
+    queued = client.post("/jobs", json=spec(), headers=h).json()["id"]
+    wait(client, h, running, until=("running",))
+    assert client.post(f"/jobs/{queued}/cancel", headers=h).json()["status"] == "canceled"
+    assert client.post(f"/jobs/{running}/cancel", headers=h).json()["canceled"]
+    status = wait(client, h, running, timeout=30)
+    assert status["status"] == "canceled" and status["step"] < 150 and status["results"] == []
+    assert client.post(f"/jobs/{running}/cancel", headers=h).json()["canceled"] is False
+
+
+def test_progress_and_eta_while_running(api):
+    backend, client, h = api
+    job = client.post("/jobs", json=spec(steps=40), headers=h).json()["id"]
+    status = wait(client, h, job, until=("running",))
+    seen = []
+    while status["status"] == "running":
+        seen.append(status)
+        status = client.get(f"/jobs/{job}", headers=h).json()
+    assert any(s["step"] > 0 and s["eta_s"] is not None for s in seen)
+
+
+@pytest.mark.parametrize("headers,status,kind", [
+    ({}, 401, "unauthorized"),
+    ({"x-characterforge-token": "wrong"}, 401, "unauthorized"),
+])
+def test_token_is_required(api, headers, status, kind):
+    backend, client, h = api
+    for method, path in (("get", "/health"), ("get", "/models"), ("post", "/jobs"), ("get", "/openapi.json")):
+        r = getattr(client, method)(path, headers=headers, **({"json": spec()} if method == "post" else {}))
+        assert r.status_code == status and r.json()["type"] == kind and r.json()["fix"]
+
+
+def test_browser_origins_are_refused(api):
+    backend, client, h = api
+    r = client.post("/jobs", json=spec(), headers=dict(h, origin="https://evil.example"))
+    assert r.status_code == 403 and r.json()["type"] == "forbidden_origin"
+    assert client.get("/health", headers=h).status_code == 200
+
+
+def test_openapi_schema_is_served(api):
+    backend, client, h = api
+    paths = client.get("/openapi.json", headers=h).json()["paths"]
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/results/{name}", "/models"} <= set(paths)
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"width": 65}, "width"),
+    ({"width": 4096}, "width"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 10000}, "steps"),
+    ({"batch": 99}, "batch"),
+    ({"kind": "mystery"}, "kind"),
+    ({"prompt": ""}, "prompt"),
+    ({"seed": -1}, "seed"),
+    ({"guidance": float("nan")}, "guidance"),
+    ({"controls": {}}, "controls"),
+    ({"controls": {"openpose": {"image": "not base64!"}}}, "controls.openpose.image"),
+    ({"controls": {"openpose": {"image": "aGVsbG8="}}}, "controls.openpose.image"),
+    ({"name": "../../etc/passwd"}, "name"),
+    ({"profile": "../x"}, "profile"),
+])
+def test_bad_specs_are_refused_with_the_field(api, changes, field):
+    backend, client, h = api
+    body = json.dumps(spec(**changes), allow_nan=True)
+    r = client.post("/jobs", content=body, headers=dict(h, **{"content-type": "application/json"}))
+    assert r.status_code == 400, r.text
+    detail = r.json()
+    assert detail["type"] == "invalid_job" and field in detail["message"]
+
+
+def test_malformed_json_and_oversized_requests(api):
+    backend, client, h = api
+    r = client.post("/jobs", content=b"{nope", headers=dict(h, **{"content-type": "application/json"}))
+    assert r.status_code == 400 and r.json()["type"] == "invalid_request"
+    r = client.post("/jobs", content=b"[1, 2]", headers=dict(h, **{"content-type": "application/json"}))
+    assert r.status_code == 400
+    r = client.post("/jobs", content=b"x" * 10, headers=dict(h, **{"content-length": str(10**9)}))
+    assert r.status_code == 413 and "limit" in r.json()["message"]
+
+
+def test_decompression_bomb_is_refused(api):
+    import base64
+    import zlib
+    import struct
+    backend, client, h = api
+    width = height = 20000  # 400 M pixels of zeros: a few hundred KB compressed
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = zlib.compress(b"\0" * (width + 1) * 16)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    r = client.post("/jobs", json=spec(controls={"openpose": {"image": base64.b64encode(bomb).decode()}}), headers=h)
+    assert r.status_code == 400 and "pixel" in r.json()["message"]
+
+
+def test_queue_full_is_429(make_backend):
+    backend = make_backend(max_pending=1)  # not started: jobs stay pending
+    client, h = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    assert client.post("/jobs", json=spec(), headers=h).status_code == 201
+    r = client.post("/jobs", json=spec(), headers=h)
+    assert r.status_code == 429 and r.json()["type"] == "queue_full" and r.json()["fix"]
+
+
+def test_unknown_job_and_result(api):
+    backend, client, h = api
+    assert client.get("/jobs/nope", headers=h).status_code == 404
+    job = wait(client, h, client.post("/jobs", json=spec(), headers=h).json()["id"])
+    r = client.get(f"/jobs/{job['id']}/results/other", headers=h)
+    assert r.status_code == 404 and r.json()["details"]["results"] == ["result"]
+    assert client.get(f"/jobs/{job['id']}/results/..%2F..%2Fjobs.sqlite3", headers=h).status_code == 404
