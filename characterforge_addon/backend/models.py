@@ -49,7 +49,7 @@ def check(source, models_dir):
     """Where a role's model is, or ModelMissing saying what, where it looked and the fix."""
     role = source.role
     if source.kind == "tiny":
-        return os.path.join(models_dir, "tiny", source.location)  # made on demand, never missing
+        return os.path.join(tiny.folder_in(models_dir), source.location)  # made on demand, never missing
     if source.kind == "file":
         path = source.location
         if path.endswith(PICKLE_SUFFIXES):

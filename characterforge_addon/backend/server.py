@@ -89,6 +89,7 @@ def serve(host, port, data_dir, profile="sdxl", memory="auto", allow_download=Fa
     where = f"token file {backend.token_path}" if backend.token_path else "the --token given"
     print(f"CharacterForge backend on http://{host}:{port} (data {backend.data_dir}; {where})", flush=True)
     try:
-        uvicorn.run(backend.app, host=host, port=port, log_level=log_level)
+        # no access log: the add-on polls job status several times a second
+        uvicorn.run(backend.app, host=host, port=port, log_level=log_level, access_log=False)
     finally:
         backend.stop()

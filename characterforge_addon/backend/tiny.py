@@ -1,12 +1,14 @@
 """Tiny random-weight SDXL components, made locally (no hub): the `tiny` profile.
 
-Shapes follow diffusers' own SDXL ControlNet tests. Made once per data folder, seeded, saved
+Shapes follow diffusers' own SDXL ControlNet tests (but for a VAE that scales by 8 like
+SDXL's, so full-size scenes stay fast). Made once per data folder, seeded, saved
 as safetensors diffusers folders, then loaded like any other local model. They produce noise.
 """
 
 import os
 
 TINY_SEED = 0
+VERSION = 3  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth")
 
 
@@ -52,8 +54,10 @@ def make(folder):
     unet = UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4,
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **_unet_kwargs())
     torch.manual_seed(TINY_SEED)
-    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    # four blocks: latents 1/8 of the image, as in SDXL, so attention stays small at real sizes
+    vae = AutoencoderKL(block_out_channels=[32, 32, 64, 64], in_channels=3, out_channels=3, latent_channels=4,
+                        layers_per_block=1, down_block_types=["DownEncoderBlock2D"] * 4,
+                        up_block_types=["UpDecoderBlock2D"] * 4)
     config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
                             layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, vocab_size=1000,
                             hidden_act="gelu", projection_dim=32)
@@ -68,15 +72,19 @@ def make(folder):
     pipe.save_pretrained(os.path.join(folder, "base"), safe_serialization=True)
     for i, name in enumerate(("controlnet_openpose", "controlnet_depth"), start=1):
         torch.manual_seed(TINY_SEED + i)
-        ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(16, 32), **_unet_kwargs()).save_pretrained(
+        ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **_unet_kwargs()).save_pretrained(
             os.path.join(folder, name), safe_serialization=True)
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 
 
+def folder_in(models_dir):
+    return os.path.join(models_dir, f"tiny-v{VERSION}")
+
+
 def ensure(models_dir):
     """The tiny components' folder, made on first use."""
-    folder = os.path.join(models_dir, "tiny")
+    folder = folder_in(models_dir)
     if not all(os.path.isdir(os.path.join(folder, c)) for c in COMPONENTS):
         tmp = folder + ".partial"
         import shutil
