@@ -46,6 +46,7 @@ class JobStore:
         self._db = sqlite3.connect(os.path.join(self.data_dir, "jobs.sqlite3"), check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes of this process
         self._db.executescript(_SCHEMA)
 
     # -- life cycle ------------------------------------------------------------------------
