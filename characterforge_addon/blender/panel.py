@@ -11,12 +11,15 @@ class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
         row.prop(item, "end", text="")
 
 
-class CHARACTERFORGE_PT_pose(bpy.types.Panel):
-    bl_label = "Pose"
-    bl_idname = "CHARACTERFORGE_PT_pose"
+class _Sidebar:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "CharacterForge"
+
+
+class CHARACTERFORGE_PT_pose(_Sidebar, bpy.types.Panel):
+    bl_label = "Pose"
+    bl_idname = "CHARACTERFORGE_PT_pose"
 
     def draw(self, context):
         layout = self.layout
@@ -52,12 +55,9 @@ class CHARACTERFORGE_PT_pose(bpy.types.Panel):
             col.operator("characterforge.remove_joint_override", icon="REMOVE", text="")
 
 
-class CHARACTERFORGE_PT_controls(bpy.types.Panel):
+class CHARACTERFORGE_PT_controls(_Sidebar, bpy.types.Panel):
     bl_label = "Control Maps"
     bl_idname = "CHARACTERFORGE_PT_controls"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "CharacterForge"
 
     def draw(self, context):
         layout = self.layout
@@ -70,12 +70,9 @@ class CHARACTERFORGE_PT_controls(bpy.types.Panel):
         layout.operator("characterforge.render_controls", icon="RENDER_STILL")
 
 
-class CHARACTERFORGE_PT_generate(bpy.types.Panel):
+class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
     bl_label = "Generate"
     bl_idname = "CHARACTERFORGE_PT_generate"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "CharacterForge"
 
     def draw(self, context):
         layout = self.layout

@@ -2,7 +2,6 @@
 go in, an image plane with the result comes back; cancel; a killed backend."""
 
 import json
-import math
 import os
 import signal
 import socket
@@ -33,6 +32,17 @@ def backend_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def wait_running(settings, timeout=120):
+    import time
+
+    from characterforge_addon.blender import jobs
+    deadline = time.monotonic() + timeout
+    while settings.job_state != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        jobs.drain()
+    assert settings.job_state == "running", settings.job_message
 
 
 def posed_scene(bpy, scene, tmp_path, steps=3):
@@ -93,16 +103,11 @@ def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend
 
 
 def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
-    import time
-
     from characterforge_addon.blender import jobs
     posed_scene(bpy, scene, tmp_path, steps=150)
     bpy.ops.characterforge.generate()
     s = scene.characterforge
-    deadline = time.monotonic() + 120
-    while s.job_state != "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        jobs.drain()
+    wait_running(s)
     assert bpy.ops.characterforge.cancel_job() == {"FINISHED"}
     jobs.wait_all(timeout=120)
     assert s.job_state == "canceled"
@@ -110,16 +115,11 @@ def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
 
 
 def test_killed_backend_gives_a_clear_message(bpy, scene, tmp_path, backend_env):
-    import time
-
     from characterforge_addon.blender import backend_process, jobs
     posed_scene(bpy, scene, tmp_path, steps=150)
     bpy.ops.characterforge.generate()
     s = scene.characterforge
-    deadline = time.monotonic() + 120
-    while s.job_state != "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        jobs.drain()
+    wait_running(s)
     os.kill(backend_process._process.pid, signal.SIGKILL)
     jobs.wait_all(timeout=120)
     assert s.job_state == "failed"
