@@ -76,6 +76,11 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
                 except (binascii.Error, ValueError):
                     raise JobSpecError(f"controls.{name}.image", "is not base64") from None
                 decode_image_bytes(data, f"controls.{name}.image")
+            for i, image in enumerate(job.get("identity", {}).get("images", [])):
+                try:
+                    decode_image_bytes(base64.b64decode(image, validate=True), f"identity.images[{i}]")
+                except (binascii.Error, ValueError):
+                    raise JobSpecError(f"identity.images[{i}]", "is not base64") from None
         except JobSpecError as exc:
             return error(400, "invalid_job", str(exc), {"field": exc.field}, exc.fix)
         except UserError as exc:

@@ -17,6 +17,8 @@ def versions():
 def spec_without_images(spec):
     out = dict(spec)
     out["controls"] = {name: {k: v for k, v in c.items() if k != "image"} for name, c in spec.get("controls", {}).items()}
+    if "identity" in spec:
+        out["identity"] = {"references": len(spec["identity"]["images"]), "scale": spec["identity"]["scale"]}
     return out
 
 

@@ -9,7 +9,7 @@ import shlex
 import sys
 
 from ..core.errors import UserError
-from . import tiny
+from . import profiles, tiny
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
 
@@ -66,14 +66,33 @@ def check(source, models_dir):
     if source.kind == "folder":
         folder = os.path.normpath(os.path.join(source.location, source.subfolder))
         looked = folder
+        if role == "insightface":
+            if not os.path.isdir(folder) or not any(f.endswith(".onnx") for f in os.listdir(folder)):
+                raise ModelMissing(role, "no insightface .onnx models", folder,
+                                   "unpack insightface's buffalo_l pack there (non-commercial licence)")
+            return folder
     else:
         snap = _snapshot(source.location)
         looked = os.path.join(hf_cache_dir(), "models--" + source.location.replace("/", "--"))
         if snap is None:
-            fix = f"hf download {source.location}" + (f" --include '{source.subfolder}/*'" if source.subfolder else "")
+            if source.weight:
+                fix = f"hf download {source.location} {'/'.join(filter(None, [source.subfolder, source.weight]))}"
+            else:
+                fix = f"hf download {source.location}" + (f" --include '{source.subfolder}/*'" if source.subfolder else "")
             raise ModelMissing(role, f"{source.location} is not in the Hugging Face cache", looked,
                                f"{fix}  (or start the backend with --allow-download)")
         folder = os.path.normpath(os.path.join(snap, source.subfolder))
+    if source.weight:
+        path = os.path.join(folder, source.weight)
+        if not os.path.isfile(path):
+            fix = (f"hf download {source.location} {os.path.join(source.subfolder, source.weight)}"
+                   if source.kind == "repo" else "download it there or correct the profile")
+            raise ModelMissing(role, f"{source.weight} not found", folder, fix)
+        if path.endswith(PICKLE_SUFFIXES):
+            raise ModelMissing(role, f"{source.weight} is a pickle file, which can run code when loaded", folder,
+                               f"convert it once: {convert_command(path)}, then set weight = "
+                               f"\"{os.path.splitext(source.weight)[0]}.safetensors\" in the profile")
+        return path
     index = "model_index.json" if role == "base" else "config.json"
     if not os.path.isfile(os.path.join(folder, index)):
         raise ModelMissing(role, f"{index} not found: not a diffusers folder", folder,
@@ -105,7 +124,7 @@ def doctor(profile, models_dir):
     roles = []
     for role, source in profile.models.items():
         entry = {"role": role, "source": source.kind, "name": source.location, "size": source.size,
-                 "licence": source.licence}
+                 "licence": source.licence, "needed_for": profiles.ROLES[role], "core": role in profiles.CORE_ROLES}
         try:
             entry.update(status="present", path=check(source, models_dir))
         except ModelMissing as exc:
@@ -113,7 +132,7 @@ def doctor(profile, models_dir):
         entry["safetensors"] = entry["status"] == "present"
         roles.append(entry)
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
-            "ready": all(r["status"] == "present" for r in roles), "roles": roles, "device": device_report()}
+            "ready": all(r["status"] == "present" for r in roles if r["core"]), "roles": roles, "device": device_report()}
 
 
 def format_doctor(report):
@@ -126,8 +145,10 @@ def format_doctor(report):
         extra = f" [{r['size']}, {r['licence']}]" if r["size"] else ""
         if r["status"] == "present":
             lines.append(f"  ok       {r['role']}: {r['name']}{extra}")
-        else:
+        elif r["core"]:
             lines.append(f"  MISSING  {r['message']}")
+        else:
+            lines.append(f"  missing  (optional, for {r['needed_for']}) {r['message']}")
     lines.append("ready" if report["ready"] else "not ready: fix the MISSING lines above")
     return "\n".join(lines)
 

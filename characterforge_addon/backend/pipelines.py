@@ -7,6 +7,7 @@ black; out-of-memory retried once with a lighter memory mode.
 """
 
 import io
+import os
 import time
 
 import numpy as np
@@ -90,6 +91,7 @@ class Engine:
         self._base = None
         self._controlnets = {}
         self._variants = {}
+        self._ip_loaded = False
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -144,6 +146,40 @@ class Engine:
         check_one_dtype(pipe)
         return pipe
 
+    def ip_adapter(self):
+        """Load the plus-face IP-Adapter and its image encoder once, into the shared UNet; every
+        pipeline built on the base sees them. Jobs switch identity on and off by scale."""
+        if self._ip_loaded:
+            return
+        missing = [r for r in ("image_encoder", "ip_adapter_plus_face") if r not in self.profile.models]
+        if missing:
+            raise GenerationError(f"profile {self.profile.name} has no {' or '.join(missing)}, needed for identity "
+                                  "from reference images: add them (see the sdxl profile) or send no reference images")
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        base = self.base()
+        enc_source = self.profile.models["image_encoder"]
+        enc_path, enc_kwargs = models.resolve_for_loading(enc_source, self.models_dir, self.allow_download)
+        enc_kwargs.setdefault("local_files_only", True)
+        try:
+            encoder = CLIPVisionModelWithProjection.from_pretrained(enc_path, dtype=self.dtype, use_safetensors=True,
+                                                                    **enc_kwargs)
+            processor = CLIPImageProcessor.from_pretrained(enc_path, **enc_kwargs)
+        except (OSError, ValueError) as exc:
+            raise models.ModelMissing("image_encoder", f"could not load {enc_source.location}: {str(exc).splitlines()[0]}",
+                                      enc_path, "run doctor for the exact files and commands") from None
+        source = self.profile.models["ip_adapter_plus_face"]
+        where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
+        base.register_modules(image_encoder=encoder, feature_extractor=processor)
+        if os.path.isfile(where):
+            base.load_ip_adapter(os.path.dirname(where), subfolder="", weight_name=os.path.basename(where),
+                                 image_encoder_folder=None)
+        else:  # a repo to download (--allow-download)
+            base.load_ip_adapter(where, subfolder=source.subfolder, weight_name=source.weight, image_encoder_folder=None)
+        for pipe in [base, *self._variants.values()]:
+            pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
+            self._place(pipe)
+        self._ip_loaded = True
+
     def controlnet_pipeline(self, roles):
         """The ControlNet pipeline for these control roles, sharing the base's weights."""
         key = tuple(roles)
@@ -170,12 +206,26 @@ class Engine:
             raise GenerationError(f"profile {self.profile.name} has no {missing[0]}: drop that control or add "
                                   f"[models.{missing[0]}] to the profile")
         images = [decode_image_bytes(pngs[n], f"controls.{n}.image") for n in names]
+        references = [decode_image_bytes(png, f"identity.images[{i}]") for i, png in enumerate(pngs.get("identity", []))]
         images = [im.resize((spec["width"], spec["height"])) if im.size != (spec["width"], spec["height"]) else im
                   for im in images]
-        return self._with_oom_retry(lambda: self._run_controlnet(spec, names, roles, images, on_step, cancel_event))
+        return self._with_oom_retry(
+            lambda: self._run_controlnet(spec, names, roles, images, references, on_step, cancel_event))
 
-    def _run_controlnet(self, spec, names, roles, images, on_step, cancel_event):
+    def _identity_kwargs(self, pipe, spec, references):
+        """IP-Adapter arguments: the references at the job's scale, or (once loaded) scale 0."""
+        if references:
+            self.ip_adapter()
+            pipe.set_ip_adapter_scale(spec["identity"]["scale"])
+            return {"ip_adapter_image": [references]}
+        if self._ip_loaded:
+            pipe.set_ip_adapter_scale(0.0)
+            return {"ip_adapter_image": [[Image.new("RGB", (64, 64))]]}
+        return {}
+
+    def _run_controlnet(self, spec, names, roles, images, references, on_step, cancel_event):
         pipe = self.controlnet_pipeline(roles)
+        identity = self._identity_kwargs(pipe, spec, references)
         total = spec["steps"]
         started = time.perf_counter()
 
@@ -193,7 +243,7 @@ class Engine:
             controlnet_conditioning_scale=[spec["controls"][n]["strength"] for n in names],
             control_guidance_start=[spec["controls"][n]["start"] for n in names],
             control_guidance_end=[spec["controls"][n]["end"] for n in names],
-            generator=generators, output_type="latent", callback_on_step_end=callback,
+            generator=generators, output_type="latent", callback_on_step_end=callback, **identity,
         )
         if cancel_event.is_set():
             raise Canceled()

@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from ..core.errors import UserError
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
-ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
+# role -> what it is needed for (the doctor says so next to a missing model)
+ROLES = {
+    "base": "every job", "vae": "every job (decoding)", "controlnet_openpose": "posed characters",
+    "controlnet_depth": "depth and hand-depth control", "image_encoder": "identity from reference images",
+    "ip_adapter_plus_face": "identity from reference images", "ip_adapter_faceid": "identity from a face embedding",
+    "insightface": "face detection and identity embeddings", "inpaint": "inpainting (faces, expressions)",
+    "upscaler": "upscaling sheets",
+}
 REQUIRED_ROLES = ("base", "controlnet_openpose")
+# What a posed character needs: the profile is ready when these (those it names) are present.
+CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
 SOURCE_KINDS = ("repo", "folder", "file", "tiny")
 FAMILIES = ("sdxl", "sd15")
 
@@ -22,6 +31,7 @@ class Source:
     variant: str = ""
     size: str = ""
     licence: str = ""
+    weight: str = ""     # one file inside a repo or folder (IP-Adapter weights)
 
 
 @dataclass
@@ -48,7 +58,7 @@ def _source(role, table, where):
         if not os.path.isabs(location):
             location = os.path.join(os.path.dirname(where), location)
     return Source(role, kind, location, str(table.get("subfolder", "")), str(table.get("variant", "")),
-                  str(table.get("size", "")), str(table.get("licence", "")))
+                  str(table.get("size", "")), str(table.get("licence", "")), str(table.get("weight", "")))
 
 
 def parse_profile(text, where="profile"):

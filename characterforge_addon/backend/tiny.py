@@ -8,8 +8,8 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 3  # bump when the shapes change: older folders are left alone, a new one is made
-COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth")
+VERSION = 4  # bump when the shapes change: older folders are left alone, a new one is made
+COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors")
 
 
 def _byte_level_vocab():
@@ -74,6 +74,7 @@ def make(folder):
         torch.manual_seed(TINY_SEED + i)
         ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **_unet_kwargs()).save_pretrained(
             os.path.join(folder, name), safe_serialization=True)
+    _ip_adapter(folder, unet)
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 
@@ -82,10 +83,53 @@ def folder_in(models_dir):
     return os.path.join(models_dir, f"tiny-v{VERSION}")
 
 
+def _ip_adapter(folder, unet):
+    """A tiny CLIP image encoder and an IP-Adapter *plus* (Resampler) in the original key layout
+    (image_proj.* / ip_adapter.*), sized for the tiny UNet. diffusers' loader reads the
+    Resampler's heads as to_q rows / 64 and assumes depth 4, so those are kept."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(TINY_SEED)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, image_size=32, patch_size=8,
+                                                             num_hidden_layers=2, num_attention_heads=4,
+                                                             intermediate_size=37, projection_dim=32))
+    encoder.save_pretrained(os.path.join(folder, "image_encoder"), safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        os.path.join(folder, "image_encoder"))
+    gen = torch.Generator().manual_seed(TINY_SEED)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen) * 0.02
+
+    dim, embed, out, queries = 64, 32, unet.config.cross_attention_dim, 4
+    tensors = {"image_proj.latents": rand(1, queries, dim), "image_proj.proj_in.weight": rand(dim, embed),
+               "image_proj.proj_in.bias": rand(dim), "image_proj.proj_out.weight": rand(out, dim),
+               "image_proj.proj_out.bias": rand(out), "image_proj.norm_out.weight": torch.ones(out),
+               "image_proj.norm_out.bias": torch.zeros(out)}
+    for i in range(4):
+        p = f"image_proj.layers.{i}"
+        tensors.update({f"{p}.0.norm1.weight": torch.ones(dim), f"{p}.0.norm1.bias": torch.zeros(dim),
+                        f"{p}.0.norm2.weight": torch.ones(dim), f"{p}.0.norm2.bias": torch.zeros(dim),
+                        f"{p}.0.to_q.weight": rand(64, dim), f"{p}.0.to_kv.weight": rand(128, dim),
+                        f"{p}.0.to_out.weight": rand(dim, 64), f"{p}.1.0.weight": torch.ones(dim),
+                        f"{p}.1.0.bias": torch.zeros(dim), f"{p}.1.1.weight": rand(dim * 4, dim),
+                        f"{p}.1.3.weight": rand(dim, dim * 4)})
+    key = 1  # diffusers numbers the cross-attention processors 1, 3, 5, ...
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            hidden = unet.get_submodule(name[: -len(".processor")]).to_q.out_features
+            tensors[f"ip_adapter.{key}.to_k_ip.weight"] = rand(hidden, out)
+            tensors[f"ip_adapter.{key}.to_v_ip.weight"] = rand(hidden, out)
+            key += 2
+    save_file(tensors, os.path.join(folder, "ip_adapter_plus_face.safetensors"))
+
+
 def ensure(models_dir):
     """The tiny components' folder, made on first use."""
     folder = folder_in(models_dir)
-    if not all(os.path.isdir(os.path.join(folder, c)) for c in COMPONENTS):
+    if not all(os.path.exists(os.path.join(folder, c)) for c in COMPONENTS):
         tmp = folder + ".partial"
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)

@@ -90,6 +90,7 @@ class JobRunner:
             engine = self.engine_for(spec["profile"])
             self.store.progress(job_id, 0, spec["steps"], "loading models")
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
+            pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
             images = engine.posed_character(spec, pngs, on_step, event)
             self.store.progress(job_id, spec["steps"], spec["steps"], "saving")
             for i, pixels in enumerate(images):

@@ -6,7 +6,10 @@ import random
 import tempfile
 
 import bpy
+import numpy as np
 
+from ..core.errors import UserError
+from ..core.image_io import encode_png
 from ..core.job_spec import posed_character_spec
 from . import controls, jobs, preferences
 from .rig import rigs_in_scene
@@ -41,6 +44,30 @@ def control_inputs(settings, folder):
     return out
 
 
+def reference_pngs(settings):
+    """The reference picture as PNG bytes (Blender converts any format it reads), or ()."""
+    if not settings.reference_image:
+        return ()
+    path = bpy.path.abspath(settings.reference_image)
+    if not os.path.isfile(path):
+        raise UserError(f"reference picture {path} not found: choose another file or clear Reference")
+    if path.lower().endswith(".png"):
+        with open(path, "rb") as f:
+            return (f.read(),)
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as exc:
+        raise UserError(f"cannot read reference picture {path}: {str(exc).strip()}") from None
+    try:
+        w, h = image.size
+        pixels = np.empty(w * h * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        rgb = (np.clip(pixels.reshape(h, w, 4)[::-1, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+    finally:
+        bpy.data.images.remove(image)
+    return (encode_png(rgb),)
+
+
 def generate(context, seed=None):
     """Render the control maps, build the posed-character spec and start the job."""
     scene = context.scene
@@ -56,7 +83,8 @@ def generate(context, seed=None):
     w, h = manifest["resolution"]
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
-        settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}")
+        settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}",
+        references=reference_pngs(settings), identity_scale=settings.identity_scale)
     job = jobs.start(context, spec, shot_dir, shot, camera, subject_distance(scene, camera))
     job.controls_dir = controls_dir
     return job

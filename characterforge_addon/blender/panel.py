@@ -93,6 +93,10 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "use_hand_depth")
         row.prop(s, "hand_depth_strength", text="")
+        row = layout.row(align=True)
+        row.prop(s, "reference_image")
+        if s.reference_image:
+            row.prop(s, "identity_scale", text="")
         layout.prop(s, "shot")
         layout.prop(s, "results_dir")
         if s.job_state in ("starting", "pending", "running"):

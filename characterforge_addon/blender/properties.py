@@ -54,6 +54,10 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     depth_strength: FloatProperty(name="Depth strength", default=0.4, min=0.0, max=2.0)
     use_hand_depth: BoolProperty(name="Hand depth", default=True, description="Condition the hands on their depth")
     hand_depth_strength: FloatProperty(name="Hand strength", default=0.6, min=0.0, max=2.0)
+    reference_image: StringProperty(name="Reference", subtype="FILE_PATH", default="",
+                                    description="A picture of the character to keep (IP-Adapter plus-face); empty: none")
+    identity_scale: FloatProperty(name="Likeness", default=0.6, min=0.0, max=1.5,
+                                  description="How strongly the reference picture steers the result")
 
     # The running job, as the panel shows it
     job_key: StringProperty(options={"SKIP_SAVE"})

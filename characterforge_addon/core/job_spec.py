@@ -21,6 +21,7 @@ LIMITS = {
     "max_batch": 4,
     "max_prompt_chars": 4000,
     "max_control_bytes": 16 * 1024 * 1024,
+    "max_references": 4,
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -109,21 +110,41 @@ def validate_job(spec):
         out["controls"][name] = entry
     if "openpose" not in out["controls"]:
         raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
+    identity = spec.get("identity")
+    if identity is not None:
+        if not isinstance(identity, dict):
+            raise JobSpecError("identity", "must be an object with images and scale")
+        images = identity.get("images")
+        if not isinstance(images, list) or not 1 <= len(images) <= LIMITS["max_references"]:
+            raise JobSpecError("identity.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
+                               "give one or more pictures of the character")
+        for i, image in enumerate(images):
+            if not isinstance(image, str) or not image:
+                raise JobSpecError(f"identity.images[{i}]", "must be a base64 PNG")
+            if len(image) * 3 // 4 > LIMITS["max_control_bytes"]:
+                raise JobSpecError(f"identity.images[{i}]", f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
+        out["identity"] = {"images": images, "scale": _number(identity, "scale", 0.6, 0.0, 1.5)}
     out["name"] = safe_name(spec.get("name", "result"), "name")
     return out
 
 
 def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
-                         profile="sdxl", batch=1, name="result"):
+                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6):
     """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
-    "end"}}; width and height are rounded down to multiples of 8 (the render resolution need not be)."""
+    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter);
+    width and height are rounded down to multiples of 8 (the render resolution need not be)."""
     import base64
     spec = {
+        # Blender's float properties are single precision: round so 0.8 stays 0.8 in the metadata
         "kind": "posed_character", "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
-        "steps": steps, "guidance": guidance, "batch": batch, "profile": profile, "name": name,
+        "steps": steps, "guidance": round(guidance, 4), "batch": batch, "profile": profile, "name": name,
         "width": max(64, int(width) // 8 * 8), "height": max(64, int(height) // 8 * 8),
         "controls": {n: {"image": base64.b64encode(c["png"]).decode("ascii"),
-                         "strength": c.get("strength", 1.0), "start": c.get("start", 0.0), "end": c.get("end", 1.0)}
+                         "strength": round(c.get("strength", 1.0), 4), "start": round(c.get("start", 0.0), 4),
+                         "end": round(c.get("end", 1.0), 4)}
                      for n, c in controls.items()},
     }
+    if references:
+        spec["identity"] = {"images": [base64.b64encode(png).decode("ascii") for png in references],
+                            "scale": round(identity_scale, 4)}
     return validate_job(spec)

@@ -169,3 +169,31 @@ def test_unknown_job_and_result(api):
     r = client.get(f"/jobs/{job['id']}/results/other", headers=h)
     assert r.status_code == 404 and r.json()["details"]["results"] == ["result"]
     assert client.get(f"/jobs/{job['id']}/results/..%2F..%2Fjobs.sqlite3", headers=h).status_code == 404
+
+
+def test_identity_from_reference_images(api):
+    backend, client, h = api
+    plain = wait(client, h, client.post("/jobs", json=spec(seed=9), headers=h).json()["id"])
+    refs = {"images": [png_b64(48, 48, (200, 40, 40)), png_b64(40, 56, (40, 200, 40))], "scale": 0.9}
+    with_id = wait(client, h, client.post("/jobs", json=spec(seed=9, identity=refs), headers=h).json()["id"])
+    again = wait(client, h, client.post("/jobs", json=spec(seed=9), headers=h).json()["id"])
+    assert [s["status"] for s in (plain, with_id, again)] == ["completed"] * 3, with_id["error"]
+    a, b, c = (image_of(client.get(f"/jobs/{s['id']}/results/result", headers=h)) for s in (plain, with_id, again))
+    assert not (a == b).all()  # the references change the picture
+    assert (a == c).all()      # and at scale 0 the loaded adapter changes nothing
+    img = Image.open(io.BytesIO(client.get(f"/jobs/{with_id['id']}/results/result", headers=h).content))
+    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 2, "scale": 0.9}
+    engine = backend.engine_for("tiny")
+    assert engine._ip_loaded and engine.base().image_encoder is not None
+
+
+@pytest.mark.parametrize("identity,field", [
+    ({"images": []}, "identity.images"),
+    ({"images": ["x"] * 5}, "identity.images"),
+    ({"images": ["aGVsbG8="]}, "identity.images[0]"),
+    ({"images": [png_b64()], "scale": 3}, "scale"),
+])
+def test_bad_identity_is_refused(api, identity, field):
+    backend, client, h = api
+    r = client.post("/jobs", json=spec(identity=identity), headers=h)
+    assert r.status_code == 400 and field in r.json()["message"]

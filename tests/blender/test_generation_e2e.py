@@ -125,3 +125,23 @@ def test_killed_backend_gives_a_clear_message(bpy, scene, tmp_path, backend_env)
     assert s.job_state == "failed"
     assert "cannot reach the backend" in s.job_message and "Backend panel" in s.job_message
     backend_process.stop()
+
+
+def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env):
+    from PIL import Image
+
+    from characterforge_addon.blender import jobs
+    ref = tmp_path / "hero.jpg"
+    Image.new("RGB", (40, 60), (180, 30, 30)).save(ref)
+    posed_scene(bpy, scene, tmp_path)
+    scene.characterforge.reference_image = str(ref)
+    scene.characterforge.identity_scale = 0.8
+    bpy.ops.characterforge.generate()
+    jobs.wait_all(timeout=300)
+    assert scene.characterforge.job_state == "completed", scene.characterforge.job_message
+    plane = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
+    img = Image.open(json.loads(plane["characterforge_files"])[0])
+    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 1, "scale": 0.8}
+    scene.characterforge.reference_image = str(tmp_path / "missing.png")
+    with pytest.raises(RuntimeError, match="missing.png not found"):
+        bpy.ops.characterforge.generate()
