@@ -72,9 +72,10 @@ def main():
     one = engine.controlnet_pipeline(["controlnet_openpose", "controlnet_depth", "controlnet_depth"])
     one_bytes = unique_bytes(pipelines.modules_of(one).values())
     rss_one = rss_mb()
-    variants = [engine.base()] + [engine.controlnet_pipeline(r) for r in (
-        ["controlnet_openpose"], ["controlnet_openpose", "controlnet_depth"], ["controlnet_depth"])] + [one]
+    variants = [engine.pipeline(mode, roles) for mode in ("txt2img", "img2img", "inpaint")
+                for roles in ((), ("controlnet_openpose",), ("controlnet_openpose", "controlnet_depth"))] + [one]
     all_bytes = unique_bytes(m for p in variants for m in pipelines.modules_of(p).values())
+    variant_count = len(variants)
     rss_all = rss_mb()
 
     # -- direct calls -----------------------------------------------------------------------
@@ -132,7 +133,8 @@ def main():
     print(f"  through the server (HTTP, {POLL_S * 1000:.0f} ms polling, PNG download): {a * 1000:.0f} ms/job (median)")
     print(f"  of which the job itself ran in the server for {statistics.median(inside[1:]) * 1000:.0f} ms/job (median)")
     print(f"  overhead: {(a - d) * 1000:.0f} ms/job = {(a - d) / d * 100:.1f} % (goal <= 50 ms and <= 5 %)")
-    print(f"memory, every variant (txt2img + 4 ControlNet combinations) vs one pipeline with the same weights:")
+    print(f"memory, every variant (txt2img, img2img, inpaint, each plain and with 1 or 2 ControlNets, "
+          f"{variant_count} pipelines) vs one pipeline with the same weights:")
     print(f"  unique parameter bytes {all_bytes / 2**20:.1f} MiB vs {one_bytes / 2**20:.1f} MiB = "
           f"{all_bytes / one_bytes:.3f}x (goal <= 1.1x); process RSS {rss_all:.0f} vs {rss_one:.0f} MiB = "
           f"{rss_all / rss_one:.3f}x")

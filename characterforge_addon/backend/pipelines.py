@@ -180,17 +180,27 @@ class Engine:
             self._place(pipe)
         self._ip_loaded = True
 
-    def controlnet_pipeline(self, roles):
-        """The ControlNet pipeline for these control roles, sharing the base's weights."""
-        key = tuple(roles)
+    def pipeline(self, mode="txt2img", roles=()):
+        """The pipeline for `mode` (txt2img, img2img, inpaint) with these ControlNet roles, built
+        from the base with from_pipe: every variant shares the base's weights."""
+        key = (mode, tuple(roles))
+        if key == ("txt2img", ()):
+            return self.base()
         if key not in self._variants:
-            from diffusers import MultiControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
-            cls = StableDiffusionXLControlNetPipeline if self.profile.family == "sdxl" else StableDiffusionControlNetPipeline
-            nets = MultiControlNetModel([self.controlnet(r) for r in roles])
-            pipe = cls.from_pipe(self.base(), controlnet=nets)
+            import diffusers
+            name = {("sdxl", "txt2img"): "StableDiffusionXL{}Pipeline", ("sdxl", "img2img"): "StableDiffusionXL{}Img2ImgPipeline",
+                    ("sdxl", "inpaint"): "StableDiffusionXL{}InpaintPipeline", ("sd15", "txt2img"): "StableDiffusion{}Pipeline",
+                    ("sd15", "img2img"): "StableDiffusion{}Img2ImgPipeline",
+                    ("sd15", "inpaint"): "StableDiffusion{}InpaintPipeline"}[(self.profile.family, mode)]
+            cls = getattr(diffusers, name.format("ControlNet" if roles else ""))
+            extra = {"controlnet": diffusers.MultiControlNetModel([self.controlnet(r) for r in roles])} if roles else {}
+            pipe = cls.from_pipe(self.base(), **extra)
             pipe.set_progress_bar_config(disable=True)
             self._variants[key] = self._place(pipe)
         return self._variants[key]
+
+    def controlnet_pipeline(self, roles):
+        return self.pipeline("txt2img", roles)
 
     # -- running ---------------------------------------------------------------------------
 

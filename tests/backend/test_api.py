@@ -197,3 +197,33 @@ def test_bad_identity_is_refused(api, identity, field):
     backend, client, h = api
     r = client.post("/jobs", json=spec(identity=identity), headers=h)
     assert r.status_code == 400 and field in r.json()["message"]
+
+
+def test_the_addon_client_reports_wrong_token_and_unreachable(make_backend, tmp_path):
+    import socket
+    import threading
+
+    import uvicorn
+
+    from characterforge_addon.client.backend_client import BackendClient, BackendError
+    backend = make_backend()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(backend.app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            pass
+        with pytest.raises(BackendError, match="wrong token.*token file") as err:
+            BackendClient(f"http://127.0.0.1:{port}", "nope").health()
+        assert err.value.status == 401 and err.value.type == "unauthorized"
+        with pytest.raises(BackendError, match="width: 65 is not a multiple of 8"):
+            BackendClient(f"http://127.0.0.1:{port}", backend.token).submit(spec(width=65))
+        assert BackendClient(f"http://127.0.0.1:{port}", backend.token).health()["status"] == "ok"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    with pytest.raises(BackendError, match="cannot reach the backend.*Backend panel"):
+        BackendClient(f"http://127.0.0.1:{port}", backend.token, timeout=2).health()

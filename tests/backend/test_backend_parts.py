@@ -146,9 +146,33 @@ def test_every_module_shares_one_dtype(engine):
 
 
 def test_variants_share_weights_with_the_base(engine):
-    a = engine.controlnet_pipeline(["controlnet_openpose"])
-    b = engine.controlnet_pipeline(["controlnet_openpose", "controlnet_depth"])
-    assert a.unet is b.unet is engine.base().unet and a.vae is engine.base().vae
+    base = engine.base()
+    variants = [engine.pipeline(mode, roles) for mode in ("txt2img", "img2img", "inpaint")
+                for roles in ((), ("controlnet_openpose",), ("controlnet_openpose", "controlnet_depth"))]
+    assert {type(v).__name__ for v in variants} >= {"StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
+                                                     "StableDiffusionXLControlNetInpaintPipeline"}
+    assert all(v.unet is base.unet and v.vae is base.vae and v.text_encoder_2 is base.text_encoder_2 for v in variants)
+    assert engine.pipeline("img2img") is engine.pipeline("img2img")  # built once
+
+
+def test_img2img_and_inpaint_variants_run(engine):
+    from PIL import Image
+    img = Image.new("RGB", (64, 64), (90, 120, 200))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    out = engine.pipeline("img2img")("a knight", image=img, strength=0.5, num_inference_steps=2, output_type="np")
+    assert out.images.shape == (1, 64, 64, 3)
+    out = engine.pipeline("inpaint")("a knight", image=img, mask_image=mask, num_inference_steps=2, height=64,
+                                     width=64, output_type="np")
+    assert out.images.shape == (1, 64, 64, 3)
+
+
+def test_memory_mode_is_chosen_from_free_memory(monkeypatch):
+    assert pipelines.pick_memory_mode("auto", "cpu") == "cpu"
+    assert pipelines.pick_memory_mode("sequential_offload", "cuda") == "sequential_offload"
+    for free_gb, mode in ((40, "gpu"), (12, "model_offload"), (6, "sequential_offload")):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda free_gb=free_gb: (free_gb * 2**30, 80 * 2**30))
+        assert pipelines.pick_memory_mode("auto", "cuda", "sdxl") == mode
 
 
 def latents(engine):
