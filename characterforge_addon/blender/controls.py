@@ -189,6 +189,31 @@ def project_rig(scene, depsgraph, camera, cam, rig):
 # ---------------------------------------------------------------------------------------------
 # The one render: depth and object index
 
+# Character pass indices start here: above what users usually give their own objects, and
+# exact in the half-float EXR (integers up to 2048).
+INDEX_BASE = 1000
+
+
+def _exclude_our_planes(tmp):
+    """Exclude the result-plane collection in the throw-away scene's view layer (the user's
+    scene is untouched); returns the names of the objects that hides."""
+    from .planes import SHOTS_COLLECTION
+
+    def find(layer_collection):
+        if layer_collection.collection.name == SHOTS_COLLECTION:
+            return layer_collection
+        for child in layer_collection.children:
+            found = find(child)
+            if found:
+                return found
+        return None
+
+    found = find(tmp.view_layers[0].layer_collection)
+    if found is None:
+        return set()
+    found.exclude = True
+    return {o.name for o in found.collection.all_objects}
+
 def _compositor(scene):
     """Route Depth into red and Object Index into green of the output, for both 4.2 and 5.x."""
     if hasattr(scene, "compositing_node_group"):  # Blender 5
@@ -215,18 +240,26 @@ def render_passes(scene, camera, index_of):
     """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution.
 
     `index_of`: {object: pass index}. Renders a throw-away copy of the scene so the user's
-    render settings and compositor stay untouched; object settings are restored afterwards.
+    render settings and compositor stay untouched. Objects are changed only where they must
+    be and restored afterwards; our proxies keep their indices, so in the usual case nothing
+    is changed and Blender has nothing to re-evaluate after the render.
     """
-    saved = {obj: (obj.pass_index, obj.hide_render) for obj in scene.objects}
+    saved = {}
+    for obj, index in index_of.items():
+        if obj.pass_index != index:
+            if not str(obj.get(ROLE, "")).startswith("proxy_"):
+                saved[obj] = ("pass_index", obj.pass_index)
+            obj.pass_index = index
     tmp = scene.copy()
     group = None
     folder = tempfile.mkdtemp(prefix="characterforge-")
     path = os.path.join(folder, "passes.exr")
     image = None
     try:
-        for obj in scene.objects:
-            obj.pass_index = index_of.get(obj, 0)
-            if obj.get(ROLE) in OUTPUT_ROLES:
+        hidden = _exclude_our_planes(tmp)
+        for obj in scene.objects:  # result planes moved out of our collection by the user
+            if obj.get(ROLE) in OUTPUT_ROLES and obj.name not in hidden and not obj.hide_render:
+                saved.setdefault(obj, ("hide_render", False))
                 obj.hide_render = True
         tmp.camera = camera
         tmp.render.engine = "CYCLES"
@@ -262,8 +295,8 @@ def render_passes(scene, camera, index_of):
         bpy.data.scenes.remove(tmp)
         if group is not None:
             bpy.data.node_groups.remove(group)
-        for obj, (index, hidden) in saved.items():
-            obj.pass_index, obj.hide_render = index, hidden
+        for obj, (attribute, value) in saved.items():
+            setattr(obj, attribute, value)
         try:
             os.remove(path)
         except OSError:
@@ -340,12 +373,13 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     for i, rig in enumerate(rigs, start=1):
         person, mean_depth = project_rig(scene, depsgraph, camera, cam, rig)
         body, hands = character_meshes(rig)
+        body_id, hand_id = INDEX_BASE + 2 * i, INDEX_BASE + 2 * i + 1
         for obj in body:
-            index_of[obj] = 2 * i - 1
+            index_of[obj] = body_id
         for obj in hands:
-            index_of[obj] = 2 * i
+            index_of[obj] = hand_id
         people.append((mean_depth, person))
-        characters.append((rig, person, 2 * i - 1, 2 * i, bool(hands)))
+        characters.append((rig, person, body_id, hand_id, bool(hands)))
     people = [p for _, p in sorted(people, key=lambda item: -item[0])]  # far first: near overlaps far
     timings["project_s"] = time.perf_counter() - t0
 
@@ -372,12 +406,12 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
         maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals)
         files.update(maps)
         timings["encode_s"] = time.perf_counter() - t3
+        t4 = time.perf_counter()
+        for written in [pool.submit(write_atomic, os.path.join(out_dir, f), data) for f, data in files.items()]:
+            written.result()
     finally:
         pool.shutdown(wait=True)
 
-    t4 = time.perf_counter()
-    for file, data in files.items():
-        write_atomic(os.path.join(out_dir, file), data)
     manifest = {
         "camera": camera.name, "frame": scene.frame_current, "resolution": [w, h],
         "files": sorted(files), "masks": mask_files,

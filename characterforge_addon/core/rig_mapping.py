@@ -4,6 +4,8 @@ A mapping is {joint key: (bone name, "head" | "tail")}, with joint keys such as
 "body.left_elbow", "left_hand.index_2" or "face.jaw_00". Joints left out are missing.
 """
 
+import functools
+
 from . import skeleton as sk
 from .errors import UserError
 from .rig_layout import build_layout
@@ -22,10 +24,16 @@ def joint_keys(part=None):
     return [f"{p}.{j}" for p in parts for j in PART_JOINTS[p]]
 
 
-def characterforge_mapping():
+@functools.lru_cache(maxsize=1)
+def _characterforge_mapping():
     layout = build_layout()
-    return {f"{part}.{joint}": target
-            for part in PARTS for joint, target in zip(PART_JOINTS[part], layout.joints[part])}
+    return tuple((f"{part}.{joint}", target)
+                 for part in PARTS for joint, target in zip(PART_JOINTS[part], layout.joints[part]))
+
+
+def characterforge_mapping():
+    """Our rig's mapping (the same for every height and preset: only positions change)."""
+    return dict(_characterforge_mapping())
 
 
 def _rigify_names():

@@ -111,14 +111,17 @@ def test_two_rigs_give_two_people_and_disjoint_masks(bpy, scene, tmp_path):
 
 def test_user_render_settings_are_untouched(bpy, scene, tmp_path):
     add_rig(bpy)
+    bpy.ops.mesh.primitive_cube_add(location=(3, 3, 0))
+    bpy.context.object.pass_index = 1002  # the user's own index, even one we use
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.render.filepath = "//mine/"
-    before = {o.name: (o.pass_index, o.hide_render) for o in scene.objects}
-    scenes = len(bpy.data.scenes)
+    user_objects = [o for o in scene.objects if not str(o.get("characterforge_role", "")).startswith("proxy_")]
+    before = {o.name: (o.pass_index, o.hide_render) for o in user_objects}
+    scenes, groups = len(bpy.data.scenes), len(bpy.data.node_groups)
     render(bpy, tmp_path)
     assert scene.render.engine == "BLENDER_WORKBENCH" and scene.render.filepath == "//mine/"
-    assert {o.name: (o.pass_index, o.hide_render) for o in scene.objects} == before
-    assert len(bpy.data.scenes) == scenes
+    assert {o.name: (o.pass_index, o.hide_render) for o in user_objects} == before
+    assert len(bpy.data.scenes) == scenes and len(bpy.data.node_groups) == groups
 
 
 def test_result_planes_stay_out_of_the_maps(bpy, scene, tmp_path):
