@@ -11,7 +11,6 @@
 
 import argparse
 import base64
-import io
 import os
 import socket
 import statistics

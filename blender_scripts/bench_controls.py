@@ -59,14 +59,14 @@ def main(argv=None):
     import bpy
     import demo_scene
     register_addon()
-    from characterforge_addon.blender import controls
+    from characterforge_addon.blender import controls, joints
     from characterforge_addon.core import openpose_draw
 
     scene = demo_scene.build(bpy, (args.size, args.size))
-    cam = controls.camera_model(scene, scene.camera)
+    cam = joints.camera_model(scene, scene.camera)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     hero = bpy.data.objects["Hero"]
-    person, _ = controls.project_rig(scene, depsgraph, scene.camera, cam, hero)
+    person, _ = joints.project_rig(scene, depsgraph, scene.camera, cam, hero)
     visible = sum(int((a[:, 2] > 0).sum()) for a in person.parts().values())
     openpose_draw.draw_people(args.size, args.size, [person])  # warm-up
     draw_s = median_time(lambda: openpose_draw.draw_people(args.size, args.size, [person]), 50)

@@ -51,13 +51,13 @@ def main(argv=None):
     elif not bpy.data.filepath and not any(o.type == "ARMATURE" for o in bpy.data.objects):
         fail("no .blend given: pass --blend FILE (or run under blender -b FILE)")
     register_addon()
-    from characterforge_addon.blender import controls
+    from characterforge_addon.blender import controls, joints
     from characterforge_addon.core.errors import UserError
 
     scene = bpy.context.scene
     frames = [None] if args.frames is None else list(range(args.frames[0], args.frames[1] + 1))
     try:
-        camera = controls.find_camera(scene, args.camera)
+        camera = joints.find_camera(scene, args.camera)
         for n, frame in enumerate(frames, start=1):
             start = time.perf_counter()
             out = args.out

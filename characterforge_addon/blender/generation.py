@@ -11,7 +11,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import posed_character_spec
-from . import controls, jobs, preferences
+from . import controls, jobs, joints, preferences
 from .rig import rigs_in_scene
 
 
@@ -72,7 +72,7 @@ def generate(context, seed=None):
     """Render the control maps, build the posed-character spec and start the job."""
     scene = context.scene
     settings = scene.characterforge
-    camera = controls.find_camera(scene)
+    camera = joints.find_camera(scene)
     shot = settings.shot or "Shot"
     shot_dir = os.path.join(resolve_dir(settings.results_dir), shot)
     controls_dir = os.path.join(shot_dir, "controls")

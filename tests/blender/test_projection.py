@@ -21,7 +21,7 @@ def test_projection_matches_world_to_camera_view(bpy, scene, case):
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
 
-    from characterforge_addon.blender.controls import camera_model
+    from characterforge_addon.blender.joints import camera_model
     from characterforge_addon.core import projection
 
     cam = scene.camera

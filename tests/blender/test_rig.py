@@ -31,8 +31,8 @@ def test_rig_has_every_joint_and_the_height(bpy, scene, preset):
     assert {c.name for c in rig.data.collections} == {"Body", "Fingers", "Controls", "Face"}
     bpy.ops.characterforge.apply_pose(pose="T_POSE")
     assert world(rig, "head", "tail")[2] == pytest.approx(1.5, abs=1e-4)
-    body, hands = [o for o in rig.children if o.type == "MESH"], None
-    assert sorted(o["characterforge_role"] for o in body) == ["proxy_body", "proxy_hands"]
+    meshes = [o for o in rig.children if o.type == "MESH"]
+    assert sorted(o["characterforge_role"] for o in meshes) == ["proxy_body", "proxy_hands"]
 
 
 @pytest.mark.smoke
@@ -143,11 +143,11 @@ def make_mixamo(bpy, scene, name="Mixamo"):
 
 
 def test_own_mixamo_rig_is_mapped_and_errors_name_missing_bones(bpy, scene, tmp_path):
-    from characterforge_addon.blender import controls
+    from characterforge_addon.blender import controls, joints
     own = make_mixamo(bpy, scene)
     assert bpy.ops.characterforge.use_own_rig() == {"FINISHED"}
     assert own.characterforge.is_rig
-    convention, mapping = controls.mapping_for(own)
+    convention, mapping = joints.mapping_for(own)
     assert convention == "MIXAMO" and mapping["body.left_wrist"] == ("mixamorig:LeftHand", "head")
     manifest = controls.render_controls(bpy.context, str(tmp_path / "ok"))
     person = manifest["people"][0]
