@@ -1,0 +1,182 @@
+"""Headless batch: control maps (and generations) for frames x cameras x seeds from a TOML file.
+
+  python blender_scripts/batch.py --blend FILE --job batch.toml
+  blender -b FILE -P blender_scripts/batch.py -- --job batch.toml
+
+Resumable: finished units are listed in <output>/manifest.json and skipped on a re-run; a unit
+left half-done is redone from scratch. Several backend URLs share the generations. Exits
+non-zero with a summary when anything failed.
+
+batch.toml:
+  [batch]
+  output = "//batch"              # // is the .blend file's folder
+  frames = "1-24"                 # or 7, or [1, 5, 9]
+  cameras = ["CamA", "CamB"]      # empty: the scene camera
+  seeds = [1, 2]                  # one generation per seed (variants)
+  generate = true                 # false: control maps only
+  backends = ["http://127.0.0.1:7861"]   # empty: the bundled backend
+  token = "..."                   # for the URLs above
+  [shot]
+  prompt = "a knight in silver armour"
+  negative_prompt = "blurry"
+  steps = 30
+  guidance = 6.0
+  profile = "sdxl"
+  depth_strength = 0.4            # also openpose_strength, hand_depth_strength, use_depth, use_hand_depth
+"""
+
+import argparse
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bootstrap import fail, register_addon, script_args  # noqa: E402
+
+SHOT_DEFAULTS = dict(prompt="", negative_prompt="", steps=30, guidance=6.0, profile="sdxl", openpose_strength=1.0,
+                     use_depth=True, depth_strength=0.4, use_hand_depth=True, hand_depth_strength=0.6)
+
+
+def progress(done, total, failed, started):
+    width = 30
+    filled = int(width * done / max(total, 1))
+    rate = (time.monotonic() - started) / max(done, 1)
+    bar = "#" * filled + "-" * (width - filled)
+    print(f"[{bar}] {done}/{total} units, {failed} failed, {rate:.1f} s/unit", flush=True)
+
+
+def backend_worker(client, work, results):
+    """One backend: take units, generate, save the result next to the unit's control maps."""
+    from characterforge_addon.client.backend_client import FINISHED, BackendError
+    while True:
+        item = work.get()
+        if item is None:
+            return
+        folder, unit_dir, spec = item
+        try:
+            job = client.submit(spec)
+            while (status := client.status(job))["status"] not in FINISHED:
+                time.sleep(0.2)
+            if status["status"] != "completed":
+                raise BackendError((status.get("error") or {}).get("message", status["status"]))
+            files = []
+            for name in status["results"]:
+                path = os.path.join(unit_dir, f"{name}.png")
+                with open(path, "wb") as f:
+                    f.write(client.result(job, name))
+                files.append(path)
+            results.put((folder, files, None))
+        except (BackendError, OSError) as exc:
+            results.put((folder, [], str(exc)))
+
+
+def connect_backends(plan):
+    from characterforge_addon.blender import backend_process, preferences
+    from characterforge_addon.client.backend_client import BackendClient
+    if plan["backends"]:
+        clients = [BackendClient(url, plan["token"]) for url in plan["backends"]]
+        for client in clients:
+            client.health()  # a clear error now rather than per unit
+        return clients
+    prefs = preferences.get()
+    data = preferences.data_dir(prefs)
+    backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile))
+    return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="batch.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--blend", help=".blend file to open (not needed under blender -b FILE)")
+    parser.add_argument("--job", required=True, help="batch TOML file")
+    args = parser.parse_args(script_args(argv))
+    import bpy
+    if args.blend:
+        if not os.path.isfile(args.blend):
+            fail(f"--blend {args.blend}: no such file")
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+    register_addon()
+    from characterforge_addon.blender import backend_process, controls, generation, joints
+    from characterforge_addon.core import batch_plan
+    from characterforge_addon.core.errors import UserError
+    from characterforge_addon.core.job_spec import posed_character_spec
+
+    try:
+        plan = batch_plan.load_plan(args.job)
+        scene = bpy.context.scene
+        cameras = [joints.find_camera(scene, name) for name in plan["cameras"]] or [joints.find_camera(scene)]
+        root = generation.resolve_dir(plan["output"])
+        os.makedirs(root, exist_ok=True)
+        manifest = batch_plan.Manifest(root)
+        todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
+        total = len(batch_plan.units(plan, [c.name for c in cameras]))
+        print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}", flush=True)
+        shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
+        clients = connect_backends(plan) if plan["generate"] and todo else []
+    except UserError as exc:
+        fail(str(exc))
+
+    work, results = queue.Queue(), queue.Queue()
+    threads = [threading.Thread(target=backend_worker, args=(c, work, results), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    failed, done, started = [], total - len(todo), time.monotonic()
+
+    def collect(block=False):
+        nonlocal done
+        while True:
+            try:
+                folder, files, error = results.get(block=block, timeout=600 if block else None)
+            except queue.Empty:
+                return
+            if error:
+                failed.append(f"{folder}: {error}")
+            else:
+                manifest.add(folder, [os.path.relpath(f, root) for f in files])
+                done += 1
+            progress(done, total, len(failed), started)
+            if block:
+                return
+
+    try:
+        for camera_name, frame, seed, folder in todo:
+            unit_dir = os.path.join(root, folder)
+            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+            scene.frame_set(frame)
+            try:
+                manifest_maps = controls.render_controls(bpy.context, os.path.join(unit_dir, "controls"),
+                                                         scene.objects[camera_name], preview=False)
+            except UserError as exc:
+                failed.append(f"{folder}: {exc}")
+                continue
+            if not plan["generate"]:
+                files = [os.path.join(unit_dir, "controls", f) for f in manifest_maps["files"]]
+                results.put((folder, files, None))
+            else:
+                w, h = manifest_maps["resolution"]
+                spec = posed_character_spec(shot.prompt, generation.control_inputs(shot, os.path.join(unit_dir, "controls")),
+                                            w, h, shot.negative_prompt, seed, shot.steps, shot.guidance, shot.profile,
+                                            name=f"seed{seed}")
+                work.put((folder, unit_dir, spec))
+            collect()
+        for _ in threads:
+            work.put(None)
+        while done + len(failed) < total and any(t.is_alive() for t in threads):
+            collect(block=True)
+        collect()
+    finally:
+        if not plan["backends"]:
+            backend_process.stop()
+    if failed:
+        print(f"batch finished with {len(failed)} failed unit(s) of {total}:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
+    print(f"batch complete: {total} units in {root}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The headless batch: frames x cameras x seeds, killed halfway and resumed."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "blender_scripts", "batch.py")
+
+
+@pytest.fixture(scope="module")
+def two_camera_blend(tmp_path_factory, bpy):
+    from characterforge_addon.blender import posing, rig
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 96, 96
+    for name, x in (("CamA", 0.0), ("CamB", 2.5)):
+        cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+        scene.collection.objects.link(cam)
+        cam.location = (x, -5.0, 0.9)
+        cam.rotation_euler = (math.radians(90), 0.0, math.radians(25 if x else 0))
+    scene.camera = bpy.data.objects["CamA"]
+    hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
+    posing.apply_library_pose(bpy.context, hero, "WALKING")
+    hero.location = (-0.3, 0, 0)
+    hero.keyframe_insert("location", frame=1)
+    hero.location = (0.3, 0, 0)
+    hero.keyframe_insert("location", frame=6)
+    path = str(tmp_path_factory.mktemp("batch") / "scene.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_backends(tmp_path_factory):
+    """Two tiny backends sharing one token, as two machines would."""
+    procs, urls, datas = [], [], []
+    for i in range(2):
+        data = tmp_path_factory.mktemp(f"batch-backend{i}")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs.append(subprocess.Popen([sys.executable, "-m", "characterforge_addon.backend", "serve", "--port",
+                                       str(port), "--data", str(data), "--profile", "tiny", "--token", "shared-secret"],
+                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
+        datas.append(data)
+    from characterforge_addon.client.backend_client import BackendClient, BackendError
+    deadline = time.monotonic() + 120
+    for url in urls:
+        while time.monotonic() < deadline:
+            try:
+                BackendClient(url, "shared-secret").health()
+                break
+            except BackendError:
+                time.sleep(0.2)
+    yield urls, "shared-secret", datas
+    for proc in procs:
+        proc.terminate()
+        proc.wait()
+
+
+def write_job(path, output, urls=(), token="", generate=True, frames="1-6"):
+    listed = ", ".join(f'"{u}"' for u in urls)
+    backends = f'backends = [{listed}]\ntoken = "{token}"\n' if urls else ""
+    path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = ["CamA", "CamB"]\nseeds = [3]\n'
+                    f'generate = {"true" if generate else "false"}\n{backends}'
+                    '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n')
+
+
+def run(blend, job, **kw):
+    return subprocess.run([sys.executable, SCRIPT, "--blend", blend, "--job", str(job)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600, **kw)
+
+
+def test_killed_halfway_then_resumed_gives_every_output_once(two_camera_blend, tiny_backends, tmp_path):
+    urls, token, datas = tiny_backends
+    out = tmp_path / "out"
+    job = tmp_path / "batch.toml"
+    write_job(job, out, urls, token)
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--blend", two_camera_blend, "--job", str(job)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 4:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.loads(manifest.read_text())["done"]
+    assert 4 <= len(first) < 12
+    before = {f: os.path.getmtime(out / files[0]) for f, files in first.items()}
+
+    result = run(two_camera_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{len(first)} already done" in result.stdout and "12/12 units" in result.stdout
+    done = json.loads(manifest.read_text())["done"]
+    assert len(done) == 12
+    for camera in ("CamA", "CamB"):
+        for frame in range(1, 7):
+            unit = out / camera / f"frame_{frame:04d}" / "seed_3"
+            pngs = sorted(p for p in os.listdir(unit) if p.endswith(".png"))
+            assert pngs == ["seed3.png"], (unit, pngs)
+            assert (unit / "controls" / "openpose.png").exists()
+    assert {f: os.path.getmtime(out / files[0]) for f, files in first.items()} == before  # not redone
+    # both backends took a share of the work
+    assert all(len(os.listdir(data / "results")) >= 2 for data in datas)
+
+
+def test_control_maps_only_and_clear_failures(two_camera_blend, tmp_path):
+    job = tmp_path / "maps.toml"
+    write_job(job, tmp_path / "maps", generate=False, frames="2-3")
+    result = run(two_camera_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(json.loads((tmp_path / "maps" / "manifest.json").read_text())["done"]) == 4
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[batch\n")
+    result = run(two_camera_blend, bad)
+    assert result.returncode != 0 and "not valid TOML" in result.stderr
+    bad.write_text('[batch]\ncameras = ["Nope"]\ngenerate = false\n')
+    result = run(two_camera_blend, bad)
+    assert result.returncode != 0 and "no camera named 'Nope'" in result.stderr
+
+
+def test_an_unreachable_backend_fails_at_once(two_camera_blend, tmp_path):
+    job = tmp_path / "down.toml"
+    write_job(job, tmp_path / "down", ["http://127.0.0.1:9"], "x", frames="1")
+    result = run(two_camera_blend, job)
+    assert result.returncode != 0 and "cannot reach the backend" in result.stderr
