@@ -104,8 +104,12 @@ class Engine:
             kwargs["variant"] = source.variant
         try:
             if source.kind == "file":
-                return cls.from_single_file(where, dtype=self.dtype, **{k: v for k, v in kwargs.items()
-                                                                             if k == "local_files_only"})
+                # A checkpoint as model sites publish it; the configs come from `config` (a
+                # diffusers folder or cached repo), or diffusers' default for the model type.
+                extra = {"config": source.config} if source.config else {}
+                return cls.from_single_file(where, dtype=self.dtype, local_files_only=kwargs["local_files_only"],
+                                            **extra, **{k: v for k, v in kwargs.items() if k not in (
+                                                "local_files_only", "variant")})
             return cls.from_pretrained(where, dtype=self.dtype, use_safetensors=True, **kwargs)
         except (OSError, ValueError, EnvironmentError) as exc:
             raise models.ModelMissing(role, f"could not load {source.location}: {str(exc).splitlines()[0]}",

@@ -32,6 +32,7 @@ class Source:
     size: str = ""
     licence: str = ""
     weight: str = ""     # one file inside a repo or folder (IP-Adapter weights)
+    config: str = ""     # single files: a diffusers folder or repo id with the configs (offline)
 
 
 @dataclass
@@ -58,7 +59,8 @@ def _source(role, table, where):
         if not os.path.isabs(location):
             location = os.path.join(os.path.dirname(where), location)
     return Source(role, kind, location, str(table.get("subfolder", "")), str(table.get("variant", "")),
-                  str(table.get("size", "")), str(table.get("licence", "")), str(table.get("weight", "")))
+                  str(table.get("size", "")), str(table.get("licence", "")), str(table.get("weight", "")),
+                  os.path.expanduser(str(table.get("config", ""))))
 
 
 def parse_profile(text, where="profile"):

@@ -8,7 +8,7 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 4  # bump when the shapes change: older folders are left alone, a new one is made
+VERSION = 5  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors")
 
 
@@ -58,13 +58,17 @@ def make(folder):
     vae = AutoencoderKL(block_out_channels=[32, 32, 64, 64], in_channels=3, out_channels=3, latent_channels=4,
                         layers_per_block=1, down_block_types=["DownEncoderBlock2D"] * 4,
                         up_block_types=["UpDecoderBlock2D"] * 4)
-    config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
-                            layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, vocab_size=1000,
-                            hidden_act="gelu", projection_dim=32)
+    # Two encoders of different widths (24 + 40 = the UNet's 64), as SDXL's are (768 + 1280):
+    # single-file loading tells them apart by width.
+    def text_config(hidden):
+        return CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
+                              layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, vocab_size=1000,
+                              hidden_act="gelu", projection_dim=32)
+
     torch.manual_seed(TINY_SEED)
-    text_encoder = CLIPTextModel(config)
-    torch.manual_seed(TINY_SEED)
-    text_encoder_2 = CLIPTextModelWithProjection(config)
+    text_encoder = CLIPTextModel(text_config(24))
+    torch.manual_seed(TINY_SEED + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(40))
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
                                        beta_schedule="scaled_linear", timestep_spacing="leading")
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,

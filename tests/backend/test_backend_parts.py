@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from characterforge_addon.backend import models, pipelines, profiles, server
 from characterforge_addon.core.errors import UserError
-from conftest import spec, wait
+from conftest import png_b64, spec, wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -263,3 +263,32 @@ def test_disk_full_fails_the_job_and_leaves_no_png(make_backend, monkeypatch):
     assert status["status"] == "failed" and "No space left" in status["error"]["message"]
     folder = os.path.join(backend.store.results_dir, status["id"])
     assert not os.path.exists(folder) or os.listdir(folder) == []
+
+
+def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir, tmp_path):
+    """A base model as one original-layout .safetensors file (as from model sites)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    import ldm_export
+    from characterforge_addon.backend import tiny
+    folder = os.path.join(tiny.folder_in(models_dir), "base")
+    checkpoint = tmp_path / "my_model.safetensors"
+    ldm_export.save_sdxl_single_file(StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True), str(checkpoint))
+    text = (f'name = "mine"\n[models.base]\nfile = "{checkpoint}"\nconfig = "{folder}"\n'
+            '[models.controlnet_openpose]\ntiny = "controlnet_openpose"\n')
+    (tmp_path / "mine.toml").write_text(text)
+    mine = pipelines.Engine(profiles.load_profile(str(tmp_path / "mine.toml")), models_dir)
+    ref = pipelines.Engine(profiles.load_profile("tiny"), models_dir)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        a, b = getattr(ref.base(), name).state_dict(), getattr(mine.base(), name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    import base64
+
+    from characterforge_addon.core.job_spec import validate_job
+    job = validate_job(spec(seed=4))
+    pngs = {"openpose": base64.b64decode(png_b64())}
+    never = __import__("threading").Event()
+    same = [e.posed_character(job, pngs, lambda *a: None, never)[0] for e in (ref, mine)]
+    assert np.abs(same[0].astype(int) - same[1]).max() <= 2  # the same weights: equal up to float rounding
+    report = models.doctor(mine.profile, models_dir)
+    assert report["ready"] and report["roles"][0]["path"] == str(checkpoint)
