@@ -70,17 +70,14 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
     async def submit(request: Request, spec: dict = Body(...)):
         try:
             job = validate_job(spec)
-            for name, control in job["controls"].items():
+            images = [(f"controls.{name}.image", c["image"]) for name, c in job["controls"].items()]
+            images += [(f"identity.images[{i}]", image) for i, image in enumerate(job.get("identity", {}).get("images", []))]
+            for field, image in images:  # every picture must be a readable PNG before the job is queued
                 try:
-                    data = base64.b64decode(control["image"], validate=True)
+                    data = base64.b64decode(image, validate=True)
                 except (binascii.Error, ValueError):
-                    raise JobSpecError(f"controls.{name}.image", "is not base64") from None
-                decode_image_bytes(data, f"controls.{name}.image")
-            for i, image in enumerate(job.get("identity", {}).get("images", [])):
-                try:
-                    decode_image_bytes(base64.b64decode(image, validate=True), f"identity.images[{i}]")
-                except (binascii.Error, ValueError):
-                    raise JobSpecError(f"identity.images[{i}]", "is not base64") from None
+                    raise JobSpecError(field, "is not base64") from None
+                decode_image_bytes(data, field)
         except JobSpecError as exc:
             return error(400, "invalid_job", str(exc), {"field": exc.field}, exc.fix)
         except UserError as exc:

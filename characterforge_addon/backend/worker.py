@@ -4,7 +4,6 @@ own cancel event; progress and results go to the store."""
 import base64
 import queue
 import threading
-import time
 import traceback
 
 from ..core.errors import UserError
@@ -112,4 +111,3 @@ class JobRunner:
             with self._lock:
                 self._cancel.pop(job_id, None)
             self._speed.pop(job_id, None)
-            time.sleep(0)  # let a waiting cancel request see the final state
