@@ -92,6 +92,7 @@ class Engine:
         self._controlnets = {}
         self._variants = {}
         self._ip_loaded = False
+        self._faces = None
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -184,6 +185,15 @@ class Engine:
             self._place(pipe)
         self._ip_loaded = True
 
+    def face_tools(self):
+        """insightface's detector and recogniser from the profile, or None when it has none."""
+        if "insightface" not in self.profile.models:
+            return None
+        if self._faces is None:
+            from .faces import FaceTools
+            self._faces = FaceTools(self.profile.models["insightface"], self.models_dir)
+        return self._faces
+
     def pipeline(self, mode="txt2img", roles=()):
         """The pipeline for `mode` (txt2img, img2img, inpaint) with these ControlNet roles, built
         from the base with from_pipe: every variant shares the base's weights."""
@@ -208,9 +218,9 @@ class Engine:
 
     # -- running ---------------------------------------------------------------------------
 
-    def posed_character(self, spec, pngs, on_step, cancel_event):
-        """Images (list of HxWx3 uint8 arrays) for a `posed_character` spec; `pngs` holds the
-        control images' PNG bytes by control name."""
+    def controlnet_images(self, spec, pngs, references, on_step, cancel_event):
+        """Images (list of HxWx3 uint8 arrays) from a spec's control maps (`pngs`: PNG bytes by
+        control name) and reference pictures (PIL images, identity via IP-Adapter)."""
         controls = spec["controls"]
         # hand depth uses the depth ControlNet a second time, on the hands only
         names = [n for n in ("openpose", "depth", "hand_depth") if n in controls]
@@ -220,11 +230,46 @@ class Engine:
             raise GenerationError(f"profile {self.profile.name} has no {missing[0]}: drop that control or add "
                                   f"[models.{missing[0]}] to the profile")
         images = [decode_image_bytes(pngs[n], f"controls.{n}.image") for n in names]
-        references = [decode_image_bytes(png, f"identity.images[{i}]") for i, png in enumerate(pngs.get("identity", []))]
         images = [im.resize((spec["width"], spec["height"])) if im.size != (spec["width"], spec["height"]) else im
                   for im in images]
-        return self._with_oom_retry(
-            lambda: self._run_controlnet(spec, names, roles, images, references, on_step, cancel_event))
+
+        def run():
+            pipe = self.pipeline("txt2img", roles)
+            return self._generate(pipe, spec, spec["seed"], spec["batch"], on_step, cancel_event,
+                                  **self._prompts(spec), **self._identity_kwargs(pipe, spec, references),
+                                  image=images, width=spec["width"], height=spec["height"],
+                                  controlnet_conditioning_scale=[controls[n]["strength"] for n in names],
+                                  control_guidance_start=[controls[n]["start"] for n in names],
+                                  control_guidance_end=[controls[n]["end"] for n in names])
+        return self._with_oom_retry(run)
+
+    def posed_character(self, spec, pngs, on_step, cancel_event):
+        references = [decode_image_bytes(png, f"identity.images[{i}]") for i, png in enumerate(pngs.get("identity", []))]
+        return self.controlnet_images(spec, pngs, references, on_step, cancel_event)
+
+    def img2img(self, spec, pixels, strength, references, seed, on_step, cancel_event, suffix=""):
+        """`pixels` (HxWx3 uint8, sides multiples of 8) redrawn at `strength`."""
+        def run():
+            pipe = self.pipeline("img2img")
+            return self._generate(pipe, spec, seed, 1, on_step, cancel_event, strength=strength,
+                                  image=Image.fromarray(pixels), **self._prompts(spec, suffix),
+                                  **self._identity_kwargs(pipe, spec, references))[0]
+        return self._with_oom_retry(run)
+
+    def inpaint(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event):
+        """`pixels` redrawn at `strength` where `mask` (a PIL "L" image, 255 = redraw) is set."""
+        def run():
+            pipe = self.pipeline("inpaint")
+            h, w = pixels.shape[:2]
+            return self._generate(pipe, spec, seed, 1, on_step, cancel_event, strength=strength,
+                                  image=Image.fromarray(pixels), mask_image=mask, width=w, height=h,
+                                  **self._prompts(spec, suffix), **self._identity_kwargs(pipe, spec, references))[0]
+        return self._with_oom_retry(run)
+
+    @staticmethod
+    def _prompts(spec, suffix=""):
+        prompt = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p) + suffix
+        return {"prompt": prompt, "negative_prompt": spec["negative_prompt"] or None}
 
     def _identity_kwargs(self, pipe, spec, references):
         """IP-Adapter arguments: the references at the job's scale, or (once loaded) scale 0."""
@@ -237,28 +282,24 @@ class Engine:
             return {"ip_adapter_image": [[Image.new("RGB", (64, 64))]]}
         return {}
 
-    def _run_controlnet(self, spec, names, roles, images, references, on_step, cancel_event):
-        pipe = self.controlnet_pipeline(roles)
-        identity = self._identity_kwargs(pipe, spec, references)
-        total = spec["steps"]
+    def _generate(self, pipe, spec, seed, batch, on_step, cancel_event, strength=1.0, **kwargs):
+        """Run `pipe` to latents with progress and cancel, then decode them checked."""
+        steps = spec["steps"]
+        total = max(1, int(steps * strength))  # img2img and inpaint run only the last `strength` of the steps
         started = time.perf_counter()
 
-        def callback(p, i, t, kwargs):
+        def callback(p, i, t, step_kwargs):
             if cancel_event.is_set():
                 p._interrupt = True
             on_step(i + 1, total, time.perf_counter() - started)
-            return kwargs
+            return step_kwargs
 
-        generators = [torch.Generator("cpu").manual_seed(spec["seed"] + i) for i in range(spec["batch"])]
-        out = pipe(
-            prompt=spec["prompt"], negative_prompt=spec["negative_prompt"] or None,
-            image=images, width=spec["width"], height=spec["height"],
-            num_inference_steps=total, guidance_scale=spec["guidance"], num_images_per_prompt=spec["batch"],
-            controlnet_conditioning_scale=[spec["controls"][n]["strength"] for n in names],
-            control_guidance_start=[spec["controls"][n]["start"] for n in names],
-            control_guidance_end=[spec["controls"][n]["end"] for n in names],
-            generator=generators, output_type="latent", callback_on_step_end=callback, **identity,
-        )
+        if strength < 1.0:
+            kwargs["strength"] = strength
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
+        out = pipe(num_inference_steps=steps, guidance_scale=spec["guidance"],
+                   num_images_per_prompt=batch, generator=generators, output_type="latent",
+                   callback_on_step_end=callback, **kwargs)
         if cancel_event.is_set():
             raise Canceled()
         return decode_checked(pipe, out.images)

@@ -8,8 +8,9 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 5  # bump when the shapes change: older folders are left alone, a new one is made
-COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors")
+VERSION = 6  # bump when the shapes change: older folders are left alone, a new one is made
+COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
+              "insightface")
 
 
 def _byte_level_vocab():
@@ -79,6 +80,8 @@ def make(folder):
         ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **_unet_kwargs()).save_pretrained(
             os.path.join(folder, name), safe_serialization=True)
     _ip_adapter(folder, unet)
+    from . import tiny_faces
+    tiny_faces.make(os.path.join(folder, "insightface"))
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 

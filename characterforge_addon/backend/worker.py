@@ -8,6 +8,8 @@ import traceback
 
 from ..core.errors import UserError
 from . import metadata
+from . import sheet
+from .models import ModelMissing
 from .pipelines import Canceled
 
 SAMPLER = "Euler"
@@ -80,23 +82,23 @@ class JobRunner:
         with self._lock:
             self._cancel[job_id] = event
         self.store.start(job_id, spec.get("steps", 0))
-
-        def on_step(step, total, elapsed):
-            self._speed[job_id] = elapsed / step
-            self.store.progress(job_id, step, total, "denoising")
-
+        progress = _Progress(self.store, job_id, self._speed)
         try:
             engine = self.engine_for(spec["profile"])
-            self.store.progress(job_id, 0, spec["steps"], "loading models")
+            progress.stage("loading models")
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
             pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
-            images = engine.posed_character(spec, pngs, on_step, event)
-            self.store.progress(job_id, spec["steps"], spec["steps"], "saving")
-            for i, pixels in enumerate(images):
-                name = spec["name"] if len(images) == 1 else f"{spec['name']}_{i}"
-                png = metadata.png_with_metadata(pixels, spec, spec["seed"] + i, engine.profile, SAMPLER,
+            if spec["kind"] == "character_sheet":
+                outputs = sheet.run(engine, spec, pngs, progress, event, self._face_tools(engine, spec))
+            else:
+                images = engine.posed_character(spec, pngs, progress.step, event)
+                outputs = [(spec["name"] if len(images) == 1 else f"{spec['name']}_{i}", pixels, {"seed": spec["seed"] + i})
+                           for i, pixels in enumerate(images)]
+            progress.stage("saving")
+            for name, pixels, record in outputs:
+                png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
                                                  {"job_id": job_id, "memory_mode": engine.memory,
-                                                  "device": engine.device, "dtype": str(engine.dtype)})
+                                                  "device": engine.device, "dtype": str(engine.dtype), **record})
                 self.store.add_result(job_id, name, png)
             self.store.finish(job_id, "completed")
         except Canceled:
@@ -111,3 +113,31 @@ class JobRunner:
             with self._lock:
                 self._cancel.pop(job_id, None)
             self._speed.pop(job_id, None)
+
+    @staticmethod
+    def _face_tools(engine, spec):
+        """The profile's face detector, or None (faces then come from the rig's keypoints)."""
+        if not spec["faces"]["enabled"] or spec["faces"]["detector"] == "rig":
+            return None
+        try:
+            return engine.face_tools()
+        except ModelMissing:
+            return None
+
+
+class _Progress:
+    """A job's stage and step in the store, and its speed for the ETA."""
+
+    def __init__(self, store, job_id, speed):
+        self.store, self.job_id, self.speed = store, job_id, speed
+        self.name, self.done, self.total = "", 0, 0
+
+    def stage(self, name):
+        """A new stage; the step count stays until the stage's first step reports."""
+        self.name = name
+        self.store.progress(self.job_id, self.done, self.total, name)
+
+    def step(self, step, total, elapsed):
+        self.speed[self.job_id] = elapsed / step
+        self.done, self.total = step, total
+        self.store.progress(self.job_id, step, total, self.name or "denoising")

@@ -73,3 +73,102 @@ def check_writable_folder(folder):
     except OSError as exc:
         raise OSError(f"output folder {folder} cannot be written ({exc.strerror or exc}): "
                       "choose another folder or fix its permissions") from None
+
+
+class PNGError(ValueError):
+    pass
+
+
+def _chunks(data):
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise PNGError("not a PNG file")
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if len(body) != length:
+            raise PNGError("the PNG is cut short")
+        yield kind, body
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+    raise PNGError("the PNG is cut short")
+
+
+def read_png_text(data):
+    """{keyword: text} of a PNG's tEXt and uncompressed iTXt chunks."""
+    out = {}
+    for kind, body in _chunks(data):
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            if rest[:1] == b"\0":  # not compressed
+                value = rest[2:].split(b"\0", 2)[-1]
+                out[key.decode("latin-1")] = value.decode("utf-8")
+    return out
+
+
+def decode_png(data, max_pixels=64 * 2**20):
+    """Pixels of an 8-bit, non-interlaced grey, grey+alpha, RGB or RGBA PNG (as PIL and our
+    own encoder write them), rows top-down; PNGError for anything else."""
+    header, idat = None, []
+    for kind, body in _chunks(data):
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+    if header is None:
+        raise PNGError("the PNG has no header")
+    w, h, depth, color, _, _, interlace = header
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}.get(color)
+    if depth != 8 or channels is None or interlace:
+        raise PNGError(f"unsupported PNG (bit depth {depth}, colour type {color}, interlace {interlace}): "
+                       "save it as 8-bit RGB or RGBA")
+    if w * h > max_pixels:
+        raise PNGError(f"{w}x{h} is over the {max_pixels}-pixel limit")
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
+    except zlib.error as exc:
+        raise PNGError(f"the PNG's image data is damaged ({exc})") from None
+    stride = w * channels
+    if raw.size != h * (stride + 1):
+        raise PNGError("the PNG's image data has the wrong length")
+    rows = raw.reshape(h, stride + 1)
+    out = np.zeros((h, stride), dtype=np.uint8)
+    previous = np.zeros(stride, dtype=np.int32)
+    for y in range(h):
+        kind, line = rows[y, 0], rows[y, 1:].astype(np.int32)
+        if kind == 0:
+            cur = line
+        elif kind == 1:  # Sub: a running sum per channel
+            cur = np.cumsum(line.reshape(w, channels), axis=0).reshape(-1) & 0xFF
+        elif kind == 2:
+            cur = (line + previous) & 0xFF
+        elif kind in (3, 4):
+            cur = _sequential_filter(kind, line, previous, channels)
+        else:
+            raise PNGError(f"row {y} has unknown filter type {kind}")
+        out[y] = cur
+        previous = cur.astype(np.int32)
+    return out.reshape(h, w, channels) if channels > 1 else out.reshape(h, w)
+
+
+def _sequential_filter(kind, line, up, bpp):
+    """Average (3) and Paeth (4) rows: each byte depends on the decoded byte to its left."""
+    cur = np.zeros(len(line), dtype=np.int32)
+    line, up = line.tolist(), up.tolist()
+    out = cur.tolist()
+    for i in range(len(line)):
+        a = out[i - bpp] if i >= bpp else 0
+        b = up[i]
+        if kind == 3:
+            out[i] = (line[i] + ((a + b) >> 1)) & 0xFF
+        else:
+            c = up[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            out[i] = (line[i] + pred) & 0xFF
+    return np.array(out, dtype=np.int32)

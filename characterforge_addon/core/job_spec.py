@@ -11,7 +11,7 @@ import re
 from .errors import UserError
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character",)
+JOB_KINDS = ("posed_character", "character_sheet")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -22,6 +22,7 @@ LIMITS = {
     "max_prompt_chars": 4000,
     "max_control_bytes": 16 * 1024 * 1024,
     "max_references": 4,
+    "max_views": 16,
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -33,8 +34,8 @@ class JobSpecError(UserError):
         super().__init__(f"{field}: {message}" + (f" ({fix})" if fix else ""))
 
 
-def _number(spec, field, default, lo, hi, integer=False):
-    value = spec.get(field, default)
+def _number(spec, key, default, lo, hi, integer=False, prefix=""):
+    value, field = spec.get(key, default), prefix + key
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise JobSpecError(field, f"must be a number, got {value!r}")
     if not math.isfinite(value):
@@ -63,6 +64,26 @@ def safe_name(value, field):
     return value
 
 
+def _image(value, field):
+    if not isinstance(value, str) or not value:
+        raise JobSpecError(field, "must be a base64 PNG")
+    if len(value) * 3 // 4 > LIMITS["max_control_bytes"]:
+        raise JobSpecError(field, f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
+    return value
+
+
+def _box(value, field, width, height, optional=False):
+    if value is None and optional:
+        return None
+    if (not isinstance(value, list) or len(value) != 4
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
+        raise JobSpecError(field, f"must be [x0, y0, x1, y1] in whole pixels, got {value!r}")
+    x0, y0, x1, y1 = value
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise JobSpecError(field, f"{value} does not lie inside the {width}x{height} image")
+    return list(value)
+
+
 def validate_job(spec):
     """Check a job spec; returns the normalised spec (defaults filled in)."""
     if not isinstance(spec, dict):
@@ -72,8 +93,6 @@ def validate_job(spec):
         raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
     out = {"version": SPEC_VERSION, "kind": kind}
     out["prompt"] = _text(spec, "prompt")
-    if not out["prompt"].strip():
-        raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'")
     out["negative_prompt"] = _text(spec, "negative_prompt")
     out["seed"] = _number(spec, "seed", 0, 0, 2**32 - 1, integer=True)
     out["steps"] = _number(spec, "steps", 30, 1, LIMITS["max_steps"], integer=True)
@@ -96,15 +115,10 @@ def validate_job(spec):
             raise JobSpecError(f"controls.{name}", "is not a known control", f"use {', '.join(CONTROL_KINDS)}")
         if not isinstance(control, dict):
             raise JobSpecError(f"controls.{name}", "must be an object with image, strength, start and end")
-        image = control.get("image")
-        if not isinstance(image, str) or not image:
-            raise JobSpecError(f"controls.{name}.image", "must be a base64 PNG")
-        if len(image) * 3 // 4 > LIMITS["max_control_bytes"]:
-            raise JobSpecError(f"controls.{name}.image", f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
-        entry = {"image": image,
-                 "strength": _number(control, "strength", 1.0, 0.0, 2.0),
-                 "start": _number(control, "start", 0.0, 0.0, 1.0),
-                 "end": _number(control, "end", 1.0, 0.0, 1.0)}
+        entry = {"image": _image(control.get("image"), f"controls.{name}.image"),
+                 "strength": _number(control, "strength", 1.0, 0.0, 2.0, prefix=f"controls.{name}."),
+                 "start": _number(control, "start", 0.0, 0.0, 1.0, prefix=f"controls.{name}."),
+                 "end": _number(control, "end", 1.0, 0.0, 1.0, prefix=f"controls.{name}.")}
         if entry["end"] < entry["start"]:
             raise JobSpecError(f"controls.{name}.end", "is before start")
         out["controls"][name] = entry
@@ -118,25 +132,67 @@ def validate_job(spec):
         if not isinstance(images, list) or not 1 <= len(images) <= LIMITS["max_references"]:
             raise JobSpecError("identity.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
                                "give one or more pictures of the character")
-        for i, image in enumerate(images):
-            if not isinstance(image, str) or not image:
-                raise JobSpecError(f"identity.images[{i}]", "must be a base64 PNG")
-            if len(image) * 3 // 4 > LIMITS["max_control_bytes"]:
-                raise JobSpecError(f"identity.images[{i}]", f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
-        out["identity"] = {"images": images, "scale": _number(identity, "scale", 0.6, 0.0, 1.5)}
+        out["identity"] = {"images": [_image(image, f"identity.images[{i}]") for i, image in enumerate(images)],
+                           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix="identity.")}
+    if not out["prompt"].strip() and "identity" not in out:
+        raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
+                           + (", or give a reference picture" if kind == "character_sheet" else ""))
     out["name"] = safe_name(spec.get("name", "result"), "name")
+    if kind == "character_sheet":
+        _sheet_fields(spec, out)
     return out
 
 
-def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
-                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6):
-    """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
-    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter);
-    width and height are rounded down to multiples of 8 (the render resolution need not be)."""
+def _sheet_fields(spec, out):
+    """The character sheet's views, upscale and face pass."""
+    w, h = out["width"], out["height"]
+    out["style"] = _text(spec, "style")
+    views = spec.get("views")
+    if not isinstance(views, list) or not 1 <= len(views) <= LIMITS["max_views"]:
+        raise JobSpecError("views", f"must list 1 to {LIMITS['max_views']} views", "render the sheet's maps first")
+    out["views"] = []
+    for i, view in enumerate(views):
+        field = f"views[{i}]"
+        if not isinstance(view, dict):
+            raise JobSpecError(field, "must be an object with name, kind, box and face_box")
+        if view.get("kind") not in ("body", "face"):
+            raise JobSpecError(f"{field}.kind", f"must be 'body' or 'face', got {view.get('kind')!r}")
+        out["views"].append({"name": safe_name(view.get("name"), f"{field}.name"), "kind": view["kind"],
+                             "yaw": _number(view, "yaw", 0.0, -360.0, 360.0, prefix=f"{field}."),
+                             "box": _box(view.get("box"), f"{field}.box", w, h),
+                             "face_box": _box(view.get("face_box"), f"{field}.face_box", w, h, optional=True)})
+    if len({v["name"] for v in out["views"]}) != len(out["views"]):
+        raise JobSpecError("views", "two views share a name")
+    upscale = spec.get("upscale", {})
+    if not isinstance(upscale, dict):
+        raise JobSpecError("upscale", "must be an object with factor, strength, tile and overlap")
+    out["upscale"] = {"factor": _number(upscale, "factor", 2.0, 1.0, 2.0, prefix="upscale."),
+                      "strength": _number(upscale, "strength", 0.3, 0.0, 1.0, prefix="upscale."),
+                      "tile": _number(upscale, "tile", 1024, 64, 2048, integer=True, prefix="upscale."),
+                      "overlap": _number(upscale, "overlap", 128, 0, 512, integer=True, prefix="upscale.")}
+    if out["upscale"]["tile"] % 8 or out["upscale"]["overlap"] * 2 >= out["upscale"]["tile"]:
+        raise JobSpecError("upscale.tile", "must be a multiple of 8 and more than twice the overlap")
+    if max(w, h) * out["upscale"]["factor"] > LIMITS["max_side"] * 2:
+        raise JobSpecError("upscale.factor", f"would make a side over {LIMITS['max_side'] * 2} pixels")
+    faces = spec.get("faces", {})
+    if not isinstance(faces, dict):
+        raise JobSpecError("faces", "must be an object with enabled, strength, size and detector")
+    out["faces"] = {"enabled": bool(faces.get("enabled", True)),
+                    "strength": _number(faces, "strength", 0.4, 0.0, 1.0, prefix="faces."),
+                    "size": _number(faces, "size", 1024, 64, 2048, integer=True, prefix="faces."),
+                    "detector": faces.get("detector", "auto")}
+    if out["faces"]["size"] % 8:
+        raise JobSpecError("faces.size", "must be a multiple of 8")
+    if out["faces"]["detector"] not in ("auto", "rig"):
+        raise JobSpecError("faces.detector", "must be 'auto' (insightface when installed, else the rig) or 'rig'")
+
+
+def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,
+             references, identity_scale):
     import base64
     spec = {
         # Blender's float properties are single precision: round so 0.8 stays 0.8 in the metadata
-        "kind": "posed_character", "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+        "kind": kind, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
         "steps": steps, "guidance": round(guidance, 4), "batch": batch, "profile": profile, "name": name,
         "width": max(64, int(width) // 8 * 8), "height": max(64, int(height) // 8 * 8),
         "controls": {n: {"image": base64.b64encode(c["png"]).decode("ascii"),
@@ -147,4 +203,29 @@ def posed_character_spec(prompt, controls, width, height, negative_prompt="", se
     if references:
         spec["identity"] = {"images": [base64.b64encode(png).decode("ascii") for png in references],
                             "scale": round(identity_scale, 4)}
+    return spec
+
+
+def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
+                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6):
+    """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
+    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter);
+    width and height are rounded down to multiples of 8 (the render resolution need not be)."""
+    return validate_job(_encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps,
+                                 guidance, profile, batch, name, references, identity_scale))
+
+
+def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,
+                         profile="sdxl", name="sheet", references=(), identity_scale=0.6, upscale=2.0,
+                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=1024):
+    """A validated `character_sheet` spec from the sheet record that `render_sheet` wrote
+    (sheet.json: size and views with their boxes)."""
+    width, height = sheet["size"]
+    spec = _encoded("character_sheet", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
+                    profile, 1, name, references, identity_scale)
+    spec.update(style=style, views=[{k: v[k] for k in ("name", "kind", "yaw", "box", "face_box")}
+                                    for v in sheet["views"] if v.get("box")],
+                upscale={"factor": round(upscale, 4), "strength": round(upscale_strength, 4), "tile": tile,
+                         "overlap": min(128, tile // 4)},
+                faces={"enabled": face_detail, "strength": round(face_strength, 4), "size": face_size})
     return validate_job(spec)

@@ -1,0 +1,175 @@
+"""The character sheet job, in three stages as in the seed workflow: the sheet from its
+OpenPose (and depth) maps; a 2x upscale done tile by tile (img2img at low strength, so the
+largest model call is one tile, whatever the sheet size); a face detail pass (each face
+re-generated at full model resolution by inpainting, pasted back through a feathered mask).
+Then the sheet is cut into its views and faces: the identity pack's pictures.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .pipelines import GenerationError, decode_image_bytes
+
+FACE_GROW = 1.25     # the region re-generated around a face box, as a factor of its size
+FACE_SUFFIX = ", detailed face, sharp eyes"
+
+
+def tile_starts(size, tile, overlap):
+    """Tile origins along one axis: tiles of `tile` pixels overlapping by at least `overlap`,
+    the last one flush with the end; origins on multiples of 8."""
+    if size <= tile:
+        return [0]
+    n = math.ceil((size - overlap) / (tile - overlap))
+    span = size - tile
+    return sorted({int(round(span * i / (n - 1) / 8)) * 8 for i in range(n)})
+
+
+def tile_boxes(width, height, tile, overlap):
+    xs, ys = tile_starts(width, tile, overlap), tile_starts(height, tile, overlap)
+    return [(x, y, min(x + tile, width), min(y + tile, height)) for y in ys for x in xs]
+
+
+def feather(w, h, ramp_left, ramp_top, ramp_right, ramp_bottom):
+    """Blend weights for a tile: 1 inside, falling linearly towards the sides that overlap a
+    neighbour over that many pixels (0 = a hard edge at the image border)."""
+    def axis(n, a, b):
+        t = np.ones(n)
+        if a:
+            t[:a] = np.minimum(t[:a], (np.arange(a) + 0.5) / a)
+        if b:
+            t[n - b:] = np.minimum(t[n - b:], (np.arange(b)[::-1] + 0.5) / b)
+        return t
+    return np.outer(axis(h, ramp_top, ramp_bottom), axis(w, ramp_left, ramp_right))
+
+
+def _resize(pixels, size, resample=Image.LANCZOS):
+    return np.asarray(Image.fromarray(pixels).resize(size, resample))
+
+
+def upscale(engine, image, spec, identity, progress, cancel):
+    """The sheet at `factor` times its size: Lanczos, then each tile refined by img2img and
+    the tiles blended with feathered overlaps."""
+    options = spec["upscale"]
+    h, w = image.shape[:2]
+    size = (int(round(w * options["factor"] / 8)) * 8, int(round(h * options["factor"] / 8)) * 8)
+    big = _resize(image, size)
+    if options["strength"] == 0:
+        return big
+    width, height = size
+    boxes = tile_boxes(width, height, options["tile"], options["overlap"])
+    total = sum_weights = None
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        progress.stage(f"upscale: tile {i + 1} of {len(boxes)}")
+        tile = big[y0:y1, x0:x1]
+        refined = engine.img2img(spec, tile, options["strength"], identity, spec["seed"] + 1 + i, progress.step, cancel)
+        ramp = options["overlap"]
+        weight = feather(x1 - x0, y1 - y0, ramp if x0 > 0 else 0, ramp if y0 > 0 else 0,
+                         ramp if x1 < width else 0, ramp if y1 < height else 0)
+        if total is None:
+            total, sum_weights = np.zeros((height, width, 3)), np.zeros((height, width, 1))
+        total[y0:y1, x0:x1] += refined * weight[..., None]
+        sum_weights[y0:y1, x0:x1] += weight[..., None]
+    return np.clip(np.rint(total / np.maximum(sum_weights, 1e-6)), 0, 255).astype(np.uint8)
+
+
+def face_regions(spec, factor, image, face_tools):
+    """(boxes in the upscaled sheet, source): faces the detector finds, or, without a detector
+    or when it finds none, the faces of the rig's keypoints."""
+    if face_tools is not None and spec["faces"]["detector"] == "auto":
+        found = [f.box for f in face_tools.find(image)]
+        if found:
+            return found, "detector"
+    boxes = [tuple(int(round(v * factor)) for v in view["face_box"]) for view in spec["views"] if view["face_box"]]
+    return boxes, "rig"
+
+
+def _square(box, grow, width, height, step=8):
+    """A square around box, grown, shifted inside the image, on whole multiples of `step`."""
+    x0, y0, x1, y1 = box
+    side = int(math.ceil(max(x1 - x0, y1 - y0) * grow / step) * step)
+    side = min(side, width // step * step, height // step * step)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(min(max(0, round(cx - side / 2)), width - side))
+    top = int(min(max(0, round(cy - side / 2)), height - side))
+    return left, top, left + side, top + side
+
+
+def face_mask(size, box_in_crop, feather_px):
+    """An ellipse over the face box, feathered: 255 inside, falling to 0 over `feather_px`."""
+    mask = Image.new("L", (size, size), 0)
+    x0, y0, x1, y1 = box_in_crop
+    ImageDraw.Draw(mask).ellipse((x0, y0, x1, y1), fill=255)
+    return mask.filter(ImageFilter.GaussianBlur(max(feather_px, 1) / 2))
+
+
+def detail_faces(engine, image, boxes, spec, identity, progress, cancel):
+    """Each face re-generated at the model's size through inpainting and pasted back."""
+    out = image.copy()
+    height, width = image.shape[:2]
+    size = spec["faces"]["size"]
+    for i, box in enumerate(boxes):
+        progress.stage(f"faces: face {i + 1} of {len(boxes)}")
+        x0, y0, x1, y1 = _square(box, FACE_GROW, width, height)
+        side = x1 - x0
+        if side < 16:
+            continue
+        scale = size / side
+        inner = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
+        mask = face_mask(size, inner, 0.15 * (inner[2] - inner[0]))
+        crop = _resize(out[y0:y1, x0:x1], (size, size))
+        redone = engine.inpaint(spec, crop, mask, spec["faces"]["strength"], identity, spec["seed"] + 100 + i,
+                                FACE_SUFFIX, progress.step, cancel)
+        back = _resize(redone, (side, side)).astype(np.float64)
+        alpha = np.asarray(mask.resize((side, side), Image.BILINEAR), dtype=np.float64)[..., None] / 255.0
+        region = out[y0:y1, x0:x1].astype(np.float64)
+        out[y0:y1, x0:x1] = np.clip(np.rint(region * (1 - alpha) + back * alpha), 0, 255).astype(np.uint8)
+    return out
+
+
+def cut(image, spec, factor):
+    """(name, pixels, record) for each view's box and each face-row view's face, from the
+    finished sheet."""
+    height, width = image.shape[:2]
+    pieces = []
+    for view in spec["views"]:
+        box = tuple(int(round(v * factor)) for v in view["box"])
+        record = {"view": view["name"], "kind": view["kind"], "yaw": view["yaw"], "box": list(box)}
+        if view["kind"] == "body":
+            pieces.append((f"view_{view['name']}", image[box[1]:box[3], box[0]:box[2]], record))
+        else:
+            source = view["face_box"] or view["box"]
+            square = _square(tuple(int(round(v * factor)) for v in source), FACE_GROW, width, height, step=1)
+            record["box"] = list(square)
+            pieces.append((view["name"] if view["name"].startswith("face_") else f"face_{view['name']}",
+                           image[square[1]:square[3], square[0]:square[2]], record))
+    return pieces
+
+
+def run(engine, spec, pngs, progress, cancel, face_tools=None):
+    """[(result name, pixels, metadata)] of a character sheet job: the finished sheet, the sheet
+    before upscaling, and the cut views and faces (with their insightface embedding)."""
+    identity = [decode_image_bytes(p, f"identity.images[{i}]") for i, p in enumerate(pngs.get("identity", []))]
+    progress.stage("sheet")
+    base = engine.controlnet_images(spec, pngs, identity, progress.step, cancel)[0]
+    factor = spec["upscale"]["factor"]
+    sheet = upscale(engine, base, spec, identity, progress, cancel) if factor > 1 else base
+    factor = sheet.shape[1] / base.shape[1]
+    faces = {"enabled": spec["faces"]["enabled"], "source": None, "boxes": []}
+    if spec["faces"]["enabled"]:
+        progress.stage("faces: finding faces")
+        boxes, faces["source"] = face_regions(spec, factor, sheet, face_tools)
+        faces["boxes"] = [list(b) for b in boxes]
+        sheet = detail_faces(engine, sheet, boxes, spec, identity, progress, cancel)
+    progress.stage("cutting views and faces")
+    results = [("sheet", sheet, {"stage": "final", "upscale": factor, "faces": faces}),
+               ("sheet_base", base, {"stage": "before upscale"})]
+    for name, pixels, record in cut(sheet, spec, factor):
+        if record["kind"] == "face":
+            embedding = face_tools.embed(pixels) if face_tools is not None and face_tools.has_recogniser else None
+            record["embedding"] = None if embedding is None else [round(float(v), 6) for v in embedding]
+        results.append((name, np.ascontiguousarray(pixels), record))
+    if not any(r[2].get("kind") for r in results):
+        raise GenerationError("the sheet has no view boxes to cut: render the sheet's maps again")
+    return results
