@@ -61,7 +61,8 @@ def create_pack(root, name, results, versions=None):
     if "sheet" not in results:
         raise PackError("the sheet job returned no sheet")
     job = _record_of(results["sheet"], "sheet").get("job", {})
-    staging = tempfile.mkdtemp(prefix=f".{name}-", dir=root)
+    os.makedirs(root, exist_ok=True)
+    staging = _staging(root, f".{name}-")
     try:
         views, faces = [], []
         for result, png in sorted(results.items()):
@@ -96,6 +97,16 @@ def create_pack(root, name, results, versions=None):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return folder
+
+
+def _staging(root, prefix):
+    """A hidden folder beside the packs, renamed into place when complete (mkdtemp makes it
+    0700: give it ordinary permissions)."""
+    folder = tempfile.mkdtemp(prefix=prefix, dir=root)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
     return folder
 
 
@@ -238,7 +249,7 @@ def import_zip(zip_path, root):
         if len(tops) != 1 or f"{next(iter(tops))}/{MANIFEST}" not in z.namelist():
             raise PackError(f"{zip_path} is not an identity pack zip (one folder with {MANIFEST} inside)")
         os.makedirs(root, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".import-", dir=root)
+        staging = _staging(root, ".import-")
         try:
             z.extractall(staging)
             unpacked = os.path.join(staging, next(iter(tops)))

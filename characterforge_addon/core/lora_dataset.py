@@ -46,7 +46,7 @@ def plan(pack_folder, trigger, flip=True):
     items = [("body", v) for v in manifest["views"]] + [("face", f) for f in manifest["faces"]]
     out = []
     for kind, item in items:
-        stem = f"{manifest['name']}_{item['name']}" if kind == "body" else f"{manifest['name']}_{item['name']}"
+        stem = f"{manifest['name']}_{item['name']}"
         path = _inside(pack_folder, item["file"], f"{kind} {item['name']}")
         text = caption(trigger, kind, item.get("yaw", 0.0), manifest.get("prompt", ""))
         out.append((stem, path, False, text))
@@ -73,10 +73,10 @@ def export(pack_folder, out_dir, trigger, layouts=LAYOUTS, repeats=10, flip=True
     for stem, path, mirrored, text in items:
         with open(path, "rb") as f:
             png = f.read()
+        pixels = decode_png(png)  # also checks the file is a readable PNG
         if mirrored:
-            png = encode_png(np.ascontiguousarray(decode_png(png)[:, ::-1]))
-        pixels_shape = decode_png(png).shape if not sizes.get(stem) else None
-        sizes[stem] = [pixels_shape[1], pixels_shape[0]]
+            png = encode_png(np.ascontiguousarray(pixels[:, ::-1]))
+        sizes[stem] = [pixels.shape[1], pixels.shape[0]]
         for layout in layouts:
             write_atomic(os.path.join(folders[layout], f"{stem}.png"), png)
             if layout == "kohya":
