@@ -35,3 +35,23 @@ def register_addon():
 def fail(message, code=1):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def follow_jobs(timeout=3600):
+    """Headless: run the add-on's main-thread job handling until every job has ended, printing
+    each new status line. Returns the scene's job status (state, message)."""
+    import time
+
+    import bpy
+    from characterforge_addon.blender import jobs
+    settings = bpy.context.scene.characterforge
+    last = ""
+    deadline = time.monotonic() + timeout
+    while jobs.active() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        jobs.drain()
+        if settings.job_message != last:
+            last = settings.job_message
+            print(f"  {settings.job_state}: {last}", flush=True)
+    jobs.wait_all(timeout=60)
+    return settings.job_state, settings.job_message

@@ -21,7 +21,7 @@ class Face:
 class FaceTools:
     def __init__(self, source, models_dir):
         from insightface.app import FaceAnalysis
-        folder = models.check(source, models_dir)
+        folder, _ = models.resolve_for_loading(source, models_dir, allow_download=False)  # makes tiny ones
         try:
             self._app = FaceAnalysis(name=folder, allowed_modules=["detection", "recognition"],
                                      providers=["CPUExecutionProvider"])

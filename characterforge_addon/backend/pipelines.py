@@ -7,6 +7,7 @@ black; out-of-memory retried once with a lighter memory mode.
 """
 
 import io
+import math
 import os
 import time
 
@@ -285,6 +286,8 @@ class Engine:
     def _generate(self, pipe, spec, seed, batch, on_step, cancel_event, strength=1.0, **kwargs):
         """Run `pipe` to latents with progress and cancel, then decode them checked."""
         steps = spec["steps"]
+        if 0 < strength < 1:  # img2img runs int(steps * strength) steps: keep at least one
+            steps = max(steps, math.ceil(1 / strength))
         total = max(1, int(steps * strength))  # img2img and inpaint run only the last `strength` of the steps
         started = time.perf_counter()
 

@@ -74,15 +74,21 @@ def upscale(engine, image, spec, identity, progress, cancel):
     return np.clip(np.rint(total / np.maximum(sum_weights, 1e-6)), 0, 255).astype(np.uint8)
 
 
+def _overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def face_regions(spec, factor, image, face_tools):
-    """(boxes in the upscaled sheet, source): faces the detector finds, or, without a detector
-    or when it finds none, the faces of the rig's keypoints."""
-    if face_tools is not None and spec["faces"]["detector"] == "auto":
-        found = [f.box for f in face_tools.find(image)]
-        if found:
-            return found, "detector"
-    boxes = [tuple(int(round(v * factor)) for v in view["face_box"]) for view in spec["views"] if view["face_box"]]
-    return boxes, "rig"
+    """(boxes in the upscaled sheet, source): the faces the detector finds, and the faces of the
+    rig's keypoints it missed (small faces in the body views are easy to miss)."""
+    rig = [tuple(int(round(v * factor)) for v in view["face_box"]) for view in spec["views"] if view["face_box"]]
+    if face_tools is None:
+        return rig, "rig"
+    found = [f.box for f in face_tools.find(image)]
+    missed = [b for b in rig if not any(_overlaps(b, f) for f in found)]
+    if not found:
+        return rig, "rig (the detector found no face)"
+    return found + missed, "detector" + (f" + {len(missed)} from the rig" if missed else "")
 
 
 def _square(box, grow, width, height, step=8):
@@ -147,7 +153,7 @@ def cut(image, spec, factor):
     return pieces
 
 
-def run(engine, spec, pngs, progress, cancel, face_tools=None):
+def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reason=None):
     """[(result name, pixels, metadata)] of a character sheet job: the finished sheet, the sheet
     before upscaling, and the cut views and faces (with their insightface embedding)."""
     identity = [decode_image_bytes(p, f"identity.images[{i}]") for i, p in enumerate(pngs.get("identity", []))]
@@ -160,6 +166,8 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None):
     if spec["faces"]["enabled"]:
         progress.stage("faces: finding faces")
         boxes, faces["source"] = face_regions(spec, factor, sheet, face_tools)
+        if no_detector_reason:
+            faces["source"] += f" ({no_detector_reason})"
         faces["boxes"] = [list(b) for b in boxes]
         sheet = detail_faces(engine, sheet, boxes, spec, identity, progress, cancel)
     progress.stage("cutting views and faces")

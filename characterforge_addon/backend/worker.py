@@ -89,7 +89,7 @@ class JobRunner:
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
             pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
             if spec["kind"] == "character_sheet":
-                outputs = sheet.run(engine, spec, pngs, progress, event, self._face_tools(engine, spec))
+                outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, spec))
             else:
                 images = engine.posed_character(spec, pngs, progress.step, event)
                 outputs = [(spec["name"] if len(images) == 1 else f"{spec['name']}_{i}", pixels, {"seed": spec["seed"] + i})
@@ -116,13 +116,14 @@ class JobRunner:
 
     @staticmethod
     def _face_tools(engine, spec):
-        """The profile's face detector, or None (faces then come from the rig's keypoints)."""
+        """(the profile's face tools or None, why not): without them faces come from the rig."""
         if not spec["faces"]["enabled"] or spec["faces"]["detector"] == "rig":
-            return None
+            return None, "the job asked for the rig's face boxes"
         try:
-            return engine.face_tools()
-        except ModelMissing:
-            return None
+            tools = engine.face_tools()
+        except ModelMissing as exc:
+            return None, f"insightface unavailable: {exc}"
+        return tools, None if tools else f"profile {engine.profile.name} has no insightface role"
 
 
 class _Progress:

@@ -1,8 +1,8 @@
 """Blender-side code: the only package that imports bpy."""
 
-from . import jobs, operators, panel, preferences, properties
+from . import character_operators, jobs, operators, panel, preferences, properties
 
-_modules = (preferences, properties, operators, panel)
+_modules = (preferences, properties, operators, character_operators, panel)
 
 
 def register():

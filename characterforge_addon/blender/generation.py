@@ -1,5 +1,6 @@
 """Turning the scene into a job: control maps for the camera, the spec, where results go."""
 
+import functools
 import json
 import os
 import random
@@ -11,7 +12,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import posed_character_spec
-from . import controls, jobs, joints, preferences
+from . import controls, jobs, joints, planes, preferences
 from .rig import rigs_in_scene
 
 
@@ -85,9 +86,22 @@ def generate(context, seed=None):
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
         settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}",
         references=reference_pngs(settings), identity_scale=settings.identity_scale)
-    job = jobs.start(context, spec, shot_dir, shot, camera, subject_distance(scene, camera))
-    job.controls_dir = controls_dir
-    return job
+    distance = subject_distance(scene, camera)
+    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance))
+
+
+def place_shot(spec, shot, camera_name, distance, scene, files, job_id):
+    """Results as camera-filling planes in the shot's collection."""
+    camera = scene.objects.get(camera_name)
+    out_dir = os.path.dirname(files[0]) if files else ""
+    if camera is None:
+        return f"Saved {len(files)} image(s) to {out_dir}; camera '{camera_name}' is gone, so no plane"
+    collection = planes.shot_collection(scene, shot)
+    for path in files:
+        name = f"{shot}_{os.path.splitext(os.path.basename(path))[0]}"
+        obj = planes.import_plane(bpy.context, path, camera, distance, collection, name)
+        planes.tag(obj, {k: v for k, v in spec.items() if k != "controls"}, job_id, [path])
+    return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
 
 
 def regenerate(context, obj, new_seed):

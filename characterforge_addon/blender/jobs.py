@@ -10,7 +10,8 @@ import time
 import bpy
 
 from ..client.backend_client import FINISHED, BackendClient, BackendError
-from . import backend_process, planes, preferences
+from ..core.errors import UserError
+from . import backend_process, preferences
 
 POLL_S = 0.25
 _messages = queue.Queue()
@@ -20,9 +21,9 @@ _jobs = {}  # local key -> Job
 class Job:
     """One generation: spec out, results back. Its thread only reads and writes files and HTTP."""
 
-    def __init__(self, key, spec, out_dir, shot, camera_name, distance):
-        self.key, self.spec, self.out_dir, self.shot = key, spec, out_dir, shot
-        self.camera_name, self.distance = camera_name, distance
+    def __init__(self, key, spec, out_dir, place):
+        self.key, self.spec, self.out_dir = key, spec, out_dir
+        self.place = place  # main thread, when done: place(scene, files, job_id) -> message for the panel
         self.job_id = None
         self.cancel_requested = threading.Event()
         self.thread = None
@@ -80,9 +81,9 @@ def _connector(prefs):
     return connect
 
 
-def start(context, spec, out_dir, shot, camera, distance):
+def start(context, spec, out_dir, place):
     key = f"job{len(_jobs) + 1}-{int(time.time() * 1000)}"
-    job = Job(key, spec, out_dir, shot, camera.name, distance)
+    job = Job(key, spec, out_dir, place)
     _jobs[key] = job
     status = context.scene.characterforge
     status.job_key, status.job_state, status.job_message, status.job_progress = key, "starting", "Starting…", 0.0
@@ -125,7 +126,10 @@ def drain():
             status.job_message = f"{data.get('stage') or data['status']} {data.get('step', 0)}/{data.get('total', 0)}{eta}"
         elif kind == "completed":
             status.job_state, status.job_progress = "completed", 1.0
-            status.job_message = _place_results(scene, job, data["files"], data["job_id"])
+            try:
+                status.job_message = job.place(scene, data["files"], data["job_id"])
+            except UserError as exc:  # the images are saved; say why they are not in the scene
+                status.job_state, status.job_message = "failed", str(exc)
             _jobs.pop(key, None)
         elif kind in ("failed", "canceled"):
             status.job_state = kind
@@ -134,18 +138,6 @@ def drain():
         for area in getattr(bpy.context.screen, "areas", []):
             area.tag_redraw()
     return POLL_S if active() or not _messages.empty() else None
-
-
-def _place_results(scene, job, files, job_id):
-    camera = scene.objects.get(job.camera_name)
-    if camera is None:
-        return f"Saved {len(files)} image(s) to {job.out_dir}; camera '{job.camera_name}' is gone, so no plane"
-    collection = planes.shot_collection(scene, job.shot)
-    for path in files:
-        name = f"{job.shot}_{os.path.splitext(os.path.basename(path))[0]}"
-        obj = planes.import_plane(bpy.context, path, camera, job.distance, collection, name)
-        planes.tag(obj, {k: v for k, v in job.spec.items() if k != "controls"}, job_id, [path])
-    return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{job.shot}'"
 
 
 def wait_all(timeout=600.0):

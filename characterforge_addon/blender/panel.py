@@ -1,4 +1,4 @@
-"""The sidebar (N-panel) tab: posing and control maps."""
+"""The sidebar (N-panel) tab: characters, posing, control maps, generation."""
 
 import bpy
 
@@ -9,6 +9,18 @@ class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
         row.prop(item, "joint", text="")
         row.prop_search(item, "bone", data.id_data.data, "bones", text="")
         row.prop(item, "end", text="")
+
+
+class CHARACTERFORGE_UL_characters(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        layout.label(text=item.name, icon="ERROR" if item.problem else "USER")
+
+
+class CHARACTERFORGE_UL_faces(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row()
+        row.prop(item, "use", text="")
+        row.label(text=item.name)
 
 
 class _Sidebar:
@@ -53,6 +65,60 @@ class CHARACTERFORGE_PT_pose(_Sidebar, bpy.types.Panel):
             col = row.column(align=True)
             col.operator("characterforge.add_joint_override", icon="ADD", text="")
             col.operator("characterforge.remove_joint_override", icon="REMOVE", text="")
+
+
+class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
+    bl_label = "Characters"
+    bl_idname = "CHARACTERFORGE_PT_characters"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.characterforge
+        row = layout.row()
+        row.template_list("CHARACTERFORGE_UL_characters", "", s, "characters", s, "active_character", rows=3)
+        col = row.column(align=True)
+        col.operator("characterforge.refresh_characters", icon="FILE_REFRESH", text="")
+        col.operator("characterforge.import_character", icon="IMPORT", text="")
+        col.operator("characterforge.export_character", icon="EXPORT", text="")
+        col.operator("characterforge.rename_character", icon="GREASEPENCIL", text="")
+        if 0 <= s.active_character < len(s.characters):
+            character = s.characters[s.active_character]
+            if character.problem:
+                layout.label(text=character.problem, icon="ERROR")
+            else:
+                layout.label(text="Identity faces:")
+                layout.template_list("CHARACTERFORGE_UL_faces", "", s, "character_faces", s, "active_face",
+                                     rows=2)
+                box = layout.box()
+                box.label(text="LoRA dataset", icon="OUTLINER_COLLECTION")
+                box.prop(s, "dataset_trigger")
+                row = box.row(align=True)
+                row.prop(s, "dataset_repeats")
+                row.prop(s, "dataset_flip", text="Mirror")
+                box.operator("characterforge.export_dataset", icon="EXPORT")
+
+        box = layout.box()
+        box.label(text="New character sheet", icon="IMAGE_DATA")
+        box.prop(s, "character_name")
+        box.prop(s, "prompt")
+        box.prop(s, "sheet_style")
+        box.prop(s, "reference_image")
+        col = box.column(align=True)
+        col.prop(s, "sheet_body_views")
+        col.prop(s, "sheet_face_views")
+        row = box.row(align=True)
+        row.prop(s, "sheet_width")
+        row.prop(s, "sheet_height")
+        row = box.row(align=True)
+        row.prop(s, "sheet_spacing")
+        row.prop(s, "sheet_use_depth")
+        row = box.row(align=True)
+        row.prop(s, "sheet_upscale")
+        row.prop(s, "sheet_upscale_strength")
+        row = box.row(align=True)
+        row.prop(s, "sheet_face_detail")
+        row.prop(s, "sheet_face_strength")
+        box.operator("characterforge.make_sheet", icon="RENDER_STILL")
 
 
 class CHARACTERFORGE_PT_controls(_Sidebar, bpy.types.Panel):
@@ -113,5 +179,6 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         layout.operator("characterforge.stop_backend", icon="QUIT")
 
 
-classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls, CHARACTERFORGE_PT_generate)
+classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_UL_characters, CHARACTERFORGE_UL_faces,
+           CHARACTERFORGE_PT_characters, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls, CHARACTERFORGE_PT_generate)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -24,6 +24,8 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
                           description="Only for Connect: the backend's token (the bundled one is read from its data folder)")
     data_dir: StringProperty(name="Data folder", subtype="DIR_PATH", default="",
                              description="Jobs, results, models and the token; empty: the add-on's user folder")
+    characters_dir: StringProperty(name="Characters folder", subtype="DIR_PATH", default="",
+                                   description="Where identity packs live, shared by every .blend; empty: the user folder")
     profile: StringProperty(name="Model profile", default="sdxl")
     auto_start: BoolProperty(name="Start the backend with Generate", default=True)
 
@@ -38,6 +40,7 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "url")
             layout.prop(self, "token")
         layout.prop(self, "data_dir")
+        layout.prop(self, "characters_dir")
         layout.prop(self, "profile")
 
 
@@ -53,6 +56,7 @@ def get(context=None):
     return SimpleNamespace(mode="BUNDLED", url=env("CHARACTERFORGE_URL", "http://127.0.0.1:7861"),
                            token=env("CHARACTERFORGE_TOKEN", ""), auto_start=True,
                            python=env("CHARACTERFORGE_BACKEND_PYTHON", ""), data_dir=env("CHARACTERFORGE_DATA", ""),
+                           characters_dir=env("CHARACTERFORGE_CHARACTERS", ""),
                            profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")))
 
 

@@ -4,7 +4,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from ..core import poses, rig_layout
+from ..core import poses, rig_layout, sheet_layout
 from ..core.rig_mapping import joint_keys
 
 PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
@@ -25,6 +25,22 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
     height: FloatProperty(name="Height", default=1.75, min=0.05, soft_max=3.0, unit="LENGTH")
     joint_overrides: CollectionProperty(type=CHARACTERFORGE_PG_joint_map)
     active_override: bpy.props.IntProperty()
+
+
+class CHARACTERFORGE_PG_character(bpy.types.PropertyGroup):
+    # name: the pack's folder name
+    folder: StringProperty(name="Folder", subtype="DIR_PATH")
+    problem: StringProperty(name="Problem", description="Why the pack cannot be used, if it cannot")
+
+
+def _face_pick_changed(face, context):
+    from .characters import save_face_picks
+    save_face_picks(context.scene)
+
+
+class CHARACTERFORGE_PG_face(bpy.types.PropertyGroup):
+    use: BoolProperty(name="Identity", default=True, update=_face_pick_changed,
+                      description="Use this face crop as an identity reference in later shots")
 
 
 class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
@@ -59,6 +75,39 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     identity_scale: FloatProperty(name="Likeness", default=0.6, min=0.0, max=1.5,
                                   description="How strongly the reference picture steers the result")
 
+    # Characters: sheets and identity packs
+    character_name: StringProperty(name="Name", default="Character",
+                                   description="The new character's name (letters, digits, '_', '-', '.')")
+    sheet_style: StringProperty(name="Style", default="character sheet, turnaround, same character in every view, "
+                                "plain white background, full body, concept art",
+                                description="Added to the prompt for the sheet")
+    sheet_width: IntProperty(name="Width", default=1536, min=256, max=2048, step=64)
+    sheet_height: IntProperty(name="Height", default=1024, min=256, max=2048, step=64)
+    sheet_body_views: StringProperty(name="Body views", default=", ".join(sheet_layout.BODY_VIEWS),
+                                     description="Full-body views left to right: front, three_quarter, side, "
+                                     "three_quarter_back, back, or name=degrees")
+    sheet_face_views: StringProperty(name="Face views", default=", ".join(sheet_layout.FACE_VIEWS),
+                                     description="Face close-ups left to right (head turns); empty for none")
+    sheet_spacing: IntProperty(name="Spacing", default=16, min=0, max=256, subtype="PIXEL")
+    sheet_use_depth: BoolProperty(name="Depth", default=True, description="Also condition the sheet on the rig's depth")
+    sheet_upscale: FloatProperty(name="Upscale", default=2.0, min=1.0, max=2.0,
+                                 description="Upscale the sheet by this factor, tile by tile (1: no upscale)")
+    sheet_upscale_strength: FloatProperty(name="Detail", default=0.3, min=0.0, max=1.0,
+                                          description="How much the upscale redraws (0: plain resize)")
+    sheet_face_detail: BoolProperty(name="Fix faces", default=True,
+                                    description="Redraw every face at full resolution and paste it back")
+    sheet_face_strength: FloatProperty(name="Face strength", default=0.4, min=0.0, max=1.0)
+    characters: CollectionProperty(type=CHARACTERFORGE_PG_character, options={"SKIP_SAVE"})
+    active_character: IntProperty(name="Character", update=lambda self, context: _character_changed(context))
+    character_faces: CollectionProperty(type=CHARACTERFORGE_PG_face, options={"SKIP_SAVE"})
+    active_face: IntProperty(options={"SKIP_SAVE"})
+    dataset_trigger: StringProperty(name="Trigger word", default="",
+                                    description="The word that calls up the character in the trained LoRA; "
+                                    "empty: the character's name")
+    dataset_repeats: IntProperty(name="Repeats", default=10, min=1, max=1000,
+                                 description="kohya_ss: how often each image is seen per epoch")
+    dataset_flip: BoolProperty(name="Mirrored copies", default=True)
+
     # The running job, as the panel shows it
     job_key: StringProperty(options={"SKIP_SAVE"})
     job_state: StringProperty(options={"SKIP_SAVE"})
@@ -66,7 +115,13 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
-classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_scene)
+def _character_changed(context):
+    from .characters import refresh_faces
+    refresh_faces(context.scene)
+
+
+classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_character, CHARACTERFORGE_PG_face,
+           CHARACTERFORGE_PG_scene)
 
 
 def register():

@@ -25,6 +25,7 @@ from .rig import character_meshes
 BODY_FILL = 0.92   # share of a body cell the character's full extent takes
 FACE_EXTENT = 3.6  # head close-up: frame this many face-keypoint radii (hair and chin included)
 FACE_LIFT = 0.3    # ... centred this many radii above the face keypoints' centre (the skull is above)
+MIN_FACE_POINTS = 5
 HEAD_JOINTS = [0, 14, 15, 16, 17]  # nose, eyes, ears: what a detector finds only on a visible face
 
 
@@ -197,6 +198,8 @@ def _as_detected(person):
     for part in ("face", "left_hand", "right_hand"):
         points = getattr(person, part)
         points[points[:, 2] < 1.0] = 0.0
+    if (person.face[:, 2] > 0).sum() < MIN_FACE_POINTS:  # an outline glimpsed from behind is no face
+        person.face[:] = 0.0
     head = person.body[HEAD_JOINTS]
     head[head[:, 2] < 1.0] = 0.0
     person.body[HEAD_JOINTS] = head

@@ -2,6 +2,7 @@
 
 import math
 import os
+import socket
 import sys
 
 import pytest
@@ -40,3 +41,26 @@ def demo(bpy):
     sys.path.insert(0, SCRIPTS)
     import demo_scene
     return demo_scene.build(bpy, resolution=(320, 320))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def backend_env(tmp_path_factory):
+    data = tmp_path_factory.mktemp("backend")
+    values = {"CHARACTERFORGE_BACKEND_PYTHON": sys.executable, "CHARACTERFORGE_DATA": str(data),
+              "CHARACTERFORGE_PROFILE": "tiny", "CHARACTERFORGE_PORT": str(free_port())}
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield data
+    from characterforge_addon.blender import backend_process
+    backend_process.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -4,34 +4,9 @@ go in, an image plane with the result comes back; cancel; a killed backend."""
 import json
 import os
 import signal
-import socket
-import sys
 
 import numpy as np
 import pytest
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def backend_env(tmp_path_factory):
-    data = tmp_path_factory.mktemp("backend")
-    values = {"CHARACTERFORGE_BACKEND_PYTHON": sys.executable, "CHARACTERFORGE_DATA": str(data),
-              "CHARACTERFORGE_PROFILE": "tiny", "CHARACTERFORGE_PORT": str(free_port())}
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    yield data
-    from characterforge_addon.blender import backend_process
-    backend_process.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def wait_running(settings, timeout=120):

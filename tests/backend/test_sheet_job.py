@@ -61,7 +61,7 @@ def test_sheet_job_runs_every_stage_and_cuts_views_and_faces(make_backend):
     face = image_of(results["face_front"])
     assert face.shape[0] == face.shape[1] >= 56  # a square around the face box, grown
     record = metadata_of(results["sheet"].content)
-    assert record["faces"]["source"] == "detector"  # the tiny profile carries a tiny insightface pack
+    assert record["faces"]["source"].startswith("detector")  # the tiny profile carries a tiny insightface pack
     assert record["faces"]["boxes"]
     face_record = metadata_of(results["face_front"].content)
     assert face_record["kind"] == "face" and len(face_record["embedding"]) == 512
@@ -86,7 +86,7 @@ def test_stages_change_what_they_should(make_backend):
     changed = np.abs(after.astype(int) - sheet.astype(int)).max(axis=2) > 0
     assert changed.any()
     record = metadata_of(detailed["sheet"].content)
-    assert record["faces"]["source"] == "rig"
+    assert record["faces"]["source"].startswith("rig")
     allowed = np.zeros_like(changed)
     for x0, y0, x1, y1 in record["faces"]["boxes"]:  # the grown square around each face box
         side = max(x1 - x0, y1 - y0) * 1.25 + 8

@@ -1,0 +1,124 @@
+"""Operators of the Characters section: new sheet, list, rename, zip import/export, LoRA dataset."""
+
+import os
+
+import bpy
+from bpy.props import StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from ..core import identity_pack, lora_dataset
+from ..core.errors import UserError
+from . import characters, jobs
+
+
+class _Reporting:
+    """execute() calls run(); a UserError becomes an error report, nothing is half done."""
+
+    def execute(self, context):
+        try:
+            message = self.run(context)
+        except (UserError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if message:
+            self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_make_sheet(_Reporting, bpy.types.Operator):
+    """Render the rig's character sheet maps and generate the sheet, its upscale and fixed faces;
+    the result becomes an identity pack"""
+    bl_idname = "characterforge.make_sheet"
+    bl_label = "Make Character Sheet"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def run(self, context):
+        s = context.scene.characterforge
+        if not s.prompt.strip() and not s.reference_image:
+            raise UserError("write a prompt or choose a reference picture: what does the character look like?")
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        characters.make_sheet(context)
+        return None
+
+
+class CHARACTERFORGE_OT_refresh_characters(_Reporting, bpy.types.Operator):
+    """Read the characters folder again"""
+    bl_idname = "characterforge.refresh_characters"
+    bl_label = "Refresh Characters"
+
+    def run(self, context):
+        characters.refresh(context.scene)
+        return None
+
+
+class CHARACTERFORGE_OT_rename_character(_Reporting, bpy.types.Operator):
+    """Rename the selected character (its folder and its pack)"""
+    bl_idname = "characterforge.rename_character"
+    bl_label = "Rename Character"
+
+    new_name: StringProperty(name="New name")
+
+    def invoke(self, context, event):
+        self.new_name = characters.active_pack(context.scene).name
+        return context.window_manager.invoke_props_dialog(self)
+
+    def run(self, context):
+        folder = identity_pack.rename_pack(characters.active_pack(context.scene).folder, self.new_name)
+        characters.refresh(context.scene)
+        return f"Renamed to {os.path.basename(folder)}"
+
+
+class CHARACTERFORGE_OT_export_character(_Reporting, bpy.types.Operator, ExportHelper):
+    """Save the selected character as a zip, to share or back up"""
+    bl_idname = "characterforge.export_character"
+    bl_label = "Export Character"
+    filename_ext = ".zip"
+    filter_glob: StringProperty(default="*.zip", options={"HIDDEN"})
+
+    def run(self, context):
+        path = identity_pack.export_zip(characters.active_pack(context.scene).folder, self.filepath)
+        return f"Saved {path}"
+
+
+class CHARACTERFORGE_OT_import_character(_Reporting, bpy.types.Operator, ImportHelper):
+    """Add a character from a zip exported by CharacterForge"""
+    bl_idname = "characterforge.import_character"
+    bl_label = "Import Character"
+    filename_ext = ".zip"
+    filter_glob: StringProperty(default="*.zip", options={"HIDDEN"})
+
+    def run(self, context):
+        folder = identity_pack.import_zip(self.filepath, characters.packs_root(context))
+        characters.refresh(context.scene)
+        return f"Imported {os.path.basename(folder)}"
+
+
+class CHARACTERFORGE_OT_export_dataset(_Reporting, bpy.types.Operator):
+    """Write the selected character's views and faces with captions as a LoRA training set
+    (kohya_ss and diffusers layouts)"""
+    bl_idname = "characterforge.export_dataset"
+    bl_label = "Export LoRA Dataset"
+
+    directory: StringProperty(subtype="DIR_PATH")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def run(self, context):
+        s = context.scene.characterforge
+        pack = characters.active_pack(context.scene)
+        trigger = s.dataset_trigger or pack.name
+        summary = lora_dataset.export(pack.folder, bpy.path.abspath(self.directory), trigger,
+                                      repeats=s.dataset_repeats, flip=s.dataset_flip)
+        return (f"{summary['images']} images with captions ({summary['mirrored']} mirrored), smallest side "
+                f"{summary['min_side']} px, in {self.directory}")
+
+
+classes = (CHARACTERFORGE_OT_make_sheet, CHARACTERFORGE_OT_refresh_characters, CHARACTERFORGE_OT_rename_character,
+           CHARACTERFORGE_OT_export_character, CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset)
+register, unregister = bpy.utils.register_classes_factory(classes)

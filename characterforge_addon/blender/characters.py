@@ -1,0 +1,151 @@
+"""Characters in Blender: render a rig's sheet maps, send the sheet job, turn its results into
+an identity pack and the sheet into an image plane; list, rename, import and export packs."""
+
+import functools
+import os
+import random
+
+import bpy
+
+from ..core import identity_pack, sheet_layout
+from ..core.errors import UserError
+from ..core.job_spec import character_sheet_spec, safe_name
+from . import jobs, preferences
+from .generation import reference_pngs, resolve_dir
+from .rig import ROLE, rigs_in_scene
+from .sheet import render_sheet
+
+SHEETS_COLLECTION = "Character sheets"
+SHEET_HEIGHT = 2.0  # metres: the plane stands a little taller than the character
+
+
+def packs_root(context=None):
+    prefs = preferences.get(context)
+    if prefs.characters_dir:
+        return bpy.path.abspath(prefs.characters_dir)
+    return bpy.utils.user_resource("DATAFILES", path=os.path.join("characterforge", "characters"), create=True)
+
+
+def sheet_rig(context):
+    """The rig the sheet is made from: the active object if it is a rig, else the only rig."""
+    obj = context.active_object
+    if obj is not None and obj.type == "ARMATURE" and obj.characterforge.is_rig:
+        return obj
+    rigs = rigs_in_scene(context.scene)
+    if len(rigs) == 1:
+        return rigs[0]
+    raise UserError("select the rig to make the sheet from" if rigs else
+                    "the scene has no OpenPose rig: add one with Pose > Add rig")
+
+
+def layout_from(settings):
+    return sheet_layout.plan_sheet(
+        settings.sheet_width, settings.sheet_height,
+        sheet_layout.parse_views(settings.sheet_body_views, "Body views"),
+        sheet_layout.parse_views(settings.sheet_face_views, "Face views"), settings.sheet_spacing)
+
+
+def make_sheet(context, name=None, seed=None):
+    """Render the sheet maps from the rig and start the sheet job; the pack is made when it ends."""
+    scene = context.scene
+    s = scene.characterforge
+    name = safe_name(name or s.character_name, "character name")
+    root = packs_root(context)
+    if os.path.exists(os.path.join(root, name)):
+        raise UserError(f"a character named {name!r} already exists in {root}: pick another name")
+    rig = sheet_rig(context)
+    out_dir = os.path.join(resolve_dir(s.results_dir), "sheets", name)
+    record = render_sheet(context, rig, os.path.join(out_dir, "maps"), layout_from(s), depth=s.sheet_use_depth)
+    if seed is None:
+        seed = random.randrange(2**32) if s.random_seed else s.seed
+    s.seed = seed
+    controls = {}
+    for control, strength in (("openpose", s.openpose_strength), ("depth", s.depth_strength)):
+        if control in ("openpose",) or s.sheet_use_depth:
+            with open(os.path.join(out_dir, "maps", f"{control}.png"), "rb") as f:
+                controls[control] = {"png": f.read(), "strength": strength}
+    face_size = 1024 if preferences.get(context).profile != "tiny" else 64
+    spec = character_sheet_spec(
+        s.prompt, controls, record, style=s.sheet_style, negative_prompt=s.negative_prompt, seed=seed,
+        steps=s.steps, guidance=s.guidance, profile=preferences.get(context).profile, name=name,
+        references=reference_pngs(s), identity_scale=s.identity_scale, upscale=s.sheet_upscale,
+        upscale_strength=s.sheet_upscale_strength, tile=1024 if face_size == 1024 else 256,
+        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength, face_size=face_size)
+    return jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
+
+
+def place_sheet(name, root, rig_name, scene, files, job_id):
+    """Main thread, when the sheet job ends: the identity pack, and the sheet as a plane."""
+    results = {}
+    for path in files:
+        with open(path, "rb") as f:
+            results[os.path.splitext(os.path.basename(path))[0]] = f.read()
+    folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string})
+    sheet_plane(scene, os.path.join(folder, "sheet.png"), name, scene.objects.get(rig_name), job_id)
+    refresh(scene)
+    scene.characterforge.active_character = next(
+        (i for i, c in enumerate(scene.characterforge.characters) if c.name == name), 0)
+    return f"Character '{name}' saved to {folder}"
+
+
+def sheet_plane(scene, path, name, rig, job_id=""):
+    """The sheet as an upright image plane in the 'Character sheets' collection, beside the rig."""
+    root = bpy.data.collections.get(SHEETS_COLLECTION)
+    if root is None:
+        root = bpy.data.collections.new(SHEETS_COLLECTION)
+    if root.name not in scene.collection.children:
+        scene.collection.children.link(root)
+    result = bpy.ops.image.import_as_mesh_planes(files=[{"name": os.path.basename(path)}],
+                                                 directory=os.path.dirname(path), shader="EMISSION",
+                                                 align_axis="-Y", relative=False, size_mode="ABSOLUTE",
+                                                 height=SHEET_HEIGHT)
+    if result != {"FINISHED"}:
+        raise UserError(f"Import Images as Planes failed for {path}")
+    obj = bpy.context.active_object
+    obj.name = f"{name} sheet"
+    for coll in list(obj.users_collection):
+        coll.objects.unlink(obj)
+    root.objects.link(obj)
+    # stand it behind the character, facing the same way, its bottom on the floor
+    base = rig.matrix_world.translation if rig is not None else (0.0, 0.0, 0.0)
+    obj.location = (base[0], base[1] + 2.0, base[2] + SHEET_HEIGHT / 2)
+    obj[ROLE] = "result_plane"
+    obj["characterforge_character"] = name
+    obj["characterforge_job_id"] = job_id
+    return obj
+
+
+def refresh(scene):
+    """Fill the panel's character list from the packs folder."""
+    s = scene.characterforge
+    s.characters.clear()
+    for name, folder, problem in identity_pack.list_packs(packs_root()):
+        item = s.characters.add()
+        item.name, item.folder, item.problem = name, folder, problem or ""
+    refresh_faces(scene)
+
+
+def refresh_faces(scene):
+    s = scene.characterforge
+    s.character_faces.clear()
+    character = active_pack(scene, required=False)
+    if character is None or character.problem:
+        return
+    for face in identity_pack.load_pack(character.folder)["faces"]:
+        item = s.character_faces.add()
+        item["name"] = face["name"]
+        item["use"] = bool(face.get("use_as_identity", True))  # item[...]: no update callback while filling
+
+
+def active_pack(scene, required=True):
+    s = scene.characterforge
+    if 0 <= s.active_character < len(s.characters):
+        return s.characters[s.active_character]
+    if required:
+        raise UserError("pick a character in Characters first (or make a sheet)")
+    return None
+
+
+def save_face_picks(scene):
+    character = active_pack(scene)
+    identity_pack.pick_identity_faces(character.folder, [f.name for f in scene.characterforge.character_faces if f.use])

@@ -1,0 +1,132 @@
+"""Character sheets in Blender: layout geometry from the rig's projection, the user's scene left
+alone, and end to end through the real backend (tiny profile) to an identity pack, a sheet
+plane, pack import/export and a LoRA dataset from the operators."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+
+def sheet_rig(bpy, pose="A_POSE"):
+    from characterforge_addon.blender import posing, rig
+    hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0.5, 0.3, 0.0))
+    posing.apply_library_pose(bpy.context, hero, pose)
+    return hero
+
+
+def people_by_view(folder):
+    from characterforge_addon.core import keypoints
+    with open(os.path.join(folder, "openpose.json")) as f:
+        return keypoints.from_openpose_dict(json.load(f))[2]  # (width, height, people)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("pose", ["A_POSE", "WALKING"])
+def test_each_box_holds_its_views_keypoints_and_no_others(bpy, scene, tmp_path, pose):
+    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.core import sheet_layout
+    from characterforge_addon.core.image_io import decode_png
+    hero = sheet_rig(bpy, pose)
+    hero.rotation_euler = (0, 0, 0.7)  # the sheet follows the character's own front, not the world's
+    scenes, objects = len(bpy.data.scenes), sorted(o.name for o in bpy.data.objects)
+    layout = sheet_layout.plan_sheet(768, 512)
+    record = render_sheet(bpy.context, hero, str(tmp_path), layout)
+
+    assert len(bpy.data.scenes) == scenes and sorted(o.name for o in bpy.data.objects) == objects
+    assert set(record["files"]) == {"openpose.png", "openpose.json", "depth.png"}
+    people = people_by_view(str(tmp_path))
+    views = record["views"]
+    assert len(people) == len(views) == 9
+    for i, (view, person) in enumerate(zip(views, people)):
+        box = view["box"]
+        cell = view["cell"]
+        assert cell[0] <= box[0] < box[2] <= cell[2] and cell[1] <= box[1] < box[3] <= cell[3]
+        mine = np.concatenate([p[p[:, 2] > 0, :2] for p in person.parts().values()])
+        assert len(mine) >= 10, view["name"]
+        assert sheet_layout.inside(box, mine).all(), view["name"]
+        for other in people[:i] + people[i + 1:]:
+            theirs = np.concatenate([p[p[:, 2] > 0, :2] for p in other.parts().values()])
+            assert not sheet_layout.inside(box, theirs).any(), view["name"]
+    by_name = {v["name"]: (v, p) for v, p in zip(views, people)}
+    # a back view shows no face; the front one does; face close-ups show the face large
+    assert (by_name["back"][1].face[:, 2] == 0).all() and (by_name["front"][1].face[:, 2] > 0).sum() > 50
+    front_face = by_name["face_front"][1].face
+    assert np.ptp(front_face[front_face[:, 2] > 0, 0]) > 0.4 * (views[5]["cell"][2] - views[5]["cell"][0])
+    # the character's pixels in the depth sheet lie inside the boxes
+    depth = decode_png(open(tmp_path / "depth.png", "rb").read())
+    inside_any = np.zeros(depth.shape, bool)
+    for view in views:
+        x0, y0, x1, y1 = view["box"]
+        inside_any[y0:y1, x0:x1] = True
+    assert depth[~inside_any].max() == 0 and depth[inside_any].max() > 200
+
+
+def test_body_views_share_one_scale(bpy, scene, tmp_path):
+    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.core import sheet_layout
+    hero = sheet_rig(bpy)
+    record = render_sheet(bpy.context, hero, str(tmp_path), sheet_layout.plan_sheet(768, 512, face_views=()),
+                          depth=False)
+    people = people_by_view(str(tmp_path))
+    heights = [np.ptp(p.body[p.body[:, 2] > 0, 1]) for p in people]  # nose/ears to ankles, pixels
+    assert max(heights) - min(heights) < 0.06 * max(heights)
+    assert "depth.png" not in record["files"]
+
+
+def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
+    from characterforge_addon.blender import characters
+    from characterforge_addon.core.errors import UserError
+    s = scene.characterforge
+    s.sheet_width = 1000
+    with pytest.raises(UserError, match="multiple of 64"):
+        characters.layout_from(s)
+    s.sheet_width, s.sheet_body_views = 1024, "front, upside"
+    with pytest.raises(UserError, match="unknown view 'upside'"):
+        characters.layout_from(s)
+    with pytest.raises(UserError, match="no OpenPose rig"):
+        characters.sheet_rig(bpy.context)
+
+
+def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path, backend_env, monkeypatch):
+    from characterforge_addon.blender import characters, jobs
+    from characterforge_addon.core import identity_pack
+    monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", str(tmp_path / "characters"))
+    hero = sheet_rig(bpy)
+    bpy.context.view_layer.objects.active = hero
+    s = scene.characterforge
+    s.character_name, s.prompt, s.steps, s.random_seed, s.seed = "Knight", "a knight", 2, False, 5
+    s.sheet_width, s.sheet_height, s.sheet_upscale = 512, 256, 1.5
+    s.results_dir = str(tmp_path / "results")
+    assert bpy.ops.characterforge.make_sheet() == {"FINISHED"}
+    jobs.wait_all(timeout=600)
+    assert s.job_state == "completed", s.job_message
+
+    folder = str(tmp_path / "characters" / "Knight")
+    pack = identity_pack.load_pack(folder)
+    assert len(pack["views"]) == 5 and len(pack["faces"]) == 4 and len(pack["embedding"]) == 512
+    assert [c.name for c in s.characters] == ["Knight"] and len(s.character_faces) == 4
+    plane = bpy.data.collections[characters.SHEETS_COLLECTION].objects["Knight sheet"]
+    assert plane["characterforge_character"] == "Knight"
+    bpy.context.view_layer.update()
+    w, h = plane.dimensions.x, plane.dimensions.y  # local axes: the plane is stood up by its rotation
+    assert w / h == pytest.approx(768 / 384, rel=0.01)  # the upscaled sheet's aspect
+
+    s.character_faces[1].use = False  # the update writes the pick into the pack
+    assert [f["use_as_identity"] for f in identity_pack.load_pack(folder)["faces"]] == [True, False, True, True]
+
+    zip_path = str(tmp_path / "knight.zip")
+    assert bpy.ops.characterforge.export_character(filepath=zip_path) == {"FINISHED"}
+    assert zipfile.ZipFile(zip_path).namelist()
+    assert bpy.ops.characterforge.import_character(filepath=zip_path) == {"FINISHED"}
+    assert [c.name for c in s.characters] == ["Knight", "Knight_2"]
+
+    s.dataset_trigger = "knghtcf"
+    out = tmp_path / "dataset"
+    assert bpy.ops.characterforge.export_dataset(directory=str(out)) == {"FINISHED"}
+    kohya = out / "kohya" / "img" / "10_knghtcf"
+    assert len(list(kohya.glob("*.png"))) == 18 and len(list(kohya.glob("*.txt"))) == 18
+    with pytest.raises(RuntimeError, match="'Knight' already exists"):  # refused before any work
+        bpy.ops.characterforge.make_sheet()
