@@ -57,13 +57,14 @@ def run_case(case, args, models):
 
     class Progress:
         def __init__(self):
-            self.times, self.name, self.t = {}, None, time.perf_counter()
+            self.times, self.peaks, self.name, self.t = {}, {}, None, time.perf_counter()
 
         def stage(self, name):
             now = time.perf_counter()
             if self.name:
                 key = self.name.split(":")[0]
                 self.times[key] = self.times.get(key, 0) + now - self.t
+                self.peaks[key] = round(peak_mb() - loaded)  # the process peak so far, above the models
             self.name, self.t = name, now
 
         def step(self, *a):
@@ -79,7 +80,8 @@ def run_case(case, args, models):
         progress.stage("end")
     print(json.dumps({"case": case, "size": [w, h], "loaded_mb": round(loaded), "peak_mb": round(peak_mb()),
                       "seconds": round(time.perf_counter() - start, 1),
-                      "stages_s": {k: round(v, 1) for k, v in progress.times.items()}}), flush=True)
+                      "stages_s": {k: round(v, 1) for k, v in progress.times.items()},
+                      "peak_after_stage_mb": progress.peaks}), flush=True)
 
 
 def main():
@@ -110,6 +112,7 @@ def main():
           f"(loaded {single['loaded_mb']} MB), {single['seconds']} s")
     print(f"  sheet {whole['size'][0]}x{whole['size'][1]} -> x{args.factor} + face pass: {grow(whole)} MB above the "
           f"loaded models (loaded {whole['loaded_mb']} MB), {whole['seconds']} s; stages {whole['stages_s']}")
+    print(f"  peak above the models after each stage (MB): {whole['peak_after_stage_mb']}")
     print(f"  ratio sheet / single: {grow(whole) / max(grow(single), 1):.2f}")
 
 

@@ -91,6 +91,8 @@ class JobRunner:
             if spec["kind"] == "character_sheet":
                 outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, spec))
             else:
+                engine.base()  # loading shows as its own stage, before the steps count
+                progress.stage("denoising")
                 images = engine.posed_character(spec, pngs, progress.step, event)
                 outputs = [(spec["name"] if len(images) == 1 else f"{spec['name']}_{i}", pixels, {"seed": spec["seed"] + i})
                            for i, pixels in enumerate(images)]

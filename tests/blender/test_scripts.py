@@ -57,3 +57,19 @@ def test_failures_exit_non_zero_with_one_line(demo_blend, tmp_path, args, messag
     assert result.returncode != 0
     assert message in result.stderr
     assert not os.path.exists(tmp_path / "o" / "controls.json")
+
+
+def test_make_sheet_maps_only_from_a_blend_and_its_errors(demo_blend, tmp_path):
+    result = run("make_sheet.py", "--", "--blend", demo_blend, "--rig", "Kid", "--name", "Kid", "--maps-only",
+                 "--out", str(tmp_path), "--width", "768", "--height", "512", "--face-views", "front, side")
+    assert result.returncode == 0, result.stderr
+    record = json.load(open(tmp_path / "Kid" / "maps" / "sheet.json"))
+    assert record["character"] == "Kid" and record["size"] == [768, 512]
+    assert [v["name"] for v in record["views"]][-2:] == ["face_front", "face_side"]
+    assert all(v["box"] for v in record["views"])
+
+    bad = run("make_sheet.py", "--blend", demo_blend, "--name", "Kid", "--maps-only", "--out", str(tmp_path))
+    assert bad.returncode == 1 and "select the rig" in bad.stderr  # two rigs: which one?
+    bad = run("make_sheet.py", "--blend", demo_blend, "--rig", "Hero", "--name", "Hero", "--maps-only",
+              "--width", "1000", "--out", str(tmp_path))
+    assert bad.returncode == 1 and "multiple of 64" in bad.stderr
