@@ -3,7 +3,7 @@
 import os
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core import identity_pack, lora_dataset
@@ -72,6 +72,19 @@ class CHARACTERFORGE_OT_rename_character(_Reporting, bpy.types.Operator):
         return f"Renamed to {os.path.basename(folder)}"
 
 
+class CHARACTERFORGE_OT_toggle_identity_face(_Reporting, bpy.types.Operator):
+    """Use this face crop as an identity reference, or stop using it"""
+    bl_idname = "characterforge.toggle_identity_face"
+    bl_label = "Identity Face"
+    bl_options = {"INTERNAL"}
+
+    index: IntProperty()
+
+    def run(self, context):
+        characters.toggle_identity_face(context.scene, self.index)
+        return None
+
+
 class CHARACTERFORGE_OT_export_character(_Reporting, bpy.types.Operator, ExportHelper):
     """Save the selected character as a zip, to share or back up"""
     bl_idname = "characterforge.export_character"
@@ -120,5 +133,6 @@ class CHARACTERFORGE_OT_export_dataset(_Reporting, bpy.types.Operator):
 
 
 classes = (CHARACTERFORGE_OT_make_sheet, CHARACTERFORGE_OT_refresh_characters, CHARACTERFORGE_OT_rename_character,
-           CHARACTERFORGE_OT_export_character, CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset)
+           CHARACTERFORGE_OT_toggle_identity_face, CHARACTERFORGE_OT_export_character,
+           CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset)
 register, unregister = bpy.utils.register_classes_factory(classes)

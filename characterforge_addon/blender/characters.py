@@ -116,25 +116,16 @@ def sheet_plane(scene, path, name, rig, job_id=""):
 
 
 def refresh(scene):
-    """Fill the panel's character list from the packs folder."""
+    """Fill the panel's character list (and each one's faces) from the packs folder."""
     s = scene.characterforge
     s.characters.clear()
     for name, folder, problem in identity_pack.list_packs(packs_root()):
         item = s.characters.add()
         item.name, item.folder, item.problem = name, folder, problem or ""
-    refresh_faces(scene)
-
-
-def refresh_faces(scene):
-    s = scene.characterforge
-    s.character_faces.clear()
-    character = active_pack(scene, required=False)
-    if character is None or character.problem:
-        return
-    for face in identity_pack.load_pack(character.folder)["faces"]:
-        item = s.character_faces.add()
-        item["name"] = face["name"]
-        item["use"] = bool(face.get("use_as_identity", True))  # item[...]: no update callback while filling
+        if not problem:
+            for face in identity_pack.load_pack(folder)["faces"]:
+                entry = item.faces.add()
+                entry.name, entry.use = face["name"], bool(face.get("use_as_identity", True))
 
 
 def active_pack(scene, required=True):
@@ -146,6 +137,12 @@ def active_pack(scene, required=True):
     return None
 
 
-def save_face_picks(scene):
+def toggle_identity_face(scene, index):
+    """Switch one face crop of the selected character in or out of its identity references."""
     character = active_pack(scene)
-    identity_pack.pick_identity_faces(character.folder, [f.name for f in scene.characterforge.character_faces if f.use])
+    if not 0 <= index < len(character.faces):
+        raise UserError(f"character {character.name!r} has no face number {index + 1}")
+    face = character.faces[index]
+    picked = [f.name for f in character.faces if f.use != (f == face)]
+    identity_pack.pick_identity_faces(character.folder, picked)
+    face.use = not face.use

@@ -18,9 +18,9 @@ class CHARACTERFORGE_UL_characters(bpy.types.UIList):
 
 class CHARACTERFORGE_UL_faces(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        row = layout.row()
-        row.prop(item, "use", text="")
-        row.label(text=item.name)
+        button = layout.operator("characterforge.toggle_identity_face", text=item.name, emboss=False,
+                                 icon="CHECKBOX_HLT" if item.use else "CHECKBOX_DEHLT")
+        button.index = index
 
 
 class _Sidebar:
@@ -87,7 +87,7 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
                 layout.label(text=character.problem, icon="ERROR")
             else:
                 layout.label(text="Identity faces:")
-                layout.template_list("CHARACTERFORGE_UL_faces", "", s, "character_faces", s, "active_face",
+                layout.template_list("CHARACTERFORGE_UL_faces", "", character, "faces", character, "active_face",
                                      rows=2)
                 box = layout.box()
                 box.label(text="LoRA dataset", icon="OUTLINER_COLLECTION")

@@ -27,20 +27,19 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
     active_override: bpy.props.IntProperty()
 
 
+# No update callbacks here: with any Python property callback registered, the bpy 4.2 module
+# crashes at exit. Changes are written by operators instead.
+class CHARACTERFORGE_PG_face(bpy.types.PropertyGroup):
+    use: BoolProperty(name="Identity", default=True,
+                      description="Use this face crop as an identity reference in later shots")
+
+
 class CHARACTERFORGE_PG_character(bpy.types.PropertyGroup):
     # name: the pack's folder name
     folder: StringProperty(name="Folder", subtype="DIR_PATH")
     problem: StringProperty(name="Problem", description="Why the pack cannot be used, if it cannot")
-
-
-def _face_pick_changed(face, context):
-    from .characters import save_face_picks
-    save_face_picks(context.scene)
-
-
-class CHARACTERFORGE_PG_face(bpy.types.PropertyGroup):
-    use: BoolProperty(name="Identity", default=True, update=_face_pick_changed,
-                      description="Use this face crop as an identity reference in later shots")
+    faces: CollectionProperty(type=CHARACTERFORGE_PG_face)
+    active_face: IntProperty()
 
 
 class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
@@ -98,9 +97,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                                     description="Redraw every face at full resolution and paste it back")
     sheet_face_strength: FloatProperty(name="Face strength", default=0.4, min=0.0, max=1.0)
     characters: CollectionProperty(type=CHARACTERFORGE_PG_character, options={"SKIP_SAVE"})
-    active_character: IntProperty(name="Character", update=lambda self, context: _character_changed(context))
-    character_faces: CollectionProperty(type=CHARACTERFORGE_PG_face, options={"SKIP_SAVE"})
-    active_face: IntProperty(options={"SKIP_SAVE"})
+    active_character: IntProperty(name="Character")
     dataset_trigger: StringProperty(name="Trigger word", default="",
                                     description="The word that calls up the character in the trained LoRA; "
                                     "empty: the character's name")
@@ -115,12 +112,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
-def _character_changed(context):
-    from .characters import refresh_faces
-    refresh_faces(context.scene)
-
-
-classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_character, CHARACTERFORGE_PG_face,
+classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
            CHARACTERFORGE_PG_scene)
 
 

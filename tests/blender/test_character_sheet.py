@@ -107,14 +107,15 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     folder = str(tmp_path / "characters" / "Knight")
     pack = identity_pack.load_pack(folder)
     assert len(pack["views"]) == 5 and len(pack["faces"]) == 4 and len(pack["embedding"]) == 512
-    assert [c.name for c in s.characters] == ["Knight"] and len(s.character_faces) == 4
+    assert [c.name for c in s.characters] == ["Knight"] and len(s.characters[0].faces) == 4
     plane = bpy.data.collections[characters.SHEETS_COLLECTION].objects["Knight sheet"]
     assert plane["characterforge_character"] == "Knight"
     bpy.context.view_layer.update()
     w, h = plane.dimensions.x, plane.dimensions.y  # local axes: the plane is stood up by its rotation
     assert w / h == pytest.approx(768 / 384, rel=0.01)  # the upscaled sheet's aspect
 
-    s.character_faces[1].use = False  # the update writes the pick into the pack
+    assert bpy.ops.characterforge.toggle_identity_face(index=1) == {"FINISHED"}  # written into the pack at once
+    assert not s.characters[0].faces[1].use
     assert [f["use_as_identity"] for f in identity_pack.load_pack(folder)["faces"]] == [True, False, True, True]
 
     zip_path = str(tmp_path / "knight.zip")
