@@ -10,6 +10,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..core import scores
 from .pipelines import GenerationError, decode_image_bytes
 
 FACE_GROW = 1.25     # the region re-generated around a face box, as a factor of its size
@@ -82,7 +83,7 @@ def face_regions(spec, factor, image, face_tools):
     """(boxes in the upscaled sheet, source): the faces the detector finds, and the faces of the
     rig's keypoints it missed (small faces in the body views are easy to miss)."""
     rig = [tuple(int(round(v * factor)) for v in view["face_box"]) for view in spec["views"] if view["face_box"]]
-    if face_tools is None:
+    if face_tools is None or spec["faces"]["detector"] == "rig":
         return rig, "rig"
     found = [f.box for f in face_tools.find(image)]
     missed = [b for b in rig if not any(_overlaps(b, f) for f in found)]
@@ -173,11 +174,15 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     progress.stage("cutting views and faces")
     results = [("sheet", sheet, {"stage": "final", "upscale": factor, "faces": faces}),
                ("sheet_base", base, {"stage": "before upscale"})]
+    embeddings = {}
     for name, pixels, record in cut(sheet, spec, factor):
         if record["kind"] == "face":
             embedding = face_tools.embed(pixels) if face_tools is not None and face_tools.has_recogniser else None
             record["embedding"] = None if embedding is None else [round(float(v), 6) for v in embedding]
+            embeddings[name] = record["embedding"]
         results.append((name, np.ascontiguousarray(pixels), record))
+    results[0][2]["scores"] = {"identity": scores.pairwise_identity(embeddings) if face_tools is not None else
+                               scores.unavailable(f"insightface ({no_detector_reason or 'not loaded'})")}
     if not any(r[2].get("kind") for r in results):
         raise GenerationError("the sheet has no view boxes to cut: render the sheet's maps again")
     return results

@@ -8,7 +8,7 @@ import traceback
 
 from ..core.errors import UserError
 from . import metadata
-from . import sheet
+from . import posed, scoring, sheet
 from .models import ModelMissing
 from .pipelines import Canceled
 
@@ -24,6 +24,7 @@ class JobRunner:
         self._cancel = {}
         self._lock = threading.Lock()
         self._speed = {}  # job id -> seconds per step so far
+        self._pose = None  # the pose detector, looked for on the first job that wants it
         self._thread = threading.Thread(target=self._loop, name="characterforge-jobs", daemon=True)
         self._stopping = False
 
@@ -89,13 +90,11 @@ class JobRunner:
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
             pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
             if spec["kind"] == "character_sheet":
-                outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, spec))
+                outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, True))
             else:
                 engine.base()  # loading shows as its own stage, before the steps count
-                progress.stage("denoising")
-                images = engine.posed_character(spec, pngs, progress.step, event)
-                outputs = [(spec["name"] if len(images) == 1 else f"{spec['name']}_{i}", pixels, {"seed": spec["seed"] + i})
-                           for i, pixels in enumerate(images)]
+                faces, _ = self._face_tools(engine, "identity" in spec)
+                outputs = posed.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
             progress.stage("saving")
             for name, pixels, record in outputs:
                 png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
@@ -117,15 +116,20 @@ class JobRunner:
             self._speed.pop(job_id, None)
 
     @staticmethod
-    def _face_tools(engine, spec):
-        """(the profile's face tools or None, why not): without them faces come from the rig."""
-        if not spec["faces"]["enabled"] or spec["faces"]["detector"] == "rig":
-            return None, "the job asked for the rig's face boxes"
+    def _face_tools(engine, wanted):
+        """(the profile's face tools or None, why not)."""
+        if not wanted:
+            return None, "not needed"
         try:
             tools = engine.face_tools()
         except ModelMissing as exc:
             return None, f"insightface unavailable: {exc}"
         return tools, None if tools else f"profile {engine.profile.name} has no insightface role"
+
+    def _pose_detector(self, spec):
+        if spec.get("keypoints") and self._pose is None:
+            self._pose = scoring.PoseDetector()
+        return self._pose
 
 
 class _Progress:

@@ -9,6 +9,7 @@ import tempfile
 import bpy
 import numpy as np
 
+from ..core import keypoints
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import posed_character_spec
@@ -69,6 +70,20 @@ def reference_pngs(settings):
     return (encode_png(rgb),)
 
 
+def rig_keypoints(controls_dir, width, height):
+    """{rig: 18 body joints} from the maps' openpose.json, in the job's pixel size, to score
+    the output's pose against."""
+    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
+        w, h, people = keypoints.from_openpose_dict(json.load(f))
+    sx, sy = (width // 8 * 8) / w, (height // 8 * 8) / h
+    return {safe_key(p.name): [[round(x * sx, 2), round(y * sy, 2), c] for x, y, c in p.body.tolist()]
+            for p in people if p.name}
+
+
+def safe_key(name):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "rig"
+
+
 def generate(context, seed=None):
     """Render the control maps, build the posed-character spec and start the job."""
     scene = context.scene
@@ -85,7 +100,9 @@ def generate(context, seed=None):
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
         settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}",
-        references=reference_pngs(settings), identity_scale=settings.identity_scale)
+        references=reference_pngs(settings), identity_scale=settings.identity_scale,
+        keypoints=rig_keypoints(controls_dir, w, h),
+        retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     distance = subject_distance(scene, camera)
     return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance))
 
@@ -101,6 +118,7 @@ def place_shot(spec, shot, camera_name, distance, scene, files, job_id):
         name = f"{shot}_{os.path.splitext(os.path.basename(path))[0]}"
         obj = planes.import_plane(bpy.context, path, camera, distance, collection, name)
         planes.tag(obj, {k: v for k, v in spec.items() if k != "controls"}, job_id, [path])
+        planes.tag_scores(obj, path)
     return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
 
 

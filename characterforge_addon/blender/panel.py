@@ -2,6 +2,8 @@
 
 import bpy
 
+from . import planes
+
 
 class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
@@ -173,8 +175,16 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
             if s.job_message:
                 icon = "ERROR" if s.job_state == "failed" else "INFO"
                 layout.label(text=s.job_message, icon=icon)
+        row = layout.row(align=True)
+        row.prop(s, "retry")
+        sub = row.row(align=True)
+        sub.enabled = s.retry
+        sub.prop(s, "min_identity", text="")
+        sub.prop(s, "max_tries")
         obj = context.active_object
         if obj is not None and "characterforge_job" in obj:
+            for line in planes.score_lines(obj):
+                layout.label(text=line, icon="CHECKMARK" if "unavailable" not in line else "INFO")
             layout.operator("characterforge.regenerate", icon="FILE_REFRESH")
         layout.operator("characterforge.stop_backend", icon="QUIT")
 

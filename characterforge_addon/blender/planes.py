@@ -6,6 +6,7 @@ import os
 import bpy
 from mathutils import Vector
 
+from ..core.image_io import read_png_text
 from .rig import ROLE
 
 SHOTS_COLLECTION = "CharacterForge Shots"
@@ -66,3 +67,37 @@ def tag(obj, job_spec, job_id, files):
     obj["characterforge_job_id"] = job_id
     obj["characterforge_seed"] = job_spec.get("seed", 0)
     obj["characterforge_files"] = json.dumps(files)
+
+
+def tag_scores(obj, path):
+    """The output's scores (from its PNG metadata) as custom properties: the whole record as
+    JSON, and the headline numbers on their own for drivers and the panel."""
+    with open(path, "rb") as f:
+        record = json.loads(read_png_text(f.read()).get("characterforge", "{}"))
+    found = record.get("scores", {})
+    obj["characterforge_scores"] = json.dumps(found)
+    identity = found.get("identity") or {}
+    if identity.get("status") == "ok":
+        obj["characterforge_identity"] = identity["similarity"]
+    poses = [s for s in (found.get("pose") or {}).values() if isinstance(s, dict) and s.get("status") == "ok"]
+    if poses:
+        obj["characterforge_pose_pck"] = min(s["pck@0.1"] for s in poses)
+    return found
+
+
+def score_lines(obj):
+    """What the panel says about a result's scores, one line each."""
+    found = json.loads(obj.get("characterforge_scores", "{}"))
+    lines = []
+    identity = found.get("identity")
+    if identity:
+        lines.append(f"Identity {identity['similarity']:.2f}" + (" (pasted face?)" if identity.get("copy_paste") else "")
+                     if identity.get("status") == "ok" else f"Identity: {identity.get('reason', identity['status'])}")
+    pose = found.get("pose")
+    if pose and pose.get("status") == "unavailable":
+        lines.append(f"Pose: {pose['reason']}")
+    elif pose:
+        for rig, s in pose.items():
+            lines.append(f"Pose {rig}: PCK@0.1 {s['pck@0.1']:.2f}" if s.get("status") == "ok"
+                         else f"Pose {rig}: {s.get('reason', s.get('status'))}")
+    return lines

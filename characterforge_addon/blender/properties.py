@@ -74,6 +74,11 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     identity_scale: FloatProperty(name="Likeness", default=0.6, min=0.0, max=1.5,
                                   description="How strongly the reference picture steers the result")
 
+    retry: BoolProperty(name="Retry below", default=False,
+                        description="Generate again with a new seed while the identity score is below the minimum")
+    min_identity: FloatProperty(name="Minimum identity", default=0.5, min=0.0, max=1.0)
+    max_tries: IntProperty(name="Tries", default=3, min=1, max=5)
+
     # Characters: sheets and identity packs
     character_name: StringProperty(name="Name", default="Character",
                                    description="The new character's name (letters, digits, '_', '-', '.')")

@@ -134,13 +134,41 @@ def validate_job(spec):
                                "give one or more pictures of the character")
         out["identity"] = {"images": [_image(image, f"identity.images[{i}]") for i, image in enumerate(images)],
                            "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix="identity.")}
+        embedding = identity.get("embedding")
+        if embedding is not None:
+            if not isinstance(embedding, list) or not 1 <= len(embedding) <= 4096:
+                raise JobSpecError("identity.embedding", "must be a list of 1 to 4096 numbers (the pack's mean)")
+            out["identity"]["embedding"] = [_number({"v": v}, "v", 0, -1e6, 1e6, prefix="identity.embedding.")
+                                            for v in embedding]
     if not out["prompt"].strip() and "identity" not in out:
         raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
                            + (", or give a reference picture" if kind == "character_sheet" else ""))
     out["name"] = safe_name(spec.get("name", "result"), "name")
+    _score_fields(spec, out)
     if kind == "character_sheet":
         _sheet_fields(spec, out)
     return out
+
+
+def _score_fields(spec, out):
+    """What outputs are scored against (the rig's keypoints) and the retry rule."""
+    targets = spec.get("keypoints")
+    if targets is not None:
+        if not isinstance(targets, dict) or len(targets) > 16:
+            raise JobSpecError("keypoints", "must map up to 16 rig names to their 18 body joints [x, y, confidence]")
+        out["keypoints"] = {}
+        for name, body in targets.items():
+            field = f"keypoints.{name}"
+            if not isinstance(body, list) or len(body) != 18 or any(not isinstance(j, list) or len(j) != 3 for j in body):
+                raise JobSpecError(field, "must list 18 joints as [x, y, confidence]")
+            out["keypoints"][safe_name(name, field)] = [
+                [_number({"v": v}, "v", 0, -1e5, 1e5, prefix=f"{field}.") for v in joint] for joint in body]
+    retry = spec.get("retry")
+    if retry is not None:
+        if not isinstance(retry, dict):
+            raise JobSpecError("retry", "must be an object with min_identity and max_tries")
+        out["retry"] = {"min_identity": _number(retry, "min_identity", 0.5, 0.0, 1.0, prefix="retry."),
+                        "max_tries": _number(retry, "max_tries", 3, 1, 5, integer=True, prefix="retry.")}
 
 
 def _sheet_fields(spec, out):
@@ -207,12 +235,22 @@ def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps
 
 
 def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
-                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6):
+                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6,
+                         identity_embedding=None, keypoints=None, retry=None):
     """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
-    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter);
-    width and height are rounded down to multiples of 8 (the render resolution need not be)."""
-    return validate_job(_encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps,
-                                 guidance, profile, batch, name, references, identity_scale))
+    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter),
+    `identity_embedding` their pack's mean embedding; `keypoints`: {rig: 18 body joints} the
+    output's pose is scored against; `retry`: {"min_identity", "max_tries"}. Width and height
+    are rounded down to multiples of 8 (the render resolution need not be)."""
+    spec = _encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
+                    profile, batch, name, references, identity_scale)
+    if identity_embedding is not None and "identity" in spec:
+        spec["identity"]["embedding"] = list(identity_embedding)
+    if keypoints:
+        spec["keypoints"] = keypoints
+    if retry:
+        spec["retry"] = retry
+    return validate_job(spec)
 
 
 def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,

@@ -61,6 +61,7 @@ def test_sheet_job_runs_every_stage_and_cuts_views_and_faces(make_backend):
     record = metadata_of(results["sheet"].content)
     assert record["faces"]["source"].startswith("detector")  # the tiny profile carries a tiny insightface pack
     assert record["faces"]["boxes"]
+    assert record["scores"]["identity"]["reason"] == "unavailable: fewer than two faces with an embedding"
     face_record = metadata_of(results["face_front"].content)
     assert face_record["kind"] == "face" and len(face_record["embedding"]) == 512
     assert abs(np.linalg.norm(face_record["embedding"]) - 1) < 1e-3

@@ -58,6 +58,12 @@ def test_generate_brings_back_a_plane_filling_the_frame(bpy, scene, tmp_path, ba
             assert min(abs(px), abs(px - 96)) < 1 and min(abs(py), abs(py - 128)) < 1
     # our plane stays out of the next control maps
     assert plane["characterforge_role"] == "result_plane"
+    # the rig's keypoints went out for the pose score; without detector weights it says which are missing
+    from characterforge_addon.blender.planes import score_lines
+    job = json.loads(plane["characterforge_job"])
+    assert set(job["keypoints"]) == {"Hero"} and len(job["keypoints"]["Hero"]) == 18
+    assert "lllyasviel/Annotators" in json.loads(plane["characterforge_scores"])["pose"]["reason"]
+    assert score_lines(plane)[0].startswith("Pose: unavailable: OpenPose detector")
 
 
 def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend_env):

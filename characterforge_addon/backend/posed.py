@@ -1,0 +1,44 @@
+"""The posed character job: generate, score every image (identity, pose adherence) and, when
+the job sets a minimum identity score, try new seeds until one reaches it (keeping the best)."""
+
+from . import scoring
+from .pipelines import decode_image_bytes
+
+RETRY_SEED_STEP = 7919  # try k uses seed + k * this: far from the seeds of a batch (seed + i)
+
+
+def _similarity(score):
+    return score["similarity"] if score and score.get("status") == "ok" else None
+
+
+def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
+    """[(result name, pixels, metadata)] with each image's scores in its metadata."""
+    retry = spec.get("retry")
+    tries = retry["max_tries"] if retry else 1
+    best, history = None, []
+    for attempt in range(tries):
+        seed = spec["seed"] + attempt * RETRY_SEED_STEP
+        progress.stage("denoising" if attempt == 0 else f"denoising: try {attempt + 1} of {tries} (identity below "
+                       f"{retry['min_identity']})")
+        images = engine.posed_character(dict(spec, seed=seed), pngs, progress.step, cancel)
+        progress.stage("scoring")
+        identity = scoring.identity_scores(face_tools, images, spec, pngs.get("identity", []), decode_image_bytes)
+        pose = scoring.pose_scores(pose_detector, images, spec)
+        results = [(pixels, seed + i, {"identity": identity[i], "pose": pose[i]}) for i, pixels in enumerate(images)]
+        top = max((_similarity(r[2]["identity"]) or -2.0 for r in results))
+        history.append({"seed": seed, "identity": top if top > -2.0 else None})
+        if best is None or top > best[0]:
+            best = (top, results)
+        if not retry or top == -2.0 or top >= retry["min_identity"]:
+            break  # good enough, or no identity score to judge by
+    _, results = best
+    names = [spec["name"] if len(results) == 1 else f"{spec['name']}_{i}" for i in range(len(results))]
+    out = []
+    for name, (pixels, seed, image_scores) in zip(names, results):
+        record = {"seed": seed, "scores": {k: v for k, v in image_scores.items() if v is not None}}
+        if retry:
+            record["tries"] = history
+        out.append((name, pixels, record))
+    return out
+
+

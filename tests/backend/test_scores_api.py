@@ -1,0 +1,67 @@
+"""Scores on real outputs (tiny profile, tiny insightface-shaped models): identity against the
+references, the pose score saying which detector is missing, and the retry rule."""
+
+import io
+import json
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import png_b64, spec, wait
+
+
+def record_of(client, headers, job_id, name):
+    png = client.get(f"/jobs/{job_id}/results/{name}", headers=headers).content
+    return json.loads(Image.open(io.BytesIO(png)).text["characterforge"])
+
+
+def submit(backend, job):
+    backend.start()
+    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    response = client.post("/jobs", json=job, headers=headers)
+    assert response.status_code == 201, response.json()
+    status = wait(client, headers, response.json()["id"], timeout=300)
+    assert status["status"] == "completed", status["error"]
+    return client, headers, status
+
+
+BODY = [[10.0 + i, 20.0 + 2 * i, 1.0] for i in range(18)]
+
+
+def test_posed_outputs_carry_identity_and_pose_scores(make_backend):
+    job = spec(identity={"images": [png_b64(64, 64, (250, 250, 250))], "scale": 0.8}, keypoints={"Hero": BODY})
+    client, headers, status = submit(make_backend(), job)
+    record = record_of(client, headers, status["id"], status["results"][0])
+    identity = record["scores"]["identity"]
+    assert identity["status"] == "ok" and -1.0 <= identity["similarity"] <= 1.0
+    assert "closest_reference" in identity and isinstance(identity["copy_paste"], bool)
+    pose = record["scores"]["pose"]
+    assert pose["status"] == "unavailable" and "lllyasviel/Annotators" in pose["reason"]  # no detector weights here
+
+
+def test_retry_tries_new_seeds_up_to_the_limit_and_keeps_the_best(make_backend):
+    job = spec(seed=11, identity={"images": [png_b64(64, 64, (250, 250, 250))]},
+               retry={"min_identity": 1.0, "max_tries": 3})  # 1.0 is never reached: every try runs
+    client, headers, status = submit(make_backend(), job)
+    record = record_of(client, headers, status["id"], status["results"][0])
+    tries = record["tries"]
+    assert [t["seed"] for t in tries] == [11, 11 + 7919, 11 + 2 * 7919]
+    best = max(tries, key=lambda t: t["identity"])
+    assert record["seed"] == best["seed"] and record["scores"]["identity"]["similarity"] == best["identity"]
+
+
+def test_without_identity_nothing_is_scored_or_retried(make_backend):
+    client, headers, status = submit(make_backend(), spec(retry={"min_identity": 0.9, "max_tries": 3}))
+    record = record_of(client, headers, status["id"], status["results"][0])
+    assert record["scores"] == {} and len(record["tries"]) == 1
+
+
+def test_bad_score_fields_are_refused(make_backend):
+    backend = make_backend()
+    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    for change, field in (({"keypoints": {"Hero": BODY[:5]}}, "keypoints.Hero"),
+                          ({"keypoints": {"../x": BODY}}, "keypoints.../x"),
+                          ({"retry": {"max_tries": 50}}, "retry.max_tries"),
+                          ({"identity": {"images": [png_b64()], "embedding": ["x"]}}, "identity.embedding.v")):
+        response = client.post("/jobs", json=spec(**change), headers=headers)
+        assert response.status_code == 400 and response.json()["details"]["field"] == field, response.json()
