@@ -100,7 +100,12 @@ class JobRunner:
                 png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
                                                  {"job_id": job_id, "memory_mode": engine.memory,
                                                   "device": engine.device, "dtype": str(engine.dtype), **record})
-                self.store.add_result(job_id, name, png)
+                try:
+                    self.store.add_result(job_id, name, png)
+                except OSError as exc:  # disk full, quota, permissions: the file was never half written
+                    raise UserError(f"could not save result {name!r} in {self.store.results_dir} "
+                                    f"({exc.strerror or exc}): free disk space there (or fix its permissions) "
+                                    "and run the job again") from None
             self.store.finish(job_id, "completed")
         except Canceled:
             self.store.finish(job_id, "canceled")

@@ -1,6 +1,7 @@
 """The HTTP API against the real app and real tiny pipelines."""
 
 import io
+import os
 import json
 
 import pytest
@@ -227,3 +228,21 @@ def test_the_addon_client_reports_wrong_token_and_unreachable(make_backend, tmp_
         thread.join(timeout=10)
     with pytest.raises(BackendError, match="cannot reach the backend.*Backend panel"):
         BackendClient(f"http://127.0.0.1:{port}", backend.token, timeout=2).health()
+
+
+def test_a_full_disk_fails_the_job_clearly_and_leaves_no_partial_png(tmp_path, models_dir):
+    import subprocess
+    import sys
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(models_dir)
+    check = os.path.join(os.path.dirname(os.path.abspath(__file__)), "disk_full_check.py")
+    run = subprocess.run([sys.executable, check, str(data), "400000"], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["status"]["status"] == "failed"
+    message = seen["status"]["error"]["message"]
+    assert "could not save result" in message and "free disk space" in message and "File too large" in message
+    assert seen["files"] == [] and seen["status"]["results"] == []  # no truncated PNG, no temporary file
+    assert seen["health"]["status"] == "ok"  # and the server keeps serving
