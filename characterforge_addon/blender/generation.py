@@ -9,10 +9,10 @@ import tempfile
 import bpy
 import numpy as np
 
-from ..core import keypoints
+from ..core import identity_pack, keypoints
 from ..core.errors import UserError
 from ..core.image_io import encode_png
-from ..core.job_spec import posed_character_spec
+from ..core.job_spec import LIMITS, posed_character_spec
 from . import controls, jobs, joints, planes, preferences
 from .rig import rigs_in_scene
 
@@ -70,6 +70,23 @@ def reference_pngs(settings):
     return (encode_png(rgb),)
 
 
+def identity_inputs(context):
+    """(reference PNGs, mean embedding or None): the selected character's identity faces when
+    Generate uses it, then the Reference picture if one is set."""
+    settings = context.scene.characterforge
+    references, embedding = list(reference_pngs(settings)), None
+    if settings.use_character:
+        from .characters import active_pack
+        pack = active_pack(context.scene)
+        if pack.problem:
+            raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
+        references = identity_pack.identity_faces(pack.folder) + references
+        embedding = identity_pack.load_pack(pack.folder).get("embedding")
+    if len(references) > LIMITS["max_references"]:
+        references = references[:LIMITS["max_references"]]  # the first faces picked, then the picture
+    return references, embedding
+
+
 def rig_keypoints(controls_dir, width, height):
     """{rig: 18 body joints} from the maps' openpose.json, in the job's pixel size, to score
     the output's pose against."""
@@ -97,14 +114,24 @@ def generate(context, seed=None):
         seed = random.randrange(2**32) if settings.random_seed else settings.seed
     settings.seed = seed
     w, h = manifest["resolution"]
+    references, embedding = identity_inputs(context)
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
         settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}",
-        references=reference_pngs(settings), identity_scale=settings.identity_scale,
+        references=references, identity_scale=settings.identity_scale, identity_embedding=embedding,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     distance = subject_distance(scene, camera)
     return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance))
+
+
+def spec_summary(spec):
+    """The job as kept on its plane: everything but the pictures and the embedding."""
+    out = {k: v for k, v in spec.items() if k not in ("controls", "identity")}
+    if "identity" in spec:
+        out["identity"] = {"references": len(spec["identity"]["images"]), "scale": spec["identity"]["scale"],
+                           "embedding": "embedding" in spec["identity"]}
+    return out
 
 
 def place_shot(spec, shot, camera_name, distance, scene, files, job_id):
@@ -117,7 +144,7 @@ def place_shot(spec, shot, camera_name, distance, scene, files, job_id):
     for path in files:
         name = f"{shot}_{os.path.splitext(os.path.basename(path))[0]}"
         obj = planes.import_plane(bpy.context, path, camera, distance, collection, name)
-        planes.tag(obj, {k: v for k, v in spec.items() if k != "controls"}, job_id, [path])
+        planes.tag(obj, spec_summary(spec), job_id, [path])
         planes.tag_scores(obj, path)
     return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
 

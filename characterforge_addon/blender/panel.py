@@ -162,8 +162,12 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row.prop(s, "use_hand_depth")
         row.prop(s, "hand_depth_strength", text="")
         row = layout.row(align=True)
+        row.prop(s, "use_character")
+        if 0 <= s.active_character < len(s.characters):
+            row.label(text=s.characters[s.active_character].name, icon="USER")
+        row = layout.row(align=True)
         row.prop(s, "reference_image")
-        if s.reference_image:
+        if s.reference_image or s.use_character:
             row.prop(s, "identity_scale", text="")
         layout.prop(s, "shot")
         layout.prop(s, "results_dir")

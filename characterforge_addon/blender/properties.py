@@ -71,6 +71,9 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     hand_depth_strength: FloatProperty(name="Hand strength", default=0.6, min=0.0, max=2.0)
     reference_image: StringProperty(name="Reference", subtype="FILE_PATH", default="",
                                     description="A picture of the character to keep (IP-Adapter plus-face); empty: none")
+    use_character: BoolProperty(name="Selected character", default=False,
+                                description="Keep the identity of the character selected in Characters (its "
+                                "identity face crops through IP-Adapter plus-face; its embedding for the score)")
     identity_scale: FloatProperty(name="Likeness", default=0.6, min=0.0, max=1.5,
                                   description="How strongly the reference picture steers the result")
 

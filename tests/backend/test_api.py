@@ -246,3 +246,18 @@ def test_a_full_disk_fails_the_job_clearly_and_leaves_no_partial_png(tmp_path, m
     assert "could not save result" in message and "free disk space" in message and "File too large" in message
     assert seen["files"] == [] and seen["status"]["results"] == []  # no truncated PNG, no temporary file
     assert seen["health"]["status"] == "ok"  # and the server keeps serving
+
+
+def test_a_result_swapped_for_a_link_outside_the_data_folder_is_not_served(api, tmp_path):
+    backend, client, h = api
+    job = wait(client, h, client.post("/jobs", json=spec(), headers=h).json()["id"])
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\nnot yours")
+    path = backend.store.result_path(job["id"], "result")
+    os.remove(path)
+    os.symlink(secret, path)  # someone (or something) replaced the result with a link
+    r = client.get(f"/jobs/{job['id']}/results/result", headers=h)
+    assert r.status_code == 400 and "outside the data folder" in r.json()["message"]
+    for name in (".hidden", "a%2Fb", "a\\b", "x" * 65):  # a bare ".." is resolved away by the client itself
+        r = client.get(f"/jobs/{job['id']}/results/{name}", headers=h)
+        assert r.status_code in (400, 404) and "type" in r.json()

@@ -131,3 +131,18 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     assert len(list(kohya.glob("*.png"))) == 18 and len(list(kohya.glob("*.txt"))) == 18
     with pytest.raises(RuntimeError, match="'Knight' already exists"):  # refused before any work
         bpy.ops.characterforge.make_sheet()
+
+    # a posed shot keeps the character: its picked faces as references, its embedding for the score
+    from characterforge_addon.blender.planes import score_lines
+    scene.render.resolution_x = scene.render.resolution_y = 128
+    s.active_character, s.use_character, s.shot = 0, True, "With identity"
+    assert bpy.ops.characterforge.generate() == {"FINISHED"}
+    jobs.wait_all(timeout=600)
+    assert s.job_state == "completed", s.job_message
+    shot = next(iter(bpy.data.collections["CharacterForge Shots"].children["With identity"].objects))
+    job = json.loads(shot["characterforge_job"])
+    assert job["identity"]["references"] == 3  # 4 faces, one switched off
+    identity = json.loads(shot["characterforge_scores"])["identity"]
+    assert identity["status"] == "ok" and "closest_reference" in identity
+    assert shot["characterforge_identity"] == identity["similarity"]
+    assert score_lines(shot)[0].startswith("Identity ")
