@@ -1,8 +1,8 @@
 """Blender-side code: the only package that imports bpy."""
 
-from . import character_operators, jobs, operators, panel, preferences, properties
+from . import backend_panel, character_operators, jobs, operators, panel, preferences, properties
 
-_modules = (preferences, properties, operators, character_operators, panel)
+_modules = (preferences, properties, operators, character_operators, panel, backend_panel)
 
 
 def register():
