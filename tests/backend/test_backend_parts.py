@@ -245,26 +245,6 @@ def test_a_failed_job_says_why_and_the_server_keeps_serving(make_backend):
     assert wait(client, h, client.post("/jobs", json=spec(), headers=h).json()["id"])["status"] == "completed"
 
 
-def test_disk_full_fails_the_job_and_leaves_no_png(make_backend, monkeypatch):
-    import errno
-
-    from characterforge_addon.core import image_io
-    backend = make_backend()
-    backend.start()
-    client, h = TestClient(backend.app), {"x-characterforge-token": backend.token}
-    real = os.fsync
-
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(image_io.os, "fsync", full)
-    status = wait(client, h, client.post("/jobs", json=spec(), headers=h).json()["id"])
-    monkeypatch.setattr(image_io.os, "fsync", real)
-    assert status["status"] == "failed" and "No space left" in status["error"]["message"]
-    folder = os.path.join(backend.store.results_dir, status["id"])
-    assert not os.path.exists(folder) or os.listdir(folder) == []
-
-
 def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir, tmp_path):
     """A base model as one original-layout .safetensors file (as from model sites)."""
     from diffusers import StableDiffusionXLPipeline

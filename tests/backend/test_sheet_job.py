@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import image_of, png_b64, wait
+from conftest import image_of, png_b64
 
 
 def sheet_spec(**changes):
