@@ -65,3 +65,26 @@ def test_bad_score_fields_are_refused(make_backend):
                           ({"identity": {"images": [png_b64()], "embedding": ["x"]}}, "identity.embedding.v")):
         response = client.post("/jobs", json=spec(**change), headers=headers)
         assert response.status_code == 400 and response.json()["details"]["field"] == field, response.json()
+
+
+def test_pose_score_runs_the_real_detector_when_its_weights_are_cached(make_backend, tmp_path, monkeypatch):
+    """controlnet_aux's OpenPose detector, loaded from a Hugging Face cache layout holding
+    random weights of the published shapes: the whole path runs (it finds no person in noise)."""
+    import torch
+    from controlnet_aux.open_pose.face import FaceNet
+    from controlnet_aux.open_pose.model import bodypose_model, handpose_model
+
+    from characterforge_addon.backend import models
+    snapshot = tmp_path / "hub" / "models--lllyasviel--Annotators" / "snapshots" / "0"
+    snapshot.mkdir(parents=True)
+    torch.manual_seed(0)
+    for name, cls, prefixed in (("body_pose_model.pth", bodypose_model, True),
+                                ("hand_pose_model.pth", handpose_model, True), ("facenet.pth", FaceNet, False)):
+        state = cls().state_dict()
+        if prefixed:  # the published files name layers without their block (controlnet_aux adds it back)
+            state = {k.split(".", 1)[1]: v for k, v in state.items()}
+        torch.save(state, snapshot / name)
+    monkeypatch.setattr(models, "hf_cache_dir", lambda: str(tmp_path / "hub"))
+    client, headers, status = submit(make_backend(), spec(keypoints={"Hero": BODY}))
+    pose = record_of(client, headers, status["id"], status["results"][0])["scores"]["pose"]
+    assert pose == {"Hero": {"status": "no_person", "reason": "the detector found no person in the output"}}
