@@ -18,6 +18,7 @@ from PIL import Image
 from ..core.errors import UserError
 from ..core.job_spec import LIMITS
 from . import models
+from .adapters import Adapters
 
 MEMORY_MODES = ("auto", "gpu", "model_offload", "sequential_offload", "cpu")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -92,7 +93,7 @@ class Engine:
         self._base = None
         self._controlnets = {}
         self._variants = {}
-        self._ip_loaded = False
+        self.adapters = Adapters(self)
         self._faces = None
 
     # -- loading ---------------------------------------------------------------------------
@@ -153,38 +154,8 @@ class Engine:
         return pipe
 
     def ip_adapter(self):
-        """Load the plus-face IP-Adapter and its image encoder once, into the shared UNet; every
-        pipeline built on the base sees them. Jobs switch identity on and off by scale."""
-        if self._ip_loaded:
-            return
-        missing = [r for r in ("image_encoder", "ip_adapter_plus_face") if r not in self.profile.models]
-        if missing:
-            raise GenerationError(f"profile {self.profile.name} has no {' or '.join(missing)}, needed for identity "
-                                  "from reference images: add them (see the sdxl profile) or send no reference images")
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-        base = self.base()
-        enc_source = self.profile.models["image_encoder"]
-        enc_path, enc_kwargs = models.resolve_for_loading(enc_source, self.models_dir, self.allow_download)
-        enc_kwargs.setdefault("local_files_only", True)
-        try:
-            encoder = CLIPVisionModelWithProjection.from_pretrained(enc_path, dtype=self.dtype, use_safetensors=True,
-                                                                    **enc_kwargs)
-            processor = CLIPImageProcessor.from_pretrained(enc_path, **enc_kwargs)
-        except (OSError, ValueError) as exc:
-            raise models.ModelMissing("image_encoder", f"could not load {enc_source.location}: {str(exc).splitlines()[0]}",
-                                      enc_path, "run doctor for the exact files and commands") from None
-        source = self.profile.models["ip_adapter_plus_face"]
-        where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
-        base.register_modules(image_encoder=encoder, feature_extractor=processor)
-        if os.path.isfile(where):
-            base.load_ip_adapter(os.path.dirname(where), subfolder="", weight_name=os.path.basename(where),
-                                 image_encoder_folder=None)
-        else:  # a repo to download (--allow-download)
-            base.load_ip_adapter(where, subfolder=source.subfolder, weight_name=source.weight, image_encoder_folder=None)
-        for pipe in [base, *self._variants.values()]:
-            pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
-            self._place(pipe)
-        self._ip_loaded = True
+        """Load the identity adapters (plus-face, and FaceID when the profile has it) once."""
+        self.adapters.load()
 
     def face_tools(self):
         """insightface's detector and recogniser from the profile, or None when it has none."""
@@ -273,15 +244,30 @@ class Engine:
         return {"prompt": prompt, "negative_prompt": spec["negative_prompt"] or None}
 
     def _identity_kwargs(self, pipe, spec, references):
-        """IP-Adapter arguments: the references at the job's scale, or (once loaded) scale 0."""
+        """IP-Adapter arguments; FaceID gets the job's embedding, or one found in the references."""
+        embedding = None
         if references:
-            self.ip_adapter()
-            pipe.set_ip_adapter_scale(spec["identity"]["scale"])
-            return {"ip_adapter_image": [references]}
-        if self._ip_loaded:
-            pipe.set_ip_adapter_scale(0.0)
-            return {"ip_adapter_image": [[Image.new("RGB", (64, 64))]]}
-        return {}
+            self.adapters.load()
+            if self.adapters.faceid:
+                embedding = self._identity_embedding(spec, references)
+        return self.adapters.kwargs(pipe, spec, references, embedding)
+
+    def _identity_embedding(self, spec, references):
+        given = spec.get("identity", {}).get("embedding")
+        if given is not None:
+            return given
+        try:
+            tools = self.face_tools()
+        except models.ModelMissing:
+            return None
+        if tools is None or not tools.has_recogniser:
+            return None
+        found = [tools.embed(np.asarray(r)) for r in references]
+        found = [f for f in found if f is not None]
+        if not found:
+            return None
+        mean = np.mean(found, axis=0)
+        return mean / (np.linalg.norm(mean) or 1.0)
 
     def _generate(self, pipe, spec, seed, batch, on_step, cancel_event, strength=1.0, **kwargs):
         """Run `pipe` to latents with progress and cancel, then decode them checked."""

@@ -8,9 +8,9 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 6  # bump when the shapes change: older folders are left alone, a new one is made
+VERSION = 7  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
-              "insightface")
+              "ip_adapter_faceid.safetensors", "insightface")
 
 
 def _byte_level_vocab():
@@ -131,6 +131,12 @@ def _ip_adapter(folder, unet):
             tensors[f"ip_adapter.{key}.to_v_ip.weight"] = rand(hidden, out)
             key += 2
     save_file(tensors, os.path.join(folder, "ip_adapter_plus_face.safetensors"))
+    # FaceID: a 512-number insightface embedding -> 4 tokens, in the published key layout
+    faceid = {"image_proj.proj.0.weight": rand(1024, 512), "image_proj.proj.0.bias": rand(1024),
+              "image_proj.proj.2.weight": rand(4 * out, 1024), "image_proj.proj.2.bias": rand(4 * out),
+              "image_proj.norm.weight": torch.ones(out), "image_proj.norm.bias": torch.zeros(out)}
+    faceid.update({k: rand(*v.shape) for k, v in tensors.items() if k.startswith("ip_adapter.")})
+    save_file(faceid, os.path.join(folder, "ip_adapter_faceid.safetensors"))
 
 
 def ensure(models_dir):

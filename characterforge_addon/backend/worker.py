@@ -99,7 +99,8 @@ class JobRunner:
             for name, pixels, record in outputs:
                 png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
                                                  {"job_id": job_id, "memory_mode": engine.memory,
-                                                  "device": engine.device, "dtype": str(engine.dtype), **record})
+                                                  "device": engine.device, "dtype": str(engine.dtype),
+                                                  "identity_adapters": engine.adapters.names(), **record})
                 try:
                     self.store.add_result(job_id, name, png)
                 except OSError as exc:  # disk full, quota, permissions: the file was never half written

@@ -133,7 +133,8 @@ def validate_job(spec):
             raise JobSpecError("identity.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
                                "give one or more pictures of the character")
         out["identity"] = {"images": [_image(image, f"identity.images[{i}]") for i, image in enumerate(images)],
-                           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix="identity.")}
+                           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix="identity."),
+                           "faceid_scale": _number(identity, "faceid_scale", 0.6, 0.0, 1.5, prefix="identity.")}
         embedding = identity.get("embedding")
         if embedding is not None:
             if not isinstance(embedding, list) or not 1 <= len(embedding) <= 4096:

@@ -4,6 +4,7 @@ import io
 import os
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -185,7 +186,7 @@ def test_identity_from_reference_images(api):
     img = Image.open(io.BytesIO(client.get(f"/jobs/{with_id['id']}/results/result", headers=h).content))
     assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 2, "scale": 0.9}
     engine = backend.engine_for("tiny")
-    assert engine._ip_loaded and engine.base().image_encoder is not None
+    assert engine.adapters.loaded and engine.base().image_encoder is not None
 
 
 @pytest.mark.parametrize("identity,field", [
@@ -261,3 +262,27 @@ def test_a_result_swapped_for_a_link_outside_the_data_folder_is_not_served(api, 
     for name in (".hidden", "a%2Fb", "a\\b", "x" * 65):  # a bare ".." is resolved away by the client itself
         r = client.get(f"/jobs/{job['id']}/results/{name}", headers=h)
         assert r.status_code in (400, 404) and "type" in r.json()
+
+
+def test_faceid_joins_plus_face_when_a_face_is_found(api):
+    """The tiny profile has a FaceID adapter and an insightface-shaped detector: a reference
+    with a face (the tiny detector's "face" is the brightest patch) feeds FaceID its embedding."""
+    backend, client, h = api
+    face = png_b64(64, 64, (255, 255, 255))
+
+    def run(**identity):
+        job = wait(client, h, client.post("/jobs", json=spec(seed=5, identity={"images": [face], **identity}),
+                                          headers=h).json()["id"])
+        assert job["status"] == "completed", job["error"]
+        r = client.get(f"/jobs/{job['id']}/results/result", headers=h)
+        return image_of(r), json.loads(Image.open(io.BytesIO(r.content)).text["characterforge"])
+
+    without, record = run(scale=0.6, faceid_scale=0.0)
+    assert record["identity_adapters"] == ["plus_face", "faceid"]
+    with_faceid, _ = run(scale=0.6, faceid_scale=1.0)
+    assert not np.array_equal(without, with_faceid)  # the embedding steers the image
+    other = [0.0] * 511 + [1.0]
+    given, _ = run(scale=0.6, faceid_scale=1.0, embedding=other)  # a pack's mean overrides the found face
+    assert not np.array_equal(with_faceid, given)
+    again, _ = run(scale=0.6, faceid_scale=0.0)
+    assert np.array_equal(without, again)
