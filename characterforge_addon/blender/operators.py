@@ -236,10 +236,46 @@ class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
+    """Show this variant of its shot (hiding the others in viewport and render) and select it"""
+    bl_idname = "characterforge.show_result"
+    bl_label = "Show Result"
+    bl_options = {"UNDO", "INTERNAL"}
+
+    name: StringProperty()
+
+    def execute(self, context):
+        obj = bpy.data.objects.get(self.name)
+        if obj is None:
+            self.report({"ERROR"}, f"result '{self.name}' is gone")
+            return {"CANCELLED"}
+        for collection in obj.users_collection:
+            for other in collection.objects:
+                other.hide_render = other.hide_viewport = other != obj
+        for selected in context.selected_objects:
+            selected.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_open_results(bpy.types.Operator):
+    """Open the results folder in the file browser of the system"""
+    bl_idname = "characterforge.open_results"
+    bl_label = "Open Results Folder"
+
+    def execute(self, context):
+        folder = generation.resolve_dir(context.scene.characterforge.results_dir)
+        os.makedirs(folder, exist_ok=True)
+        bpy.ops.wm.path_open(filepath=folder)
+        return {"FINISHED"}
+
+
 classes = (
     CHARACTERFORGE_OT_add_rig, CHARACTERFORGE_OT_apply_pose, CHARACTERFORGE_OT_save_pose,
     CHARACTERFORGE_OT_load_pose, CHARACTERFORGE_OT_use_own_rig, CHARACTERFORGE_OT_add_joint_override,
     CHARACTERFORGE_OT_remove_joint_override, CHARACTERFORGE_OT_render_controls, CHARACTERFORGE_OT_generate,
     CHARACTERFORGE_OT_cancel_job, CHARACTERFORGE_OT_regenerate, CHARACTERFORGE_OT_stop_backend,
+    CHARACTERFORGE_OT_show_result, CHARACTERFORGE_OT_open_results,
 )
 register, unregister = bpy.utils.register_classes_factory(classes)

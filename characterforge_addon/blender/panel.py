@@ -139,7 +139,7 @@ class CHARACTERFORGE_PT_controls(_Sidebar, bpy.types.Panel):
 
 
 class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
-    bl_label = "Generate"
+    bl_label = "Shot"
     bl_idname = "CHARACTERFORGE_PT_generate"
 
     def draw(self, context):
@@ -193,6 +193,47 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         layout.operator("characterforge.stop_backend", icon="QUIT")
 
 
+class CHARACTERFORGE_PT_results(_Sidebar, bpy.types.Panel):
+    bl_label = "Results"
+    bl_idname = "CHARACTERFORGE_PT_results"
+
+    def draw(self, context):
+        layout = self.layout
+        shots = bpy.data.collections.get(planes.SHOTS_COLLECTION)
+        if shots is None or not shots.children:
+            layout.label(text="Results appear here after Generate", icon="INFO")
+        for shot in (shots.children if shots else ()):
+            box = layout.box()
+            box.label(text=shot.name, icon="OUTLINER_COLLECTION")
+            for obj in shot.objects:
+                row = box.row(align=True)
+                shown = not obj.hide_render
+                button = row.operator("characterforge.show_result", text=obj.name,
+                                      icon="HIDE_OFF" if shown else "HIDE_ON", depress=obj == context.active_object)
+                button.name = obj.name
+                scores = planes.score_lines(obj)
+                row.label(text=scores[0] if scores else "")
+        layout.operator("characterforge.open_results", icon="FILE_FOLDER")
+
+
+def status_bar(self, context):
+    """The running job in Blender's status bar, wherever the sidebar is."""
+    s = context.scene.characterforge
+    if s.job_state in ("starting", "pending", "running"):
+        self.layout.label(text=f"CharacterForge: {s.job_message}", icon="RENDER_STILL")
+
+
 classes = (CHARACTERFORGE_UL_joint_overrides, CHARACTERFORGE_UL_characters, CHARACTERFORGE_UL_faces,
-           CHARACTERFORGE_PT_characters, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls, CHARACTERFORGE_PT_generate)
-register, unregister = bpy.utils.register_classes_factory(classes)
+           CHARACTERFORGE_PT_characters, CHARACTERFORGE_PT_pose, CHARACTERFORGE_PT_controls, CHARACTERFORGE_PT_generate,
+           CHARACTERFORGE_PT_results)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register()
+    bpy.types.STATUSBAR_HT_header.append(status_bar)
+
+
+def unregister():
+    bpy.types.STATUSBAR_HT_header.remove(status_bar)
+    _unregister()

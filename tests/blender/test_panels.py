@@ -1,0 +1,203 @@
+"""Every panel and list of the sidebar drawn in several scene states.
+
+Headless Blender has no window, so no real UILayout exists to draw into; the panels' draw
+functions run against a layout that checks each call the way Blender would: the property
+exists on that data, the operator is registered and has the properties set on it, the icon is
+one of Blender's, the list class is registered. A typo that would leave a hole in the real
+panel fails here."""
+
+import json
+import types
+
+import pytest
+
+ICONS = None
+
+
+def icons(bpy):
+    global ICONS
+    if ICONS is None:
+        ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+    return ICONS
+
+
+class OperatorProps:
+    def __init__(self, rna):
+        object.__setattr__(self, "_rna", rna)
+
+    def __setattr__(self, name, value):
+        assert name in self._rna.properties, f"operator {self._rna.identifier} has no property {name!r}"
+
+
+class CheckingLayout:
+    def __init__(self, bpy, calls):
+        self.bpy, self.calls = bpy, calls
+        self.enabled = self.active = True
+        self.alert = False
+
+    def _args(self, function, kw):
+        known = self.bpy.types.UILayout.bl_rna.functions[function].parameters.keys()
+        unknown = set(kw) - set(known)
+        assert not unknown, f"UILayout.{function} takes no {sorted(unknown)}"
+
+    def _icon(self, kw):
+        icon = kw.get("icon")
+        assert icon is None or icon in icons(self.bpy), f"unknown icon {icon!r}"
+
+    def row(self, **kw):
+        self._args("row", kw)
+        return CheckingLayout(self.bpy, self.calls)
+
+    def column(self, **kw):
+        self._args("column", kw)
+        return CheckingLayout(self.bpy, self.calls)
+
+    def box(self):
+        return CheckingLayout(self.bpy, self.calls)
+
+    def separator(self, **kw):
+        pass
+
+    def label(self, text="", **kw):
+        self._args("label", kw)
+        self._icon(kw)
+        self.calls.append(("label", text))
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        self._args("progress", {"factor": factor, "type": type, "text": text})
+        assert 0.0 <= factor <= 1.0
+        self.calls.append(("progress", text))
+
+    def prop(self, data, name, **kw):
+        self._args("prop", kw)
+        self._icon(kw)
+        if hasattr(data, "bl_rna"):
+            assert name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {name!r}"
+        else:
+            assert hasattr(data, name), f"{data!r} has no {name!r}"
+        self.calls.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kw):
+        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
+        self.calls.append(("prop_search", name))
+
+    def operator(self, idname, **kw):
+        self._args("operator", kw)
+        self._icon(kw)
+        module, name = idname.split(".")
+        op = getattr(getattr(self.bpy.ops, module), name)
+        rna = op.get_rna_type()  # raises for an operator that is not registered
+        self.calls.append(("operator", idname))
+        return OperatorProps(rna)
+
+    def template_list(self, listtype, list_id, data, propname, active_data, active_propname, **kw):
+        self._args("template_list", kw)
+        assert hasattr(self.bpy.types, listtype), f"list {listtype} is not registered"
+        assert data.bl_rna.properties[propname].type == "COLLECTION"
+        assert active_propname in active_data.bl_rna.properties
+        self.calls.append(("list", listtype))
+        cls = getattr(self.bpy.types, listtype)
+        for index, item in enumerate(getattr(data, propname)):
+            cls.draw_item(None, self.bpy.context, CheckingLayout(self.bpy, self.calls), data, item, 0, active_data,
+                          active_propname, index)
+
+
+def draw_all(bpy):
+    """Draw every CharacterForge panel; returns what was drawn, per panel."""
+    from characterforge_addon.blender import backend_panel, panel
+    drawn = {}
+    for cls in panel.classes + backend_panel.classes:
+        if issubclass(cls, bpy.types.Panel):
+            calls = []
+            cls.draw(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)), bpy.context)
+            drawn[cls.bl_label] = calls
+    return drawn
+
+
+def test_panels_draw_in_an_empty_scene(bpy, scene):
+    drawn = draw_all(bpy)
+    assert set(drawn) == {"Backend", "Characters", "Pose", "Control Maps", "Shot", "Results"}
+    assert ("label", "Results appear here after Generate") in drawn["Results"]
+    assert ("operator", "characterforge.add_rig") in drawn["Pose"]
+    assert ("operator", "characterforge.make_sheet") in drawn["Characters"]
+    assert ("operator", "characterforge.setup_backend") in drawn["Backend"]
+    assert ("operator", "characterforge.generate") in drawn["Shot"]
+
+
+def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bpy, scene, tmp_path, monkeypatch):
+    from characterforge_addon.blender import backend_panel, characters, rig
+    from characterforge_addon.core import identity_pack
+    from characterforge_addon.core.image_io import encode_png
+    import numpy as np
+    hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT")
+    bpy.context.view_layer.objects.active = hero
+    # a character pack and a damaged one in the characters folder
+    monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", str(tmp_path / "chars"))
+    png = encode_png(np.zeros((8, 8, 3), np.uint8), {"characterforge": json.dumps({"job": {"prompt": "p"}})})
+    identity_pack.create_pack(str(tmp_path / "chars"), "Knight", {"sheet": png, "face_front": png, "view_front": png})
+    (tmp_path / "chars" / "Broken").mkdir()
+    characters.refresh(scene)
+    s = scene.characterforge
+    assert [c.name for c in s.characters] == ["Broken", "Knight"]
+    s.job_state, s.job_message, s.job_progress = "running", "sheet 3/30", 0.1
+    monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "roles": [
+        {"role": "base", "status": "missing", "core": True, "size": "6.9 GB", "looked_in": "/x", "fix": "hf download a/b"},
+        {"role": "vae", "status": "ok", "core": True, "fix": ""}]})
+    for active in (0, 1):
+        s.active_character = active
+        drawn = draw_all(bpy)
+    assert ("list", "CHARACTERFORGE_UL_faces") in drawn["Characters"]
+    assert ("operator", "characterforge.toggle_identity_face") in drawn["Characters"]
+    assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]
+    assert ("label", "hf download a/b") in drawn["Backend"]
+    assert ("operator", "characterforge.apply_pose") in drawn["Pose"]
+
+    # a result plane with scores: its lines and Regenerate show under Generate
+    bpy.ops.mesh.primitive_plane_add()
+    plane = bpy.context.active_object
+    plane["characterforge_job"] = json.dumps({"prompt": "p", "seed": 1})
+    plane["characterforge_scores"] = json.dumps({"identity": {"status": "ok", "similarity": 0.61, "copy_paste": False}})
+    s.job_state = "completed"
+    drawn = draw_all(bpy)
+    assert ("label", "Identity 0.61") in drawn["Shot"] and ("operator", "characterforge.regenerate") in drawn["Shot"]
+
+
+def test_the_checking_layout_catches_typos(bpy, scene):
+    layout = CheckingLayout(bpy, [])
+    with pytest.raises(AssertionError):
+        layout.prop(scene.characterforge, "promt")
+    with pytest.raises(AssertionError):
+        layout.label(text="x", icon="NO_SUCH_ICON")
+    with pytest.raises(Exception):
+        layout.operator("characterforge.no_such_operator")
+    with pytest.raises(AssertionError):
+        layout.operator("characterforge.toggle_identity_face").indx = 1
+    with pytest.raises(AssertionError):
+        layout.row(aligned=True)
+
+
+def test_results_switch_variants_and_the_status_bar_shows_the_job(bpy, scene):
+    from characterforge_addon.blender import panel, planes
+    shot = planes.shot_collection(scene, "Shot 1")
+    made = []
+    for i in range(3):
+        bpy.ops.mesh.primitive_plane_add()
+        obj = bpy.context.active_object
+        obj.name = f"Shot 1_seed{i}"
+        for coll in list(obj.users_collection):
+            coll.objects.unlink(obj)
+        shot.objects.link(obj)
+        obj["characterforge_scores"] = json.dumps({"identity": {"status": "ok", "similarity": 0.5 + i / 10}})
+        made.append(obj)
+    assert bpy.ops.characterforge.show_result(name="Shot 1_seed1") == {"FINISHED"}
+    assert [o.hide_render for o in made] == [True, False, True] and bpy.context.active_object == made[1]
+    drawn = draw_all(bpy)["Results"]
+    assert ("operator", "characterforge.show_result") in drawn and ("label", "Identity 0.60") in drawn
+    calls = []
+    scene.characterforge.job_state, scene.characterforge.job_message = "running", "upscale: tile 2 of 12 3/9"
+    panel.status_bar(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)), bpy.context)
+    assert calls == [("label", "CharacterForge: upscale: tile 2 of 12 3/9")]
+    scene.characterforge.job_state = "completed"
+    calls.clear()
+    panel.status_bar(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)), bpy.context)
+    assert calls == []
