@@ -54,3 +54,19 @@ def test_install_enable_use_disable_leaves_nothing(extension_zip):
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert "openpose.png" in seen["files"] and "depth.png" in seen["files"]
     assert seen["disabled"]["classes"] == []
+
+
+def test_preferences_persist_into_the_next_session(extension_zip, tmp_path):
+    check = os.path.join(HERE, "prefs_check.py")
+    user = str(tmp_path / "user")
+    saved = subprocess.run([sys.executable, check, "set", extension_zip, user], capture_output=True, text=True,
+                           timeout=300)
+    assert saved.returncode == 0, saved.stdout[-2000:] + saved.stderr[-2000:]
+    seen = subprocess.run([sys.executable, check, "get", extension_zip, user], capture_output=True, text=True,
+                          timeout=300)
+    assert seen.returncode == 0, seen.stdout[-2000:] + seen.stderr[-2000:]
+    state = json.loads(seen.stdout.strip().splitlines()[-1])
+    assert state["enabled"]
+    assert state["values"] == {"mode": "CONNECT", "url": "http://127.0.0.1:9999", "port": 9001, "profile": "tiny",
+                               "characters_dir": "/tmp/cf-characters", "auto_start": False,
+                               "python": "/opt/cf/bin/python"}
