@@ -8,7 +8,7 @@ import os
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import UserError
@@ -112,6 +112,18 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
             return {"id": job_id, "status": job["status"], "canceled": False}
         runner.cancel(job_id)
         return {"id": job_id, "status": store.get(job_id)["status"], "canceled": True}
+
+    @app.get("/jobs/{job_id}/preview")
+    def preview(job_id: str):
+        """A small picture of the running job's latest denoising step (404 when there is none)."""
+        job, missing = _job_or_404(job_id)
+        if missing:
+            return missing
+        png = runner.previews.get(job_id)
+        if png is None:
+            return error(404, "no_preview", f"job {job_id} has no preview now ({job['status']})",
+                         fix="previews exist only while a job denoises")
+        return Response(png, media_type="image/png")
 
     @app.get("/jobs/{job_id}/results/{name}")
     def result(job_id: str, name: str):

@@ -281,6 +281,9 @@ class Engine:
             if cancel_event.is_set():
                 p._interrupt = True
             on_step(i + 1, total, time.perf_counter() - started)
+            preview = getattr(on_step, "preview", None)  # the job's progress may keep previews
+            if preview is not None and "latents" in step_kwargs:
+                preview(step_kwargs["latents"], self.profile.family)
             return step_kwargs
 
         if strength < 1.0:

@@ -4,6 +4,7 @@ own cancel event; progress and results go to the store."""
 import base64
 import queue
 import threading
+import time
 import traceback
 
 from ..core.errors import UserError
@@ -11,6 +12,7 @@ from . import metadata
 from . import posed, scoring, sheet
 from .models import ModelMissing
 from .pipelines import Canceled
+from .preview import latent_preview
 
 SAMPLER = "Euler"
 
@@ -25,6 +27,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._speed = {}  # job id -> seconds per step so far
         self._pose = None  # the pose detector, looked for on the first job that wants it
+        self.previews = {}  # job id -> PNG of the latest preview, while it runs
         self._thread = threading.Thread(target=self._loop, name="characterforge-jobs", daemon=True)
         self._stopping = False
 
@@ -83,7 +86,7 @@ class JobRunner:
         with self._lock:
             self._cancel[job_id] = event
         self.store.start(job_id, spec.get("steps", 0))
-        progress = _Progress(self.store, job_id, self._speed)
+        progress = _Progress(self.store, job_id, self._speed, self.previews)
         try:
             engine = self.engine_for(spec["profile"])
             progress.stage("loading models")
@@ -120,6 +123,7 @@ class JobRunner:
             with self._lock:
                 self._cancel.pop(job_id, None)
             self._speed.pop(job_id, None)
+            self.previews.pop(job_id, None)
 
     @staticmethod
     def _face_tools(engine, wanted):
@@ -141,16 +145,29 @@ class JobRunner:
 class _Progress:
     """A job's stage and step in the store, and its speed for the ETA."""
 
-    def __init__(self, store, job_id, speed):
-        self.store, self.job_id, self.speed = store, job_id, speed
+    def __init__(self, store, job_id, speed, previews):
+        self.store, self.job_id, self.speed, self.previews = store, job_id, speed, previews
         self.name, self.done, self.total = "", 0, 0
+        self._last_preview = 0.0
+
+        def step(step, total, elapsed):
+            self.speed[self.job_id] = elapsed / step
+            self.done, self.total = step, total
+            self.store.progress(self.job_id, step, total, self.name or "denoising")
+
+        step.preview = self.preview  # the engine looks for it: a step callback that keeps previews
+        self.step = step
+
+    def preview(self, latents, family):
+        """Keep a preview of the latents, at most twice a second (it costs a PNG encode)."""
+        now = time.monotonic()
+        if now - self._last_preview >= 0.5:
+            self._last_preview = now
+            self.previews[self.job_id] = latent_preview(latents, family)
 
     def stage(self, name):
         """A new stage; the step count stays until the stage's first step reports."""
         self.name = name
         self.store.progress(self.job_id, self.done, self.total, name)
 
-    def step(self, step, total, elapsed):
-        self.speed[self.job_id] = elapsed / step
-        self.done, self.total = step, total
-        self.store.progress(self.job_id, step, total, self.name or "denoising")
+

@@ -11,9 +11,11 @@ import bpy
 
 from ..client.backend_client import FINISHED, BackendClient, BackendError
 from ..core.errors import UserError
+from ..core.image_io import write_atomic
 from . import backend_process, preferences
 
 POLL_S = 0.25
+PREVIEW_IMAGE = "CF preview"
 _messages = queue.Queue()
 _jobs = {}  # local key -> Job
 
@@ -34,6 +36,7 @@ class Job:
             self.job_id = client.submit(self.spec)
             _messages.put((self.key, "submitted", {"job_id": self.job_id}))
             canceled_sent = False
+            shown = None
             while True:
                 if self.cancel_requested.is_set() and not canceled_sent:
                     client.cancel(self.job_id)
@@ -42,6 +45,9 @@ class Job:
                 _messages.put((self.key, "progress", status))
                 if status["status"] in FINISHED:
                     break
+                if status["status"] == "running" and (status["stage"], status["step"]) != shown:
+                    shown = (status["stage"], status["step"])
+                    self._fetch_preview(client)
                 time.sleep(POLL_S)
             if status["status"] == "completed":
                 files = []
@@ -61,6 +67,28 @@ class Job:
             _messages.put((self.key, "failed", {"message": str(exc)}))
         except OSError as exc:
             _messages.put((self.key, "failed", {"message": f"cannot save the result: {exc.strerror or exc}"}))
+
+
+    def _fetch_preview(self, client):
+        """The backend's latest preview into <results>/.preview.png, for the main thread to show."""
+        png = client.preview(self.job_id)
+        if png:
+            os.makedirs(self.out_dir, exist_ok=True)
+            path = os.path.join(self.out_dir, ".preview.png")
+            write_atomic(path, png)
+            _messages.put((self.key, "preview", {"path": path}))
+
+
+def _show_preview(path):
+    """Main thread: the preview as the Blender image 'CF preview' (reloaded as it changes)."""
+    image = bpy.data.images.get(PREVIEW_IMAGE)
+    if image is None:
+        image = bpy.data.images.load(path, check_existing=False)
+        image.name = PREVIEW_IMAGE
+    else:
+        image.filepath = path
+        image.reload()
+    return image
 
 
 def _connector(prefs):
@@ -124,6 +152,8 @@ def drain():
             eta = f", about {data['eta_s']:.0f} s left" if data.get("eta_s") else ""
             status.job_state = data["status"]
             status.job_message = f"{data.get('stage') or data['status']} {data.get('step', 0)}/{data.get('total', 0)}{eta}"
+        elif kind == "preview":
+            _show_preview(data["path"])
         elif kind == "completed":
             status.job_state, status.job_progress = "completed", 1.0
             try:

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import planes
+from . import jobs, planes
 
 
 class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
@@ -173,6 +173,9 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         layout.prop(s, "results_dir")
         if s.job_state in ("starting", "pending", "running"):
             layout.progress(factor=s.job_progress, type="BAR", text=s.job_message)
+            preview = bpy.data.images.get(jobs.PREVIEW_IMAGE)
+            if preview is not None:
+                layout.template_icon(icon_value=preview.preview_ensure().icon_id, scale=6)
             layout.operator("characterforge.cancel_job", icon="CANCEL")
         else:
             layout.operator("characterforge.generate", icon="RENDER_STILL")

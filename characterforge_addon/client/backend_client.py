@@ -65,3 +65,12 @@ class BackendClient:
 
     def result(self, job_id, name):
         return self._request("GET", f"/jobs/{job_id}/results/{name}", raw=True)
+
+    def preview(self, job_id):
+        """PNG bytes of the running job's latest preview, or None when it has none."""
+        try:
+            return self._request("GET", f"/jobs/{job_id}/preview", raw=True)
+        except BackendError as exc:
+            if exc.status == 404:
+                return None
+            raise

@@ -286,3 +286,22 @@ def test_faceid_joins_plus_face_when_a_face_is_found(api):
     assert not np.array_equal(with_faceid, given)
     again, _ = run(scale=0.6, faceid_scale=0.0)
     assert np.array_equal(without, again)
+
+
+def test_previews_while_denoising_then_none(api):
+    import time
+    backend, client, h = api
+    job_id = client.post("/jobs", json=spec(steps=40, width=256, height=128), headers=h).json()["id"]
+    deadline, preview = time.monotonic() + 120, None
+    while preview is None and time.monotonic() < deadline:
+        r = client.get(f"/jobs/{job_id}/preview", headers=h)
+        if r.status_code == 200:
+            preview = image_of(r)
+        else:
+            assert r.status_code == 404 and r.json()["type"] == "no_preview"
+            time.sleep(0.05)
+    assert preview is not None and preview.shape == (16, 32, 3)  # one pixel per latent
+    done = wait(client, h, job_id)
+    assert done["status"] == "completed"
+    r = client.get(f"/jobs/{job_id}/preview", headers=h)
+    assert r.status_code == 404 and "completed" in r.json()["message"]

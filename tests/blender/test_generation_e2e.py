@@ -89,6 +89,13 @@ def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
     bpy.ops.characterforge.generate()
     s = scene.characterforge
     wait_running(s)
+    import time
+    deadline = time.monotonic() + 60
+    while jobs.PREVIEW_IMAGE not in bpy.data.images and time.monotonic() < deadline:
+        time.sleep(0.1)
+        jobs.drain()
+    preview = bpy.data.images[jobs.PREVIEW_IMAGE]  # the denoising shows while it runs
+    assert tuple(preview.size) == (12, 16)  # 96 x 128 in latents
     assert bpy.ops.characterforge.cancel_job() == {"FINISHED"}
     jobs.wait_all(timeout=120)
     assert s.job_state == "canceled"

@@ -90,6 +90,10 @@ class CheckingLayout:
         self.calls.append(("operator", idname))
         return OperatorProps(rna)
 
+    def template_icon(self, icon_value=0, scale=1.0):
+        assert isinstance(icon_value, int)
+        self.calls.append(("icon", icon_value))
+
     def template_list(self, listtype, list_id, data, propname, active_data, active_propname, **kw):
         self._args("template_list", kw)
         assert hasattr(self.bpy.types, listtype), f"list {listtype} is not registered"
@@ -140,6 +144,7 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     s = scene.characterforge
     assert [c.name for c in s.characters] == ["Broken", "Knight"]
     s.job_state, s.job_message, s.job_progress = "running", "sheet 3/30", 0.1
+    preview = bpy.data.images.new("CF preview", 4, 4)
     monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "roles": [
         {"role": "base", "status": "missing", "core": True, "size": "6.9 GB", "looked_in": "/x", "fix": "hf download a/b"},
         {"role": "vae", "status": "ok", "core": True, "fix": ""}]})
@@ -148,6 +153,8 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
         drawn = draw_all(bpy)
     assert ("list", "CHARACTERFORGE_UL_faces") in drawn["Characters"]
     assert ("operator", "characterforge.toggle_identity_face") in drawn["Characters"]
+    assert any(c[0] == "icon" for c in drawn["Shot"])
+    bpy.data.images.remove(preview)
     assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]
     assert ("label", "hf download a/b") in drawn["Backend"]
     assert ("operator", "characterforge.apply_pose") in drawn["Pose"]

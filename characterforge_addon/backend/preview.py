@@ -1,0 +1,22 @@
+"""Previews while a job denoises: the latents turned into a small RGB picture with a linear
+map (no VAE decode, so it costs next to nothing), one pixel per latent."""
+
+import numpy as np
+
+from ..core.image_io import encode_png
+
+# latent channel -> RGB, fitted for each family's VAE (the factors ComfyUI uses for its previews)
+FACTORS = {
+    "sdxl": (np.array([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+                       [-0.3165, -0.2492, -0.2188]]), np.array([0.1084, -0.0175, -0.0011])),
+    "sd15": (np.array([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
+                       [-0.2120, -0.2616, -0.7177]]), np.zeros(3)),
+}
+
+
+def latent_preview(latents, family):
+    """PNG bytes of the first image of a (batch, 4, h, w) latent tensor."""
+    factors, bias = FACTORS[family]
+    first = latents[0].detach().float().cpu().numpy()  # (4, h, w)
+    rgb = np.tensordot(first, factors, axes=([0], [0])) + bias  # (h, w, 3), about -1..1
+    return encode_png(np.clip((rgb + 1.0) * 127.5, 0, 255).astype(np.uint8))
