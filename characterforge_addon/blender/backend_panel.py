@@ -67,7 +67,7 @@ def _follow_setup():
         prefs = preferences.get()
         if hasattr(prefs, "bl_rna"):  # real preferences (saved with Blender's); headless defaults are not
             prefs.python = current["python"]
-        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile)
+        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile, prefs.memory)
     return None
 
 
@@ -100,7 +100,7 @@ class CHARACTERFORGE_OT_start_backend(bpy.types.Operator):
         prefs = preferences.get(context)
         try:
             backend_process.start(preferences.backend_python(prefs), prefs.port, preferences.data_dir(prefs),
-                                  prefs.profile)
+                                  prefs.profile, prefs.memory)
         except Exception as exc:  # BackendError: the Python cannot be started
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -145,8 +145,11 @@ class CHARACTERFORGE_PT_backend(_Sidebar, bpy.types.Panel):
         prefs = preferences.get(context)
         running = backend_process.is_running()
         row = layout.row()
-        row.label(text=f"{'Running' if running else 'Stopped'} · profile {prefs.profile} · port {prefs.port}",
+        row.label(text=f"{'Running' if running else 'Stopped'} · profile {prefs.profile} · port {prefs.port} · "
+                       f"memory {prefs.memory}",
                   icon="CHECKMARK" if running else "PAUSE")
+        if hasattr(prefs, "bl_rna"):
+            layout.prop(prefs, "memory")  # applies when the backend starts
         row = layout.row(align=True)
         row.operator("characterforge.start_backend", icon="PLAY")
         row.operator("characterforge.stop_backend", icon="QUIT", text="Stop (free GPU memory)")

@@ -10,7 +10,7 @@ import bpy
 from ..core import identity_pack, sheet_layout
 from ..core.errors import UserError
 from ..core.job_spec import character_sheet_spec, safe_name
-from . import jobs, preferences
+from . import jobs, planes, preferences
 from .generation import reference_pngs, resolve_dir
 from .rig import ROLE, rigs_in_scene
 from .sheet import render_sheet
@@ -110,6 +110,7 @@ def sheet_plane(scene, path, name, rig, job_id=""):
     base = rig.matrix_world.translation if rig is not None else (0.0, 0.0, 0.0)
     obj.location = (base[0], base[1] + 2.0, base[2] + SHEET_HEIGHT / 2)
     obj[ROLE] = "result_plane"
+    planes.tag_scores(obj, path)  # the sheet's faces compared with each other
     obj["characterforge_character"] = name
     obj["characterforge_job_id"] = job_id
     return obj

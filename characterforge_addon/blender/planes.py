@@ -78,7 +78,7 @@ def tag_scores(obj, path):
     obj["characterforge_scores"] = json.dumps(found)
     identity = found.get("identity") or {}
     if identity.get("status") == "ok":
-        obj["characterforge_identity"] = identity["similarity"]
+        obj["characterforge_identity"] = identity.get("similarity", identity.get("mean"))
     poses = [s for s in (found.get("pose") or {}).values() if isinstance(s, dict) and s.get("status") == "ok"]
     if poses:
         obj["characterforge_pose_pck"] = min(s["pck@0.1"] for s in poses)
@@ -90,7 +90,9 @@ def score_lines(obj):
     found = json.loads(obj.get("characterforge_scores", "{}"))
     lines = []
     identity = found.get("identity")
-    if identity:
+    if identity and identity.get("status") == "ok" and "mean" in identity:  # a sheet's faces with each other
+        lines.append(f"Identity across views: mean {identity['mean']:.2f}, lowest {identity['min']:.2f}")
+    elif identity:
         lines.append(f"Identity {identity['similarity']:.2f}" + (" (pasted face?)" if identity.get("copy_paste") else "")
                      if identity.get("status") == "ok" else f"Identity: {identity.get('reason', identity['status'])}")
     pose = found.get("pose")

@@ -28,6 +28,11 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
                                    description="Where identity packs live, shared by every .blend; empty: the user folder")
     profile: StringProperty(name="Model profile", default="sdxl")
     auto_start: BoolProperty(name="Start the backend with Generate", default=True)
+    memory: EnumProperty(name="GPU memory", default="auto", items=[
+        ("auto", "Automatic", "Chosen from the free GPU memory when the backend starts"),
+        ("gpu", "All on the GPU", "Fastest; SDXL needs about 16 GB"),
+        ("model_offload", "Offload models", "Each model moves to the GPU while it runs (about 8-10 GB for SDXL)"),
+        ("sequential_offload", "Offload layers", "Slowest, smallest (a few GB)")])
 
     def draw(self, context):
         layout = self.layout
@@ -36,6 +41,7 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "python")
             layout.prop(self, "port")
             layout.prop(self, "auto_start")
+            layout.prop(self, "memory")
         else:
             layout.prop(self, "url")
             layout.prop(self, "token")
@@ -57,7 +63,8 @@ def get(context=None):
                            token=env("CHARACTERFORGE_TOKEN", ""), auto_start=True,
                            python=env("CHARACTERFORGE_BACKEND_PYTHON", ""), data_dir=env("CHARACTERFORGE_DATA", ""),
                            characters_dir=env("CHARACTERFORGE_CHARACTERS", ""),
-                           profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")))
+                           profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")),
+                           memory=env("CHARACTERFORGE_MEMORY", "auto"))
 
 
 def backend_python(prefs):

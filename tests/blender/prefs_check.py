@@ -17,7 +17,7 @@ import addon_utils  # noqa: E402
 
 MODULE = "bl_ext.user_default.characterforge"
 VALUES = {"mode": "CONNECT", "url": "http://127.0.0.1:9999", "port": 9001, "profile": "tiny",
-          "characters_dir": "/tmp/cf-characters", "auto_start": False, "python": "/opt/cf/bin/python"}
+          "characters_dir": "/tmp/cf-characters", "auto_start": False, "python": "/opt/cf/bin/python", "memory": "model_offload"}
 
 if mode == "set":
     assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",

@@ -91,7 +91,7 @@ def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
 
 
 def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path, backend_env, monkeypatch):
-    from characterforge_addon.blender import characters, jobs
+    from characterforge_addon.blender import characters, jobs, planes
     from characterforge_addon.core import identity_pack
     monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", str(tmp_path / "characters"))
     hero = sheet_rig(bpy)
@@ -110,6 +110,7 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     assert [c.name for c in s.characters] == ["Knight"] and len(s.characters[0].faces) == 4
     plane = bpy.data.collections[characters.SHEETS_COLLECTION].objects["Knight sheet"]
     assert plane["characterforge_character"] == "Knight"
+    assert planes.score_lines(plane)[0].startswith("Identity across views: mean ")  # 4 faces compared
     bpy.context.view_layer.update()
     w, h = plane.dimensions.x, plane.dimensions.y  # local axes: the plane is stood up by its rotation
     assert w / h == pytest.approx(768 / 384, rel=0.01)  # the upscaled sheet's aspect
@@ -133,7 +134,6 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
         bpy.ops.characterforge.make_sheet()
 
     # a posed shot keeps the character: its picked faces as references, its embedding for the score
-    from characterforge_addon.blender.planes import score_lines
     scene.render.resolution_x = scene.render.resolution_y = 128
     s.active_character, s.use_character, s.shot = 0, True, "With identity"
     assert bpy.ops.characterforge.generate() == {"FINISHED"}
@@ -145,4 +145,6 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     identity = json.loads(shot["characterforge_scores"])["identity"]
     assert identity["status"] == "ok" and "closest_reference" in identity
     assert shot["characterforge_identity"] == identity["similarity"]
-    assert score_lines(shot)[0].startswith("Identity ")
+    assert planes.score_lines(shot)[0].startswith("Identity ")
+    assert bpy.ops.characterforge.rename_character(new_name="Knight_renamed") == {"FINISHED"}
+    assert [c.name for c in s.characters] == ["Knight_2", "Knight_renamed"]

@@ -69,4 +69,4 @@ def test_preferences_persist_into_the_next_session(extension_zip, tmp_path):
     assert state["enabled"]
     assert state["values"] == {"mode": "CONNECT", "url": "http://127.0.0.1:9999", "port": 9001, "profile": "tiny",
                                "characters_dir": "/tmp/cf-characters", "auto_start": False,
-                               "python": "/opt/cf/bin/python"}
+                               "python": "/opt/cf/bin/python", "memory": "model_offload"}

@@ -133,3 +133,19 @@ def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env
     scene.characterforge.reference_image = str(tmp_path / "missing.png")
     with pytest.raises(RuntimeError, match="missing.png not found"):
         bpy.ops.characterforge.generate()
+
+
+def test_start_and_stop_buttons_and_the_results_folder(bpy, scene, tmp_path, backend_env):
+    from characterforge_addon.blender import backend_process, preferences
+    backend_process.stop()
+    assert bpy.ops.characterforge.start_backend() == {"FINISHED"}
+    assert backend_process.is_running()
+    prefs = preferences.get()
+    url = f"http://127.0.0.1:{prefs.port}"
+    assert backend_process.wait_ready(url, preferences.data_dir(prefs)).health()["status"] == "ok"
+    assert "--memory" in backend_process.command("python", 1, "d", "tiny", prefs.memory)
+    assert bpy.ops.characterforge.stop_backend() == {"FINISHED"}
+    assert not backend_process.is_running()
+    scene.characterforge.results_dir = str(tmp_path / "results here")
+    assert bpy.ops.characterforge.open_results() == {"FINISHED"}  # (headless: no file browser to open)
+    assert (tmp_path / "results here").is_dir()
