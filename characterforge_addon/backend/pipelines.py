@@ -215,6 +215,15 @@ class Engine:
                                   control_guidance_end=[controls[n]["end"] for n in names])
         return self._with_oom_retry(run)
 
+    def txt2img(self, spec, on_step, cancel_event):
+        """Images from the prompt alone (the base pipeline, no ControlNet)."""
+        def run():
+            pipe = self.pipeline("txt2img")
+            return self._generate(pipe, spec, spec["seed"], spec["batch"], on_step, cancel_event,
+                                  **self._prompts(spec), **self._identity_kwargs(pipe, spec, []),
+                                  width=spec["width"], height=spec["height"])
+        return self._with_oom_retry(run)
+
     def posed_character(self, spec, pngs, on_step, cancel_event):
         references = [decode_image_bytes(png, f"identity.images[{i}]") for i, png in enumerate(pngs.get("identity", []))]
         return self.controlnet_images(spec, pngs, references, on_step, cancel_event)

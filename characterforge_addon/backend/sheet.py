@@ -50,26 +50,29 @@ def _resize(pixels, size, resample=Image.LANCZOS):
 
 
 def upscale(engine, image, spec, identity, progress, cancel):
-    """The sheet at `factor` times its size: Lanczos, then each tile refined by img2img and
-    the tiles blended with feathered overlaps."""
-    options = spec["upscale"]
+    """The sheet at `factor` times its size, refined tile by tile."""
+    o = spec["upscale"]
+    return refine(engine, image, spec, o["factor"], o["strength"], o["tile"], o["overlap"], identity, progress, cancel,
+                  "upscale")
+
+
+def refine(engine, image, spec, factor, strength, tile, overlap, identity, progress, cancel, label):
+    """`image` resized by `factor` (Lanczos), then each tile redrawn by img2img at `strength`
+    and the tiles blended with feathered overlaps: no model call is larger than one tile."""
     h, w = image.shape[:2]
-    size = (int(round(w * options["factor"] / 8)) * 8, int(round(h * options["factor"] / 8)) * 8)
-    big = _resize(image, size)
-    if options["strength"] == 0:
+    size = (int(round(w * factor / 8)) * 8, int(round(h * factor / 8)) * 8)
+    big = _resize(image, size) if size != (w, h) else image
+    if strength == 0:
         return big
     width, height = size
-    boxes = tile_boxes(width, height, options["tile"], options["overlap"])
-    total = sum_weights = None
+    boxes = tile_boxes(width, height, tile, overlap)
+    total, sum_weights = np.zeros((height, width, 3)), np.zeros((height, width, 1))
     for i, (x0, y0, x1, y1) in enumerate(boxes):
-        progress.stage(f"upscale: tile {i + 1} of {len(boxes)}")
-        tile = big[y0:y1, x0:x1]
-        refined = engine.img2img(spec, tile, options["strength"], identity, spec["seed"] + 1 + i, progress.step, cancel)
-        ramp = options["overlap"]
-        weight = feather(x1 - x0, y1 - y0, ramp if x0 > 0 else 0, ramp if y0 > 0 else 0,
-                         ramp if x1 < width else 0, ramp if y1 < height else 0)
-        if total is None:
-            total, sum_weights = np.zeros((height, width, 3)), np.zeros((height, width, 1))
+        progress.stage(f"{label}: tile {i + 1} of {len(boxes)}")
+        refined = engine.img2img(spec, big[y0:y1, x0:x1], strength, identity, spec["seed"] + 1 + i, progress.step,
+                                 cancel)
+        weight = feather(x1 - x0, y1 - y0, overlap if x0 > 0 else 0, overlap if y0 > 0 else 0,
+                         overlap if x1 < width else 0, overlap if y1 < height else 0)
         total[y0:y1, x0:x1] += refined * weight[..., None]
         sum_weights[y0:y1, x0:x1] += weight[..., None]
     return np.clip(np.rint(total / np.maximum(sum_weights, 1e-6)), 0, 255).astype(np.uint8)

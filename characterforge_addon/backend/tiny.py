@@ -8,7 +8,7 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 7  # bump when the shapes change: older folders are left alone, a new one is made
+VERSION = 8  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
               "ip_adapter_faceid.safetensors", "insightface")
 
@@ -77,8 +77,14 @@ def make(folder):
     pipe.save_pretrained(os.path.join(folder, "base"), safe_serialization=True)
     for i, name in enumerate(("controlnet_openpose", "controlnet_depth"), start=1):
         torch.manual_seed(TINY_SEED + i)
-        ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **_unet_kwargs()).save_pretrained(
-            os.path.join(folder, name), safe_serialization=True)
+        controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **_unet_kwargs())
+        # A new ControlNet's output convolutions start at zero (it changes nothing until trained);
+        # random ones make the control image matter, so tests can see conditioning work.
+        with torch.no_grad():
+            for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                           controlnet.controlnet_cond_embedding.conv_out]:
+                module.weight.normal_(0.0, 0.05)
+        controlnet.save_pretrained(os.path.join(folder, name), safe_serialization=True)
     _ip_adapter(folder, unet)
     from . import tiny_faces
     tiny_faces.make(os.path.join(folder, "insightface"))

@@ -9,7 +9,7 @@ import traceback
 
 from ..core.errors import UserError
 from . import metadata
-from . import posed, scoring, sheet
+from . import background, posed, scoring, sheet
 from .models import ModelMissing
 from .pipelines import Canceled
 from .preview import latent_preview
@@ -92,7 +92,9 @@ class JobRunner:
             progress.stage("loading models")
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
             pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
-            if spec["kind"] == "character_sheet":
+            if spec["kind"] == "background":
+                outputs = background.run(engine, spec, pngs, progress, event)
+            elif spec["kind"] == "character_sheet":
                 outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, True))
             else:
                 engine.base()  # loading shows as its own stage, before the steps count

@@ -11,7 +11,7 @@ import re
 from .errors import UserError
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character", "character_sheet")
+JOB_KINDS = ("posed_character", "character_sheet", "background")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -107,7 +107,7 @@ def validate_job(spec):
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
     out["profile"] = safe_name(spec.get("profile", "sdxl"), "profile")
     controls = spec.get("controls", {})
-    if not isinstance(controls, dict) or not controls:
+    if not isinstance(controls, dict) or (not controls and kind != "background"):
         raise JobSpecError("controls", "must name at least the openpose map", "render control maps first")
     out["controls"] = {}
     for name, control in controls.items():
@@ -122,7 +122,12 @@ def validate_job(spec):
         if entry["end"] < entry["start"]:
             raise JobSpecError(f"controls.{name}.end", "is before start")
         out["controls"][name] = entry
-    if "openpose" not in out["controls"]:
+    if kind == "background":
+        extra = sorted(set(out["controls"]) - {"depth"})
+        if extra:
+            raise JobSpecError(f"controls.{extra[0]}", "is not for a background",
+                               "a background takes only the set's depth (characters are added by the composite)")
+    elif "openpose" not in out["controls"]:
         raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
     identity = spec.get("identity")
     if identity is not None:
@@ -148,6 +153,16 @@ def validate_job(spec):
     _score_fields(spec, out)
     if kind == "character_sheet":
         _sheet_fields(spec, out)
+    elif kind == "background":
+        out["sharp"] = bool(spec.get("sharp", True))
+        detail = spec.get("detail", {})
+        if not isinstance(detail, dict):
+            raise JobSpecError("detail", "must be an object with strength, tile and overlap")
+        out["detail"] = {"strength": _number(detail, "strength", 0.25, 0.0, 1.0, prefix="detail."),
+                         "tile": _number(detail, "tile", 1024, 64, 2048, integer=True, prefix="detail."),
+                         "overlap": _number(detail, "overlap", 128, 0, 512, integer=True, prefix="detail.")}
+        if out["detail"]["tile"] % 8 or out["detail"]["overlap"] * 2 >= out["detail"]["tile"]:
+            raise JobSpecError("detail.tile", "must be a multiple of 8 and more than twice the overlap")
     return out
 
 
@@ -267,4 +282,14 @@ def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", 
                 upscale={"factor": round(upscale, 4), "strength": round(upscale_strength, 4), "tile": tile,
                          "overlap": min(128, tile // 4)},
                 faces={"enabled": face_detail, "strength": round(face_strength, 4), "size": face_size})
+    return validate_job(spec)
+
+
+def background_spec(prompt, width, height, depth_png=None, depth_strength=0.6, negative_prompt="", seed=0, steps=30,
+                    guidance=6.0, profile="sdxl", name="background", sharp=True, detail_strength=0.25):
+    """A validated `background` spec: a set from a prompt, guided by the set's depth if given."""
+    controls = {"depth": {"png": depth_png, "strength": depth_strength}} if depth_png else {}
+    spec = _encoded("background", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile,
+                    1, name, (), 0.0)
+    spec.update(sharp=sharp, detail={"strength": round(detail_strength, 4), "tile": 1024, "overlap": 128})
     return validate_job(spec)

@@ -305,3 +305,14 @@ def test_previews_while_denoising_then_none(api):
     assert done["status"] == "completed"
     r = client.get(f"/jobs/{job_id}/preview", headers=h)
     assert r.status_code == 404 and "completed" in r.json()["message"]
+
+
+def test_the_pose_map_steers_the_image(api):
+    """The tiny ControlNets' output layers are random, not zero: the control image matters."""
+    backend, client, h = api
+    images = []
+    for color in ((0, 0, 0), (255, 255, 255)):
+        job = wait(client, h, client.post("/jobs", json=spec(seed=3, controls={"openpose": {"image": png_b64(64, 64, color)}}),
+                                          headers=h).json()["id"])
+        images.append(image_of(client.get(f"/jobs/{job['id']}/results/result", headers=h)))
+    assert not np.array_equal(*images)
