@@ -9,12 +9,12 @@ import tempfile
 import bpy
 import numpy as np
 
-from ..core import identity_pack, keypoints
+from ..core import control_maps, identity_pack, keypoints
 from ..core.errors import UserError
 from ..core.image_io import encode_png
-from ..core.job_spec import LIMITS, posed_character_spec
-from . import controls, jobs, joints, planes, preferences
-from .rig import rigs_in_scene
+from ..core.job_spec import LIMITS, background_spec, posed_character_spec
+from . import controls, jobs, joints, passes, planes, preferences
+from .rig import character_meshes, rigs_in_scene
 
 
 def resolve_dir(path):
@@ -156,3 +156,46 @@ def regenerate(context, obj, new_seed):
     settings.prompt, settings.negative_prompt = spec["prompt"], spec.get("negative_prompt", "")
     settings.steps, settings.guidance = spec["steps"], spec["guidance"]
     return generate(context, seed=random.randrange(2**32) if new_seed else spec["seed"])
+
+
+BACKGROUND_AT = 0.98  # of the camera's clip end: the background plane stands at the far end of the frustum
+
+
+def set_depth_png(context, camera):
+    """The depth of the set as seen by `camera`, characters left out, as a depth-ControlNet
+    PNG; None when the camera sees no set geometry."""
+    scene = context.scene
+    context.view_layer.update()
+    hide = [o for rig in rigs_in_scene(scene) for o in sum(character_meshes(rig), [])]
+    depth, _ = passes.render_passes(scene, camera, {}, hide=hide)
+    image = control_maps.depth_image(depth)
+    return encode_png(image) if image.any() else None
+
+
+def make_background(context, seed=None):
+    """A background for the shot: the user's own picture as a plane at once, or a generated one
+    (following the set's depth when asked) placed when the job ends."""
+    scene = context.scene
+    s = scene.characterforge
+    camera = joints.find_camera(scene)
+    shot = s.shot or "Shot"
+    distance = camera.data.clip_end * BACKGROUND_AT
+    if s.background_image:
+        path = bpy.path.abspath(s.background_image)
+        if not os.path.isfile(path):
+            raise UserError(f"background picture {path} not found: choose another file or clear Background picture")
+        obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(scene, shot),
+                                  f"{shot}_background", cover=True)
+        obj["characterforge_background"] = path
+        return None
+    if not s.background_prompt.strip():
+        raise UserError("describe the background (Background prompt), or choose a Background picture")
+    if seed is None:
+        seed = random.randrange(2**32) if s.random_seed else s.seed
+    w, h = joints.camera_model(scene, camera).resolution
+    depth = set_depth_png(context, camera) if s.background_use_set_depth else None
+    spec = background_spec(s.background_prompt, w, h, depth, s.depth_strength, s.negative_prompt, seed, s.steps,
+                           s.guidance, preferences.get(context).profile, name=f"background_seed{seed}",
+                           sharp=s.background_sharp)
+    out_dir = os.path.join(resolve_dir(s.results_dir), shot)
+    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance))

@@ -236,6 +236,25 @@ class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CHARACTERFORGE_OT_make_background(bpy.types.Operator):
+    """Generate the shot's background (following the set's depth if asked), or place your own
+    picture, as a plane at the far end of the camera's view"""
+    bl_idname = "characterforge.make_background"
+    bl_label = "Make Background"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def execute(self, context):
+        try:
+            generation.make_background(context)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
     """Show this variant of its shot (hiding the others in viewport and render) and select it"""
     bl_idname = "characterforge.show_result"
@@ -276,6 +295,6 @@ classes = (
     CHARACTERFORGE_OT_load_pose, CHARACTERFORGE_OT_use_own_rig, CHARACTERFORGE_OT_add_joint_override,
     CHARACTERFORGE_OT_remove_joint_override, CHARACTERFORGE_OT_render_controls, CHARACTERFORGE_OT_generate,
     CHARACTERFORGE_OT_cancel_job, CHARACTERFORGE_OT_regenerate, CHARACTERFORGE_OT_stop_backend,
-    CHARACTERFORGE_OT_show_result, CHARACTERFORGE_OT_open_results,
+    CHARACTERFORGE_OT_show_result, CHARACTERFORGE_OT_open_results, CHARACTERFORGE_OT_make_background,
 )
 register, unregister = bpy.utils.register_classes_factory(classes)

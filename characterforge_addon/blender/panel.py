@@ -171,6 +171,13 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
             row.prop(s, "identity_scale", text="")
         layout.prop(s, "shot")
         layout.prop(s, "results_dir")
+        box = layout.box()
+        box.prop(s, "background_prompt")
+        row = box.row(align=True)
+        row.prop(s, "background_use_set_depth")
+        row.prop(s, "background_sharp")
+        box.prop(s, "background_image")
+        box.operator("characterforge.make_background", icon="WORLD")
         if s.job_state in ("starting", "pending", "running"):
             layout.progress(factor=s.job_progress, type="BAR", text=s.job_message)
             preview = bpy.data.images.get(jobs.PREVIEW_IMAGE)

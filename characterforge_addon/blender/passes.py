@@ -61,10 +61,10 @@ def _compositor(scene):
     return tree if hasattr(scene, "compositing_node_group") else None
 
 
-def render_passes(scene, camera, index_of):
+def render_passes(scene, camera, index_of, hide=()):
     """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution.
 
-    `index_of`: {object: pass index}. Renders a throw-away copy of the scene so the user's
+    `index_of`: {object: pass index}; `hide`: objects left out of this render. Renders a throw-away copy of the scene so the user's
     render settings and compositor stay untouched. Objects are changed only where they must
     be and restored afterwards; our proxies keep their indices, so in the usual case nothing
     is changed and Blender has nothing to re-evaluate after the render.
@@ -82,8 +82,8 @@ def render_passes(scene, camera, index_of):
     image = None
     try:
         hidden = _exclude_our_planes(tmp)
-        for obj in scene.objects:  # result planes moved out of our collection by the user
-            if obj.get(ROLE) in OUTPUT_ROLES and obj.name not in hidden and not obj.hide_render:
+        for obj in scene.objects:  # result planes moved out of our collection by the user, and `hide`
+            if (obj.get(ROLE) in OUTPUT_ROLES or obj in hide) and obj.name not in hidden and not obj.hide_render:
                 saved.setdefault(obj, ("hide_render", False))
                 obj.hide_render = True
         tmp.camera = camera

@@ -33,9 +33,10 @@ def frame_at(scene, camera, distance):
     return [c * (distance / -c.z) for c in corners]
 
 
-def import_plane(context, path, camera, distance, collection, name):
+def import_plane(context, path, camera, distance, collection, name, cover=False):
     """Import `path` with Blender's own Import Images as Planes, then parent it to `camera`
-    and size it to fill the frame at `distance`."""
+    and size it to fill the frame at `distance`: exactly (stretched to the frame), or with
+    `cover` keeping the picture's aspect and overflowing the frame on one side."""
     scene = context.scene
     result = bpy.ops.image.import_as_mesh_planes(files=[{"name": os.path.basename(path)}],
                                                  directory=os.path.dirname(path), shader="EMISSION",
@@ -55,7 +56,11 @@ def import_plane(context, path, camera, distance, collection, name):
     obj.matrix_parent_inverse.identity()
     obj.rotation_euler = (0.0, 0.0, 0.0)
     obj.location = ((max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2, -distance)
-    obj.scale = ((max(xs) - min(xs)) / (max(mesh_xs) - min(mesh_xs)), (max(ys) - min(ys)) / (max(mesh_ys) - min(mesh_ys)), 1.0)
+    sx = (max(xs) - min(xs)) / (max(mesh_xs) - min(mesh_xs))
+    sy = (max(ys) - min(ys)) / (max(mesh_ys) - min(mesh_ys))
+    if cover:  # the mesh has the picture's aspect: one scale for both axes, the larger
+        sx = sy = max(sx, sy)
+    obj.scale = (sx, sy, 1.0)
     obj[ROLE] = "result_plane"
     obj.hide_select = False
     return obj

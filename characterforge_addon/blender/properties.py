@@ -82,6 +82,18 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     min_identity: FloatProperty(name="Minimum identity", default=0.5, min=0.0, max=1.0)
     max_tries: IntProperty(name="Tries", default=3, min=1, max=5)
 
+    background_prompt: StringProperty(name="Background", default="",
+                                      description="What the set looks like (the characters are not part of it)")
+    background_use_set_depth: BoolProperty(name="Follow the set", default=True,
+                                           description="Guide the background by the depth of the scene's own "
+                                           "geometry (characters left out), so it matches the 3D layout and camera")
+    background_sharp: BoolProperty(name="Sharp", default=True,
+                                   description="Avoid a blurry background: prompts against shallow depth of "
+                                   "field, and a detail pass")
+    background_image: StringProperty(name="Background picture", subtype="FILE_PATH", default="",
+                                     description="Your own background instead of a generated one, fitted to the "
+                                     "camera frame")
+
     # Characters: sheets and identity packs
     character_name: StringProperty(name="Name", default="Character",
                                    description="The new character's name (letters, digits, '_', '-', '.')")
