@@ -147,18 +147,22 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     return manifest
 
 
+def show_image(name, path):
+    """The Blender image `name` showing the file at `path`, loaded once, reloaded after."""
+    image = bpy.data.images.get(name)
+    if image is None:
+        image = bpy.data.images.load(path, check_existing=False)
+        image.name = name
+    else:
+        image.filepath = path
+        image.reload()
+    return image
+
+
 def load_previews(out_dir, files):
     """Show the maps as Blender images (Image Editor), reloading ones shown before."""
     for file in files:
         if not file.endswith(".png"):
             continue
-        name = f"CF {file[:-4]}"
-        path = os.path.join(out_dir, file)
-        image = bpy.data.images.get(name)
-        if image is None:
-            image = bpy.data.images.load(path, check_existing=False)
-            image.name = name
-        else:
-            image.filepath = path
-            image.reload()
+        image = show_image(f"CF {file[:-4]}", os.path.join(out_dir, file))
         image.colorspace_settings.name = "Non-Color" if file != "openpose.png" else "sRGB"

@@ -12,7 +12,7 @@ import bpy
 from ..client.backend_client import FINISHED, BackendClient, BackendError
 from ..core.errors import UserError
 from ..core.image_io import write_atomic
-from . import backend_process, preferences
+from . import backend_process, controls, preferences
 
 POLL_S = 0.25
 PREVIEW_IMAGE = "CF preview"
@@ -79,18 +79,6 @@ class Job:
             _messages.put((self.key, "preview", {"path": path}))
 
 
-def _show_preview(path):
-    """Main thread: the preview as the Blender image 'CF preview' (reloaded as it changes)."""
-    image = bpy.data.images.get(PREVIEW_IMAGE)
-    if image is None:
-        image = bpy.data.images.load(path, check_existing=False)
-        image.name = PREVIEW_IMAGE
-    else:
-        image.filepath = path
-        image.reload()
-    return image
-
-
 def _connector(prefs):
     """How the worker thread reaches the backend, from the preferences (read on the main thread)."""
     if prefs.mode == "CONNECT":
@@ -153,7 +141,7 @@ def drain():
             status.job_state = data["status"]
             status.job_message = f"{data.get('stage') or data['status']} {data.get('step', 0)}/{data.get('total', 0)}{eta}"
         elif kind == "preview":
-            _show_preview(data["path"])
+            controls.show_image(PREVIEW_IMAGE, data["path"])
         elif kind == "completed":
             status.job_state, status.job_progress = "completed", 1.0
             try:

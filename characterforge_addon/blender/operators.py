@@ -197,6 +197,10 @@ class CHARACTERFORGE_OT_cancel_job(bpy.types.Operator):
     bl_idname = "characterforge.cancel_job"
     bl_label = "Cancel"
 
+    @classmethod
+    def poll(cls, context):  # so Esc reaches the rest of Blender when no job runs
+        return bool(jobs.active())
+
     def execute(self, context):
         if not jobs.cancel(context.scene.characterforge.job_key):
             self.report({"WARNING"}, "No job is running")
@@ -297,4 +301,20 @@ classes = (
     CHARACTERFORGE_OT_cancel_job, CHARACTERFORGE_OT_regenerate, CHARACTERFORGE_OT_stop_backend,
     CHARACTERFORGE_OT_show_result, CHARACTERFORGE_OT_open_results, CHARACTERFORGE_OT_make_background,
 )
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+_keymap_items = []
+
+
+def register():
+    _register()
+    keyconfig = bpy.context.window_manager.keyconfigs.addon
+    if keyconfig is not None:  # None in background mode: no keyboard there
+        keymap = keyconfig.keymaps.new(name="Window", space_type="EMPTY")
+        _keymap_items.append((keymap, keymap.keymap_items.new("characterforge.cancel_job", "ESC", "PRESS")))
+
+
+def unregister():
+    for keymap, item in _keymap_items:
+        keymap.keymap_items.remove(item)
+    _keymap_items.clear()
+    _unregister()

@@ -208,3 +208,10 @@ def test_results_switch_variants_and_the_status_bar_shows_the_job(bpy, scene):
     calls.clear()
     panel.status_bar(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)), bpy.context)
     assert calls == []
+
+
+def test_esc_cancels_a_running_job_and_passes_through_otherwise(bpy, scene):
+    keymap = bpy.context.window_manager.keyconfigs.addon.keymaps["Window"]
+    items = [i for i in keymap.keymap_items if i.idname == "characterforge.cancel_job"]
+    assert [(i.type, i.value) for i in items] == [("ESC", "PRESS")]
+    assert not bpy.ops.characterforge.cancel_job.poll()  # no job: Esc does what it always did
