@@ -8,7 +8,6 @@ black; out-of-memory retried once with a lighter memory mode.
 
 import io
 import math
-import os
 import time
 
 import numpy as np

@@ -15,6 +15,7 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
     """[(result name, pixels, metadata)] with each image's scores in its metadata."""
     retry = spec.get("retry")
     tries = retry["max_tries"] if retry else 1
+    target = scoring.identity_target(face_tools, spec, pngs.get("identity", []), decode_image_bytes)
     best, history = None, []
     for attempt in range(tries):
         seed = spec["seed"] + attempt * RETRY_SEED_STEP
@@ -22,23 +23,21 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
                        f"{retry['min_identity']})")
         images = engine.posed_character(dict(spec, seed=seed), pngs, progress.step, cancel)
         progress.stage("scoring")
-        identity = scoring.identity_scores(face_tools, images, spec, pngs.get("identity", []), decode_image_bytes)
+        identity = scoring.identity_scores(face_tools, images, target)
         pose = scoring.pose_scores(pose_detector, images, spec)
         results = [(pixels, seed + i, {"identity": identity[i], "pose": pose[i]}) for i, pixels in enumerate(images)]
-        top = max((_similarity(r[2]["identity"]) or -2.0 for r in results))
-        history.append({"seed": seed, "identity": top if top > -2.0 else None})
-        if best is None or top > best[0]:
+        found = [s for s in (_similarity(score) for score in identity) if s is not None]
+        top = max(found) if found else None
+        history.append({"seed": seed, "identity": top})
+        if best is None or (top is not None and (best[0] is None or top > best[0])):
             best = (top, results)
-        if not retry or top == -2.0 or top >= retry["min_identity"]:
+        if not retry or top is None or top >= retry["min_identity"]:
             break  # good enough, or no identity score to judge by
-    _, results = best
-    names = [spec["name"] if len(results) == 1 else f"{spec['name']}_{i}" for i in range(len(results))]
+    names = [spec["name"] if len(best[1]) == 1 else f"{spec['name']}_{i}" for i in range(len(best[1]))]
     out = []
-    for name, (pixels, seed, image_scores) in zip(names, results):
+    for name, (pixels, seed, image_scores) in zip(names, best[1]):
         record = {"seed": seed, "scores": {k: v for k, v in image_scores.items() if v is not None}}
         if retry:
             record["tries"] = history
         out.append((name, pixels, record))
     return out
-
-

@@ -40,18 +40,27 @@ class PoseDetector:
         return out
 
 
-def identity_scores(face_tools, images, spec, reference_pngs, decode):
-    """Per output image, its identity score against the job's identity (pack mean embedding,
-    or the mean of the reference pictures' faces)."""
+def identity_target(face_tools, spec, reference_pngs, decode):
+    """(the character's embedding, the reference crops' embeddings) a job's outputs are scored
+    against, or (an "unavailable" score, None) when nothing can be scored; (None, None) when
+    the job has no identity."""
     if "identity" not in spec:
-        return [None] * len(images)
+        return None, None
     if face_tools is None or not face_tools.has_recogniser:
-        return [scores.unavailable("insightface recognition model (the profile's insightface role)")] * len(images)
+        return scores.unavailable("insightface recognition model (the profile's insightface role)"), None
     references = [face_tools.embed(np.asarray(decode(png, "identity"))) for png in reference_pngs]
     references = [r for r in references if r is not None]
     mean = spec["identity"].get("embedding")
     if mean is None and references:
         mean = np.mean(references, axis=0)
+    return mean, references
+
+
+def identity_scores(face_tools, images, target):
+    """Per output image, its identity score against `identity_target`'s result."""
+    mean, references = target
+    if references is None:  # no identity, or no recogniser: the same answer for every image
+        return [mean] * len(images)
     out = []
     for pixels in images:
         faces = [f.embedding for f in face_tools.find(pixels) if f.embedding is not None]

@@ -8,8 +8,7 @@ import time
 import traceback
 
 from ..core.errors import UserError
-from . import metadata
-from . import background, posed, scoring, sheet
+from . import background, metadata, posed, scoring, sheet
 from .models import ModelMissing
 from .pipelines import Canceled
 from .preview import latent_preview

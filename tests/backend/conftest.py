@@ -66,3 +66,17 @@ def wait(client, headers, job_id, until=("completed", "failed", "canceled"), tim
 
 def image_of(response):
     return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def completed_job(backend, job):
+    """Submit `job` to `backend` (its runner started if needed) and wait for it to complete:
+    (client, headers, final status)."""
+    from fastapi.testclient import TestClient
+    if not backend.runner._thread.is_alive():
+        backend.start()
+    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    response = client.post("/jobs", json=job, headers=headers)
+    assert response.status_code == 201, response.json()
+    status = wait(client, headers, response.json()["id"], timeout=300)
+    assert status["status"] == "completed", status["error"]
+    return client, headers, status

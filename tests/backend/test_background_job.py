@@ -8,7 +8,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import image_of, png_b64, wait
+from conftest import completed_job, image_of, png_b64
 
 
 def job(**changes):
@@ -19,13 +19,7 @@ def job(**changes):
 
 
 def run(backend, spec):
-    if not backend.runner._thread.is_alive():
-        backend.start()
-    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
-    response = client.post("/jobs", json=spec, headers=headers)
-    assert response.status_code == 201, response.json()
-    status = wait(client, headers, response.json()["id"], timeout=300)
-    assert status["status"] == "completed", status["error"]
+    client, headers, status = completed_job(backend, spec)
     r = client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers)
     return image_of(r), json.loads(Image.open(io.BytesIO(r.content)).text["characterforge"])
 

@@ -7,7 +7,7 @@ import json
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import png_b64, spec, wait
+from conftest import completed_job, png_b64, spec
 
 
 def record_of(client, headers, job_id, name):
@@ -15,22 +15,12 @@ def record_of(client, headers, job_id, name):
     return json.loads(Image.open(io.BytesIO(png)).text["characterforge"])
 
 
-def submit(backend, job):
-    backend.start()
-    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
-    response = client.post("/jobs", json=job, headers=headers)
-    assert response.status_code == 201, response.json()
-    status = wait(client, headers, response.json()["id"], timeout=300)
-    assert status["status"] == "completed", status["error"]
-    return client, headers, status
-
-
 BODY = [[10.0 + i, 20.0 + 2 * i, 1.0] for i in range(18)]
 
 
 def test_posed_outputs_carry_identity_and_pose_scores(make_backend):
     job = spec(identity={"images": [png_b64(64, 64, (250, 250, 250))], "scale": 0.8}, keypoints={"Hero": BODY})
-    client, headers, status = submit(make_backend(), job)
+    client, headers, status = completed_job(make_backend(), job)
     record = record_of(client, headers, status["id"], status["results"][0])
     identity = record["scores"]["identity"]
     assert identity["status"] == "ok" and -1.0 <= identity["similarity"] <= 1.0
@@ -42,7 +32,7 @@ def test_posed_outputs_carry_identity_and_pose_scores(make_backend):
 def test_retry_tries_new_seeds_up_to_the_limit_and_keeps_the_best(make_backend):
     job = spec(seed=11, identity={"images": [png_b64(64, 64, (250, 250, 250))]},
                retry={"min_identity": 1.0, "max_tries": 3})  # 1.0 is never reached: every try runs
-    client, headers, status = submit(make_backend(), job)
+    client, headers, status = completed_job(make_backend(), job)
     record = record_of(client, headers, status["id"], status["results"][0])
     tries = record["tries"]
     assert [t["seed"] for t in tries] == [11, 11 + 7919, 11 + 2 * 7919]
@@ -51,7 +41,7 @@ def test_retry_tries_new_seeds_up_to_the_limit_and_keeps_the_best(make_backend):
 
 
 def test_without_identity_nothing_is_scored_or_retried(make_backend):
-    client, headers, status = submit(make_backend(), spec(retry={"min_identity": 0.9, "max_tries": 3}))
+    client, headers, status = completed_job(make_backend(), spec(retry={"min_identity": 0.9, "max_tries": 3}))
     record = record_of(client, headers, status["id"], status["results"][0])
     assert record["scores"] == {} and len(record["tries"]) == 1
 
@@ -85,6 +75,6 @@ def test_pose_score_runs_the_real_detector_when_its_weights_are_cached(make_back
             state = {k.split(".", 1)[1]: v for k, v in state.items()}
         torch.save(state, snapshot / name)
     monkeypatch.setattr(models, "hf_cache_dir", lambda: str(tmp_path / "hub"))
-    client, headers, status = submit(make_backend(), spec(keypoints={"Hero": BODY}))
+    client, headers, status = completed_job(make_backend(), spec(keypoints={"Hero": BODY}))
     pose = record_of(client, headers, status["id"], status["results"][0])["scores"]["pose"]
     assert pose == {"Hero": {"status": "no_person", "reason": "the detector found no person in the output"}}
