@@ -22,6 +22,9 @@ SOURCE_KINDS = ("repo", "folder", "file", "tiny")
 FAMILIES = ("sdxl", "sd15")
 
 
+NATIVE_SIZES = {"sdxl": 1024, "sd15": 512}
+
+
 @dataclass
 class Source:
     role: str
@@ -44,6 +47,7 @@ class Profile:
     produces_noise: bool = False
     models: dict = field(default_factory=dict)  # role -> Source
     path: str = ""
+    native_size: int = 0  # the side the model was trained at (face redraws use it); 0: the family's
 
 
 def _source(role, table, where):
@@ -84,8 +88,11 @@ def parse_profile(text, where="profile"):
     missing = [r for r in REQUIRED_ROLES if r not in models]
     if missing:
         raise UserError(f"{where}: no model for {', '.join(missing)}: add [models.{missing[0]}] with repo, folder or file")
+    native = doc.get("native_size", NATIVE_SIZES[family])
+    if isinstance(native, bool) or not isinstance(native, int) or native % 8 or not 64 <= native <= 2048:
+        raise UserError(f"{where}: native_size {native!r} must be a multiple of 8 from 64 to 2048")
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   {role: _source(role, table, where) for role, table in models.items()}, where)
+                   {role: _source(role, table, where) for role, table in models.items()}, where, native)
 
 
 def load_profile(name_or_path, extra_dirs=()):

@@ -118,7 +118,7 @@ def detail_faces(engine, image, boxes, spec, identity, progress, cancel):
     """Each face re-generated at the model's size through inpainting and pasted back."""
     out = image.copy()
     height, width = image.shape[:2]
-    size = spec["faces"]["size"]
+    size = spec["faces"]["size"] or engine.profile.native_size
     for i, box in enumerate(boxes):
         progress.stage(f"faces: face {i + 1} of {len(boxes)}")
         x0, y0, x1, y1 = _square(box, FACE_GROW, width, height)
@@ -166,7 +166,8 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     factor = spec["upscale"]["factor"]
     sheet = upscale(engine, base, spec, identity, progress, cancel) if factor > 1 else base
     factor = sheet.shape[1] / base.shape[1]
-    faces = {"enabled": spec["faces"]["enabled"], "source": None, "boxes": []}
+    faces = {"enabled": spec["faces"]["enabled"], "source": None, "boxes": [],
+             "size": spec["faces"]["size"] or engine.profile.native_size}
     if spec["faces"]["enabled"]:
         progress.stage("faces: finding faces")
         boxes, faces["source"] = face_regions(spec, factor, sheet, face_tools)

@@ -64,13 +64,12 @@ def make_sheet(context, name=None, seed=None):
         if control in ("openpose",) or s.sheet_use_depth:
             with open(os.path.join(out_dir, "maps", f"{control}.png"), "rb") as f:
                 controls[control] = {"png": f.read(), "strength": strength}
-    face_size = 1024 if preferences.get(context).profile != "tiny" else 256  # tiny: noise, no need for detail
     spec = character_sheet_spec(
         s.prompt, controls, record, style=s.sheet_style, negative_prompt=s.negative_prompt, seed=seed,
         steps=s.steps, guidance=s.guidance, profile=preferences.get(context).profile, name=name,
         references=reference_pngs(s), identity_scale=s.identity_scale, upscale=s.sheet_upscale,
         upscale_strength=s.sheet_upscale_strength, tile=1024,
-        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength, face_size=face_size)
+        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength)
     return jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
 
 

@@ -223,10 +223,11 @@ def _sheet_fields(spec, out):
         raise JobSpecError("faces", "must be an object with enabled, strength, size and detector")
     out["faces"] = {"enabled": bool(faces.get("enabled", True)),
                     "strength": _number(faces, "strength", 0.4, 0.0, 1.0, prefix="faces."),
-                    "size": _number(faces, "size", 1024, 64, 2048, integer=True, prefix="faces."),
+                    # 0: the profile's native size (1024 for SDXL)
+                    "size": _number(faces, "size", 0, 0, 2048, integer=True, prefix="faces."),
                     "detector": faces.get("detector", "auto")}
-    if out["faces"]["size"] % 8:
-        raise JobSpecError("faces.size", "must be a multiple of 8")
+    if out["faces"]["size"] % 8 or 0 < out["faces"]["size"] < 64:
+        raise JobSpecError("faces.size", "must be 0 (the model's own size) or a multiple of 8 from 64")
     if out["faces"]["detector"] not in ("auto", "rig"):
         raise JobSpecError("faces.detector", "must be 'auto' (insightface when installed, else the rig) or 'rig'")
 
@@ -271,7 +272,7 @@ def posed_character_spec(prompt, controls, width, height, negative_prompt="", se
 
 def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", name="sheet", references=(), identity_scale=0.6, upscale=2.0,
-                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=1024):
+                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=0):
     """A validated `character_sheet` spec from the sheet record that `render_sheet` wrote
     (sheet.json: size and views with their boxes)."""
     width, height = sheet["size"]

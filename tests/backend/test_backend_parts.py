@@ -272,3 +272,13 @@ def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir
     assert np.abs(same[0].astype(int) - same[1]).max() <= 2  # the same weights: equal up to float rounding
     report = models.doctor(mine.profile, models_dir)
     assert report["ready"] and report["roles"][0]["path"] == str(checkpoint)
+
+
+def test_native_size_comes_from_the_profile_or_its_family():
+    from characterforge_addon.backend import profiles
+    from characterforge_addon.core.errors import UserError
+    assert [profiles.load_profile(n).native_size for n in ("sdxl", "sd15", "tiny")] == [1024, 512, 256]
+    base = 'name = "x"\nfamily = "sdxl"\n[models.base]\nrepo = "a/b"\n[models.controlnet_openpose]\nrepo = "c/d"\n'
+    assert profiles.parse_profile(base + "").native_size == 1024
+    with pytest.raises(UserError, match="native_size"):
+        profiles.parse_profile('native_size = 100\n' + base)

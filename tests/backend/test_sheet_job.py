@@ -59,6 +59,7 @@ def test_sheet_job_runs_every_stage_and_cuts_views_and_faces(make_backend):
     face = image_of(results["face_front"])
     assert face.shape[0] == face.shape[1] >= 56  # a square around the face box, grown
     record = metadata_of(results["sheet"].content)
+    assert record["faces"]["size"] == 64  # as asked; 0 would be the profile's native size
     assert record["faces"]["source"].startswith("detector")  # the tiny profile carries a tiny insightface pack
     assert record["faces"]["boxes"]
     assert record["scores"]["identity"]["reason"] == "unavailable: fewer than two faces with an embedding"
@@ -85,6 +86,8 @@ def test_stages_change_what_they_should(make_backend):
     assert changed.any()
     record = metadata_of(detailed["sheet"].content)
     assert record["faces"]["source"].startswith("rig")
+    _, native = run_job(backend, sheet_spec(upscale={"factor": 1}, faces={"enabled": True, "detector": "rig"}))
+    assert metadata_of(native["sheet"].content)["faces"]["size"] == 256  # the tiny profile's native_size
     allowed = np.zeros_like(changed)
     for x0, y0, x1, y1 in record["faces"]["boxes"]:  # the grown square around each face box
         side = max(x1 - x0, y1 - y0) * 1.25 + 8
