@@ -7,6 +7,7 @@ plus-face embeddings are computed here and both go in as `ip_adapter_image_embed
 """
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,6 +15,16 @@ from PIL import Image
 
 from ..core.errors import UserError
 from . import models
+
+
+@dataclass
+class Region:
+    """One character's identity and where it applies: `mask` a PIL "L" image of the output."""
+    references: list   # PIL images (may be empty: no identity, scale 0 there)
+    embedding: object  # unit insightface vector or None
+    scale: float
+    faceid_scale: float
+    mask: object
 
 
 class Adapters:
@@ -102,3 +113,34 @@ class Adapters:
             np.asarray(embedding, dtype=np.float32)).reshape(1, 1, 1, dim)
         face = torch.cat([torch.zeros_like(vector), vector]) if cfg else vector
         return {"ip_adapter_image_embeds": [plus.to(self.engine.dtype), face.to(device, self.engine.dtype)]}
+
+    def regional_kwargs(self, pipe, spec, regions, height, width):
+        """Pipeline arguments giving each region its own identity: one "image" per character
+        in every adapter, each limited to its mask by diffusers' IP-Adapter attention masks, so
+        two characters' identities do not mix. A character's reference crops are averaged."""
+        from diffusers.image_processor import IPAdapterMaskProcessor
+        self.load()
+        n = len(regions)
+        masks = IPAdapterMaskProcessor().preprocess([r.mask for r in regions], height=height, width=width)
+        masks = masks.reshape(1, n, height, width)
+        cfg = spec["guidance"] > 1.0
+        device, dtype = self.engine.device, self.engine.dtype
+        pos, neg = [], []
+        with torch.no_grad():
+            for r in regions:
+                p, q = pipe.encode_image(r.references or [Image.new("RGB", (64, 64))], device, 1, True)
+                pos.append(p.mean(0))
+                neg.append(q.mean(0))
+        pos, neg = torch.stack(pos)[None], torch.stack(neg)[None]
+        embeds = [(torch.cat([neg, pos]) if cfg else pos).to(dtype)]
+        scales = [[r.scale if r.references else 0.0 for r in regions]]
+        if self.faceid:
+            dim = pipe.unet.encoder_hid_proj.image_projection_layers[1].ff.net[0].proj.in_features
+            vectors = torch.stack([torch.zeros(1, dim) if r.embedding is None else
+                                   torch.tensor(np.asarray(r.embedding, dtype=np.float32)).reshape(1, dim)
+                                   for r in regions])[None]
+            embeds.append((torch.cat([torch.zeros_like(vectors), vectors]) if cfg else vectors).to(device, dtype))
+            scales.append([r.faceid_scale if r.embedding is not None else 0.0 for r in regions])
+        pipe.set_ip_adapter_scale(scales)
+        return {"ip_adapter_image_embeds": embeds,
+                "cross_attention_kwargs": {"ip_adapter_masks": [masks] * len(embeds)}}

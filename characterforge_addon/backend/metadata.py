@@ -18,8 +18,21 @@ def spec_without_images(spec):
     out = dict(spec)
     out["controls"] = {name: {k: v for k, v in c.items() if k != "image"} for name, c in spec.get("controls", {}).items()}
     if "identity" in spec:
-        out["identity"] = {"references": len(spec["identity"]["images"]), "scale": spec["identity"]["scale"]}
+        out["identity"] = _identity_summary(spec["identity"])
+    if "background" in spec:
+        out["background"] = "image"
+    if "image" in spec:
+        out["image"] = "the picture edited"
+    if "characters" in spec:
+        out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
+                              **({"identity": _identity_summary(c["identity"])} if "identity" in c else {})}
+                             for c in spec["characters"]]
     return out
+
+
+def _identity_summary(identity):
+    return {"references": len(identity["images"]), "scale": identity["scale"],
+            "embedding": "embedding" in identity}
 
 
 def a1111_parameters(spec, seed, profile, sampler):

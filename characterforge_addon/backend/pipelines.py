@@ -236,14 +236,30 @@ class Engine:
                                   **self._identity_kwargs(pipe, spec, references))[0]
         return self._with_oom_retry(run)
 
-    def inpaint(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event):
-        """`pixels` redrawn at `strength` where `mask` (a PIL "L" image, 255 = redraw) is set."""
+    def inpaint(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls=(),
+                identity=None):
+        """`pixels` redrawn at `strength` where `mask` (a PIL "L" image, 255 = redraw) is set;
+        `controls`: [(control name, PIL image the size of pixels)] steering it with the spec's
+        strengths; `identity`: identity arguments made by the caller (regional adapters) instead
+        of the ones from `references`."""
+        names = [n for n, _ in controls]
+        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
+        roles, names, images = zip(*[(r, n, im) for r, n, (_, im) in zip(roles, names, controls)
+                                     if r in self.profile.models]) if controls else ((), (), ())
+
         def run():
-            pipe = self.pipeline("inpaint")
+            pipe = self.pipeline("inpaint", list(roles))
             h, w = pixels.shape[:2]
+            extra = {}
+            if roles:
+                c = spec["controls"]
+                extra = dict(control_image=list(images), controlnet_conditioning_scale=[c[n]["strength"] for n in names],
+                             control_guidance_start=[c[n]["start"] for n in names],
+                             control_guidance_end=[c[n]["end"] for n in names])
+            kwargs = identity(pipe) if identity is not None else self._identity_kwargs(pipe, spec, references)
             return self._generate(pipe, spec, seed, 1, on_step, cancel_event, strength=strength,
                                   image=Image.fromarray(pixels), mask_image=mask, width=w, height=h,
-                                  **self._prompts(spec, suffix), **self._identity_kwargs(pipe, spec, references))[0]
+                                  **self._prompts(spec, suffix), **kwargs, **extra)[0]
         return self._with_oom_retry(run)
 
     @staticmethod
@@ -257,10 +273,10 @@ class Engine:
         if references:
             self.adapters.load()
             if self.adapters.faceid:
-                embedding = self._identity_embedding(spec, references)
+                embedding = self.identity_embedding(spec, references)
         return self.adapters.kwargs(pipe, spec, references, embedding)
 
-    def _identity_embedding(self, spec, references):
+    def identity_embedding(self, spec, references):
         given = spec.get("identity", {}).get("embedding")
         if given is not None:
             return given

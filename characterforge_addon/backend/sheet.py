@@ -8,9 +8,9 @@ Then the sheet is cut into its views and faces: the identity pack's pictures.
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
 
 from ..core import scores
+from . import redraw
 from .pipelines import GenerationError, decode_image_bytes
 
 FACE_GROW = 1.25     # the region re-generated around a face box, as a factor of its size
@@ -45,10 +45,6 @@ def feather(w, h, ramp_left, ramp_top, ramp_right, ramp_bottom):
     return np.outer(axis(h, ramp_top, ramp_bottom), axis(w, ramp_left, ramp_right))
 
 
-def _resize(pixels, size, resample=Image.LANCZOS):
-    return np.asarray(Image.fromarray(pixels).resize(size, resample))
-
-
 def upscale(engine, image, spec, identity, progress, cancel):
     """The sheet at `factor` times its size, refined tile by tile."""
     o = spec["upscale"]
@@ -61,7 +57,7 @@ def refine(engine, image, spec, factor, strength, tile, overlap, identity, progr
     and the tiles blended with feathered overlaps: no model call is larger than one tile."""
     h, w = image.shape[:2]
     size = (int(round(w * factor / 8)) * 8, int(round(h * factor / 8)) * 8)
-    big = _resize(image, size) if size != (w, h) else image
+    big = redraw.resize(image, size) if size != (w, h) else image
     if strength == 0:
         return big
     width, height = size
@@ -95,47 +91,14 @@ def face_regions(spec, factor, image, face_tools):
     return found + missed, "detector" + (f" + {len(missed)} from the rig" if missed else "")
 
 
-def _square(box, grow, width, height, step=8):
-    """A square around box, grown, shifted inside the image, on whole multiples of `step`."""
-    x0, y0, x1, y1 = box
-    side = int(math.ceil(max(x1 - x0, y1 - y0) * grow / step) * step)
-    side = min(side, width // step * step, height // step * step)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = int(min(max(0, round(cx - side / 2)), width - side))
-    top = int(min(max(0, round(cy - side / 2)), height - side))
-    return left, top, left + side, top + side
-
-
-def face_mask(size, box_in_crop, feather_px):
-    """An ellipse over the face box, feathered: 255 inside, falling to 0 over `feather_px`."""
-    mask = Image.new("L", (size, size), 0)
-    x0, y0, x1, y1 = box_in_crop
-    ImageDraw.Draw(mask).ellipse((x0, y0, x1, y1), fill=255)
-    return mask.filter(ImageFilter.GaussianBlur(max(feather_px, 1) / 2))
-
-
 def detail_faces(engine, image, boxes, spec, identity, progress, cancel):
     """Each face re-generated at the model's size through inpainting and pasted back."""
-    out = image.copy()
-    height, width = image.shape[:2]
     size = spec["faces"]["size"] or engine.profile.native_size
     for i, box in enumerate(boxes):
         progress.stage(f"faces: face {i + 1} of {len(boxes)}")
-        x0, y0, x1, y1 = _square(box, FACE_GROW, width, height)
-        side = x1 - x0
-        if side < 16:
-            continue
-        scale = size / side
-        inner = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
-        mask = face_mask(size, inner, 0.15 * (inner[2] - inner[0]))
-        crop = _resize(out[y0:y1, x0:x1], (size, size))
-        redone = engine.inpaint(spec, crop, mask, spec["faces"]["strength"], identity, spec["seed"] + 100 + i,
-                                FACE_SUFFIX, progress.step, cancel)
-        back = _resize(redone, (side, side)).astype(np.float64)
-        alpha = np.asarray(mask.resize((side, side), Image.BILINEAR), dtype=np.float64)[..., None] / 255.0
-        region = out[y0:y1, x0:x1].astype(np.float64)
-        out[y0:y1, x0:x1] = np.clip(np.rint(region * (1 - alpha) + back * alpha), 0, 255).astype(np.uint8)
-    return out
+        image, _ = redraw.redraw_box(engine, image, box, spec, spec["faces"]["strength"], spec["seed"] + 100 + i,
+                                     identity, progress, cancel, size, FACE_GROW, FACE_SUFFIX)
+    return image
 
 
 def cut(image, spec, factor):
@@ -150,7 +113,7 @@ def cut(image, spec, factor):
             pieces.append((f"view_{view['name']}", image[box[1]:box[3], box[0]:box[2]], record))
         else:
             source = view["face_box"] or view["box"]
-            square = _square(tuple(int(round(v * factor)) for v in source), FACE_GROW, width, height, step=1)
+            square = redraw.square(tuple(int(round(v * factor)) for v in source), FACE_GROW, width, height, step=1)
             record["box"] = list(square)
             pieces.append((view["name"] if view["name"].startswith("face_") else f"face_{view['name']}",
                            image[square[1]:square[3], square[0]:square[2]], record))

@@ -8,7 +8,7 @@ import time
 import traceback
 
 from ..core.errors import UserError
-from . import background, metadata, posed, scoring, sheet
+from . import background, expression, metadata, posed, scoring, sheet, shot
 from .models import ModelMissing
 from .pipelines import Canceled
 from .preview import latent_preview
@@ -95,6 +95,14 @@ class JobRunner:
                 outputs = background.run(engine, spec, pngs, progress, event)
             elif spec["kind"] == "character_sheet":
                 outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, True))
+            elif spec["kind"] == "shot":
+                engine.base()
+                faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]))
+                outputs = shot.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
+            elif spec["kind"] == "expression":
+                engine.base()
+                faces, _ = self._face_tools(engine, spec["detector"] == "auto" or "identity" in spec)
+                outputs = expression.run(engine, spec, progress, event, faces)
             else:
                 engine.base()  # loading shows as its own stage, before the steps count
                 faces, _ = self._face_tools(engine, "identity" in spec)

@@ -11,7 +11,7 @@ import re
 from .errors import UserError
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character", "character_sheet", "background")
+JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -23,7 +23,19 @@ LIMITS = {
     "max_control_bytes": 16 * 1024 * 1024,
     "max_references": 4,
     "max_views": 16,
+    "max_characters": 8,
+    "max_hands": 32,
 }
+
+# What each expression preset adds to the face's prompt (and, for its opposite, to the negative).
+EXPRESSIONS = {
+    "happy": ("happy, smiling broadly, joyful eyes", "sad, frowning"),
+    "sad": ("sad, downturned mouth, teary eyes, drooping eyebrows", "smiling, happy"),
+    "angry": ("angry, furrowed brows, glaring eyes, clenched teeth", "smiling, calm"),
+    "surprised": ("surprised, raised eyebrows, wide open eyes, open mouth", "calm, closed mouth"),
+    "scared": ("scared, frightened, wide fearful eyes, raised eyebrows, tense mouth", "smiling, calm, relaxed"),
+}
+COMPOSITE_MODES = ("inpaint", "cutout")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -107,7 +119,7 @@ def validate_job(spec):
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
     out["profile"] = safe_name(spec.get("profile", "sdxl"), "profile")
     controls = spec.get("controls", {})
-    if not isinstance(controls, dict) or (not controls and kind != "background"):
+    if not isinstance(controls, dict) or (not controls and kind not in ("background", "expression")):
         raise JobSpecError("controls", "must name at least the openpose map", "render control maps first")
     out["controls"] = {}
     for name, control in controls.items():
@@ -127,32 +139,25 @@ def validate_job(spec):
         if extra:
             raise JobSpecError(f"controls.{extra[0]}", "is not for a background",
                                "a background takes only the set's depth (characters are added by the composite)")
+    elif kind == "expression":
+        if out["controls"]:
+            raise JobSpecError("controls", "are not for an expression edit", "send the image and the face box only")
     elif "openpose" not in out["controls"]:
         raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
     identity = spec.get("identity")
     if identity is not None:
-        if not isinstance(identity, dict):
-            raise JobSpecError("identity", "must be an object with images and scale")
-        images = identity.get("images")
-        if not isinstance(images, list) or not 1 <= len(images) <= LIMITS["max_references"]:
-            raise JobSpecError("identity.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
-                               "give one or more pictures of the character")
-        out["identity"] = {"images": [_image(image, f"identity.images[{i}]") for i, image in enumerate(images)],
-                           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix="identity."),
-                           "faceid_scale": _number(identity, "faceid_scale", 0.6, 0.0, 1.5, prefix="identity.")}
-        embedding = identity.get("embedding")
-        if embedding is not None:
-            if not isinstance(embedding, list) or not 1 <= len(embedding) <= 4096:
-                raise JobSpecError("identity.embedding", "must be a list of 1 to 4096 numbers (the pack's mean)")
-            out["identity"]["embedding"] = [_number({"v": v}, "v", 0, -1e6, 1e6, prefix="identity.embedding.")
-                                            for v in embedding]
-    if not out["prompt"].strip() and "identity" not in out:
+        out["identity"] = _identity(identity, "identity")
+    if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression"):
         raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
                            + (", or give a reference picture" if kind == "character_sheet" else ""))
     out["name"] = safe_name(spec.get("name", "result"), "name")
     _score_fields(spec, out)
     if kind == "character_sheet":
         _sheet_fields(spec, out)
+    elif kind == "shot":
+        _shot_fields(spec, out)
+    elif kind == "expression":
+        _expression_fields(spec, out)
     elif kind == "background":
         out["sharp"] = bool(spec.get("sharp", True))
         detail = spec.get("detail", {})
@@ -164,6 +169,109 @@ def validate_job(spec):
         if out["detail"]["tile"] % 8 or out["detail"]["overlap"] * 2 >= out["detail"]["tile"]:
             raise JobSpecError("detail.tile", "must be a multiple of 8 and more than twice the overlap")
     return out
+
+
+def _identity(identity, field):
+    """An identity: reference pictures (IP-Adapter plus-face), scales, optional pack embedding (FaceID)."""
+    if not isinstance(identity, dict):
+        raise JobSpecError(field, "must be an object with images and scale")
+    images = identity.get("images")
+    if not isinstance(images, list) or not 1 <= len(images) <= LIMITS["max_references"]:
+        raise JobSpecError(f"{field}.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
+                           "give one or more pictures of the character")
+    out = {"images": [_image(image, f"{field}.images[{i}]") for i, image in enumerate(images)],
+           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix=f"{field}."),
+           "faceid_scale": _number(identity, "faceid_scale", 0.6, 0.0, 1.5, prefix=f"{field}.")}
+    embedding = identity.get("embedding")
+    if embedding is not None:
+        if not isinstance(embedding, list) or not 1 <= len(embedding) <= 4096:
+            raise JobSpecError(f"{field}.embedding", "must be a list of 1 to 4096 numbers (the pack's mean)")
+        out["embedding"] = [_number({"v": v}, "v", 0, -1e6, 1e6, prefix=f"{field}.embedding.") for v in embedding]
+    return out
+
+
+def _object(spec, key, what):
+    value = spec.get(key, {})
+    if not isinstance(value, dict):
+        raise JobSpecError(key, f"must be an object with {what}")
+    return value
+
+
+def _shot_fields(spec, out):
+    """A shot: the background, each character (prompt, mask, identity), how they are composited,
+    and the hands' fix pass."""
+    w, h = out["width"], out["height"]
+    background = spec.get("background")
+    if not isinstance(background, dict):
+        raise JobSpecError("background", "is missing", "make the shot's background first (Shot > Background)")
+    out["background"] = {"image": _image(background.get("image"), "background.image")}
+    characters = spec.get("characters")
+    if not isinstance(characters, list) or not 1 <= len(characters) <= LIMITS["max_characters"]:
+        raise JobSpecError("characters", f"must list 1 to {LIMITS['max_characters']} characters",
+                           "add an OpenPose rig for each character in the shot")
+    out["characters"] = []
+    for i, character in enumerate(characters):
+        field = f"characters[{i}]"
+        if not isinstance(character, dict):
+            raise JobSpecError(field, "must be an object with name, prompt, mask and identity")
+        entry = {"name": safe_name(character.get("name"), f"{field}.name"),
+                 "prompt": _text(character, "prompt"), "mask": _image(character.get("mask"), f"{field}.mask")}
+        if character.get("identity") is not None:
+            entry["identity"] = _identity(character["identity"], f"{field}.identity")
+        out["characters"].append(entry)
+    if len({c["name"] for c in out["characters"]}) != len(out["characters"]):
+        raise JobSpecError("characters", "two characters share a name")
+    if not out["prompt"].strip() and not any(c["prompt"].strip() or "identity" in c for c in out["characters"]):
+        raise JobSpecError("prompt", "is empty and no character has a prompt or an identity",
+                           "describe the scene or the characters")
+    c = _object(spec, "composite", "mode, grow, feather, strength, character_strength and harmonize")
+    mode = c.get("mode", "inpaint")
+    if mode not in COMPOSITE_MODES:
+        raise JobSpecError("composite.mode", f"must be one of {', '.join(COMPOSITE_MODES)}, got {mode!r}")
+    out["composite"] = {"mode": mode,
+                        "grow": _number(c, "grow", 24, 0, 256, integer=True, prefix="composite."),
+                        "feather": _number(c, "feather", 12, 0, 128, integer=True, prefix="composite."),
+                        "strength": _number(c, "strength", 1.0, 0.05, 1.0, prefix="composite."),
+                        "character_strength": _number(c, "character_strength", 0.5, 0.0, 1.0, prefix="composite."),
+                        "harmonize": _number(c, "harmonize", 0.3, 0.0, 1.0, prefix="composite.")}
+    hands = _object(spec, "hands", "enabled, strength and boxes")
+    boxes = hands.get("boxes", [])
+    if not isinstance(boxes, list) or len(boxes) > LIMITS["max_hands"]:
+        raise JobSpecError("hands.boxes", f"must list up to {LIMITS['max_hands']} boxes [x0, y0, x1, y1]")
+    out["hands"] = {"enabled": bool(hands.get("enabled", True)),
+                    "strength": _number(hands, "strength", 0.45, 0.0, 1.0, prefix="hands."),
+                    "boxes": [_box(b, f"hands.boxes[{i}]", w, h) for i, b in enumerate(boxes)]}
+
+
+def _expression_fields(spec, out):
+    """An expression edit: the picture, which face, which expression, how strongly."""
+    out["image"] = _image(spec.get("image"), "image")
+    expression = spec.get("expression")
+    if expression not in (*EXPRESSIONS, "custom"):
+        raise JobSpecError("expression", f"unknown expression {expression!r}",
+                           f"use one of {', '.join(EXPRESSIONS)} or custom (with custom text)")
+    out["expression"] = expression
+    out["custom"] = _text(spec, "custom")
+    if expression == "custom" and not out["custom"].strip():
+        raise JobSpecError("custom", "is empty", "describe the expression, e.g. 'smirking, one eyebrow raised'")
+    out["face_box"] = _box(spec.get("face_box"), "face_box", out["width"], out["height"], optional=True)
+    out["strength"] = _number(spec, "strength", 0.6, 0.05, 1.0)
+    out["detector"] = spec.get("detector", "auto")
+    if out["detector"] not in ("auto", "rig"):
+        raise JobSpecError("detector", "must be 'auto' (insightface, else face_box) or 'rig' (face_box only)")
+    if out["detector"] == "rig" and out["face_box"] is None:
+        raise JobSpecError("face_box", "is missing", "give the face's box (from the rig) or use detector 'auto'")
+
+
+def expression_prompt(spec):
+    """(prompt, negative prompt) for an expression edit of the face."""
+    if spec["expression"] == "custom":
+        words, opposite = spec["custom"].strip(), ""
+    else:
+        words, opposite = EXPRESSIONS[spec["expression"]]
+    prompt = ", ".join(p for p in (spec["prompt"].strip(), f"{words} facial expression", "detailed face") if p)
+    negative = ", ".join(p for p in (spec["negative_prompt"].strip(), opposite) if p)
+    return prompt, negative
 
 
 def _score_fields(spec, out):
@@ -293,4 +401,56 @@ def background_spec(prompt, width, height, depth_png=None, depth_strength=0.6, n
     spec = _encoded("background", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile,
                     1, name, (), 0.0)
     spec.update(sharp=sharp, detail={"strength": round(detail_strength, 4), "tile": 1024, "overlap": 128})
+    return validate_job(spec)
+
+
+def _b64(png):
+    import base64
+    return base64.b64encode(png).decode("ascii")
+
+
+def _identity_entry(references, embedding, scale, faceid_scale=0.6):
+    if not references:
+        return None
+    entry = {"images": [_b64(png) for png in references], "scale": round(scale, 4),
+             "faceid_scale": round(faceid_scale, 4)}
+    if embedding is not None:
+        entry["embedding"] = list(embedding)
+    return entry
+
+
+def shot_spec(prompt, controls, width, height, background_png, characters, negative_prompt="", seed=0, steps=30,
+              guidance=6.0, profile="sdxl", name="shot", mode="inpaint", grow=24, feather=12, strength=1.0,
+              character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None):
+    """A validated `shot` spec: the characters generated into the background. `characters`:
+    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale"}]."""
+    spec = _encoded("shot", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, 1,
+                    name, (), 0.0)
+    spec["background"] = {"image": _b64(background_png)}
+    spec["characters"] = []
+    for c in characters:
+        entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
+        identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6))
+        if identity:
+            entry["identity"] = identity
+        spec["characters"].append(entry)
+    spec["composite"] = {"mode": mode, "grow": int(grow), "feather": int(feather), "strength": round(strength, 4),
+                         "character_strength": round(character_strength, 4), "harmonize": round(harmonize, 4)}
+    spec["hands"] = {"enabled": bool(hands), "strength": round(hand_strength, 4), "boxes": [list(b) for b in hand_boxes]}
+    if keypoints:
+        spec["keypoints"] = keypoints
+    return validate_job(spec)
+
+
+def expression_spec(image_png, width, height, expression, prompt="", custom="", face_box=None, negative_prompt="",
+                    seed=0, steps=30, guidance=6.0, profile="sdxl", name="expression", strength=0.6,
+                    references=(), embedding=None, identity_scale=0.6, detector="auto"):
+    """A validated `expression` spec: the face in `image_png` redrawn with `expression`."""
+    spec = _encoded("expression", prompt, {}, width, height, negative_prompt, seed, steps, guidance, profile, 1,
+                    name, (), 0.0)
+    spec.update(image=_b64(image_png), expression=expression, custom=custom, face_box=face_box, strength=strength,
+                detector=detector)
+    identity = _identity_entry(references, embedding, identity_scale)
+    if identity:
+        spec["identity"] = identity
     return validate_job(spec)
