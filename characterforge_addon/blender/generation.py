@@ -46,20 +46,17 @@ def control_inputs(settings, folder):
     return out
 
 
-def reference_pngs(settings):
-    """The reference picture as PNG bytes (Blender converts any format it reads), or ()."""
-    if not settings.reference_image:
-        return ()
-    path = bpy.path.abspath(settings.reference_image)
+def picture_png(path, what):
+    """A picture file as PNG bytes (Blender converts any format it reads)."""
     if not os.path.isfile(path):
-        raise UserError(f"reference picture {path} not found: choose another file or clear Reference")
+        raise UserError(f"{what} {path} not found: choose another file")
     if path.lower().endswith(".png"):
         with open(path, "rb") as f:
-            return (f.read(),)
+            return f.read()
     try:
         image = bpy.data.images.load(path, check_existing=False)
     except RuntimeError as exc:
-        raise UserError(f"cannot read reference picture {path}: {str(exc).strip()}") from None
+        raise UserError(f"cannot read {what} {path}: {str(exc).strip()}") from None
     try:
         w, h = image.size
         pixels = np.empty(w * h * 4, dtype=np.float32)
@@ -67,7 +64,21 @@ def reference_pngs(settings):
         rgb = (np.clip(pixels.reshape(h, w, 4)[::-1, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8)
     finally:
         bpy.data.images.remove(image)
-    return (encode_png(rgb),)
+    return encode_png(rgb)
+
+
+def reference_pngs(settings):
+    """The reference picture as PNG bytes, or ()."""
+    if not settings.reference_image:
+        return ()
+    return (picture_png(bpy.path.abspath(settings.reference_image), "reference picture"),)
+
+
+def pack_identity(pack):
+    """(identity face PNGs, mean embedding or None) of a character pack (a PG_character)."""
+    if pack.problem:
+        raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
+    return identity_pack.identity_faces(pack.folder), identity_pack.load_pack(pack.folder).get("embedding")
 
 
 def identity_inputs(context):
@@ -77,11 +88,8 @@ def identity_inputs(context):
     references, embedding = list(reference_pngs(settings)), None
     if settings.use_character:
         from .characters import active_pack
-        pack = active_pack(context.scene)
-        if pack.problem:
-            raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
-        references = identity_pack.identity_faces(pack.folder) + references
-        embedding = identity_pack.load_pack(pack.folder).get("embedding")
+        faces, embedding = pack_identity(active_pack(context.scene))
+        references = faces + references
     if len(references) > LIMITS["max_references"]:
         references = references[:LIMITS["max_references"]]  # the first faces picked, then the picture
     return references, embedding
@@ -127,25 +135,35 @@ def generate(context, seed=None):
 
 def spec_summary(spec):
     """The job as kept on its plane: everything but the pictures and the embedding."""
-    out = {k: v for k, v in spec.items() if k not in ("controls", "identity")}
+    def identity(entry):
+        return {"references": len(entry["images"]), "scale": entry["scale"], "embedding": "embedding" in entry}
+    out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters")}
     if "identity" in spec:
-        out["identity"] = {"references": len(spec["identity"]["images"]), "scale": spec["identity"]["scale"],
-                           "embedding": "embedding" in spec["identity"]}
+        out["identity"] = identity(spec["identity"])
+    if "characters" in spec:
+        out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
+                              **({"identity": identity(c["identity"])} if "identity" in c else {})}
+                             for c in spec["characters"]]
     return out
 
 
-def place_shot(spec, shot, camera_name, distance, scene, files, job_id):
-    """Results as camera-filling planes in the shot's collection."""
+def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer="result", distances=None):
+    """Results as camera-filling planes in the shot's collection, each shown in place of the
+    earlier variants of its layer. `distances`: {file name suffix: distance} for other layers."""
     camera = scene.objects.get(camera_name)
     out_dir = os.path.dirname(files[0]) if files else ""
     if camera is None:
         return f"Saved {len(files)} image(s) to {out_dir}; camera '{camera_name}' is gone, so no plane"
     collection = planes.shot_collection(scene, shot)
     for path in files:
-        name = f"{shot}_{os.path.splitext(os.path.basename(path))[0]}"
-        obj = planes.import_plane(bpy.context, path, camera, distance, collection, name)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        suffix = next((k for k in (distances or {}) if stem.endswith(k)), None)
+        obj = planes.import_plane(bpy.context, path, camera, distances[suffix] if suffix else distance, collection,
+                                  f"{shot}_{stem}")
         planes.tag(obj, spec_summary(spec), job_id, [path])
         planes.tag_scores(obj, path)
+        obj[planes.LAYER] = suffix.strip("_") if suffix else layer
+        planes.show_variant(obj)
     return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
 
 
@@ -187,6 +205,8 @@ def make_background(context, seed=None):
         obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(scene, shot),
                                   f"{shot}_background", cover=True)
         obj["characterforge_background"] = path
+        obj[planes.LAYER] = "background"
+        planes.show_variant(obj)
         return None
     if not s.background_prompt.strip():
         raise UserError("describe the background (Background prompt), or choose a Background picture")
@@ -198,4 +218,5 @@ def make_background(context, seed=None):
                            s.guidance, preferences.get(context).profile, name=f"background_seed{seed}",
                            sharp=s.background_sharp)
     out_dir = os.path.join(resolve_dir(s.results_dir), shot)
-    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance))
+    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+                                                                layer="background"))

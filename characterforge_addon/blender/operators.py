@@ -8,7 +8,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.errors import UserError
 from ..core.rig_mapping import auto_mapping
-from . import backend_process, controls, generation, jobs, posing, rig
+from . import backend_process, controls, generation, jobs, planes, posing, rig, shots
 from .properties import POSE_ITEMS
 
 
@@ -259,6 +259,45 @@ class CHARACTERFORGE_OT_make_background(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CHARACTERFORGE_OT_make_shot(bpy.types.Operator):
+    """Generate the shot's characters into its background (in place, or cut out and harmonized),
+    each rig with its character's identity and prompt, hands fixed from the hand depth"""
+    bl_idname = "characterforge.make_shot"
+    bl_label = "Composite Characters"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def execute(self, context):
+        try:
+            shots.make_shot(context)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_make_expression(bpy.types.Operator):
+    """Redraw the face of the selected result with the chosen expression, keeping the
+    character's identity; the original stays as a variant"""
+    bl_idname = "characterforge.make_expression"
+    bl_label = "Change Expression"
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return not jobs.active() and obj is not None and "characterforge_files" in obj
+
+    def execute(self, context):
+        try:
+            shots.make_expression(context, context.active_object)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
     """Show this variant of its shot (hiding the others in viewport and render) and select it"""
     bl_idname = "characterforge.show_result"
@@ -272,9 +311,7 @@ class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
         if obj is None:
             self.report({"ERROR"}, f"result '{self.name}' is gone")
             return {"CANCELLED"}
-        for collection in obj.users_collection:
-            for other in collection.objects:
-                other.hide_render = other.hide_viewport = other != obj
+        planes.show_variant(obj)
         for selected in context.selected_objects:
             selected.select_set(False)
         obj.select_set(True)
@@ -300,6 +337,7 @@ classes = (
     CHARACTERFORGE_OT_remove_joint_override, CHARACTERFORGE_OT_render_controls, CHARACTERFORGE_OT_generate,
     CHARACTERFORGE_OT_cancel_job, CHARACTERFORGE_OT_regenerate, CHARACTERFORGE_OT_stop_backend,
     CHARACTERFORGE_OT_show_result, CHARACTERFORGE_OT_open_results, CHARACTERFORGE_OT_make_background,
+    CHARACTERFORGE_OT_make_shot, CHARACTERFORGE_OT_make_expression,
 )
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 _keymap_items = []

@@ -3,6 +3,7 @@
 import bpy
 
 from . import jobs, planes
+from .rig import rigs_in_scene
 
 
 class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
@@ -178,6 +179,36 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row.prop(s, "background_sharp")
         box.prop(s, "background_image")
         box.operator("characterforge.make_background", icon="WORLD")
+        box = layout.box()
+        box.label(text="Characters in the shot", icon="COMMUNITY")
+        for rig in rigs_in_scene(context.scene):
+            col = box.column(align=True)
+            col.label(text=rig.name, icon="ARMATURE_DATA")
+            col.prop_search(rig.characterforge, "character", s, "characters", icon="USER")
+            col.prop(rig.characterforge, "prompt")
+        box.prop(s, "composite_mode", expand=True)
+        row = box.row(align=True)
+        row.prop(s, "composite_grow")
+        row.prop(s, "composite_feather")
+        row = box.row(align=True)
+        row.prop(s, "character_strength")
+        if s.composite_mode == "CUTOUT":
+            row.prop(s, "harmonize")
+        row = box.row(align=True)
+        row.prop(s, "fix_hands")
+        sub = row.row(align=True)
+        sub.enabled = s.fix_hands
+        sub.prop(s, "hand_fix_strength", text="")
+        box.operator("characterforge.make_shot", icon="IMAGE_RGB_ALPHA")
+        box = layout.box()
+        box.label(text="Expression of the selected result", icon="MONKEY")
+        box.prop(s, "expression")
+        if s.expression == "CUSTOM":
+            box.prop(s, "expression_custom")
+        row = box.row(align=True)
+        row.prop_search(s, "expression_rig", context.scene, "objects")
+        row.prop(s, "expression_strength")
+        box.operator("characterforge.make_expression", icon="MONKEY")
         if s.job_state in ("starting", "pending", "running"):
             layout.progress(factor=s.job_progress, type="BAR", text=s.job_message)
             preview = bpy.data.images.get(jobs.PREVIEW_IMAGE)

@@ -10,6 +10,7 @@ from ..core.image_io import read_png_text
 from .rig import ROLE
 
 SHOTS_COLLECTION = "CharacterForge Shots"
+LAYER = "characterforge_layer"  # background, result, composite or cutout: variants of one layer replace each other
 
 
 def shot_collection(scene, shot):
@@ -64,6 +65,22 @@ def import_plane(context, path, camera, distance, collection, name, cover=False)
     obj[ROLE] = "result_plane"
     obj.hide_select = False
     return obj
+
+
+def show_variant(obj):
+    """Show `obj` and hide the other variants of its layer in its shot (viewport and render);
+    the other layers (the background behind a composite, say) stay as they are."""
+    layer = obj.get(LAYER, "result")
+    for collection in obj.users_collection:
+        for other in collection.objects:
+            if other.get(LAYER, "result") == layer:
+                other.hide_render = other.hide_viewport = other != obj
+
+
+def file_of(obj):
+    """The image file a result plane shows, or None."""
+    files = json.loads(obj.get("characterforge_files", "[]"))
+    return files[0] if files else obj.get("characterforge_background")
 
 
 def tag(obj, job_spec, job_id, files):

@@ -25,6 +25,11 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
     height: FloatProperty(name="Height", default=1.75, min=0.05, soft_max=3.0, unit="LENGTH")
     joint_overrides: CollectionProperty(type=CHARACTERFORGE_PG_joint_map)
     active_override: bpy.props.IntProperty()
+    # In shots: who this rig is (an identity pack by name) and what it wears
+    character: StringProperty(name="Character", description="The identity pack this rig plays in shots; empty: "
+                              "none (the selected character when 'Selected character' is on and it is the only rig)")
+    prompt: StringProperty(name="Prompt", description="What this character looks like in shots; empty: the "
+                           "Shot's prompt")
 
 
 # No update callbacks here: with any Python property callback registered, the bpy 4.2 module
@@ -93,6 +98,32 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     background_image: StringProperty(name="Background picture", subtype="FILE_PATH", default="",
                                      description="Your own background instead of a generated one, fitted to the "
                                      "camera frame")
+
+    # Compositing the characters into the background, expressions
+    composite_mode: EnumProperty(name="Composite", default="INPAINT", items=[
+        ("INPAINT", "In place", "Generate the characters inside the background (their masks, grown): light and "
+         "colour match"),
+        ("CUTOUT", "Cut-out", "Generate the characters apart, cut them out by their masks, paste them and "
+         "harmonize; also gives a cut-out plane at the rig's depth")])
+    composite_grow: IntProperty(name="Grow", default=24, min=0, max=256, subtype="PIXEL",
+                                description="How far around the rig's silhouette the character may be drawn")
+    composite_feather: IntProperty(name="Feather", default=12, min=0, max=128, subtype="PIXEL")
+    character_strength: FloatProperty(name="Own prompts", default=0.5, min=0.0, max=1.0,
+                                      description="With several characters: how strongly each is redrawn with "
+                                      "its own prompt and identity in its own mask (0: not)")
+    harmonize: FloatProperty(name="Harmonize", default=0.3, min=0.0, max=1.0,
+                             description="Cut-out: how much the pasted characters are redrawn to match the light")
+    fix_hands: BoolProperty(name="Fix hands", default=True,
+                            description="Redraw each hand at full resolution from the hand depth map")
+    hand_fix_strength: FloatProperty(name="Hand fix", default=0.45, min=0.0, max=1.0)
+    expression: EnumProperty(name="Expression", default="HAPPY", items=[
+        ("HAPPY", "Happy", ""), ("SAD", "Sad", ""), ("ANGRY", "Angry", ""), ("SURPRISED", "Surprised", ""),
+        ("SCARED", "Scared", ""), ("CUSTOM", "Custom", "Your own words")])
+    expression_custom: StringProperty(name="Words", default="", description="The expression in your words, e.g. "
+                                      "'smirking, one eyebrow raised'")
+    expression_strength: FloatProperty(name="Strength", default=0.6, min=0.05, max=1.0)
+    expression_rig: StringProperty(name="Whose face", default="",
+                                   description="The rig whose face changes; empty: the first rig showing its face")
 
     # Characters: sheets and identity packs
     character_name: StringProperty(name="Name", default="Character",

@@ -184,7 +184,7 @@ def test_identity_from_reference_images(api):
     assert not (a == b).all()  # the references change the picture
     assert (a == c).all()      # and at scale 0 the loaded adapter changes nothing
     img = Image.open(io.BytesIO(client.get(f"/jobs/{with_id['id']}/results/result", headers=h).content))
-    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 2, "scale": 0.9}
+    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 2, "scale": 0.9, "embedding": False}
     engine = backend.engine_for("tiny")
     assert engine.adapters.loaded and engine.base().image_encoder is not None
 

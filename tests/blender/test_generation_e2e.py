@@ -129,7 +129,7 @@ def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env
     assert scene.characterforge.job_state == "completed", scene.characterforge.job_message
     plane = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
     img = Image.open(json.loads(plane["characterforge_files"])[0])
-    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 1, "scale": 0.8}
+    assert json.loads(img.text["characterforge"])["job"]["identity"] == {"references": 1, "scale": 0.8, "embedding": False}
     scene.characterforge.reference_image = str(tmp_path / "missing.png")
     with pytest.raises(RuntimeError, match="missing.png not found"):
         bpy.ops.characterforge.generate()

@@ -1,0 +1,147 @@
+"""A shot's characters composited into its background, and expression edits of a result:
+the jobs built from the scene (rigs, their identity packs and prompts, masks, hand boxes) and
+their results placed as planes in the shot's collection."""
+
+import functools
+import json
+import os
+import random
+
+import bpy
+
+from ..core import keypoints, shot_regions
+from ..core.errors import UserError
+from ..core.image_io import decode_png
+from ..core.job_spec import LIMITS, expression_spec, shot_spec
+from . import controls, generation, jobs, joints, planes, preferences
+from .rig import rigs_in_scene
+
+COMPOSITE_AT = 0.97  # of the camera's clip end: just in front of the background plane
+
+
+def background_file(scene, shot):
+    """The image file of the shot's background plane shown now (the latest if none is shown)."""
+    collection = bpy.data.collections.get(shot)
+    found = [o for o in (collection.objects if collection else ()) if o.get(planes.LAYER) == "background"]
+    shown = [o for o in found if not o.hide_render] or found
+    if not shown:
+        raise UserError(f"shot '{shot}' has no background yet: make one first (Shot > Make Background), "
+                        "generated or from your own picture")
+    path = planes.file_of(shown[-1])
+    if not path or not os.path.isfile(path):
+        raise UserError(f"the background of shot '{shot}' ({path}) is missing on disk: make the background again")
+    return path
+
+
+def rig_pack(scene, rig, only_rig):
+    """The identity pack a rig plays (a PG_character), or None."""
+    s = scene.characterforge
+    name = rig.characterforge.character
+    if name:
+        pack = s.characters.get(name)
+        if pack is None:
+            raise UserError(f"rig '{rig.name}' plays character {name!r}, which is not in Characters "
+                            f"({s.characters and ', '.join(c.name for c in s.characters) or 'none'}): refresh the "
+                            "list or pick another character for the rig")
+        return pack
+    if only_rig and s.use_character:
+        from .characters import active_pack
+        return active_pack(scene)
+    return None
+
+
+def rig_prompt(scene, rig):
+    return rig.characterforge.prompt.strip() or scene.characterforge.prompt
+
+
+def people_of(controls_dir):
+    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
+        return keypoints.from_openpose_dict(json.load(f))
+
+
+def make_shot(context, seed=None):
+    """Render the maps, build the shot job from every rig in view and start it; the composite
+    (and, cut out, the characters with alpha) come back as planes of the shot."""
+    scene = context.scene
+    s = scene.characterforge
+    camera = joints.find_camera(scene)
+    shot = s.shot or "Shot"
+    background = generation.picture_png(background_file(scene, shot), "background")
+    shot_dir = os.path.join(generation.resolve_dir(s.results_dir), shot)
+    controls_dir = os.path.join(shot_dir, "controls")
+    manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
+    w, h = manifest["resolution"]
+    rigs = [r for r in rigs_in_scene(scene) if r.name in manifest["masks"]]
+    characters = []
+    for rig in rigs:
+        with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
+            mask = f.read()
+        pack = rig_pack(scene, rig, len(rigs) == 1)
+        references, embedding = generation.pack_identity(pack) if pack else ([], None)
+        characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
+                           "references": references[:LIMITS["max_references"]], "embedding": embedding,
+                           "scale": s.identity_scale})
+    map_w, map_h, people = people_of(controls_dir)
+    boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
+    if seed is None:
+        seed = random.randrange(2**32) if s.random_seed else s.seed
+    s.seed = seed
+    spec = shot_spec(s.background_prompt, generation.control_inputs(s, controls_dir), w, h, background, characters,
+                     s.negative_prompt, seed, s.steps, s.guidance, preferences.get(context).profile,
+                     name=f"shot_seed{seed}", mode=s.composite_mode.lower(), grow=s.composite_grow,
+                     feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
+                     hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
+                     keypoints=generation.rig_keypoints(controls_dir, w, h))
+    place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
+                              layer="composite", distances={"_cutout": generation.subject_distance(scene, camera)})
+    return jobs.start(context, spec, shot_dir, place)
+
+
+def expression_face(scene, controls_dir, width, height):
+    """(rig, face box in the picture's pixels) of the face to change: the chosen rig's, else the
+    first rig whose face the camera sees."""
+    wanted = scene.characterforge.expression_rig
+    map_w, map_h, people = people_of(controls_dir)
+    for person in people:
+        if wanted and person.name != wanted:
+            continue
+        box = shot_regions.face_box(person, width, height, (map_w, map_h))
+        if box:
+            return scene.objects.get(person.name), box
+    who = f"rig '{wanted}'" if wanted else "any rig"
+    raise UserError(f"the camera sees no face of {who} in this shot: turn the face towards the camera (or choose "
+                    "another rig under Whose face) and make the shot again")
+
+
+def make_expression(context, obj):
+    """Redraw the face in the result plane `obj` with the chosen expression; the new picture
+    becomes a variant next to it (the original is kept)."""
+    scene = context.scene
+    s = scene.characterforge
+    path = planes.file_of(obj) if obj is not None else None
+    if not path or obj.get(planes.LAYER, "result") not in ("result", "composite"):
+        raise UserError("select a result plane (a posed character or a composite) to change its expression")
+    if not os.path.isfile(path):
+        raise UserError(f"the picture of '{obj.name}' ({path}) is missing on disk: generate it again")
+    with open(path, "rb") as f:
+        png = f.read()
+    height, width = decode_png(png).shape[:2]
+    collection = obj.users_collection[0]
+    shot_dir = os.path.dirname(path)
+    rig, box = expression_face(scene, os.path.join(shot_dir, "controls"), width, height)
+    pack = rig_pack(scene, rig, len(rigs_in_scene(scene)) == 1) if rig else None
+    references, embedding = generation.pack_identity(pack) if pack else ([], None)
+    expression = s.expression.lower()
+    seed = random.randrange(2**32) if s.random_seed else s.seed
+    stem = os.path.splitext(os.path.basename(path))[0]
+    spec = expression_spec(png, width, height, expression, rig_prompt(scene, rig) if rig else s.prompt,
+                           s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,
+                           preferences.get(context).profile, name=f"{stem}_{expression}"[:64],
+                           strength=s.expression_strength, references=references[:LIMITS["max_references"]],
+                           embedding=embedding, identity_scale=s.identity_scale)
+    camera = obj.parent
+    if camera is None:
+        raise UserError(f"'{obj.name}' is not attached to a camera any more: make the result again")
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z,
+                              layer=obj.get(planes.LAYER, "result"))
+    return jobs.start(context, spec, shot_dir, place)
