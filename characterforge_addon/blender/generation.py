@@ -147,7 +147,7 @@ def spec_summary(spec):
     return out
 
 
-def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer="result", distances=None):
+def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=planes.PICTURE, distances=None):
     """Results as camera-filling planes in the shot's collection, each shown in place of the
     earlier variants of its layer. `distances`: {file name suffix: distance} for other layers."""
     camera = scene.objects.get(camera_name)

@@ -10,7 +10,8 @@ from ..core.image_io import read_png_text
 from .rig import ROLE
 
 SHOTS_COLLECTION = "CharacterForge Shots"
-LAYER = "characterforge_layer"  # background, result, composite or cutout: variants of one layer replace each other
+LAYER = "characterforge_layer"  # background, picture or cutout: the variants of one layer replace each other
+PICTURE = "picture"  # posed characters, composites and their expression edits: one at a time
 
 
 def shot_collection(scene, shot):
@@ -70,10 +71,10 @@ def import_plane(context, path, camera, distance, collection, name, cover=False)
 def show_variant(obj):
     """Show `obj` and hide the other variants of its layer in its shot (viewport and render);
     the other layers (the background behind a composite, say) stay as they are."""
-    layer = obj.get(LAYER, "result")
+    layer = obj.get(LAYER, PICTURE)
     for collection in obj.users_collection:
         for other in collection.objects:
-            if other.get(LAYER, "result") == layer:
+            if other.get(LAYER, PICTURE) == layer:
                 other.hide_render = other.hide_viewport = other != obj
 
 

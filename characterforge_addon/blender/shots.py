@@ -39,6 +39,10 @@ def rig_pack(scene, rig, only_rig):
     name = rig.characterforge.character
     if name:
         pack = s.characters.get(name)
+        if pack is None:  # the list is not saved with the .blend: read the packs folder again
+            from .characters import refresh
+            refresh(scene)
+            pack = s.characters.get(name)
         if pack is None:
             raise UserError(f"rig '{rig.name}' plays character {name!r}, which is not in Characters "
                             f"({s.characters and ', '.join(c.name for c in s.characters) or 'none'}): refresh the "
@@ -93,7 +97,7 @@ def make_shot(context, seed=None):
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
                      keypoints=generation.rig_keypoints(controls_dir, w, h))
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              layer="composite", distances={"_cutout": generation.subject_distance(scene, camera)})
+                              distances={"_cutout": generation.subject_distance(scene, camera)})
     return jobs.start(context, spec, shot_dir, place)
 
 
@@ -119,7 +123,7 @@ def make_expression(context, obj):
     scene = context.scene
     s = scene.characterforge
     path = planes.file_of(obj) if obj is not None else None
-    if not path or obj.get(planes.LAYER, "result") not in ("result", "composite"):
+    if not path or obj.get(planes.LAYER, planes.PICTURE) != planes.PICTURE:
         raise UserError("select a result plane (a posed character or a composite) to change its expression")
     if not os.path.isfile(path):
         raise UserError(f"the picture of '{obj.name}' ({path}) is missing on disk: generate it again")
@@ -142,6 +146,5 @@ def make_expression(context, obj):
     camera = obj.parent
     if camera is None:
         raise UserError(f"'{obj.name}' is not attached to a camera any more: make the result again")
-    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z,
-                              layer=obj.get(planes.LAYER, "result"))
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z)
     return jobs.start(context, spec, shot_dir, place)

@@ -158,6 +158,12 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]
     assert ("label", "hf download a/b") in drawn["Backend"]
     assert ("operator", "characterforge.apply_pose") in drawn["Pose"]
+    # each rig's character and prompt, compositing and expressions in the Shot section
+    assert ("prop_search", "character") in drawn["Shot"] and ("operator", "characterforge.make_shot") in drawn["Shot"]
+    assert ("operator", "characterforge.make_expression") in drawn["Shot"]
+    s.expression, s.composite_mode = "CUSTOM", "CUTOUT"
+    drawn = draw_all(bpy)
+    assert ("prop", "expression_custom") in drawn["Shot"] and ("prop", "harmonize") in drawn["Shot"]
 
     # a result plane with scores: its lines and Regenerate show under Generate
     bpy.ops.mesh.primitive_plane_add()

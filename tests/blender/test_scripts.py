@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,3 +74,24 @@ def test_make_sheet_maps_only_from_a_blend_and_its_errors(demo_blend, tmp_path):
     bad = run("make_sheet.py", "--blend", demo_blend, "--rig", "Hero", "--name", "Hero", "--maps-only",
               "--width", "1000", "--out", str(tmp_path))
     assert bad.returncode == 1 and "multiple of 64" in bad.stderr
+
+
+def test_make_shot_headless_from_a_blend(demo_blend, tmp_path):
+    from characterforge_addon.core.image_io import encode_png
+    picture = tmp_path / "set.png"
+    picture.write_bytes(encode_png(np.full((96, 96, 3), 120, np.uint8)))
+    common = ["--blend", demo_blend, "--profile", "tiny", "--steps", "2", "--data", str(tmp_path / "backend"),
+              "--characters", str(tmp_path / "characters"), "--out", str(tmp_path / "out")]
+    result = run("make_shot.py", "--", *common, "--background-image", str(picture), "--rig-prompt", "Kid=a child",
+                 "--no-hands", "--expression", "surprised", "--expression-rig", "Hero", "--save",
+                 str(tmp_path / "shot.blend"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shot 'Shot':" in result.stdout and os.path.exists(tmp_path / "shot.blend")
+    made = sorted(os.listdir(tmp_path / "out" / "Shot"))
+    assert "shot_seed0.png" in made and "shot_seed0_surprised.png" in made
+    bad = run("make_shot.py", *common, "--character", "Nobody=Hero")
+    assert bad.returncode == 1 and "the scene has no rig 'Nobody'" in bad.stderr
+    bad = run("make_shot.py", *common, "--shot", "Other", "--character", "Hero=Missing")
+    assert bad.returncode == 1 and "has no background yet" in bad.stderr
+    bad = run("make_shot.py", *common, "--background-image", str(picture), "--character", "Hero=Missing")
+    assert bad.returncode == 1 and "plays character 'Missing', which is not in Characters" in bad.stderr

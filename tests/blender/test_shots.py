@@ -50,7 +50,7 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
     s = two_rigs(bpy, scene, tmp_path)
     shot = bpy.data.collections["Duel"]
     run(bpy, bpy.ops.characterforge.make_shot)
-    (composite,) = shown(shot, "composite")
+    (composite,) = shown(shot, "picture")
     bpy.context.view_layer.update()
     assert composite.location.z == pytest.approx(-scene.camera.data.clip_end * shots.COMPOSITE_AT)
     corners = frame_corners_px(bpy, scene, composite)
@@ -62,11 +62,12 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
     assert job["characters"][1]["prompt"] == "a witch in a dark cloak" and job["hands"]["boxes"]
     record = json.loads(Image.open(json.loads(composite["characterforge_files"])[0]).text["characterforge"])
     assert record["mode"] == "inpaint" and record["hands"]["redrawn"]
+    assert json.loads(composite["characterforge_scores"])["pose"]  # scores kept on the plane with the job
 
     s.composite_mode = "CUTOUT"
     run(bpy, bpy.ops.characterforge.make_shot)
     (cutout,) = shown(shot, "cutout")
-    (new_composite,) = shown(shot, "composite")
+    (new_composite,) = shown(shot, "picture")
     assert new_composite != composite and composite.hide_render  # the earlier variant kept, hidden
     bpy.context.view_layer.update()
     assert cutout.location.z == pytest.approx(-generation.subject_distance(scene, scene.camera))
@@ -78,7 +79,7 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
     bpy.ops.characterforge.show_result(name=composite.name)
     s.expression, s.expression_rig = "SAD", "Hero"
     run(bpy, bpy.ops.characterforge.make_expression)
-    (sad,) = shown(shot, "composite")
+    (sad,) = shown(shot, "picture")
     assert sad.name.endswith("_sad") and composite.hide_render and composite.name in shot.objects
     before = np.asarray(Image.open(json.loads(composite["characterforge_files"])[0]).convert("RGB"))
     after_file = json.loads(sad["characterforge_files"])[0]

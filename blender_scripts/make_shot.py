@@ -1,0 +1,142 @@
+"""Make a shot headless: the background, the characters composited into it, an expression.
+
+  python blender_scripts/make_shot.py --blend FILE [options]
+  blender -b FILE -P blender_scripts/make_shot.py -- [options]
+
+  --background-prompt TEXT | --background-image FILE   (else the shot's existing background)
+  --character RIG=PACK   the identity pack a rig plays (repeat per rig)
+  --rig-prompt RIG=TEXT  what a rig's character looks like (repeat per rig)
+  --mode inpaint|cutout  --expression happy|sad|angry|surprised|scared|custom [--expression-rig RIG]
+
+Options match the sidebar's Shot section; results land as planes in 'CharacterForge Shots/SHOT'.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bootstrap import fail, follow_jobs, register_addon, script_args  # noqa: E402
+
+EXPRESSIONS = ("happy", "sad", "angry", "surprised", "scared", "custom")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="make_shot.py", description=__doc__.splitlines()[0])
+    p.add_argument("--blend", help=".blend file to open (not needed under blender -b FILE)")
+    p.add_argument("--shot", default="Shot", help="the shot's name (its collection and results folder)")
+    p.add_argument("--prompt", help="the characters' default prompt (the sidebar's Prompt)")
+    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("--background-prompt", help="generate the background from this")
+    p.add_argument("--background-image", help="use this picture as the background")
+    p.add_argument("--no-set-depth", action="store_true", help="do not follow the set's depth")
+    p.add_argument("--no-sharp", action="store_true", help="no sharp-background prompting and detail pass")
+    p.add_argument("--character", action="append", default=[], metavar="RIG=PACK")
+    p.add_argument("--rig-prompt", action="append", default=[], metavar="RIG=TEXT")
+    p.add_argument("--mode", choices=("inpaint", "cutout"), default="inpaint")
+    p.add_argument("--no-hands", action="store_true", help="skip the hands' fix pass")
+    p.add_argument("--expression", choices=EXPRESSIONS, help="then change this expression")
+    p.add_argument("--expression-words", default="", help="the custom expression in words")
+    p.add_argument("--expression-rig", default="", help="whose face (default: the first rig showing one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
+    p.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
+    p.add_argument("--out", default="out/shots", help="folder for maps and downloaded results")
+    p.add_argument("--characters", help="characters folder (default: the add-on's)")
+    p.add_argument("--data", help="backend data folder (default: the add-on's)")
+    p.add_argument("--save", help="save the .blend with the shot's planes here")
+    return p.parse_args(argv)
+
+
+def pairs(values, what):
+    out = {}
+    for value in values:
+        rig, sep, text = value.partition("=")
+        if not sep or not rig:
+            fail(f"--{what} {value!r}: write RIG=VALUE, e.g. Hero=Hero")
+        out[rig] = text
+    return out
+
+
+def run_job(start):
+    """Start a job with `start()` and follow it to the end; fail with its message unless it completed."""
+    start()
+    state, message = follow_jobs()
+    if state != "completed":
+        fail(f"{state}: {message}")
+    print(message, flush=True)
+
+
+def shoot(bpy, expression=None, expression_rig=""):
+    """Composite the shot's characters, then (optionally) change one face's expression.
+    Returns the planes shown in the shot afterwards."""
+    from characterforge_addon.blender import planes, shots
+    context = bpy.context
+    s = context.scene.characterforge
+    run_job(lambda: shots.make_shot(context))
+    collection = bpy.data.collections[s.shot]
+    if expression:
+        s.expression, s.expression_rig = expression.upper(), expression_rig
+        # the composite just placed is the picture shown
+        composite = next(o for o in collection.objects if o.get(planes.LAYER) == planes.PICTURE and not o.hide_render)
+        run_job(lambda: shots.make_expression(context, composite))
+    return [o for o in collection.objects if not o.hide_render]
+
+
+def main(argv=None):
+    args = parse(script_args(argv))
+    import bpy
+    register_addon()
+    from characterforge_addon.blender import backend_process, generation
+    from characterforge_addon.blender.rig import rigs_in_scene
+    from characterforge_addon.core.errors import UserError
+
+    if args.blend:
+        if not os.path.isfile(args.blend):
+            fail(f"no .blend file at {args.blend}")
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+    context = bpy.context
+    scene = context.scene
+    s = scene.characterforge
+    os.environ.update({k: os.path.abspath(v) for k, v in (("CHARACTERFORGE_CHARACTERS", args.characters),
+                                                          ("CHARACTERFORGE_DATA", args.data)) if v})
+    os.environ.setdefault("CHARACTERFORGE_BACKEND_PYTHON", sys.executable)
+    os.environ["CHARACTERFORGE_PROFILE"] = args.profile
+    s.shot, s.results_dir = args.shot, os.path.abspath(args.out)
+    s.random_seed, s.seed = False, args.seed
+    s.steps = args.steps or (4 if args.profile == "tiny" else 30)
+    s.composite_mode, s.fix_hands, s.expression_custom = args.mode.upper(), not args.no_hands, args.expression_words
+    s.background_use_set_depth, s.background_sharp = not args.no_set_depth, not args.no_sharp
+    if args.prompt is not None:
+        s.prompt = args.prompt
+    if args.negative is not None:
+        s.negative_prompt = args.negative
+    rigs = {r.name: r for r in rigs_in_scene(scene)}
+    for option, field, values in (("character", "character", pairs(args.character, "character")),
+                                  ("rig-prompt", "prompt", pairs(args.rig_prompt, "rig-prompt"))):
+        for name, value in values.items():
+            if name not in rigs:
+                fail(f"--{option} {name}=...: the scene has no rig {name!r} (rigs: {', '.join(rigs) or 'none'})")
+            setattr(rigs[name].characterforge, field, value)
+    start = time.perf_counter()
+    try:
+        if args.background_image:
+            s.background_image = os.path.abspath(args.background_image)
+            generation.make_background(context)
+        elif args.background_prompt:
+            s.background_prompt, s.background_image = args.background_prompt, ""
+            run_job(lambda: generation.make_background(context))
+        shown = shoot(bpy, args.expression, args.expression_rig)
+    except UserError as exc:
+        fail(str(exc))
+    finally:
+        backend_process.stop()
+    print(f"shot '{args.shot}': {', '.join(o.name for o in shown)} in {time.perf_counter() - start:.1f} s")
+    if args.save:
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.save))
+        print(f"saved {args.save}")
+
+
+if __name__ == "__main__":
+    main()
