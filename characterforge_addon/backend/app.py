@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import UserError
-from ..core.job_spec import JobSpecError, LIMITS, validate_job
+from ..core.job_spec import JobSpecError, LIMITS, image_fields, validate_job
 from .pipelines import decode_image_bytes
 
 TOKEN_HEADER = "x-characterforge-token"
@@ -70,9 +70,7 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
     async def submit(request: Request, spec: dict = Body(...)):
         try:
             job = validate_job(spec)
-            images = [(f"controls.{name}.image", c["image"]) for name, c in job["controls"].items()]
-            images += [(f"identity.images[{i}]", image) for i, image in enumerate(job.get("identity", {}).get("images", []))]
-            for field, image in images:  # every picture must be a readable PNG before the job is queued
+            for field, image in image_fields(job):  # every picture must be a readable PNG before the job is queued
                 try:
                     data = base64.b64decode(image, validate=True)
                 except (binascii.Error, ValueError):

@@ -274,6 +274,21 @@ def expression_prompt(spec):
     return prompt, negative
 
 
+def image_fields(job):
+    """[(field, base64 PNG)] of every picture in a validated job, for checking them all up front."""
+    out = [(f"controls.{name}.image", c["image"]) for name, c in job["controls"].items()]
+    out += [(f"identity.images[{i}]", image) for i, image in enumerate(job.get("identity", {}).get("images", []))]
+    if "background" in job:
+        out.append(("background.image", job["background"]["image"]))
+    if "image" in job:
+        out.append(("image", job["image"]))
+    for i, character in enumerate(job.get("characters", [])):
+        out.append((f"characters[{i}].mask", character["mask"]))
+        out += [(f"characters[{i}].identity.images[{j}]", image)
+                for j, image in enumerate(character.get("identity", {}).get("images", []))]
+    return out
+
+
 def _score_fields(spec, out):
     """What outputs are scored against (the rig's keypoints) and the retry rule."""
     targets = spec.get("keypoints")

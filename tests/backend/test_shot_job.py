@@ -85,7 +85,7 @@ def test_cut_out_characters_come_with_alpha_and_are_harmonized(make_backend):
     backend = make_backend()
     spec = shot_job(composite={"mode": "cutout", "grow": 4, "feather": 2, "harmonize": 0.5}, hands={"enabled": False})
     out = results(backend, spec)
-    (composite, record), (cutout, cut_record) = out["shot"], out["shot_cutout"]
+    (composite, _), (cutout, cut_record) = out["shot"], out["shot_cutout"]
     assert cutout.shape == (H, W, 4) and cut_record["layer"] == "cutout"
     alpha = cutout[..., 3]
     assert (alpha[LEFT > 0] == 255).all() and (alpha[RIGHT > 0] == 255).all()
@@ -144,9 +144,12 @@ def test_shot_input_errors_name_the_field(make_backend):
     for change, field in (({"background": None}, "background"), ({"characters": []}, "characters"),
                           ({"composite": {"mode": "glue"}}, "composite.mode"),
                           ({"characters": [bad_character, bad_character]}, "characters"),
-                          ({"hands": {"boxes": [[0, 0, 500, 10]]}}, "hands.boxes[0]")):
+                          ({"hands": {"boxes": [[0, 0, 500, 10]]}}, "hands.boxes[0]"),
+                          ({"prompt": "", "characters": [dict(bad_character, mask=png_b64(W, H))]}, "prompt"),
+                          ({"characters": [bad_character]}, "characters[0].mask"),
+                          ({"background": {"image": "aGVsbG8="}}, "background.image")):
         r = client.post("/jobs", json=shot_job(**change), headers=headers)
-        assert r.status_code == 400 and r.json()["details"]["field"] == field, (change, r.json())
+        assert r.status_code == 400 and r.json()["message"].startswith(field + ":"), (change, r.json())
 
 
 def expression_job(**changes):
@@ -174,12 +177,13 @@ def test_an_expression_changes_only_the_face(make_backend):
 @pytest.mark.parametrize("change, field", [({"expression": "custom", "custom": ""}, "custom"),
                                            ({"expression": "smug"}, "expression"),
                                            ({"face_box": None}, "face_box"),
+                                           ({"image": "not base64!"}, "image"),
                                            ({"controls": {"openpose": {"image": png_b64()}}}, "controls")])
 def test_expression_input_errors(make_backend, change, field):
     backend = make_backend()
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
     r = client.post("/jobs", json=expression_job(**change), headers=headers)
-    assert r.status_code == 400 and r.json()["details"]["field"] == field, r.json()
+    assert r.status_code == 400 and r.json()["message"].startswith(field + ":"), r.json()
 
 
 def test_a_custom_expression_and_a_picture_of_the_wrong_size(make_backend):
