@@ -125,8 +125,11 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
         if c["harmonize"] > 0:
             lit = engine.img2img(job, pasted, c["harmonize"], [], spec["seed"] + 1, progress.step, cancel)
             image = paste(pasted, lit, feathered(grown, c["feather"]))
-        rgba = np.dstack([made, np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)])
-        outputs.append((f"{spec['name']}_cutout", rgba, dict(record, layer="cutout")))
+        for i, (ch, mask) in enumerate(zip(characters, masks)):  # one cut-out per character, for its own depth
+            others = np.logical_or.reduce([m for j, m in enumerate(masks) if j != i]) if len(masks) > 1 else False
+            own = feathered(grow(mask, CUTOUT_EDGE) & ~others, 2)
+            rgba = np.dstack([made, np.clip(np.rint(own * 255), 0, 255).astype(np.uint8)])
+            outputs.append((f"{spec['name']}_cutout_{ch['name']}", rgba, dict(record, layer="cutout", character=ch["name"])))
     hands = {"enabled": spec["hands"]["enabled"], "boxes": spec["hands"]["boxes"], "redrawn": []}
     if spec["hands"]["enabled"] and spec["hands"]["boxes"]:
         hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))

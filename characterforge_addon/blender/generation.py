@@ -24,11 +24,11 @@ def resolve_dir(path):
     return bpy.path.abspath(path)
 
 
-def subject_distance(scene, camera):
-    """How far in front of the camera the rigs stand: where the result plane goes."""
+def subject_distance(scene, camera, rigs=None):
+    """How far in front of the camera the rigs (default: all) stand: where a result plane goes."""
     forward = -camera.matrix_world.col[2].xyz.normalized()
     origin = camera.matrix_world.translation
-    depths = [(rig.matrix_world.translation - origin).dot(forward) for rig in rigs_in_scene(scene)]
+    depths = [(rig.matrix_world.translation - origin).dot(forward) for rig in rigs or rigs_in_scene(scene)]
     depths = [d for d in depths if d > camera.data.clip_start]
     return sum(depths) / len(depths) if depths else 5.0
 
@@ -130,7 +130,8 @@ def generate(context, seed=None):
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     distance = subject_distance(scene, camera)
-    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance))
+    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+                                                                extra=planes.keypoints_prop(spec)))
 
 
 def spec_summary(spec):
@@ -147,9 +148,11 @@ def spec_summary(spec):
     return out
 
 
-def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=planes.PICTURE, distances=None):
+def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=planes.PICTURE, distances=None,
+               extra=None):
     """Results as camera-filling planes in the shot's collection, each shown in place of the
-    earlier variants of its layer. `distances`: {file name suffix: distance} for other layers."""
+    earlier variants of its layer. `distances`: {file name: distance} of cut-outs;
+    `extra`: custom properties for every plane."""
     camera = scene.objects.get(camera_name)
     out_dir = os.path.dirname(files[0]) if files else ""
     if camera is None:
@@ -157,23 +160,47 @@ def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=pl
     collection = planes.shot_collection(scene, shot)
     for path in files:
         stem = os.path.splitext(os.path.basename(path))[0]
-        suffix = next((k for k in (distances or {}) if stem.endswith(k)), None)
-        obj = planes.import_plane(bpy.context, path, camera, distances[suffix] if suffix else distance, collection,
+        cutout = stem in (distances or {})
+        obj = planes.import_plane(bpy.context, path, camera, distances[stem] if cutout else distance, collection,
                                   f"{shot}_{stem}")
         planes.tag(obj, spec_summary(spec), job_id, [path])
         planes.tag_scores(obj, path)
-        obj[planes.LAYER] = suffix.strip("_") if suffix else layer
+        # each character's cut-outs are a layer of their own
+        obj[planes.LAYER] = f"cutout:{stem.rsplit('_cutout_', 1)[-1]}" if cutout else layer
+        for key, value in (extra or {}).items():
+            obj[key] = value
         planes.show_variant(obj)
     return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
 
 
 def regenerate(context, obj, new_seed):
-    """Run the job behind a result plane again, with its seed or a new one."""
+    """Run the job behind a result plane again, with its seed or a new one: the same kind of
+    job from the scene as it is now (pose, characters, settings), with the plane's prompts."""
+    from . import shots
     settings = context.scene.characterforge
     spec = json.loads(obj["characterforge_job"])
-    settings.prompt, settings.negative_prompt = spec["prompt"], spec.get("negative_prompt", "")
+    seed = random.randrange(2**32) if new_seed else spec["seed"]
+    settings.negative_prompt = spec.get("negative_prompt", "")
     settings.steps, settings.guidance = spec["steps"], spec["guidance"]
-    return generate(context, seed=random.randrange(2**32) if new_seed else spec["seed"])
+    kind = spec.get("kind", "posed_character")
+    if kind == "posed_character":
+        settings.prompt = spec["prompt"]
+        return generate(context, seed=seed)
+    if kind == "background":
+        settings.background_prompt, settings.background_image = spec["prompt"], ""
+        return make_background(context, seed=seed)
+    if kind == "shot":
+        settings.background_prompt = spec["prompt"]
+        return shots.make_shot(context, seed=seed)
+    if kind == "expression":
+        source = context.scene.objects.get(obj.get("characterforge_source", ""))
+        if source is None:
+            raise UserError(f"the picture '{obj.get('characterforge_source', '?')}' this expression was made from "
+                            "is gone: select another result and use Change Expression")
+        settings.expression = spec["expression"].upper()
+        settings.expression_custom = spec.get("custom", "")
+        return shots.make_expression(context, source, seed=seed)
+    raise UserError(f"a {kind.replace('_', ' ')} is made again from its own section (Characters > Make Sheet)")
 
 
 BACKGROUND_AT = 0.98  # of the camera's clip end: the background plane stands at the far end of the frustum

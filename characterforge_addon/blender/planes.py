@@ -10,7 +10,7 @@ from ..core.image_io import read_png_text
 from .rig import ROLE
 
 SHOTS_COLLECTION = "CharacterForge Shots"
-LAYER = "characterforge_layer"  # background, picture or cutout: the variants of one layer replace each other
+LAYER = "characterforge_layer"  # background, picture or cutout:<rig>: the variants of one layer replace each other
 PICTURE = "picture"  # posed characters, composites and their expression edits: one at a time
 
 
@@ -76,6 +76,15 @@ def show_variant(obj):
         for other in collection.objects:
             if other.get(LAYER, PICTURE) == layer:
                 other.hide_render = other.hide_viewport = other != obj
+
+
+def keypoints_prop(spec):
+    """The pose that made a picture, kept on its plane: {rig: 18 body joints} in its pixels
+    (expression edits find the face there even after the rig moved on)."""
+    return {KEYPOINTS: json.dumps(spec["keypoints"])} if spec.get("keypoints") else {}
+
+
+KEYPOINTS = "characterforge_keypoints"
 
 
 def file_of(obj):

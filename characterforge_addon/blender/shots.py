@@ -8,6 +8,7 @@ import os
 import random
 
 import bpy
+import numpy as np
 
 from ..core import keypoints, shot_regions
 from ..core.errors import UserError
@@ -58,11 +59,6 @@ def rig_prompt(scene, rig):
     return rig.characterforge.prompt.strip() or scene.characterforge.prompt
 
 
-def people_of(controls_dir):
-    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
-        return keypoints.from_openpose_dict(json.load(f))
-
-
 def make_shot(context, seed=None):
     """Render the maps, build the shot job from every rig in view and start it; the composite
     (and, cut out, the characters with alpha) come back as planes of the shot."""
@@ -85,7 +81,8 @@ def make_shot(context, seed=None):
         characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
                            "references": references[:LIMITS["max_references"]], "embedding": embedding,
                            "scale": s.identity_scale})
-    map_w, map_h, people = people_of(controls_dir)
+    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
+        map_w, map_h, people = keypoints.from_openpose_dict(json.load(f))
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
     if seed is None:
         seed = random.randrange(2**32) if s.random_seed else s.seed
@@ -96,28 +93,31 @@ def make_shot(context, seed=None):
                      feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
                      keypoints=generation.rig_keypoints(controls_dir, w, h))
+    # each character's cut-out stands at its own rig's depth, so it can be moved on its own
+    cutouts = {f"{spec['name']}_cutout_{generation.safe_key(rig.name)}": generation.subject_distance(scene, camera, [rig])
+               for rig in rigs}
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances={"_cutout": generation.subject_distance(scene, camera)})
+                              distances=cutouts, extra=planes.keypoints_prop(spec))
     return jobs.start(context, spec, shot_dir, place)
 
 
-def expression_face(scene, controls_dir, width, height):
-    """(rig, face box in the picture's pixels) of the face to change: the chosen rig's, else the
-    first rig whose face the camera sees."""
+def expression_face(scene, obj, width, height):
+    """(rig, face box in the picture's pixels) of the face to change, from the pose that made
+    the picture (kept on its plane): the chosen rig's, else the first rig whose face shows."""
     wanted = scene.characterforge.expression_rig
-    map_w, map_h, people = people_of(controls_dir)
-    for person in people:
-        if wanted and person.name != wanted:
+    for name, body in json.loads(obj.get(planes.KEYPOINTS, "{}")).items():
+        if wanted and name != generation.safe_key(wanted):
             continue
-        box = shot_regions.face_box(person, width, height, (map_w, map_h))
+        box = shot_regions.face_box(keypoints.Person(name, body=np.asarray(body, dtype=np.float64)), width, height)
         if box:
-            return scene.objects.get(person.name), box
+            return next((r for r in rigs_in_scene(scene) if generation.safe_key(r.name) == name), None), box
     who = f"rig '{wanted}'" if wanted else "any rig"
-    raise UserError(f"the camera sees no face of {who} in this shot: turn the face towards the camera (or choose "
-                    "another rig under Whose face) and make the shot again")
+    raise UserError(f"'{obj.name}' shows no face of {who} large enough to redraw (or it was not made from the "
+                    "rigs): turn the face towards the camera or frame it closer, make the picture again, or choose "
+                    "another rig under Whose face")
 
 
-def make_expression(context, obj):
+def make_expression(context, obj, seed=None):
     """Redraw the face in the result plane `obj` with the chosen expression; the new picture
     becomes a variant next to it (the original is kept)."""
     scene = context.scene
@@ -132,11 +132,12 @@ def make_expression(context, obj):
     height, width = decode_png(png).shape[:2]
     collection = obj.users_collection[0]
     shot_dir = os.path.dirname(path)
-    rig, box = expression_face(scene, os.path.join(shot_dir, "controls"), width, height)
+    rig, box = expression_face(scene, obj, width, height)
     pack = rig_pack(scene, rig, len(rigs_in_scene(scene)) == 1) if rig else None
     references, embedding = generation.pack_identity(pack) if pack else ([], None)
     expression = s.expression.lower()
-    seed = random.randrange(2**32) if s.random_seed else s.seed
+    if seed is None:
+        seed = random.randrange(2**32) if s.random_seed else s.seed
     stem = os.path.splitext(os.path.basename(path))[0]
     spec = expression_spec(png, width, height, expression, rig_prompt(scene, rig) if rig else s.prompt,
                            s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,
@@ -146,5 +147,6 @@ def make_expression(context, obj):
     camera = obj.parent
     if camera is None:
         raise UserError(f"'{obj.name}' is not attached to a camera any more: make the result again")
-    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z)
+    keep = {planes.KEYPOINTS: obj[planes.KEYPOINTS], "characterforge_source": obj.name}  # for later edits, Regenerate
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z, extra=keep)
     return jobs.start(context, spec, shot_dir, place)

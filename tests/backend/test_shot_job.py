@@ -85,14 +85,14 @@ def test_cut_out_characters_come_with_alpha_and_are_harmonized(make_backend):
     backend = make_backend()
     spec = shot_job(composite={"mode": "cutout", "grow": 4, "feather": 2, "harmonize": 0.5}, hands={"enabled": False})
     out = results(backend, spec)
-    (composite, _), (cutout, cut_record) = out["shot"], out["shot_cutout"]
-    assert cutout.shape == (H, W, 4) and cut_record["layer"] == "cutout"
-    alpha = cutout[..., 3]
-    assert (alpha[LEFT > 0] == 255).all() and (alpha[RIGHT > 0] == 255).all()
-    assert not alpha[~(grown(LEFT, 6) | grown(RIGHT, 6))].any()
+    composite = out["shot"][0]
+    (hero, hero_record), (rival, _) = out["shot_cutout_Hero"], out["shot_cutout_Rival"]
+    assert hero.shape == (H, W, 4) and hero_record["layer"] == "cutout" and hero_record["character"] == "Hero"
+    assert (hero[..., 3][LEFT > 0] == 255).all() and (rival[..., 3][RIGHT > 0] == 255).all()
+    assert not hero[..., 3][~grown(LEFT, 6)].any() and not rival[..., 3][~grown(RIGHT, 6)].any()
     outside = ~(grown(LEFT, 6) | grown(RIGHT, 6))
     assert np.array_equal(composite[outside], pattern()[outside])
-    assert not np.array_equal(composite[LEFT > 0], cutout[..., :3][LEFT > 0])  # harmonized, not pasted as is
+    assert not np.array_equal(composite[LEFT > 0], hero[..., :3][LEFT > 0])  # harmonized, not pasted as is
 
 
 def test_regional_masks_reach_the_attention_processors(models_dir, monkeypatch):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from test_background import frame_corners_px
 
@@ -42,7 +42,8 @@ def run(bpy, operator):
 
 
 def shown(collection, layer):
-    return [o for o in collection.objects if o.get("characterforge_layer") == layer and not o.hide_render]
+    return [o for o in collection.objects if o.get("characterforge_layer", "").split(":")[0] == layer
+            and not o.hide_render]
 
 
 def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
@@ -66,15 +67,26 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
 
     s.composite_mode = "CUTOUT"
     run(bpy, bpy.ops.characterforge.make_shot)
-    (cutout,) = shown(shot, "cutout")
+    hero_cut, rival_cut = sorted(shown(shot, "cutout"), key=lambda o: o.name)
+    assert hero_cut.name.endswith("_cutout_Hero") and rival_cut.name.endswith("_cutout_Rival")
     (new_composite,) = shown(shot, "picture")
     assert new_composite != composite and composite.hide_render  # the earlier variant kept, hidden
+    scene.objects["Rival"].location.y = 1.5  # the Rival stands further back: his cut-out is further away
     bpy.context.view_layer.update()
-    assert cutout.location.z == pytest.approx(-generation.subject_distance(scene, scene.camera))
-    corners = frame_corners_px(bpy, scene, cutout)
-    assert np.abs(np.sort(corners[:, 0]) - [0, 0, 192, 192]).max() < 1  # the cut-out lines up with the frame
-    cut_pixels = np.asarray(Image.open(json.loads(cutout["characterforge_files"])[0]))
-    assert cut_pixels.shape[2] == 4 and 0 < (cut_pixels[..., 3] > 0).mean() < 0.6
+    run(bpy, bpy.ops.characterforge.make_shot)
+    hero_cut, rival_cut = sorted(shown(shot, "cutout"), key=lambda o: o.name)
+    bpy.context.view_layer.update()
+    for cut, rig_name in ((hero_cut, "Hero"), (rival_cut, "Rival")):
+        assert cut.location.z == pytest.approx(-generation.subject_distance(scene, scene.camera, [scene.objects[rig_name]]))
+        corners = frame_corners_px(bpy, scene, cut)
+        assert np.abs(np.sort(corners[:, 0]) - [0, 0, 192, 192]).max() < 1  # lines up with the frame at any depth
+        assert np.abs(np.sort(corners[:, 1]) - [0, 0, 128, 128]).max() < 1
+    assert rival_cut.location.z < hero_cut.location.z - 1.0
+    cut_pixels = np.asarray(Image.open(json.loads(hero_cut["characterforge_files"])[0]))
+    assert cut_pixels.shape[2] == 4 and 0 < (cut_pixels[..., 3] > 0).mean() < 0.4
+    hero_mask = np.asarray(Image.open(tmp_path / "results" / "Duel" / "controls" / "mask_Hero.png")) > 0
+    near = np.asarray(Image.fromarray(hero_mask).filter(ImageFilter.MaxFilter(13))) > 0  # 6 px around
+    assert not cut_pixels[..., 3][~near].any()  # the Hero's cut-out holds the Hero only (edge + feather)
 
     bpy.ops.characterforge.show_result(name=composite.name)
     s.expression, s.expression_rig = "SAD", "Hero"
@@ -90,6 +102,17 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
     inside[y0:y1, x0:x1] = True
     assert np.array_equal(before[~inside], after[~inside]) and not np.array_equal(before[inside], after[inside])
     assert x1 <= 96 and edit["expression"] == "sad"  # Hero's face, on the left half
+
+    # Regenerate runs each plane's own kind of job again
+    bpy.ops.characterforge.show_result(name=sad.name)
+    run(bpy, lambda: bpy.ops.characterforge.regenerate(new_seed=True))
+    (again,) = shown(shot, "picture")
+    assert again != sad and json.loads(again["characterforge_job"])["kind"] == "expression"
+    assert again["characterforge_source"] == composite.name
+    bpy.ops.characterforge.show_result(name=new_composite.name)
+    run(bpy, lambda: bpy.ops.characterforge.regenerate(new_seed=False))
+    (redone,) = shown(shot, "picture")
+    assert json.loads(redone["characterforge_job"])["kind"] == "shot" and redone["characterforge_seed"] == 7
 
 
 def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
