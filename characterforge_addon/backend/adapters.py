@@ -81,6 +81,9 @@ class Adapters:
                 folders.append(where)
                 subfolders.append(source.subfolder)
                 weights.append(source.weight)
+        if engine.memory == "sequential_offload":  # loading needs the weights in place; offloaded again below
+            from .pipelines import remove_offload
+            remove_offload([base, *engine._variants.values()])
         base.register_modules(image_encoder=encoder, feature_extractor=processor)
         base.load_ip_adapter(folders, subfolder=subfolders, weight_name=weights, image_encoder_folder=None)
         for pipe in [base, *engine._variants.values()]:

@@ -1,0 +1,122 @@
+"""GPU smoke run: every job kind (posed character with identity, character sheet, background,
+shot in place and cut out with two identities, expression) through the real backend code on
+CUDA, with the tiny components in half precision (or the dtype given), in each memory mode
+asked for. Catches device and dtype mistakes ("same dtype", tensors left on the CPU) that a
+CPU run cannot show.
+
+  python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload sequential_offload]
+
+Prints one line per job kind and mode: ok with seconds and peak GPU memory, or the error.
+"""
+
+import argparse
+import base64
+import io
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def b64(pixels):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def jobs(rng):
+    import numpy as np
+    w, h = 128, 96
+    noise = lambda seed, ww=w, hh=h: b64(np.random.default_rng(seed).integers(0, 255, (hh, ww, 3), dtype=np.uint8))  # noqa: E731
+    face = lambda c: b64(np.full((64, 64, 3), c, np.uint8))  # noqa: E731
+    mask = np.zeros((h, w), np.uint8)
+    left, right = mask.copy(), mask.copy()
+    left[10:90, 16:48], right[10:90, 80:112] = 255, 255
+    common = {"seed": 1, "steps": 3, "width": w, "height": h, "profile": "smoke", "prompt": "a knight"}
+    controls = {"openpose": {"image": noise(1)}, "depth": {"image": noise(2), "strength": 0.5},
+                "hand_depth": {"image": noise(3), "strength": 0.5}}
+    identity = {"images": [face(200)], "scale": 0.7, "embedding": list(rng.standard_normal(512) / 22.6)}
+    shot = dict(common, kind="shot", background={"image": noise(4)}, controls=controls,
+                characters=[{"name": "Hero", "prompt": "a knight", "mask": b64(left), "identity": identity},
+                            {"name": "Rival", "prompt": "a witch", "mask": b64(right),
+                             "identity": {"images": [face(60)], "scale": 0.7,
+                                          "embedding": list(rng.standard_normal(512) / 22.6)}}],
+                composite={"grow": 4, "feather": 2}, hands={"boxes": [[20, 40, 40, 60]]})
+    return {
+        "posed_character": dict(common, kind="posed_character", controls=controls, identity=identity),
+        "character_sheet": dict(common, kind="character_sheet", width=256, controls=controls | {
+            "openpose": {"image": noise(5, 256)}, "depth": {"image": noise(6, 256)}, "hand_depth": {"image": noise(7, 256)}},
+            views=[{"name": "front", "kind": "body", "box": [0, 0, 128, 96], "face_box": [50, 10, 80, 40]},
+                   {"name": "face_front", "kind": "face", "box": [128, 0, 256, 96], "face_box": [170, 20, 210, 60]}],
+            upscale={"factor": 1.5, "tile": 128, "overlap": 32}, faces={"detector": "rig", "size": 128}),
+        "background": dict(common, kind="background", controls={"depth": {"image": noise(8)}},
+                           detail={"tile": 64, "overlap": 16}),
+        "shot (in place)": shot,
+        "shot (cut-out)": dict(shot, composite={"mode": "cutout", "grow": 4, "feather": 2, "harmonize": 0.4}),
+        "expression": dict(common, kind="expression", image=noise(9), expression="surprised",
+                           face_box=[40, 20, 88, 68], detector="rig", identity=identity),
+    }
+
+
+def run_kind(engine, spec):
+    from characterforge_addon.backend import background, expression, posed, sheet, shot
+    from characterforge_addon.core.job_spec import validate_job
+    spec = validate_job(spec)
+    progress = type("Progress", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
+    never = type("Never", (), {"is_set": staticmethod(lambda: False)})()
+    pngs = {n: base64.b64decode(c["image"]) for n, c in spec["controls"].items()}
+    pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
+    kind = spec["kind"]
+    if kind == "posed_character":
+        return posed.run(engine, spec, pngs, progress, never, None, None)
+    if kind == "character_sheet":
+        return sheet.run(engine, spec, pngs, progress, never)
+    if kind == "background":
+        return background.run(engine, spec, pngs, progress, never)
+    if kind == "shot":
+        return shot.run(engine, spec, pngs, progress, never, None, None)
+    return expression.run(engine, spec, progress, never, None)
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="gpu_smoke.py")
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--memory", nargs="+", default=["gpu", "model_offload", "sequential_offload"])
+    args = parser.parse_args()
+    import numpy as np
+    import torch
+
+    from characterforge_addon.backend import pipelines, profiles, tiny
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU: this smoke run is for GPU machines (the CPU path is what make test runs)")
+    models = tempfile.mkdtemp(prefix="gpu-smoke-")
+    tiny.ensure(models)
+    text = open(os.path.join(profiles.BUILTIN_DIR, "tiny.toml")).read()
+    text = text.replace('name = "tiny"', 'name = "smoke"').replace('gpu_dtype = "float32"', f'gpu_dtype = "{args.dtype}"')
+    profile = profiles.parse_profile(text, os.path.join(models, "smoke.toml"))
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, tiny components in {args.dtype}")
+    failures = 0
+    for memory in args.memory:
+        engine = pipelines.Engine(profile, models, memory=memory)
+        for name, spec in jobs(np.random.default_rng(0)).items():
+            torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            try:
+                outputs = run_kind(engine, spec)
+                bad = [n for n, pixels, _ in outputs if not np.isfinite(pixels).all()]
+                status = "ok" if not bad else f"non-finite pixels in {bad}"
+            except Exception as exc:  # report every kind, then fail at the end
+                status = f"FAILED {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            failures += status != "ok"
+            print(f"{memory:18s} {name:18s} {status} ({time.perf_counter() - start:.1f} s, "
+                  f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB)", flush=True)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
