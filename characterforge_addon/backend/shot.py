@@ -9,6 +9,7 @@ redrawn from the hand depth map. The background outside the grown masks is never
 """
 
 import base64
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -64,87 +65,147 @@ def _l_image(mask):
     return Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)))
 
 
-def _decode(b64, field, size=None, mode="RGB"):
-    image = decode_image_bytes(base64.b64decode(b64), field).convert(mode)
+def _decode(png, field, size=None, mode="RGB"):
+    image = decode_image_bytes(png, field).convert(mode)
     return image.resize(size, Image.NEAREST if mode == "L" else Image.LANCZOS) if size and image.size != size else image
 
 
-def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
-    """[(name, pixels, record)]: the composite, and in cut-out mode the characters with alpha."""
+def _others(masks, i):
+    """Every character's mask but the i-th, joined."""
+    rest = [m for j, m in enumerate(masks) if j != i]
+    return np.logical_or.reduce(rest) if rest else np.zeros_like(masks[i])
+
+
+@dataclass
+class Shot:
+    """A shot job's decoded inputs."""
+    spec: dict
+    background: np.ndarray
+    maps: dict        # control name -> HxWx3
+    masks: list       # per character, bool HxW
+    references: list  # per character, PIL images
+    regions: list     # per character, its identity and where it acts (adapters.Region)
+
+    @property
+    def union(self):
+        return np.logical_or.reduce(self.masks)
+
+    def steering(self):
+        return [(n, Image.fromarray(self.maps[n])) for n in ("openpose", "depth") if n in self.maps]
+
+    def identity(self, engine):
+        """The regional identity arguments for a pipeline, or None when no character has one."""
+        if not any(self.references):
+            return None
+        h, w = self.background.shape[:2]
+        return lambda pipe: engine.adapters.regional_kwargs(pipe, self.spec, self.regions, h, w)
+
+
+def _inputs(engine, spec, pngs):
     w, h = spec["width"], spec["height"]
-    c = spec["composite"]
-    background = cover(_decode(spec["background"]["image"], "background.image"), w, h)
-    maps = {n: np.asarray(_decode(spec["controls"][n]["image"], f"controls.{n}.image", (w, h)))
-            for n in ("openpose", "depth", "hand_depth") if n in spec["controls"]}
+    background = cover(_decode(base64.b64decode(spec["background"]["image"]), "background.image"), w, h)
+    maps = {n: np.asarray(_decode(pngs[n], f"controls.{n}.image", (w, h)))
+            for n in ("openpose", "depth", "hand_depth") if n in pngs}
     characters = spec["characters"]
-    masks = [np.asarray(_decode(ch["mask"], f"characters[{i}].mask", (w, h), "L")) > 127
+    masks = [np.asarray(_decode(base64.b64decode(ch["mask"]), f"characters[{i}].mask", (w, h), "L")) > 127
              for i, ch in enumerate(characters)]
-    union = np.logical_or.reduce(masks)
-    if not union.any():
+    if not np.logical_or.reduce(masks).any():
         raise UserError("the characters' masks are empty: no rig is in the camera's view; frame them and try again")
-    references = [[_decode(b, f"characters[{i}].identity.images[{j}]") for j, b in enumerate(ch["identity"]["images"])]
-                  if "identity" in ch else [] for i, ch in enumerate(characters)]
+    references = [[_decode(base64.b64decode(b), f"characters[{i}].identity.images[{j}]")
+                   for j, b in enumerate(ch["identity"]["images"])] if "identity" in ch else []
+                  for i, ch in enumerate(characters)]
     # Each character's identity acts in its own mask, grown but never over another character.
     regions = []
-    for i, (ch, mask) in enumerate(zip(characters, masks)):
-        others = np.logical_or.reduce([m for j, m in enumerate(masks) if j != i]) if len(masks) > 1 else np.zeros_like(mask)
+    for i, ch in enumerate(characters):
         identity = ch.get("identity", {})
+        area = grow(masks[i], spec["composite"]["grow"]) & ~_others(masks, i)
         regions.append(Region(references[i], _embedding(engine, identity, references[i]), identity.get("scale", 0.0),
-                              identity.get("faceid_scale", 0.0), _l_image(grow(mask, c["grow"]) & ~others)))
-    use_identity = any(references)
-    identity = ((lambda pipe: engine.adapters.regional_kwargs(pipe, spec, regions, h, w)) if use_identity else None)
-    job = dict(spec, prompt=", ".join(p for p in [spec["prompt"].strip()] + [ch["prompt"].strip() for ch in characters] if p))
-    steering = [(n, Image.fromarray(maps[n])) for n in ("openpose", "depth") if n in maps]
-    grown = grow(union, c["grow"])
-    record = {"mode": c["mode"], "characters": [ch["name"] for ch in characters], "composite": c}
-    outputs = []
-    if c["mode"] == "inpaint":
-        progress.stage("characters in place")
-        made = engine.inpaint(job, background, _l_image(grown), c["strength"], [], spec["seed"], "", progress.step,
-                              cancel, controls=steering, identity=identity)
-        image = paste(background, made, feathered(grown, c["feather"]))
-        if len(characters) > 1 and c["character_strength"] > 0:
-            for i, (ch, mask) in enumerate(zip(characters, masks)):
-                progress.stage(f"character {i + 1} of {len(characters)}: {ch['name']}")
-                own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
-                           identity=ch.get("identity", {"scale": 0.0}))
-                region = grow(mask, max(2, c["grow"] // 3))
-                made = engine.inpaint(own, image, _l_image(region), c["character_strength"], references[i],
-                                      spec["seed"] + 11 + i, "", progress.step, cancel, controls=steering[:1])
-                image = paste(image, made, feathered(region, max(2, c["feather"] // 2)))
-    else:
-        progress.stage("characters")
-        ground = np.full((h, w, 3), 200, dtype=np.uint8)
-        made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, _l_image(np.ones((h, w), bool)),
-                              1.0, [], spec["seed"], "", progress.step, cancel, controls=steering, identity=identity)
-        edge = grow(union, CUTOUT_EDGE)
-        alpha = feathered(edge, 2)
-        pasted = paste(background, made, alpha)
+                              identity.get("faceid_scale", 0.0), _l_image(area)))
+    return Shot(spec, background, maps, masks, references, regions)
+
+
+def _in_place(engine, shot, job, progress, cancel):
+    """The characters inpainted into the background; with several, each redrawn in its own mask
+    with its own prompt and identity."""
+    spec, c = shot.spec, shot.spec["composite"]
+    grown = grow(shot.union, c["grow"])
+    progress.stage("characters in place")
+    made = engine.inpaint(job, shot.background, _l_image(grown), c["strength"], [], spec["seed"], "", progress.step,
+                          cancel, controls=shot.steering(), identity=shot.identity(engine))
+    image = paste(shot.background, made, feathered(grown, c["feather"]))
+    characters = spec["characters"]
+    if len(characters) < 2 or c["character_strength"] == 0:
+        return image
+    for i, ch in enumerate(characters):
+        progress.stage(f"character {i + 1} of {len(characters)}: {ch['name']}")
+        own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
+                   identity=ch.get("identity", {"scale": 0.0}))
+        region = grow(shot.masks[i], max(2, c["grow"] // 3))
+        made = engine.inpaint(own, image, _l_image(region), c["character_strength"], shot.references[i],
+                              spec["seed"] + 11 + i, "", progress.step, cancel, controls=shot.steering()[:1])
+        image = paste(image, made, feathered(region, max(2, c["feather"] // 2)))
+    return image
+
+
+def _cut_out(engine, shot, job, progress, cancel):
+    """(composite, [(character name, RGBA)]): the characters generated on a plain ground, cut
+    out by their masks, pasted and harmonized."""
+    spec, c = shot.spec, shot.spec["composite"]
+    h, w = shot.background.shape[:2]
+    progress.stage("characters")
+    ground = np.full((h, w, 3), 200, dtype=np.uint8)
+    made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, _l_image(np.ones((h, w), bool)),
+                          1.0, [], spec["seed"], "", progress.step, cancel, controls=shot.steering(),
+                          identity=shot.identity(engine))
+    pasted = paste(shot.background, made, feathered(grow(shot.union, CUTOUT_EDGE), 2))
+    image = pasted
+    if c["harmonize"] > 0:
         progress.stage("harmonizing")
-        image = pasted
-        if c["harmonize"] > 0:
-            lit = engine.img2img(job, pasted, c["harmonize"], [], spec["seed"] + 1, progress.step, cancel)
-            image = paste(pasted, lit, feathered(grown, c["feather"]))
-        for i, (ch, mask) in enumerate(zip(characters, masks)):  # one cut-out per character, for its own depth
-            others = np.logical_or.reduce([m for j, m in enumerate(masks) if j != i]) if len(masks) > 1 else False
-            own = feathered(grow(mask, CUTOUT_EDGE) & ~others, 2)
-            rgba = np.dstack([made, np.clip(np.rint(own * 255), 0, 255).astype(np.uint8)])
-            outputs.append((f"{spec['name']}_cutout_{ch['name']}", rgba, dict(record, layer="cutout", character=ch["name"])))
+        lit = engine.img2img(job, pasted, c["harmonize"], [], spec["seed"] + 1, progress.step, cancel)
+        image = paste(pasted, lit, feathered(grow(shot.union, c["grow"]), c["feather"]))
+    cutouts = []
+    for i, ch in enumerate(spec["characters"]):  # one per character, for its own depth
+        alpha = feathered(grow(shot.masks[i], CUTOUT_EDGE) & ~_others(shot.masks, i), 2)
+        cutouts.append((ch["name"], np.dstack([made, np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)])))
+    return image, cutouts
+
+
+def _fix_hands(engine, shot, job, image, progress, cancel):
+    """(image with each hand redrawn from the hand depth map, the record of it)."""
+    spec = shot.spec
     hands = {"enabled": spec["hands"]["enabled"], "boxes": spec["hands"]["boxes"], "redrawn": []}
-    if spec["hands"]["enabled"] and spec["hands"]["boxes"]:
-        hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))
-        hand_maps = [("hand_depth", maps["hand_depth"])] if "hand_depth" in maps else []
-        hands["control"] = "hand_depth" if hand_maps else "none (no hand depth map sent)"
-        for i, box in enumerate(spec["hands"]["boxes"]):
-            progress.stage(f"hands: hand {i + 1} of {len(spec['hands']['boxes'])}")
-            image, where = redraw.redraw_box(engine, image, box, hand_job, spec["hands"]["strength"],
-                                             spec["seed"] + 200 + i, [], progress, cancel, engine.profile.native_size,
-                                             HAND_GROW, HAND_SUFFIX, controls=hand_maps)
-            if where:
-                hands["redrawn"].append(where["changed_within"])
+    if not spec["hands"]["enabled"] or not spec["hands"]["boxes"]:
+        return image, hands
+    hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))
+    hand_maps = [("hand_depth", shot.maps["hand_depth"])] if "hand_depth" in shot.maps else []
+    hands["control"] = "hand_depth" if hand_maps else "none (no hand depth map sent)"
+    for i, box in enumerate(spec["hands"]["boxes"]):
+        progress.stage(f"hands: hand {i + 1} of {len(spec['hands']['boxes'])}")
+        image, where = redraw.redraw_box(engine, image, box, hand_job, spec["hands"]["strength"], spec["seed"] + 200 + i,
+                                         [], progress, cancel, engine.profile.native_size, HAND_GROW, HAND_SUFFIX,
+                                         controls=hand_maps)
+        if where:
+            hands["redrawn"].append(where["changed_within"])
+    return image, hands
+
+
+def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
+    """[(name, pixels, record)]: the composite, and in cut-out mode each character with alpha."""
+    shot = _inputs(engine, spec, pngs)
+    job = dict(spec, prompt=", ".join(p for p in [spec["prompt"].strip()] + [ch["prompt"].strip()
+                                                                             for ch in spec["characters"]] if p))
+    record = {"mode": spec["composite"]["mode"], "characters": [ch["name"] for ch in spec["characters"]],
+              "composite": spec["composite"]}
+    cutouts = []
+    if spec["composite"]["mode"] == "inpaint":
+        image = _in_place(engine, shot, job, progress, cancel)
+    else:
+        image, cutouts = _cut_out(engine, shot, job, progress, cancel)
+    image, hands = _fix_hands(engine, shot, job, image, progress, cancel)
     progress.stage("scoring")
-    record.update(hands=hands, scores=_scores(engine, spec, image, masks, face_tools, pose_detector))
-    return [(spec["name"], image, record)] + outputs
+    record.update(hands=hands, scores=_scores(engine, spec, image, shot.masks, face_tools, pose_detector))
+    return [(spec["name"], image, record)] + [(f"{spec['name']}_cutout_{name}", rgba,
+                                               dict(record, layer="cutout", character=name)) for name, rgba in cutouts]
 
 
 def _embedding(engine, identity, references):

@@ -50,6 +50,11 @@ def shot_job(**changes):
     return out
 
 
+def control_pngs(spec):
+    """The control maps as the worker hands them to a job: PNG bytes by name."""
+    return {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
+
+
 def results(backend, spec):
     client, headers, status = completed_job(backend, spec)
     out = {}
@@ -112,7 +117,7 @@ def test_regional_masks_reach_the_attention_processors(models_dir, monkeypatch):
     spec = validate_job(shot_job(hands={"enabled": False}))
     progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
-    shot.run(engine, spec, {}, progress, never, None, None)
+    shot.run(engine, spec, control_pngs(spec), progress, never, None, None)
     masks, scales = seen[0]
     assert masks is not None and len(masks) == len(engine.adapters.names()) == 2  # plus-face and FaceID
     for m in masks:
@@ -131,9 +136,9 @@ def test_identities_stay_in_their_own_region(models_dir):
     progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
     spec = shot_job(hands={"enabled": False}, composite={"grow": 4, "feather": 2, "character_strength": 0})
-    one = shot.run(engine, validate_job(spec), {}, progress, never, None, None)[0][1]
+    one = shot.run(engine, validate_job(spec), control_pngs(spec), progress, never, None, None)[0][1]
     spec["characters"][1]["identity"] = identity((250, 250, 20))
-    other = shot.run(engine, validate_job(spec), {}, progress, never, None, None)[0][1]
+    other = shot.run(engine, validate_job(spec), control_pngs(spec), progress, never, None, None)[0][1]
     assert np.abs(one[RIGHT > 0].astype(int) - other[RIGHT > 0]).mean() > 0.5
 
 
@@ -210,8 +215,8 @@ def test_sequential_offload_keeps_every_shared_variant_working(models_dir):
     for memory in ("cpu", "sequential_offload"):
         engine = pipelines.Engine(profiles.load_profile("tiny"), models_dir)
         engine.memory = memory  # on a machine without a GPU the engine would pick "cpu"
-        made = shot.run(engine, validate_job(shot_job(hands={"boxes": [[20, 20, 36, 36]]})), {}, progress, never,
-                        None, None)
+        spec = validate_job(shot_job(hands={"boxes": [[20, 20, 36, 36]]}))
+        made = shot.run(engine, spec, control_pngs(spec), progress, never, None, None)
         made += expression.run(engine, validate_job(expression_job()), progress, never, None)
         outputs.append([pixels for _, pixels, _ in made])
         if memory == "sequential_offload":
