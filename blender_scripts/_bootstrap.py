@@ -32,6 +32,18 @@ def register_addon():
             atexit.register(characterforge_addon.unregister)
 
 
+def seed_arg(text):
+    """argparse type for --seed: a whole number Blender's Seed field can hold."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0 to {2**31 - 1}")
+    return value
+
+
 def fail(message, code=1):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)

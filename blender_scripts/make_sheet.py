@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import fail, follow_jobs, register_addon, script_args  # noqa: E402
+from _bootstrap import fail, follow_jobs, register_addon, script_args, seed_arg  # noqa: E402
 
 
 def parse(argv):
@@ -36,7 +36,7 @@ def parse(argv):
     p.add_argument("--no-depth", action="store_true", help="condition on the OpenPose sheet only")
     p.add_argument("--upscale", type=float, default=2.0, help="1 to 2 (1: no upscale)")
     p.add_argument("--no-face-detail", action="store_true", help="skip the face detail pass")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
     p.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
     p.add_argument("--out", default="out/sheets", help="folder for maps and downloaded results")

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import fail, follow_jobs, register_addon, script_args  # noqa: E402
+from _bootstrap import fail, follow_jobs, register_addon, script_args, seed_arg  # noqa: E402
 
 EXPRESSIONS = ("happy", "sad", "angry", "surprised", "scared", "custom")
 
@@ -39,7 +39,7 @@ def parse(argv):
     p.add_argument("--expression", choices=EXPRESSIONS, help="then change this expression")
     p.add_argument("--expression-words", default="", help="the custom expression in words")
     p.add_argument("--expression-rig", default="", help="whose face (default: the first rig showing one)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
     p.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
     p.add_argument("--out", default="out/shots", help="folder for maps and downloaded results")

@@ -3,7 +3,6 @@ an identity pack and the sheet into an image plane; list, rename, import and exp
 
 import functools
 import os
-import random
 
 import bpy
 
@@ -11,7 +10,7 @@ from ..core import identity_pack, sheet_layout
 from ..core.errors import UserError
 from ..core.job_spec import character_sheet_spec, safe_name
 from . import jobs, planes, preferences
-from .generation import reference_pngs, resolve_dir
+from .generation import pick_seed, reference_pngs, resolve_dir
 from .rig import ROLE, rigs_in_scene
 from .sheet import render_sheet
 
@@ -57,7 +56,7 @@ def make_sheet(context, name=None, seed=None):
     out_dir = os.path.join(resolve_dir(s.results_dir), "sheets", name)
     record = render_sheet(context, rig, os.path.join(out_dir, "maps"), layout_from(s), depth=s.sheet_use_depth)
     if seed is None:
-        seed = random.randrange(2**32) if s.random_seed else s.seed
+        seed = pick_seed(s)
     s.seed = seed
     controls = {}
     for control, strength in (("openpose", s.openpose_strength), ("depth", s.depth_strength)):

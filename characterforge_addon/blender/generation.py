@@ -9,12 +9,20 @@ import tempfile
 import bpy
 import numpy as np
 
-from ..core import control_maps, identity_pack, keypoints
+from ..core import control_maps, identity_pack, keypoints, shot_regions
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import LIMITS, background_spec, posed_character_spec
 from . import controls, jobs, joints, passes, planes, preferences
 from .rig import character_meshes, rigs_in_scene
+
+
+SEEDS = 2**31  # Blender's int properties (the Seed field, the planes' custom properties) are signed 32-bit
+
+
+def pick_seed(settings):
+    """The seed for a new job: a new random one, or the Seed field's."""
+    return random.randrange(SEEDS) if settings.random_seed else settings.seed
 
 
 def resolve_dir(path):
@@ -95,14 +103,28 @@ def identity_inputs(context):
     return references, embedding
 
 
+def maps_people(controls_dir):
+    """(width, height, people) of the maps' openpose.json."""
+    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
+        return keypoints.from_openpose_dict(json.load(f))
+
+
 def rig_keypoints(controls_dir, width, height):
     """{rig: 18 body joints} from the maps' openpose.json, in the job's pixel size, to score
     the output's pose against."""
-    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
-        w, h, people = keypoints.from_openpose_dict(json.load(f))
+    w, h, people = maps_people(controls_dir)
     sx, sy = (width // 8 * 8) / w, (height // 8 * 8) / h
     return {safe_key(p.name): [[round(x * sx, 2), round(y * sy, 2), c] for x, y, c in p.body.tolist()]
             for p in people if p.name}
+
+
+def rig_faces(controls_dir, width, height):
+    """{rig: face box} from the maps' face keypoints (nose, eyes and ears without them), in the
+    job's pixel size; rigs whose face is too small to redraw are left out."""
+    w, h, people = maps_people(controls_dir)
+    boxes = {safe_key(p.name): shot_regions.face_box(p, width // 8 * 8, height // 8 * 8, (w, h))
+             for p in people if p.name}
+    return {name: box for name, box in boxes.items() if box}
 
 
 def safe_key(name):
@@ -119,7 +141,7 @@ def generate(context, seed=None):
     controls_dir = os.path.join(shot_dir, "controls")
     manifest = controls.render_controls(context, controls_dir, camera, settings.drop_occluded, preview=False)
     if seed is None:
-        seed = random.randrange(2**32) if settings.random_seed else settings.seed
+        seed = pick_seed(settings)
     settings.seed = seed
     w, h = manifest["resolution"]
     references, embedding = identity_inputs(context)
@@ -131,7 +153,7 @@ def generate(context, seed=None):
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     distance = subject_distance(scene, camera)
     return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
-                                                                extra=planes.keypoints_prop(spec)))
+                                                                extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
 
 
 def spec_summary(spec):
@@ -179,7 +201,7 @@ def regenerate(context, obj, new_seed):
     from . import shots
     settings = context.scene.characterforge
     spec = json.loads(obj["characterforge_job"])
-    seed = random.randrange(2**32) if new_seed else spec["seed"]
+    seed = random.randrange(SEEDS) if new_seed else spec["seed"]
     settings.negative_prompt = spec.get("negative_prompt", "")
     settings.steps, settings.guidance = spec["steps"], spec["guidance"]
     kind = spec.get("kind", "posed_character")
@@ -238,7 +260,7 @@ def make_background(context, seed=None):
     if not s.background_prompt.strip():
         raise UserError("describe the background (Background prompt), or choose a Background picture")
     if seed is None:
-        seed = random.randrange(2**32) if s.random_seed else s.seed
+        seed = pick_seed(s)
     w, h = joints.camera_model(scene, camera).resolution
     depth = set_depth_png(context, camera) if s.background_use_set_depth else None
     spec = background_spec(s.background_prompt, w, h, depth, s.depth_strength, s.negative_prompt, seed, s.steps,

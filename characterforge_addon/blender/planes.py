@@ -78,13 +78,18 @@ def show_variant(obj):
                 other.hide_render = other.hide_viewport = other != obj
 
 
-def keypoints_prop(spec):
-    """The pose that made a picture, kept on its plane: {rig: 18 body joints} in its pixels
-    (expression edits find the face there even after the rig moved on)."""
-    return {KEYPOINTS: json.dumps(spec["keypoints"])} if spec.get("keypoints") else {}
-
-
 KEYPOINTS = "characterforge_keypoints"
+FACES = "characterforge_faces"
+
+
+def pose_props(spec, faces):
+    """The pose that made a picture, kept on its plane so expression edits find each face even
+    after the rigs moved on: {rig: 18 body joints} and {rig: face box from the face keypoints},
+    in the picture's pixels."""
+    props = {FACES: json.dumps(faces)}
+    if spec.get("keypoints"):
+        props[KEYPOINTS] = json.dumps(spec["keypoints"])
+    return props
 
 
 def file_of(obj):

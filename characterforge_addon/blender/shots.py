@@ -5,7 +5,6 @@ their results placed as planes in the shot's collection."""
 import functools
 import json
 import os
-import random
 
 import bpy
 import numpy as np
@@ -81,11 +80,10 @@ def make_shot(context, seed=None):
         characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
                            "references": references[:LIMITS["max_references"]], "embedding": embedding,
                            "scale": s.identity_scale})
-    with open(os.path.join(controls_dir, "openpose.json"), encoding="utf-8") as f:
-        map_w, map_h, people = keypoints.from_openpose_dict(json.load(f))
+    map_w, map_h, people = generation.maps_people(controls_dir)
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
     if seed is None:
-        seed = random.randrange(2**32) if s.random_seed else s.seed
+        seed = generation.pick_seed(s)
     s.seed = seed
     spec = shot_spec(s.background_prompt, generation.control_inputs(s, controls_dir), w, h, background, characters,
                      s.negative_prompt, seed, s.steps, s.guidance, preferences.get(context).profile,
@@ -97,21 +95,25 @@ def make_shot(context, seed=None):
     cutouts = {f"{spec['name']}_cutout_{generation.safe_key(rig.name)}": generation.subject_distance(scene, camera, [rig])
                for rig in rigs}
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=planes.keypoints_prop(spec))
+                              distances=cutouts, extra=planes.pose_props(spec, generation.rig_faces(controls_dir, w, h)))
     return jobs.start(context, spec, shot_dir, place)
 
 
 def expression_face(scene, obj, width, height):
     """(rig, face box in the picture's pixels) of the face to change, from the pose that made
-    the picture (kept on its plane): the chosen rig's, else the first rig whose face shows."""
-    wanted = scene.characterforge.expression_rig
-    for name, body in json.loads(obj.get(planes.KEYPOINTS, "{}")).items():
-        if wanted and name != generation.safe_key(wanted):
+    the picture (kept on its plane): the chosen rig's, else the first whose face shows. The box
+    is the rig's face keypoints', or its head joints' (nose, eyes, ears) where those are missing."""
+    wanted = generation.safe_key(scene.characterforge.expression_rig) if scene.characterforge.expression_rig else ""
+    faces = json.loads(obj.get(planes.FACES, "{}"))
+    bodies = json.loads(obj.get(planes.KEYPOINTS, "{}"))
+    for name in list(faces) + [n for n in bodies if n not in faces]:
+        if wanted and name != wanted:
             continue
-        box = shot_regions.face_box(keypoints.Person(name, body=np.asarray(body, dtype=np.float64)), width, height)
+        box = faces.get(name) or shot_regions.face_box(
+            keypoints.Person(name, body=np.asarray(bodies[name], dtype=np.float64)), width, height)
         if box:
             return next((r for r in rigs_in_scene(scene) if generation.safe_key(r.name) == name), None), box
-    who = f"rig '{wanted}'" if wanted else "any rig"
+    who = f"rig '{scene.characterforge.expression_rig}'" if wanted else "any rig"
     raise UserError(f"'{obj.name}' shows no face of {who} large enough to redraw (or it was not made from the "
                     "rigs): turn the face towards the camera or frame it closer, make the picture again, or choose "
                     "another rig under Whose face")
@@ -137,7 +139,7 @@ def make_expression(context, obj, seed=None):
     references, embedding = generation.pack_identity(pack) if pack else ([], None)
     expression = s.expression.lower()
     if seed is None:
-        seed = random.randrange(2**32) if s.random_seed else s.seed
+        seed = generation.pick_seed(s)
     stem = os.path.splitext(os.path.basename(path))[0]
     spec = expression_spec(png, width, height, expression, rig_prompt(scene, rig) if rig else s.prompt,
                            s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,
@@ -147,6 +149,8 @@ def make_expression(context, obj, seed=None):
     camera = obj.parent
     if camera is None:
         raise UserError(f"'{obj.name}' is not attached to a camera any more: make the result again")
-    keep = {planes.KEYPOINTS: obj[planes.KEYPOINTS], "characterforge_source": obj.name}  # for later edits, Regenerate
+    # the pose goes along (a later edit of this edit finds the face), and the source (for Regenerate)
+    keep = {key: obj[key] for key in (planes.KEYPOINTS, planes.FACES) if key in obj}
+    keep["characterforge_source"] = obj.name
     place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z, extra=keep)
     return jobs.start(context, spec, shot_dir, place)

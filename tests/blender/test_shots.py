@@ -129,3 +129,14 @@ def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
     scene.objects["Hero"].characterforge.character = "Nobody"
     with pytest.raises(RuntimeError, match="plays character 'Nobody', which is not in Characters"):
         bpy.ops.characterforge.make_shot()
+
+
+def test_new_seeds_fit_blenders_int_properties(bpy, scene):
+    """A random seed becomes the Seed field and a custom property of the plane: both signed 32-bit."""
+    from characterforge_addon.blender import generation
+    s = scene.characterforge
+    s.random_seed = True
+    seeds = [generation.pick_seed(s) for _ in range(2000)]
+    assert all(0 <= seed < 2**31 for seed in seeds) and max(seeds) > 2**30  # the whole range, not a corner
+    s.seed = max(seeds)
+    scene["characterforge_seed"] = max(seeds)
