@@ -70,11 +70,16 @@ def make_shot(context, seed=None):
     controls_dir = os.path.join(shot_dir, "controls")
     manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
     w, h = manifest["resolution"]
-    rigs = [r for r in rigs_in_scene(scene) if r.name in manifest["masks"]]
+    masks = {}
+    for rig in rigs_in_scene(scene):
+        with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
+            masks[rig.name] = f.read()
+    rigs = [r for r in rigs_in_scene(scene) if decode_png(masks[r.name]).any()]  # those the camera sees
+    if not rigs:
+        raise UserError(f"the camera '{camera.name}' sees none of the rigs: frame at least one character")
     characters = []
     for rig in rigs:
-        with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
-            mask = f.read()
+        mask = masks[rig.name]
         pack = rig_pack(scene, rig, len(rigs) == 1)
         references, embedding = generation.pack_identity(pack) if pack else ([], None)
         characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,

@@ -129,6 +129,9 @@ def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
     scene.objects["Hero"].characterforge.character = "Nobody"
     with pytest.raises(RuntimeError, match="plays character 'Nobody', which is not in Characters"):
         bpy.ops.characterforge.make_shot()
+    scene.objects["Hero"].location.x = 40.0  # out of the camera's view
+    with pytest.raises(RuntimeError, match="sees none of the rigs"):
+        bpy.ops.characterforge.make_shot()
 
 
 def test_new_seeds_fit_blenders_int_properties(bpy, scene):
