@@ -44,6 +44,28 @@ def seed_arg(text):
     return value
 
 
+def add_job_options(parser, out):
+    """The options every generating script shares: seed, steps, profile and folders."""
+    parser.add_argument("--seed", type=seed_arg, default=0)
+    parser.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
+    parser.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
+    parser.add_argument("--out", default=out, help="folder for maps and downloaded results")
+    parser.add_argument("--characters", help="characters folder (default: the add-on's)")
+    parser.add_argument("--data", help="backend data folder (default: the add-on's)")
+
+
+def apply_job_options(args, settings):
+    """Point the add-on's backend and folders where the options say, and set seed and steps."""
+    os.environ.setdefault("CHARACTERFORGE_BACKEND_PYTHON", sys.executable)
+    os.environ["CHARACTERFORGE_PROFILE"] = args.profile
+    for name, value in (("CHARACTERFORGE_CHARACTERS", args.characters), ("CHARACTERFORGE_DATA", args.data)):
+        if value:
+            os.environ[name] = os.path.abspath(value)
+    settings.random_seed, settings.seed = False, args.seed
+    settings.steps = args.steps or (4 if args.profile == "tiny" else 30)
+    settings.results_dir = os.path.abspath(args.out)
+
+
 def fail(message, code=1):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)

@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import fail, follow_jobs, register_addon, script_args, seed_arg  # noqa: E402
+from _bootstrap import add_job_options, apply_job_options, fail, follow_jobs, register_addon, script_args  # noqa: E402
 
 
 def parse(argv):
@@ -36,12 +36,7 @@ def parse(argv):
     p.add_argument("--no-depth", action="store_true", help="condition on the OpenPose sheet only")
     p.add_argument("--upscale", type=float, default=2.0, help="1 to 2 (1: no upscale)")
     p.add_argument("--no-face-detail", action="store_true", help="skip the face detail pass")
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
-    p.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
-    p.add_argument("--out", default="out/sheets", help="folder for maps and downloaded results")
-    p.add_argument("--characters", help="characters folder (default: the add-on's)")
-    p.add_argument("--data", help="backend data folder (default: the add-on's)")
+    add_job_options(p, out="out/sheets")
     p.add_argument("--maps-only", action="store_true", help="render the sheet maps and stop")
     p.add_argument("--save", help="save the .blend (with the sheet plane) here")
     return p.parse_args(argv)
@@ -63,13 +58,7 @@ def main(argv=None):
         posing.apply_library_pose(bpy.context, hero, "A_POSE")
     context = bpy.context
     s = context.scene.characterforge
-    env = {"CHARACTERFORGE_BACKEND_PYTHON": os.environ.get("CHARACTERFORGE_BACKEND_PYTHON", sys.executable),
-           "CHARACTERFORGE_PROFILE": args.profile}
-    if args.characters:
-        env["CHARACTERFORGE_CHARACTERS"] = os.path.abspath(args.characters)
-    if args.data:
-        env["CHARACTERFORGE_DATA"] = os.path.abspath(args.data)
-    os.environ.update(env)
+    apply_job_options(args, s)
     s.character_name, s.prompt, s.reference_image = args.name, args.prompt, args.reference
     if args.style is not None:
         s.sheet_style = args.style
@@ -81,9 +70,6 @@ def main(argv=None):
         s.sheet_face_views = args.face_views
     s.sheet_width, s.sheet_height, s.sheet_spacing = args.width, args.height, args.spacing
     s.sheet_use_depth, s.sheet_upscale, s.sheet_face_detail = not args.no_depth, args.upscale, not args.no_face_detail
-    s.random_seed, s.seed = False, args.seed
-    s.steps = args.steps or (4 if args.profile == "tiny" else 30)
-    s.results_dir = os.path.abspath(args.out)
     try:
         if args.rig:
             target = context.scene.objects.get(args.rig)

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import fail, follow_jobs, register_addon, script_args, seed_arg  # noqa: E402
+from _bootstrap import add_job_options, apply_job_options, fail, follow_jobs, register_addon, script_args  # noqa: E402
 
 EXPRESSIONS = ("happy", "sad", "angry", "surprised", "scared", "custom")
 
@@ -39,12 +39,7 @@ def parse(argv):
     p.add_argument("--expression", choices=EXPRESSIONS, help="then change this expression")
     p.add_argument("--expression-words", default="", help="the custom expression in words")
     p.add_argument("--expression-rig", default="", help="whose face (default: the first rig showing one)")
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--steps", type=int, help="denoising steps (default 30, tiny: 4)")
-    p.add_argument("--profile", default=os.environ.get("CHARACTERFORGE_PROFILE", "sdxl"))
-    p.add_argument("--out", default="out/shots", help="folder for maps and downloaded results")
-    p.add_argument("--characters", help="characters folder (default: the add-on's)")
-    p.add_argument("--data", help="backend data folder (default: the add-on's)")
+    add_job_options(p, out="out/shots")
     p.add_argument("--save", help="save the .blend with the shot's planes here")
     return p.parse_args(argv)
 
@@ -99,13 +94,8 @@ def main(argv=None):
     context = bpy.context
     scene = context.scene
     s = scene.characterforge
-    os.environ.update({k: os.path.abspath(v) for k, v in (("CHARACTERFORGE_CHARACTERS", args.characters),
-                                                          ("CHARACTERFORGE_DATA", args.data)) if v})
-    os.environ.setdefault("CHARACTERFORGE_BACKEND_PYTHON", sys.executable)
-    os.environ["CHARACTERFORGE_PROFILE"] = args.profile
-    s.shot, s.results_dir = args.shot, os.path.abspath(args.out)
-    s.random_seed, s.seed = False, args.seed
-    s.steps = args.steps or (4 if args.profile == "tiny" else 30)
+    apply_job_options(args, s)
+    s.shot = args.shot
     s.composite_mode, s.fix_hands, s.expression_custom = args.mode.upper(), not args.no_hands, args.expression_words
     s.background_use_set_depth, s.background_sharp = not args.no_set_depth, not args.no_sharp
     if args.prompt is not None:
