@@ -58,16 +58,38 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                            max_leaves=8)
 FIELDS = ["kind", "prompt", "negative_prompt", "seed", "steps", "guidance", "batch", "width", "height", "profile",
-          "name", "controls", "identity", "keypoints", "retry", "views", "upscale", "faces", "style"]
+          "name", "controls", "identity", "keypoints", "retry", "views", "upscale", "faces", "style", "background",
+          "characters", "composite", "hands", "image", "expression", "custom", "face_box", "strength", "detector"]
 
 
 def sheet_spec():
     return spec(kind="character_sheet", views=[{"name": "front", "kind": "body", "box": [0, 0, 32, 32]}])
 
 
+def shot_spec():
+    return spec(kind="shot", background={"image": png_b64()},
+                characters=[{"name": "Hero", "prompt": "a knight", "mask": png_b64(),
+                             "identity": {"images": [png_b64()], "scale": 0.5}}],
+                composite={"mode": "cutout", "grow": 8}, hands={"boxes": [[0, 0, 16, 16]]})
+
+
+def expression_spec():
+    return spec(kind="expression", controls={}, image=png_b64(), expression="sad", face_box=[8, 8, 40, 40])
+
+
+def test_the_specs_mutated_below_are_valid():
+    from characterforge_addon.core.job_spec import validate_job
+    for base in (spec(), sheet_spec(), shot_spec(), expression_spec()):
+        validate_job(base)
+
+
 @settings(max_examples=max(EXAMPLES * 5, 200), deadline=None)
-@given(base=st.sampled_from([spec(), sheet_spec()]), field=st.sampled_from(FIELDS + ["controls.openpose",
-       "identity.images", "views.0", "views.0.box", "upscale.factor", "faces.size"]), value=json_values)
+@given(base=st.sampled_from([spec(), sheet_spec(), shot_spec(), expression_spec()]),
+       field=st.sampled_from(FIELDS + ["controls.openpose", "identity.images", "views.0", "views.0.box",
+                                       "upscale.factor", "faces.size", "background.image", "characters.0",
+                                       "characters.0.mask", "characters.0.name", "characters.0.identity",
+                                       "characters.0.identity.embedding", "composite.mode", "composite.grow",
+                                       "hands.boxes", "hands.strength"]), value=json_values)
 def test_validator_refuses_any_mutation_with_a_field_error(base, field, value):
     from characterforge_addon.core.job_spec import JobSpecError, validate_job
     mutated = json.loads(json.dumps(base))
