@@ -8,32 +8,15 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core import identity_pack, lora_dataset
 from ..core.errors import UserError
-from . import characters, jobs
+from . import characters
+from .operator_base import Reporting, StartsJob
 
 
-class _Reporting:
-    """execute() calls run(); a UserError becomes an error report, nothing is half done."""
-
-    def execute(self, context):
-        try:
-            message = self.run(context)
-        except (UserError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if message:
-            self.report({"INFO"}, message)
-        return {"FINISHED"}
-
-
-class CHARACTERFORGE_OT_make_sheet(_Reporting, bpy.types.Operator):
+class CHARACTERFORGE_OT_make_sheet(StartsJob, bpy.types.Operator):
     """Render the rig's character sheet maps and generate the sheet, its upscale and fixed faces;
     the result becomes an identity pack"""
     bl_idname = "characterforge.make_sheet"
     bl_label = "Make Character Sheet"
-
-    @classmethod
-    def poll(cls, context):
-        return not jobs.active()
 
     def run(self, context):
         s = context.scene.characterforge
@@ -45,7 +28,7 @@ class CHARACTERFORGE_OT_make_sheet(_Reporting, bpy.types.Operator):
         return None
 
 
-class CHARACTERFORGE_OT_refresh_characters(_Reporting, bpy.types.Operator):
+class CHARACTERFORGE_OT_refresh_characters(Reporting, bpy.types.Operator):
     """Read the characters folder again"""
     bl_idname = "characterforge.refresh_characters"
     bl_label = "Refresh Characters"
@@ -55,7 +38,7 @@ class CHARACTERFORGE_OT_refresh_characters(_Reporting, bpy.types.Operator):
         return None
 
 
-class CHARACTERFORGE_OT_rename_character(_Reporting, bpy.types.Operator):
+class CHARACTERFORGE_OT_rename_character(Reporting, bpy.types.Operator):
     """Rename the selected character (its folder and its pack)"""
     bl_idname = "characterforge.rename_character"
     bl_label = "Rename Character"
@@ -72,7 +55,7 @@ class CHARACTERFORGE_OT_rename_character(_Reporting, bpy.types.Operator):
         return f"Renamed to {os.path.basename(folder)}"
 
 
-class CHARACTERFORGE_OT_toggle_identity_face(_Reporting, bpy.types.Operator):
+class CHARACTERFORGE_OT_toggle_identity_face(Reporting, bpy.types.Operator):
     """Use this face crop as an identity reference, or stop using it"""
     bl_idname = "characterforge.toggle_identity_face"
     bl_label = "Identity Face"
@@ -85,7 +68,7 @@ class CHARACTERFORGE_OT_toggle_identity_face(_Reporting, bpy.types.Operator):
         return None
 
 
-class CHARACTERFORGE_OT_export_character(_Reporting, bpy.types.Operator, ExportHelper):
+class CHARACTERFORGE_OT_export_character(Reporting, bpy.types.Operator, ExportHelper):
     """Save the selected character as a zip, to share or back up"""
     bl_idname = "characterforge.export_character"
     bl_label = "Export Character"
@@ -97,7 +80,7 @@ class CHARACTERFORGE_OT_export_character(_Reporting, bpy.types.Operator, ExportH
         return f"Saved {path}"
 
 
-class CHARACTERFORGE_OT_import_character(_Reporting, bpy.types.Operator, ImportHelper):
+class CHARACTERFORGE_OT_import_character(Reporting, bpy.types.Operator, ImportHelper):
     """Add a character from a zip exported by CharacterForge"""
     bl_idname = "characterforge.import_character"
     bl_label = "Import Character"
@@ -110,7 +93,7 @@ class CHARACTERFORGE_OT_import_character(_Reporting, bpy.types.Operator, ImportH
         return f"Imported {os.path.basename(folder)}"
 
 
-class CHARACTERFORGE_OT_export_dataset(_Reporting, bpy.types.Operator):
+class CHARACTERFORGE_OT_export_dataset(Reporting, bpy.types.Operator):
     """Write the selected character's views and faces with captions as a LoRA training set
     (kohya_ss and diffusers layouts)"""
     bl_idname = "characterforge.export_dataset"

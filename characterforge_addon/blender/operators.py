@@ -9,6 +9,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from ..core.errors import UserError
 from ..core.rig_mapping import auto_mapping
 from . import backend_process, controls, generation, jobs, planes, posing, rig, shots
+from .operator_base import StartsJob
 from .properties import POSE_ITEMS
 
 
@@ -169,27 +170,17 @@ class CHARACTERFORGE_OT_render_controls(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CHARACTERFORGE_OT_generate(bpy.types.Operator):
+class CHARACTERFORGE_OT_generate(StartsJob, bpy.types.Operator):
     """Render the control maps and generate the posed character with the backend (runs in the background)"""
     bl_idname = "characterforge.generate"
     bl_label = "Generate"
 
-    @classmethod
-    def poll(cls, context):
-        return not jobs.active()
-
-    def execute(self, context):
+    def run(self, context):
         if not context.scene.characterforge.prompt.strip():
-            self.report({"ERROR"}, "Write a prompt first: what does the character look like?")
-            return {"CANCELLED"}
+            raise UserError("Write a prompt first: what does the character look like?")
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        try:
-            generation.generate(context)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        generation.generate(context)
 
 
 class CHARACTERFORGE_OT_cancel_job(bpy.types.Operator):
@@ -209,7 +200,7 @@ class CHARACTERFORGE_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CHARACTERFORGE_OT_regenerate(bpy.types.Operator):
+class CHARACTERFORGE_OT_regenerate(StartsJob, bpy.types.Operator):
     """Generate the selected result again, with its seed or a new one"""
     bl_idname = "characterforge.regenerate"
     bl_label = "Regenerate"
@@ -219,15 +210,10 @@ class CHARACTERFORGE_OT_regenerate(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return obj is not None and "characterforge_job" in obj and not jobs.active()
+        return super().poll(context) and obj is not None and "characterforge_job" in obj
 
-    def execute(self, context):
-        try:
-            generation.regenerate(context, context.active_object, self.new_seed)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def run(self, context):
+        generation.regenerate(context, context.active_object, self.new_seed)
 
 
 class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
@@ -240,45 +226,27 @@ class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CHARACTERFORGE_OT_make_background(bpy.types.Operator):
+class CHARACTERFORGE_OT_make_background(StartsJob, bpy.types.Operator):
     """Generate the shot's background (following the set's depth if asked), or place your own
     picture, as a plane at the far end of the camera's view"""
     bl_idname = "characterforge.make_background"
     bl_label = "Make Background"
 
-    @classmethod
-    def poll(cls, context):
-        return not jobs.active()
-
-    def execute(self, context):
-        try:
-            generation.make_background(context)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def run(self, context):
+        generation.make_background(context)
 
 
-class CHARACTERFORGE_OT_make_shot(bpy.types.Operator):
+class CHARACTERFORGE_OT_make_shot(StartsJob, bpy.types.Operator):
     """Generate the shot's characters into its background (in place, or cut out and harmonized),
     each rig with its character's identity and prompt, hands fixed from the hand depth"""
     bl_idname = "characterforge.make_shot"
     bl_label = "Composite Characters"
 
-    @classmethod
-    def poll(cls, context):
-        return not jobs.active()
-
-    def execute(self, context):
-        try:
-            shots.make_shot(context)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def run(self, context):
+        shots.make_shot(context)
 
 
-class CHARACTERFORGE_OT_make_expression(bpy.types.Operator):
+class CHARACTERFORGE_OT_make_expression(StartsJob, bpy.types.Operator):
     """Redraw the face of the selected result with the chosen expression, keeping the
     character's identity; the original stays as a variant"""
     bl_idname = "characterforge.make_expression"
@@ -287,15 +255,10 @@ class CHARACTERFORGE_OT_make_expression(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return not jobs.active() and obj is not None and "characterforge_files" in obj
+        return super().poll(context) and obj is not None and "characterforge_files" in obj
 
-    def execute(self, context):
-        try:
-            shots.make_expression(context, context.active_object)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def run(self, context):
+        shots.make_expression(context, context.active_object)
 
 
 class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
