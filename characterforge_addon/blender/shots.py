@@ -70,16 +70,17 @@ def make_shot(context, seed=None):
     controls_dir = os.path.join(shot_dir, "controls")
     manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
     w, h = manifest["resolution"]
-    masks = {}
+    seen = []  # (rig, mask PNG) of the rigs the camera sees
     for rig in rigs_in_scene(scene):
         with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
-            masks[rig.name] = f.read()
-    rigs = [r for r in rigs_in_scene(scene) if decode_png(masks[r.name]).any()]  # those the camera sees
-    if not rigs:
+            mask = f.read()
+        if decode_png(mask).any():
+            seen.append((rig, mask))
+    if not seen:
         raise UserError(f"the camera '{camera.name}' sees none of the rigs: frame at least one character")
+    rigs = [rig for rig, _ in seen]
     characters = []
-    for rig in rigs:
-        mask = masks[rig.name]
+    for rig, mask in seen:
         pack = rig_pack(scene, rig, len(rigs) == 1)
         references, embedding = generation.pack_identity(pack) if pack else ([], None)
         characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
