@@ -1,22 +1,28 @@
-"""The HTTP API (FastAPI). Every request needs the token; browser pages are refused; every
-error answers {type, message, details, fix}."""
+"""The HTTP API (FastAPI). Every request needs the token; browser pages are refused; bodies
+are capped as they stream in; every error answers {type, message, details, fix}.
+The job spec's schema in the OpenAPI document is the one the validator reads (core.job_spec)."""
 
 import base64
 import binascii
 import hmac
+import json
 import os
+import re
 
-from fastapi import Body, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import UserError
-from ..core.job_spec import JobSpecError, LIMITS, image_fields, validate_job
+from ..core.job_spec import JOB_KINDS, JobSpecError, LIMITS, image_fields, json_schemas, validate_job
 from .pipelines import decode_image_bytes
 
 TOKEN_HEADER = "x-characterforge-token"
 MAX_REQUEST_BYTES = 4 * LIMITS["max_control_bytes"] + 1024 * 1024
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def error(status, type_, message, details=None, fix=""):
@@ -24,25 +30,97 @@ def error(status, type_, message, details=None, fix=""):
                                                      "fix": fix})
 
 
+def _too_large(size):
+    return error(413, "too_large", f"request of {size} bytes is over the {MAX_REQUEST_BYTES}-byte limit",
+                 fix="send smaller control images")
+
+
+class Guard:
+    """Plain ASGI in front of the app: browser pages refused (any Origin, `null` from sandboxed
+    and file:// pages too, or a browser's Sec-Fetch-Mode), the token checked, and the body counted
+    as it arrives, so a chunked body without Content-Length cannot grow past the cap in memory."""
+
+    def __init__(self, app, token):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        refusal = self._refusal(headers)
+        if refusal is None:
+            body, refusal = await self._body(receive, headers)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        sent = False
+
+        async def replay():  # the app reads the body we already hold, then waits as usual
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, headers):
+        origin = headers.get("origin")
+        if origin is not None or "sec-fetch-mode" in headers:
+            return error(403, "forbidden_origin", f"requests from web pages ({origin or 'a browser'}) are refused",
+                         fix="only the Blender add-on and local tools may call this server")
+        supplied = headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(supplied.encode("utf-8", "replace"), self.token):
+            return error(401, "unauthorized", "missing or wrong token" if supplied else "missing token",
+                         fix=f"send the token from the backend's token file in the {TOKEN_HEADER} header")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            return _too_large(length)
+        return None
+
+    @staticmethod
+    async def _body(receive, headers):
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", Response(status_code=400)  # nobody is listening for the answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_REQUEST_BYTES:
+                return b"", _too_large(f"over {MAX_REQUEST_BYTES}")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+
+def _openapi(app):
+    """FastAPI's document with each job kind's spec schema as a component, POST /jobs taking one
+    of them (told apart by `kind`)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(json_schemas())
+        refs = {kind: f"#/components/schemas/{kind}" for kind in JOB_KINDS}
+        doc["paths"]["/jobs"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [{"$ref": ref} for ref in refs.values()],
+            "discriminator": {"propertyName": "kind", "mapping": refs}}}}}
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def _parse_json(body):
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise UserError("the request body nests too deeply to be a job spec") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, a number of over 4300 digits
+        raise UserError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+
+
 def create_app(store, runner, token, doctor_report, version="0.1.0"):
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        origin = request.headers.get("origin")
-        if origin not in (None, "null"):
-            return error(403, "forbidden_origin", f"requests from web pages ({origin}) are refused",
-                         fix="only the Blender add-on and local tools may call this server")
-        supplied = request.headers.get(TOKEN_HEADER, "")
-        if not hmac.compare_digest(supplied.encode(), token.encode()):
-            return error(401, "unauthorized", "missing or wrong token" if supplied else "missing token",
-                         fix=f"send the token from the backend's token file in the {TOKEN_HEADER} header")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return error(413, "too_large", f"request of {length} bytes is over the {MAX_REQUEST_BYTES}-byte limit",
-                         fix="send smaller control images")
-        return await call_next(request)
+    app.add_middleware(Guard, token=token)
+    app.openapi = lambda: _openapi(app)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, exc):
@@ -60,14 +138,19 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
     @app.get("/health")
     def health():
         return {"status": "ok", "version": version, "pending": store.count("pending"),
-                "running": store.count("running")}
+                "running": store.count("running"), "notices": store.notices}
 
     @app.get("/models")
     def models_report():
         return doctor_report()
 
     @app.post("/jobs", status_code=201)
-    async def submit(request: Request, spec: dict = Body(...)):
+    async def submit(request: Request):
+        """Queue a job: the body is one job spec (see the components' schemas, one per kind)."""
+        try:
+            spec = _parse_json(await request.body())
+        except UserError as exc:
+            return error(400, "invalid_request", str(exc), fix="send the job spec as a JSON object")
         try:
             job = validate_job(spec)
             for field, image in image_fields(job):  # every picture must be a readable PNG before the job is queued
@@ -81,12 +164,15 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
         except UserError as exc:
             return error(400, "invalid_job", str(exc))
         if runner.queue_full():
-            return error(429, "queue_full", f"{runner.max_pending} jobs are already waiting",
-                         fix="wait for jobs to finish or cancel some, then send again")
+            wait_s = runner.retry_after()
+            answer = error(429, "queue_full", f"{runner.max_pending} jobs are already waiting",
+                           {"retry_after_s": wait_s}, f"send again in {wait_s} s, or cancel some jobs")
+            answer.headers["Retry-After"] = str(wait_s)
+            return answer
         return {"id": runner.submit(job)}
 
     def _job_or_404(job_id):
-        job = store.get(job_id) if len(job_id) <= 64 else None
+        job = store.get(job_id) if JOB_ID.match(job_id) else None
         if job is None:
             return None, error(404, "not_found", f"no job {job_id!r}")
         return job, None

@@ -310,7 +310,7 @@ class Engine:
                 preview(step_kwargs["latents"], self.profile.family)
             return step_kwargs
 
-        if strength < 1.0:
+        if "image" in kwargs:  # always said: the inpaint pipeline's own default (0.9999) leaves 1 step none
             kwargs["strength"] = strength
         generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
         out = pipe(num_inference_steps=steps, guidance_scale=spec["guidance"],

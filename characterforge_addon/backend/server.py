@@ -4,6 +4,11 @@ import ipaddress
 import os
 import secrets
 import socket
+import sys
+import tempfile
+import threading
+
+from filelock import FileLock, Timeout
 
 from ..core.errors import UserError
 from . import models, profiles
@@ -37,10 +42,61 @@ def load_or_make_token(data_dir, token=None):
             os.chmod(path, 0o600)
             return existing, path
     token = secrets.token_urlsafe(32)
+    write_token(path, token)
+    return token, path
+
+
+def write_token(path, token):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
-    return token, path
+
+
+def check_writable(data_dir):
+    """A clear refusal for a data folder this process cannot write (read-only disk, permissions)."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise UserError(f"the data folder {data_dir} cannot be written ({exc.strerror or exc}): give the backend a "
+                        "folder it may write (--data DIR, or the add-on's preferences) or fix its permissions") from None
+
+
+def claim(data_dir):
+    """Hold <data>/backend.lock for the life of this process: two backends on one data folder
+    would run the same jobs twice and write the same index. The OS frees it if we die."""
+    lock = FileLock(os.path.join(data_dir, "backend.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"another CharacterForge backend is already using the data folder {data_dir}: use that one, stop it first, or start this one "
+                        "with another --data folder") from None
+    return lock
+
+
+class TokenKeeper(threading.Thread):
+    """Writes the token file again if it is deleted while the server runs (the add-on reads it
+    to talk to us; the server keeps the token it started with)."""
+
+    def __init__(self, path, token, every_s=1.0):
+        super().__init__(name="characterforge-token", daemon=True)
+        self.path, self.token, self.every_s = path, token, every_s
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(self.every_s):
+            try:
+                with open(self.path) as f:
+                    if f.read().strip() == self.token:
+                        continue
+            except OSError:
+                pass
+            try:
+                write_token(self.path, self.token)
+                print(f"token file {self.path} was missing or changed: written again", file=sys.stderr, flush=True)
+            except OSError as exc:
+                print(f"token file {self.path} is missing and cannot be written ({exc})", file=sys.stderr, flush=True)
 
 
 class Backend:
@@ -49,13 +105,24 @@ class Backend:
     def __init__(self, data_dir, profile_name="sdxl", memory="auto", allow_download=False, token=None,
                  max_pending=32):
         self.data_dir = os.path.abspath(os.path.expanduser(data_dir))
-        os.makedirs(self.data_dir, exist_ok=True)
+        check_writable(self.data_dir)
+        self._claim = claim(self.data_dir)
+        try:
+            self._setup(profile_name, memory, allow_download, token, max_pending)
+        except BaseException:
+            self._claim.release()
+            raise
+
+    def _setup(self, profile_name, memory, allow_download, token, max_pending):
         self.models_dir = os.path.join(self.data_dir, "models")
         self.profile_dirs = (os.path.join(self.data_dir, "profiles"),)
         self.default_profile = profiles.load_profile(profile_name, self.profile_dirs).name
         self.memory, self.allow_download = memory, allow_download
         self.token, self.token_path = load_or_make_token(self.data_dir, token)
+        self._token_keeper = TokenKeeper(self.token_path, self.token) if self.token_path else None
         self.store = JobStore(self.data_dir)
+        for notice in self.store.notices:
+            print(f"notice: {notice}", file=sys.stderr, flush=True)
         self._engines = {}
         self.runner = JobRunner(self.store, self.engine_for, max_pending)
         self.app = create_app(self.store, self.runner, self.token, self.doctor)
@@ -73,10 +140,15 @@ class Backend:
 
     def start(self):
         self.runner.start()
+        if self._token_keeper:
+            self._token_keeper.start()
 
     def stop(self):
         self.runner.stop()
         self.store.close()
+        if self._token_keeper:
+            self._token_keeper.stopped.set()
+        self._claim.release()
 
 
 def serve(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None, log_level="info"):

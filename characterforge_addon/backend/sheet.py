@@ -129,9 +129,9 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     factor = spec["upscale"]["factor"]
     sheet = upscale(engine, base, spec, identity, progress, cancel) if factor > 1 else base
     factor = sheet.shape[1] / base.shape[1]
-    faces = {"enabled": spec["faces"]["enabled"], "source": None, "boxes": [],
+    faces = {"enabled": spec["faces"]["enabled"] and spec["faces"]["strength"] > 0, "source": None, "boxes": [],
              "size": spec["faces"]["size"] or engine.profile.native_size}
-    if spec["faces"]["enabled"]:
+    if faces["enabled"]:
         progress.stage("faces: finding faces")
         boxes, faces["source"] = face_regions(spec, factor, sheet, face_tools)
         if no_detector_reason:

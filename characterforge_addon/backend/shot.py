@@ -174,7 +174,7 @@ def _fix_hands(engine, shot, job, image, progress, cancel):
     """(image with each hand redrawn from the hand depth map, the record of it)."""
     spec = shot.spec
     hands = {"enabled": spec["hands"]["enabled"], "boxes": spec["hands"]["boxes"], "redrawn": []}
-    if not spec["hands"]["enabled"] or not spec["hands"]["boxes"]:
+    if not spec["hands"]["enabled"] or not spec["hands"]["boxes"] or spec["hands"]["strength"] == 0:
         return image, hands
     hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))
     hand_maps = [("hand_depth", shot.maps["hand_depth"])] if "hand_depth" in shot.maps else []

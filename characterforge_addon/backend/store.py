@@ -5,6 +5,7 @@ keep their order, finished results stay where they are. Result files are written
 temporary name and renamed, so a result listed in the index is always complete.
 """
 
+import glob
 import json
 import os
 import sqlite3
@@ -12,6 +13,7 @@ import threading
 import time
 import uuid
 
+from ..core.errors import UserError
 from ..core.image_io import write_atomic
 from ..core.job_spec import safe_name
 
@@ -38,21 +40,48 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 
 class JobStore:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, busy_timeout_s=10.0):
         self.data_dir = os.path.abspath(data_dir)
         self.results_dir = os.path.join(self.data_dir, "results")
         os.makedirs(self.results_dir, exist_ok=True)
+        self.path = os.path.join(self.data_dir, "jobs.sqlite3")
+        self.notices = []  # what the user should know about this start (shown by /health and the log)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(os.path.join(self.data_dir, "jobs.sqlite3"), check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes of this process
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = self._open(busy_timeout_s)
+        except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc):
+                raise UserError(f"the job index {self.path} is locked by another program ({exc}): close whatever "
+                                "holds it (a database browser, a second backend) and start again") from None
+            # damaged: keep it for inspection and start a new one; result files stay where they are
+            aside = f"{self.path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, aside + suffix)
+            self.notices.append(f"the job index was damaged ({exc}); it was moved to {aside} and a new one started: "
+                                f"finished results are still in {self.results_dir}, jobs not yet run must be sent again")
+            self._db = self._open(busy_timeout_s)
+
+    def _open(self, busy_timeout_s):
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes of this process
+            db.executescript(_SCHEMA)
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check found damage")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     # -- life cycle ------------------------------------------------------------------------
 
     def recover(self):
-        """After a crash: the interrupted job runs again. Returns pending job ids in order."""
+        """After a crash: the interrupted job runs again, and temporary files of a result whose
+        rename never happened are removed. Returns pending job ids in order."""
+        for tmp in glob.glob(os.path.join(self.results_dir, "*", ".tmp-*")):
+            os.unlink(tmp)
         with self._lock:
             self._db.execute("UPDATE jobs SET status='pending', step=0, stage='' WHERE status='running'")
             rows = self._db.execute("SELECT id FROM jobs WHERE status='pending' ORDER BY seq").fetchall()

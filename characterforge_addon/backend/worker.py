@@ -40,7 +40,8 @@ class JobRunner:
         for event in list(self._cancel.values()):
             event.set()
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def submit(self, spec):
         job_id = self.store.add(spec)
@@ -60,6 +61,13 @@ class JobRunner:
             event.set()
             return True
         return False
+
+    def retry_after(self):
+        """Seconds after which a full queue may take a job again: the running job's time left
+        (at least 1 s), or a few seconds before its speed is known."""
+        running = [self.eta(j) for j in map(self.store.get, list(self._cancel)) if j]
+        known = [t for t in running if t is not None]
+        return max(1, round(min(known))) if known else 5
 
     def eta(self, job):
         if job["status"] != "running" or not job["step"]:

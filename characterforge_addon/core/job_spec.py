@@ -2,13 +2,13 @@
 
 Pure Python so the add-on and the backend validate the very same fields with the very same
 limits. A spec is plain JSON; `validate_job` returns a normalised copy or raises JobSpecError
-naming the field, what is wrong and how to fix it.
+naming the field, what is wrong and how to fix it. Each kind's fields are declared once
+(`SCHEMAS`, with `spec_fields`): the validator and the published JSON Schema both come from
+that declaration; the few rules that tie fields together follow it.
 """
 
-import math
-import re
-
-from .errors import UserError
+from .spec_fields import (Box, Choice, Const, Flag, Image, Integer, JobSpecError, ListOf, MapOf, Name, Number, Obj,
+                          Text, image_values, safe_name)
 
 SPEC_VERSION = 1
 JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression")
@@ -37,64 +37,154 @@ EXPRESSIONS = {
 }
 COMPOSITE_MODES = ("inpaint", "cutout")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EMBEDDING_SIZE = 512  # an insightface (ArcFace) face embedding: what FaceID and the identity score take
 
 
-class JobSpecError(UserError):
-    def __init__(self, field, message, fix=""):
-        self.field, self.fix = field, fix
-        super().__init__(f"{field}: {message}" + (f" ({fix})" if fix else ""))
+# ---------------------------------------------------------------------------------------------
+# The declaration: one table per job kind, from which the validator and the JSON Schema come
+
+def _control(doc):
+    return Obj({"image": Image(LIMITS["max_control_bytes"], f"the {doc} map, base64 PNG at the job's size"),
+                "strength": Number(0.0, 2.0, "ControlNet conditioning scale", 1.0),
+                "start": Number(0.0, 1.0, "fraction of the steps where the control starts", 0.0),
+                "end": Number(0.0, 1.0, "fraction of the steps where the control ends (not before start)", 1.0)},
+               f"the {doc} control map", omit=True)
 
 
-def _number(spec, key, default, lo, hi, integer=False, prefix=""):
-    value, field = spec.get(key, default), prefix + key
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise JobSpecError(field, f"must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise JobSpecError(field, f"must be finite, got {value!r}")
-    if integer and value != int(value):
-        raise JobSpecError(field, f"must be a whole number, got {value!r}")
-    if not lo <= value <= hi:
-        raise JobSpecError(field, f"must be between {lo} and {hi}, got {value!r}")
-    return int(value) if integer else float(value)
+def _controls(names, doc, required=None, fix=""):
+    fields = {n: _control(n.replace("_", " ")) for n in names}
+    if required:
+        fields[required] = Obj(fields[required].fields, fields[required].doc, fix=fix)
+        return Obj(fields, doc, fix=fix)
+    return Obj(fields, doc, default={}, fix=fix)
 
 
-def _text(spec, field, default=""):
-    value = spec.get(field, default)
-    if not isinstance(value, str):
-        raise JobSpecError(field, f"must be text, got {type(value).__name__}")
-    if len(value) > LIMITS["max_prompt_chars"]:
-        raise JobSpecError(field, f"is {len(value)} characters long; the limit is {LIMITS['max_prompt_chars']}")
-    return value
+def _identity(doc):
+    return Obj({
+        "images": ListOf(Image(LIMITS["max_control_bytes"], "a picture of the character, base64 PNG"),
+                         1, LIMITS["max_references"], "pictures of the character (IP-Adapter plus-face)",
+                         fix="give one or more pictures of the character"),
+        "scale": Number(0.0, 1.5, "IP-Adapter plus-face scale", 0.6),
+        "faceid_scale": Number(0.0, 1.5, "IP-Adapter FaceID scale (used with an embedding)", 0.6),
+        "embedding": ListOf(Number(-1e6, 1e6, "a component"), EMBEDDING_SIZE, EMBEDDING_SIZE,
+                            f"the pack's mean insightface (ArcFace) embedding: {EMBEDDING_SIZE} numbers", omit=True,
+                            fix="send the pack's mean embedding as it is, or none"),
+    }, doc, omit=True)
 
 
-def safe_name(value, field):
-    """A file-safe name: letters, digits, '_', '-', '.', no path separators, no leading dot."""
-    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
-        raise JobSpecError(field, f"{value!r} is not a plain file name",
-                           "use letters, digits, '_', '-' and '.', at most 64 characters, no folders")
-    return value
+_JOINT = ListOf(Number(-1e5, 1e5, "x, y (pixels) or confidence"), 3, 3, "a joint as [x, y, confidence]")
 
 
-def _image(value, field):
-    if not isinstance(value, str) or not value:
-        raise JobSpecError(field, "must be a base64 PNG")
-    if len(value) * 3 // 4 > LIMITS["max_control_bytes"]:
-        raise JobSpecError(field, f"is over {LIMITS['max_control_bytes'] // 2**20} MiB")
-    return value
+def _common(kind, controls):
+    return {
+        "version": Const(SPEC_VERSION, "job spec format version", SPEC_VERSION),
+        "kind": Const(kind, "what the job makes"),
+        "prompt": Text(LIMITS["max_prompt_chars"], "what to draw"),
+        "negative_prompt": Text(LIMITS["max_prompt_chars"], "what not to draw"),
+        "seed": Integer(0, 2**32 - 1, "random seed", 0),
+        "steps": Integer(1, LIMITS["max_steps"], "denoising steps", 30),
+        "guidance": Number(0.0, 30.0, "classifier-free guidance scale", 6.0),
+        "batch": Integer(1, LIMITS["max_batch"], "images made at once", 1),
+        "width": Integer(64, LIMITS["max_side"], "output width in pixels", 1024, multiple_of=8),
+        "height": Integer(64, LIMITS["max_side"], "output height in pixels", 1024, multiple_of=8),
+        "profile": Name("the backend's model profile", "sdxl"),
+        "controls": controls,
+        "identity": _identity("the character's identity: reference pictures and the pack's embedding"),
+        "name": Name("result name (a file name)", "result"),
+        "keypoints": MapOf(ListOf(_JOINT, 18, 18, "18 body joints [x, y, confidence]"), 16,
+                           "the rigs' projected body joints the output's pose is scored against", omit=True),
+        "retry": Obj({"min_identity": Number(0.0, 1.0, "retry while the identity score is below this", 0.5),
+                      "max_tries": Integer(1, 5, "tries at most (new seeds), the best kept", 3)},
+                     "retry with new seeds below a minimum identity score", omit=True),
+    }
 
 
-def _box(value, field, width, height, optional=False):
-    if value is None and optional:
-        return None
-    if (not isinstance(value, list) or len(value) != 4
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
-        raise JobSpecError(field, f"must be [x0, y0, x1, y1] in whole pixels, got {value!r}")
-    x0, y0, x1, y1 = value
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise JobSpecError(field, f"{value} does not lie inside the {width}x{height} image")
-    return list(value)
+_POSE_FIX = "render control maps first: a posed character needs the OpenPose map"
+_POSE_CONTROLS = _controls(CONTROL_KINDS, "ControlNet maps: openpose (needed), depth, hand depth", "openpose", _POSE_FIX)
 
+
+def _tile(doc, strength):
+    return Obj({"strength": Number(0.0, 1.0, f"{doc} strength (0: no {doc} pass)", strength),
+                "tile": Integer(64, 2048, "tile side in pixels", 1024, multiple_of=8),
+                "overlap": Integer(0, 512, "tile overlap in pixels (under half the tile)", 128)},
+               f"the {doc} pass, tile by tile", default={})
+
+
+_SHEET = {
+    "style": Text(LIMITS["max_prompt_chars"], "the sheet's drawing style, joined to the prompt"),
+    "views": ListOf(Obj({"name": Name("the view's name"), "kind": Choice(("body", "face"), "body or face close-up"),
+                         "yaw": Number(-360.0, 360.0, "the camera's angle around the character, degrees", 0.0),
+                         "box": Box(LIMITS["max_side"], "the view's box in the sheet"),
+                         "face_box": Box(LIMITS["max_side"], "the face's box in the sheet, if it shows one",
+                                         default=None)}, "one view of the sheet"),
+                    1, LIMITS["max_views"], "the sheet's views", fix="render the sheet's maps first"),
+    "upscale": Obj({"factor": Number(1.0, 2.0, "how much larger the sheet is made", 2.0),
+                    **_tile("upscale", 0.3).fields}, "the tiled upscale", default={}),
+    "faces": Obj({"enabled": Flag("redraw every face at the model's size", True),
+                  "strength": Number(0.0, 1.0, "face redraw strength (0: faces left as they are)", 0.4),
+                  "size": Integer(0, 2048, "redraw size: 0 for the model's own, else a multiple of 8 from 64", 0,
+                                  multiple_of=8),
+                  "detector": Choice(("auto", "rig"), "auto: insightface when installed, else the rig's boxes",
+                                     "auto")}, "the face pass", default={}),
+}
+
+_SHOT = {
+    "background": Obj({"image": Image(LIMITS["max_control_bytes"], "the background, base64 PNG")},
+                      "the shot's background", fix="make the shot's background first (Shot > Background)"),
+    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"),
+                              "prompt": Text(LIMITS["max_prompt_chars"], "what this character looks like"),
+                              "mask": Image(LIMITS["max_control_bytes"], "where the character is, base64 PNG"),
+                              "identity": _identity("this character's identity")}, "a character in the shot"),
+                         1, LIMITS["max_characters"], "the characters in the shot",
+                         fix="add an OpenPose rig for each character in the shot"),
+    "composite": Obj({"mode": Choice(COMPOSITE_MODES, "inpaint in place, or cut out and paste", "inpaint"),
+                      "grow": Integer(0, 256, "pixels the masks grow by", 24),
+                      "feather": Integer(0, 128, "pixels the masks' edges are feathered by", 12),
+                      "strength": Number(0.05, 1.0, "inpaint strength in the masks", 1.0),
+                      "character_strength": Number(0.0, 1.0, "each character's own pass (0: none)", 0.5),
+                      "harmonize": Number(0.0, 1.0, "cut-out harmonizing strength (0: none)", 0.3)},
+                     "how the characters are composited", default={}),
+    "hands": Obj({"enabled": Flag("redraw each hand", True),
+                  "strength": Number(0.0, 1.0, "hand redraw strength (0: hands left as they are)", 0.45),
+                  "boxes": ListOf(Box(LIMITS["max_side"], "a hand's box"), 0, LIMITS["max_hands"],
+                                  "the hands' boxes", [])}, "the hands' fix pass", default={}),
+}
+
+_EXPRESSION = {
+    "image": Image(LIMITS["max_control_bytes"], "the picture whose face is edited, base64 PNG at the job's size"),
+    "expression": Choice((*EXPRESSIONS, "custom"), "the new expression",
+                         fix=f"use one of {', '.join(EXPRESSIONS)} or custom (with custom text)"),
+    "custom": Text(LIMITS["max_prompt_chars"], "the expression in your words (with expression custom)"),
+    "face_box": Box(LIMITS["max_side"], "the face's box (from the rig); found by insightface when absent",
+                    default=None),
+    "strength": Number(0.05, 1.0, "face redraw strength", 0.6),
+    "detector": Choice(("auto", "rig"), "auto: insightface, else face_box; rig: face_box only", "auto"),
+}
+
+_BACKGROUND = {
+    "sharp": Flag("prompt against shallow depth of field and refine tile by tile", True),
+    "detail": _tile("detail", 0.25),
+}
+
+SCHEMAS = {
+    "posed_character": Obj(_common("posed_character", _POSE_CONTROLS), "a posed character from the rig's maps"),
+    "character_sheet": Obj({**_common("character_sheet", _POSE_CONTROLS), **_SHEET},
+                           "a character sheet: views and faces, upscaled, faces redrawn"),
+    "background": Obj({**_common("background", _controls(("depth",), "the set's depth map (optional)")),
+                       **_BACKGROUND}, "a background, optionally following the set's depth"),
+    "shot": Obj({**_common("shot", _POSE_CONTROLS), **_SHOT}, "characters composited into a background"),
+    "expression": Obj({**_common("expression", _controls((), "none: an expression edit takes no maps")),
+                       **_EXPRESSION}, "a face's expression redrawn"),
+}
+
+
+def json_schemas():
+    """{kind: JSON Schema of that kind's spec}, made from the same tables the validator reads."""
+    return {kind: {"title": kind, **table.schema()} for kind, table in SCHEMAS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking: the tables, then what no single field can say
 
 def validate_job(spec):
     """Check a job spec; returns the normalised spec (defaults filled in)."""
@@ -103,164 +193,54 @@ def validate_job(spec):
     kind = spec.get("kind")
     if kind not in JOB_KINDS:
         raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
-    out = {"version": SPEC_VERSION, "kind": kind}
-    out["prompt"] = _text(spec, "prompt")
-    out["negative_prompt"] = _text(spec, "negative_prompt")
-    out["seed"] = _number(spec, "seed", 0, 0, 2**32 - 1, integer=True)
-    out["steps"] = _number(spec, "steps", 30, 1, LIMITS["max_steps"], integer=True)
-    out["guidance"] = _number(spec, "guidance", 6.0, 0.0, 30.0)
-    out["batch"] = _number(spec, "batch", 1, 1, LIMITS["max_batch"], integer=True)
-    for side in ("width", "height"):
-        value = _number(spec, side, 1024, 64, LIMITS["max_side"], integer=True)
-        if value % 8:
-            raise JobSpecError(side, f"{value} is not a multiple of 8", f"use {value - value % 8} or {value - value % 8 + 8}")
-        out[side] = value
+    out = SCHEMAS[kind].check(spec, "job", None, prefix="")
     if out["width"] * out["height"] > LIMITS["max_pixels"]:
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
-    out["profile"] = safe_name(spec.get("profile", "sdxl"), "profile")
-    controls = spec.get("controls", {})
-    if not isinstance(controls, dict) or (not controls and kind not in ("background", "expression")):
-        raise JobSpecError("controls", "must name at least the openpose map", "render control maps first")
-    out["controls"] = {}
-    for name, control in controls.items():
-        if name not in CONTROL_KINDS:
-            raise JobSpecError(f"controls.{name}", "is not a known control", f"use {', '.join(CONTROL_KINDS)}")
-        if not isinstance(control, dict):
-            raise JobSpecError(f"controls.{name}", "must be an object with image, strength, start and end")
-        entry = {"image": _image(control.get("image"), f"controls.{name}.image"),
-                 "strength": _number(control, "strength", 1.0, 0.0, 2.0, prefix=f"controls.{name}."),
-                 "start": _number(control, "start", 0.0, 0.0, 1.0, prefix=f"controls.{name}."),
-                 "end": _number(control, "end", 1.0, 0.0, 1.0, prefix=f"controls.{name}.")}
-        if entry["end"] < entry["start"]:
+    for name, control in out["controls"].items():
+        if control["end"] < control["start"]:
             raise JobSpecError(f"controls.{name}.end", "is before start")
-        out["controls"][name] = entry
-    if kind == "background":
-        extra = sorted(set(out["controls"]) - {"depth"})
-        if extra:
-            raise JobSpecError(f"controls.{extra[0]}", "is not for a background",
-                               "a background takes only the set's depth (characters are added by the composite)")
-    elif kind == "expression":
-        if out["controls"]:
-            raise JobSpecError("controls", "are not for an expression edit", "send the image and the face box only")
-    elif "openpose" not in out["controls"]:
-        raise JobSpecError("controls.openpose", "is missing", "a posed character needs the OpenPose map")
-    identity = spec.get("identity")
-    if identity is not None:
-        out["identity"] = _identity(identity, "identity")
     if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression"):
         raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
                            + (", or give a reference picture" if kind == "character_sheet" else ""))
-    out["name"] = safe_name(spec.get("name", "result"), "name")
-    _score_fields(spec, out)
-    if kind == "character_sheet":
-        _sheet_fields(spec, out)
-    elif kind == "shot":
-        _shot_fields(spec, out)
-    elif kind == "expression":
-        _expression_fields(spec, out)
-    elif kind == "background":
-        out["sharp"] = bool(spec.get("sharp", True))
-        detail = spec.get("detail", {})
-        if not isinstance(detail, dict):
-            raise JobSpecError("detail", "must be an object with strength, tile and overlap")
-        out["detail"] = {"strength": _number(detail, "strength", 0.25, 0.0, 1.0, prefix="detail."),
-                         "tile": _number(detail, "tile", 1024, 64, 2048, integer=True, prefix="detail."),
-                         "overlap": _number(detail, "overlap", 128, 0, 512, integer=True, prefix="detail.")}
-        if out["detail"]["tile"] % 8 or out["detail"]["overlap"] * 2 >= out["detail"]["tile"]:
-            raise JobSpecError("detail.tile", "must be a multiple of 8 and more than twice the overlap")
+    _RULES.get(kind, lambda o: None)(out)
     return out
 
 
-def _identity(identity, field):
-    """An identity: reference pictures (IP-Adapter plus-face), scales, optional pack embedding (FaceID)."""
-    if not isinstance(identity, dict):
-        raise JobSpecError(field, "must be an object with images and scale")
-    images = identity.get("images")
-    if not isinstance(images, list) or not 1 <= len(images) <= LIMITS["max_references"]:
-        raise JobSpecError(f"{field}.images", f"must list 1 to {LIMITS['max_references']} base64 PNG images",
-                           "give one or more pictures of the character")
-    out = {"images": [_image(image, f"{field}.images[{i}]") for i, image in enumerate(images)],
-           "scale": _number(identity, "scale", 0.6, 0.0, 1.5, prefix=f"{field}."),
-           "faceid_scale": _number(identity, "faceid_scale", 0.6, 0.0, 1.5, prefix=f"{field}.")}
-    embedding = identity.get("embedding")
-    if embedding is not None:
-        if not isinstance(embedding, list) or not 1 <= len(embedding) <= 4096:
-            raise JobSpecError(f"{field}.embedding", "must be a list of 1 to 4096 numbers (the pack's mean)")
-        out["embedding"] = [_number({"v": v}, "v", 0, -1e6, 1e6, prefix=f"{field}.embedding.") for v in embedding]
-    return out
+def _unique(items, field, what):
+    if len({i["name"] for i in items}) != len(items):
+        raise JobSpecError(field, f"two {what} share a name")
 
 
-def _object(spec, key, what):
-    value = spec.get(key, {})
-    if not isinstance(value, dict):
-        raise JobSpecError(key, f"must be an object with {what}")
-    return value
+def _tiles(tiles, field):
+    if tiles["overlap"] * 2 >= tiles["tile"]:
+        raise JobSpecError(f"{field}.tile", f"{tiles['tile']} must be more than twice the overlap ({tiles['overlap']})")
 
 
-def _shot_fields(spec, out):
-    """A shot: the background, each character (prompt, mask, identity), how they are composited,
-    and the hands' fix pass."""
-    w, h = out["width"], out["height"]
-    background = spec.get("background")
-    if not isinstance(background, dict):
-        raise JobSpecError("background", "is missing", "make the shot's background first (Shot > Background)")
-    out["background"] = {"image": _image(background.get("image"), "background.image")}
-    characters = spec.get("characters")
-    if not isinstance(characters, list) or not 1 <= len(characters) <= LIMITS["max_characters"]:
-        raise JobSpecError("characters", f"must list 1 to {LIMITS['max_characters']} characters",
-                           "add an OpenPose rig for each character in the shot")
-    out["characters"] = []
-    for i, character in enumerate(characters):
-        field = f"characters[{i}]"
-        if not isinstance(character, dict):
-            raise JobSpecError(field, "must be an object with name, prompt, mask and identity")
-        entry = {"name": safe_name(character.get("name"), f"{field}.name"),
-                 "prompt": _text(character, "prompt"), "mask": _image(character.get("mask"), f"{field}.mask")}
-        if character.get("identity") is not None:
-            entry["identity"] = _identity(character["identity"], f"{field}.identity")
-        out["characters"].append(entry)
-    if len({c["name"] for c in out["characters"]}) != len(out["characters"]):
-        raise JobSpecError("characters", "two characters share a name")
+def _sheet_rules(out):
+    _unique(out["views"], "views", "views")
+    _tiles(out["upscale"], "upscale")
+    if max(out["width"], out["height"]) * out["upscale"]["factor"] > LIMITS["max_side"] * 2:
+        raise JobSpecError("upscale.factor", f"would make a side over {LIMITS['max_side'] * 2} pixels")
+    if 0 < out["faces"]["size"] < 64:
+        raise JobSpecError("faces.size", "must be 0 (the model's own size) or a multiple of 8 from 64")
+
+
+def _shot_rules(out):
+    _unique(out["characters"], "characters", "characters")
     if not out["prompt"].strip() and not any(c["prompt"].strip() or "identity" in c for c in out["characters"]):
         raise JobSpecError("prompt", "is empty and no character has a prompt or an identity",
                            "describe the scene or the characters")
-    c = _object(spec, "composite", "mode, grow, feather, strength, character_strength and harmonize")
-    mode = c.get("mode", "inpaint")
-    if mode not in COMPOSITE_MODES:
-        raise JobSpecError("composite.mode", f"must be one of {', '.join(COMPOSITE_MODES)}, got {mode!r}")
-    out["composite"] = {"mode": mode,
-                        "grow": _number(c, "grow", 24, 0, 256, integer=True, prefix="composite."),
-                        "feather": _number(c, "feather", 12, 0, 128, integer=True, prefix="composite."),
-                        "strength": _number(c, "strength", 1.0, 0.05, 1.0, prefix="composite."),
-                        "character_strength": _number(c, "character_strength", 0.5, 0.0, 1.0, prefix="composite."),
-                        "harmonize": _number(c, "harmonize", 0.3, 0.0, 1.0, prefix="composite.")}
-    hands = _object(spec, "hands", "enabled, strength and boxes")
-    boxes = hands.get("boxes", [])
-    if not isinstance(boxes, list) or len(boxes) > LIMITS["max_hands"]:
-        raise JobSpecError("hands.boxes", f"must list up to {LIMITS['max_hands']} boxes [x0, y0, x1, y1]")
-    out["hands"] = {"enabled": bool(hands.get("enabled", True)),
-                    "strength": _number(hands, "strength", 0.45, 0.0, 1.0, prefix="hands."),
-                    "boxes": [_box(b, f"hands.boxes[{i}]", w, h) for i, b in enumerate(boxes)]}
 
 
-def _expression_fields(spec, out):
-    """An expression edit: the picture, which face, which expression, how strongly."""
-    out["image"] = _image(spec.get("image"), "image")
-    expression = spec.get("expression")
-    if expression not in (*EXPRESSIONS, "custom"):
-        raise JobSpecError("expression", f"unknown expression {expression!r}",
-                           f"use one of {', '.join(EXPRESSIONS)} or custom (with custom text)")
-    out["expression"] = expression
-    out["custom"] = _text(spec, "custom")
-    if expression == "custom" and not out["custom"].strip():
+def _expression_rules(out):
+    if out["expression"] == "custom" and not out["custom"].strip():
         raise JobSpecError("custom", "is empty", "describe the expression, e.g. 'smirking, one eyebrow raised'")
-    out["face_box"] = _box(spec.get("face_box"), "face_box", out["width"], out["height"], optional=True)
-    out["strength"] = _number(spec, "strength", 0.6, 0.05, 1.0)
-    out["detector"] = spec.get("detector", "auto")
-    if out["detector"] not in ("auto", "rig"):
-        raise JobSpecError("detector", "must be 'auto' (insightface, else face_box) or 'rig' (face_box only)")
     if out["detector"] == "rig" and out["face_box"] is None:
         raise JobSpecError("face_box", "is missing", "give the face's box (from the rig) or use detector 'auto'")
+
+
+_RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _expression_rules,
+          "background": lambda out: _tiles(out["detail"], "detail")}
 
 
 def expression_prompt(spec):
@@ -276,83 +256,7 @@ def expression_prompt(spec):
 
 def image_fields(job):
     """[(field, base64 PNG)] of every picture in a validated job, for checking them all up front."""
-    out = [(f"controls.{name}.image", c["image"]) for name, c in job["controls"].items()]
-    out += [(f"identity.images[{i}]", image) for i, image in enumerate(job.get("identity", {}).get("images", []))]
-    if "background" in job:
-        out.append(("background.image", job["background"]["image"]))
-    if "image" in job:
-        out.append(("image", job["image"]))
-    for i, character in enumerate(job.get("characters", [])):
-        out.append((f"characters[{i}].mask", character["mask"]))
-        out += [(f"characters[{i}].identity.images[{j}]", image)
-                for j, image in enumerate(character.get("identity", {}).get("images", []))]
-    return out
-
-
-def _score_fields(spec, out):
-    """What outputs are scored against (the rig's keypoints) and the retry rule."""
-    targets = spec.get("keypoints")
-    if targets is not None:
-        if not isinstance(targets, dict) or len(targets) > 16:
-            raise JobSpecError("keypoints", "must map up to 16 rig names to their 18 body joints [x, y, confidence]")
-        out["keypoints"] = {}
-        for name, body in targets.items():
-            field = f"keypoints.{name}"
-            if not isinstance(body, list) or len(body) != 18 or any(not isinstance(j, list) or len(j) != 3 for j in body):
-                raise JobSpecError(field, "must list 18 joints as [x, y, confidence]")
-            out["keypoints"][safe_name(name, field)] = [
-                [_number({"v": v}, "v", 0, -1e5, 1e5, prefix=f"{field}.") for v in joint] for joint in body]
-    retry = spec.get("retry")
-    if retry is not None:
-        if not isinstance(retry, dict):
-            raise JobSpecError("retry", "must be an object with min_identity and max_tries")
-        out["retry"] = {"min_identity": _number(retry, "min_identity", 0.5, 0.0, 1.0, prefix="retry."),
-                        "max_tries": _number(retry, "max_tries", 3, 1, 5, integer=True, prefix="retry.")}
-
-
-def _sheet_fields(spec, out):
-    """The character sheet's views, upscale and face pass."""
-    w, h = out["width"], out["height"]
-    out["style"] = _text(spec, "style")
-    views = spec.get("views")
-    if not isinstance(views, list) or not 1 <= len(views) <= LIMITS["max_views"]:
-        raise JobSpecError("views", f"must list 1 to {LIMITS['max_views']} views", "render the sheet's maps first")
-    out["views"] = []
-    for i, view in enumerate(views):
-        field = f"views[{i}]"
-        if not isinstance(view, dict):
-            raise JobSpecError(field, "must be an object with name, kind, box and face_box")
-        if view.get("kind") not in ("body", "face"):
-            raise JobSpecError(f"{field}.kind", f"must be 'body' or 'face', got {view.get('kind')!r}")
-        out["views"].append({"name": safe_name(view.get("name"), f"{field}.name"), "kind": view["kind"],
-                             "yaw": _number(view, "yaw", 0.0, -360.0, 360.0, prefix=f"{field}."),
-                             "box": _box(view.get("box"), f"{field}.box", w, h),
-                             "face_box": _box(view.get("face_box"), f"{field}.face_box", w, h, optional=True)})
-    if len({v["name"] for v in out["views"]}) != len(out["views"]):
-        raise JobSpecError("views", "two views share a name")
-    upscale = spec.get("upscale", {})
-    if not isinstance(upscale, dict):
-        raise JobSpecError("upscale", "must be an object with factor, strength, tile and overlap")
-    out["upscale"] = {"factor": _number(upscale, "factor", 2.0, 1.0, 2.0, prefix="upscale."),
-                      "strength": _number(upscale, "strength", 0.3, 0.0, 1.0, prefix="upscale."),
-                      "tile": _number(upscale, "tile", 1024, 64, 2048, integer=True, prefix="upscale."),
-                      "overlap": _number(upscale, "overlap", 128, 0, 512, integer=True, prefix="upscale.")}
-    if out["upscale"]["tile"] % 8 or out["upscale"]["overlap"] * 2 >= out["upscale"]["tile"]:
-        raise JobSpecError("upscale.tile", "must be a multiple of 8 and more than twice the overlap")
-    if max(w, h) * out["upscale"]["factor"] > LIMITS["max_side"] * 2:
-        raise JobSpecError("upscale.factor", f"would make a side over {LIMITS['max_side'] * 2} pixels")
-    faces = spec.get("faces", {})
-    if not isinstance(faces, dict):
-        raise JobSpecError("faces", "must be an object with enabled, strength, size and detector")
-    out["faces"] = {"enabled": bool(faces.get("enabled", True)),
-                    "strength": _number(faces, "strength", 0.4, 0.0, 1.0, prefix="faces."),
-                    # 0: the profile's native size (1024 for SDXL)
-                    "size": _number(faces, "size", 0, 0, 2048, integer=True, prefix="faces."),
-                    "detector": faces.get("detector", "auto")}
-    if out["faces"]["size"] % 8 or 0 < out["faces"]["size"] < 64:
-        raise JobSpecError("faces.size", "must be 0 (the model's own size) or a multiple of 8 from 64")
-    if out["faces"]["detector"] not in ("auto", "rig"):
-        raise JobSpecError("faces.detector", "must be 'auto' (insightface when installed, else the rig) or 'rig'")
+    return list(image_values(SCHEMAS[job["kind"]], job, ""))
 
 
 def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,

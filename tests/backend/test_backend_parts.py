@@ -22,6 +22,7 @@ def test_restart_recovers_interrupted_and_pending_jobs(make_backend, tmp_path):
     ids = [client.post("/jobs", json=spec(seed=s), headers=h).json()["id"] for s in (1, 2, 3)]
     first.store.start(ids[0], 2)  # it was running when the process died
     first.store.close()
+    first._claim.release()  # the process died: the OS frees its lock on the data folder
     second = make_backend(tmp_path / "data")
     second.start()
     client = TestClient(second.app)
@@ -31,6 +32,7 @@ def test_restart_recovers_interrupted_and_pending_jobs(make_backend, tmp_path):
     assert statuses[0]["attempts"] == 2 and statuses[1]["attempts"] == 1
     results = os.listdir(tmp_path / "data" / "results")
     assert sorted(results) == sorted(ids)  # one folder per job, nothing duplicated
+    second.stop()
     third = make_backend(tmp_path / "data")
     third.start()
     assert TestClient(third.app).get(f"/jobs/{ids[2]}/results/result", headers=h).status_code == 200

@@ -52,7 +52,7 @@ def test_bad_score_fields_are_refused(make_backend):
     for change, field in (({"keypoints": {"Hero": BODY[:5]}}, "keypoints.Hero"),
                           ({"keypoints": {"../x": BODY}}, "keypoints.../x"),
                           ({"retry": {"max_tries": 50}}, "retry.max_tries"),
-                          ({"identity": {"images": [png_b64()], "embedding": ["x"]}}, "identity.embedding.v")):
+                          ({"identity": {"images": [png_b64()], "embedding": ["x"] * 512}}, "identity.embedding[0]")):
         response = client.post("/jobs", json=spec(**change), headers=headers)
         assert response.status_code == 400 and response.json()["details"]["field"] == field, response.json()
 

@@ -183,7 +183,7 @@ def test_an_expression_changes_only_the_face(make_backend):
                                            ({"expression": "smug"}, "expression"),
                                            ({"face_box": None}, "face_box"),
                                            ({"image": "not base64!"}, "image"),
-                                           ({"controls": {"openpose": {"image": png_b64()}}}, "controls")])
+                                           ({"controls": {"openpose": {"image": png_b64()}}}, "controls.openpose")])
 def test_expression_input_errors(make_backend, change, field):
     backend = make_backend()
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
