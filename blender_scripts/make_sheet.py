@@ -33,6 +33,8 @@ def parse(argv):
     p.add_argument("--body-views", help="e.g. 'front, three_quarter, side, back' or name=degrees")
     p.add_argument("--face-views", help="e.g. 'front, three_quarter, side' ('' for none)")
     p.add_argument("--spacing", type=int, default=16)
+    p.add_argument("--sheet-pose", choices=("relaxed", "a_pose", "t_pose", "current"), default="relaxed",
+                   help="the pose the character takes on the sheet (the rig itself is not re-posed)")
     p.add_argument("--no-depth", action="store_true", help="condition on the OpenPose sheet only")
     p.add_argument("--upscale", type=float, default=2.0, help="1 to 2 (1: no upscale)")
     p.add_argument("--no-face-detail", action="store_true", help="skip the face detail pass")
@@ -69,6 +71,7 @@ def main(argv=None):
     if args.face_views is not None:
         s.sheet_face_views = args.face_views
     s.sheet_width, s.sheet_height, s.sheet_spacing = args.width, args.height, args.spacing
+    s.sheet_pose = args.sheet_pose
     s.sheet_use_depth, s.sheet_upscale, s.sheet_face_detail = not args.no_depth, args.upscale, not args.no_face_detail
     try:
         if args.rig:
@@ -80,15 +83,20 @@ def main(argv=None):
             folder = os.path.join(os.path.abspath(args.out), args.name, "maps")
             start = time.perf_counter()
             record = render_sheet(context, characters.sheet_rig(context), folder, characters.layout_from(s),
-                                  depth=s.sheet_use_depth)
-            print(f"sheet maps {record['size'][0]}x{record['size'][1]}, {len(record['views'])} views -> {folder} "
-                  f"({time.perf_counter() - start:.1f} s)")
+                                  depth=s.sheet_use_depth, pose=s.sheet_pose)
+            fill = "" if record["fill"] is None else f", figures fill {record['fill']:.0%} of their cells"
+            print(f"sheet maps {record['size'][0]}x{record['size'][1]}, {len(record['views'])} views, pose "
+                  f"{record['pose']}{fill} -> {folder} ({time.perf_counter() - start:.1f} s)")
+            if record["advice"]:
+                print(f"note: {record['advice']}")
             print(json.dumps([{k: v[k] for k in ("name", "box")} for v in record["views"]]))
             return
         if not args.prompt.strip() and not args.reference:
             raise UserError("give --prompt or --reference: what does the character look like?")
         try:
-            characters.make_sheet(context)
+            advice = characters.make_sheet(context)
+            if advice:
+                print(f"note: {advice}")
             state, message = follow_jobs()
         finally:
             backend_process.stop()

@@ -24,7 +24,9 @@ class CHARACTERFORGE_OT_make_sheet(StartsJob, bpy.types.Operator):
             raise UserError("write a prompt or choose a reference picture: what does the character look like?")
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        characters.make_sheet(context)
+        advice = characters.make_sheet(context)
+        if advice:
+            self.report({"WARNING"}, advice)
         return None
 
 

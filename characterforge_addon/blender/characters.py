@@ -45,7 +45,8 @@ def layout_from(settings):
 
 
 def make_sheet(context, name=None, seed=None):
-    """Render the sheet maps from the rig and start the sheet job; the pack is made when it ends."""
+    """Render the sheet maps from the rig and start the sheet job; the pack is made when it ends.
+    Returns what would make the figures fill their cells better ("" when they do)."""
     scene = context.scene
     s = scene.characterforge
     name = safe_name(name or s.character_name, "character name")
@@ -54,7 +55,8 @@ def make_sheet(context, name=None, seed=None):
         raise UserError(f"a character named {name!r} already exists in {root}: pick another name")
     rig = sheet_rig(context)
     out_dir = os.path.join(resolve_dir(s.results_dir), "sheets", name)
-    record = render_sheet(context, rig, os.path.join(out_dir, "maps"), layout_from(s), depth=s.sheet_use_depth)
+    record = render_sheet(context, rig, os.path.join(out_dir, "maps"), layout_from(s), depth=s.sheet_use_depth,
+                          pose=s.sheet_pose)
     if seed is None:
         seed = pick_seed(s)
     s.seed = seed
@@ -69,7 +71,8 @@ def make_sheet(context, name=None, seed=None):
         references=reference_pngs(s), identity_scale=s.identity_scale, upscale=s.sheet_upscale,
         upscale_strength=s.sheet_upscale_strength, tile=1024,
         face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength)
-    return jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
+    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
+    return record["advice"]
 
 
 def place_sheet(name, root, rig_name, scene, files, job_id):

@@ -109,6 +109,7 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
         col = box.column(align=True)
         col.prop(s, "sheet_body_views")
         col.prop(s, "sheet_face_views")
+        box.prop(s, "sheet_pose")
         row = box.row(align=True)
         row.prop(s, "sheet_width")
         row.prop(s, "sheet_height")

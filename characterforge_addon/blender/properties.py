@@ -138,6 +138,12 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                                      "three_quarter_back, back, or name=degrees")
     sheet_face_views: StringProperty(name="Face views", default=", ".join(sheet_layout.FACE_VIEWS),
                                      description="Face close-ups left to right (head turns); empty for none")
+    sheet_pose: EnumProperty(name="Sheet pose", default="relaxed", items=[
+        ("relaxed", "Relaxed", "Standing, arms a little away from the body: fills the cells, silhouette readable"),
+        ("a_pose", "A-pose", "Arms 45° down: wider, so the figures come out smaller"),
+        ("t_pose", "T-pose", "Arms straight out: widest, smallest figures"),
+        ("current", "Rig's pose", "The rig's current pose")],
+        description="The pose the character takes on the sheet (your rig itself is never re-posed)")
     sheet_spacing: IntProperty(name="Spacing", default=16, min=0, max=256, subtype="PIXEL")
     sheet_use_depth: BoolProperty(name="Depth", default=True, description="Also condition the sheet on the rig's depth")
     sheet_upscale: FloatProperty(name="Upscale", default=2.0, min=1.0, max=2.0,

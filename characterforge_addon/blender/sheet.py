@@ -19,6 +19,7 @@ from ..core import control_maps, keypoints, openpose_draw, rig_mapping, sheet_la
 from ..core.errors import UserError
 from ..core.image_io import check_writable_folder, encode_png, write_atomic
 from .joints import camera_model, mapping_for, project_rig
+from .posing import apply_library_pose
 from .passes import INDEX_BASE, render_passes
 from .rig import character_meshes
 
@@ -81,19 +82,26 @@ def _place_camera(camera, center, direction, up, distance):
     camera.matrix_world = Matrix.Translation(location) @ rotation.to_4x4()
 
 
-def _span(points, center, direction, up):
-    """Half extents of points across (the image's horizontal) and along `up`, around center."""
+def _right(up, direction):
+    """The image's right for a camera looking along -direction with `up` upright."""
     right = np.cross(-direction, up)
-    right /= np.linalg.norm(right)
-    rel = points - center
-    return float(np.abs(rel @ right).max()), float(np.abs(rel @ up).max())
+    return right / np.linalg.norm(right)
 
 
-def render_sheet(context, rig, out_dir, layout, depth=True):
+def _across(points, up, direction):
+    """(lowest, highest) of points along the image's horizontal for a camera at `direction`."""
+    x = points @ _right(up, direction)
+    return float(x.min()), float(x.max())
+
+
+def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
     """Write openpose.png, depth.png (when `depth`), openpose.json and sheet.json for `rig`
-    laid out as `layout` (a core.sheet_layout.SheetLayout); returns the sheet record."""
+    laid out as `layout` (a core.sheet_layout.SheetLayout), the character standing in `pose`
+    (a key of SHEET_POSES); returns the sheet record."""
     if rig is None or rig.type != "ARMATURE":
         raise UserError("pick an OpenPose rig (an armature) for the sheet")
+    if pose not in sheet_layout.SHEET_POSES:
+        raise UserError(f"unknown sheet pose {pose!r}: use one of {', '.join(sheet_layout.SHEET_POSES)}")
     out_dir = bpy.path.abspath(out_dir)
     try:
         check_writable_folder(out_dir)
@@ -101,43 +109,91 @@ def render_sheet(context, rig, out_dir, layout, depth=True):
         raise UserError(str(exc)) from None
     context.view_layer.update()
     body_meshes, hand_meshes = character_meshes(rig)
-    meshes = body_meshes + hand_meshes
     stage = bpy.data.scenes.new(".characterforge_sheet")
     camera = bpy.data.objects.new(".characterforge_sheet_camera", bpy.data.cameras.new(".characterforge_sheet_camera"))
+    copies = []
     try:
-        for obj in [rig, *meshes, camera]:
+        # the sheet poses a copy of the character (object copies share the armature and mesh data)
+        actor, copies = _copy_character(rig, body_meshes + hand_meshes)
+        for obj in [*copies, camera]:
             stage.collection.objects.link(obj)
+        body_copies, hand_copies = copies[1:1 + len(body_meshes)], copies[1 + len(body_meshes):]
         stage.camera = camera
         stage.render.resolution_percentage = 100
         stage.render.pixel_aspect_x = stage.render.pixel_aspect_y = 1.0
         stage.view_settings.view_transform = "Standard"
         camera.data.type = "ORTHO"
         camera.data.sensor_fit = "AUTO"
+        posed = _pose_copy(context, actor, pose)
         stage.view_layers[0].update()  # builds and evaluates the stage's own depsgraph
         depsgraph = stage.view_layers[0].depsgraph
-        return _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_dir, layout, depth)
+        record = _render_views(stage, depsgraph, camera, actor, rig.name, body_copies, hand_copies, out_dir, layout,
+                               depth, posed)
+        return record
     finally:
         bpy.data.scenes.remove(stage)
         cam_data = camera.data
         bpy.data.objects.remove(camera)
         bpy.data.cameras.remove(cam_data)
+        for obj in reversed(copies):
+            bpy.data.objects.remove(obj)
 
 
-def _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_dir, layout, depth):
+def _copy_character(rig, meshes):
+    """(the rig's copy, [that copy, its meshes' copies]): constraints, parents and armature
+    modifiers that pointed at the rig point at the copy."""
+    actor = rig.copy()
+    actor.animation_data_clear()  # the sheet's pose, not the action's
+    for pb in actor.pose.bones:
+        for con in pb.constraints:
+            for attr in ("target", "pole_target"):
+                if getattr(con, attr, None) == rig:
+                    setattr(con, attr, actor)
+    copies = [actor]
+    for obj in meshes:
+        dup = obj.copy()
+        if dup.parent == rig:
+            dup.parent = actor
+        for mod in dup.modifiers:
+            if mod.type == "ARMATURE" and mod.object == rig:
+                mod.object = actor
+        copies.append(dup)
+    return actor, copies
+
+
+def _pose_copy(context, actor, pose):
+    """Pose the copy; returns the pose the sheet shows (an own rig keeps its current pose: the
+    built-in poses need CharacterForge's IK controls)."""
+    library = sheet_layout.SHEET_POSES[pose]
+    if library is None:
+        return "current"
+    if "hand_ik.L" not in actor.pose.bones:
+        return "current (built-in poses need a CharacterForge rig)"
+    apply_library_pose(context, actor, library)
+    return pose
+
+
+def _render_views(stage, depsgraph, camera, rig, name, body_meshes, hand_meshes, out_dir, layout, depth, pose):
     up, front = _frame(rig)
     every = _character_points(depsgraph, rig, body_meshes + hand_meshes)
     along = every @ up
+    bottom, top = float(along.min()), float(along.max())
+    height = top - bottom
+    center = every.mean(axis=0)
     base = every - np.outer(along, up)
-    axis = base.mean(axis=0)  # the vertical line through the character's middle
-    center = axis + up * (along.min() + along.max()) / 2
-    height = float(np.ptp(along))
-    radius = float(np.linalg.norm(base - axis, axis=1).max())
+    radius = float(np.linalg.norm(base - base.mean(axis=0), axis=1).max())
     distance = 3.0 * max(height, 2 * radius, 0.1)
     camera.data.clip_start = 0.01 * distance
     camera.data.clip_end = 4.0 * distance
     face_world = _world_joints(rig, "face")
     if len(face_world) < 3:  # an own rig without face joints: frame its head joints
         face_world = _head_points(rig)
+    # every body view gets the same scale, so the views match in size: the largest at which each
+    # view's own silhouette (seen from its angle) fits its cell; each view is centred on itself
+    bodies = [v for v in layout.views if v.kind == "body"]
+    across = {v.name: _across(every, up, _orbit(up, front, v.yaw)) for v in bodies}
+    scale, limited_by = sheet_layout.body_scale(
+        [(hi - lo, height) for lo, hi in across.values()], [v.size for v in bodies], BODY_FILL) if bodies else (1, "")
 
     index_of = {o: INDEX_BASE + 1 for o in body_meshes} | {o: INDEX_BASE + 2 for o in hand_meshes}
     sheet = openpose_draw.blank_canvas(layout.width, layout.height)
@@ -148,9 +204,10 @@ def _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_d
         stage.render.resolution_x, stage.render.resolution_y = w, h
         direction = _orbit(up, front, view.yaw)
         if view.kind == "body":
-            # every body view gets the same scale, so the views match in size
-            camera.data.ortho_scale = sheet_layout.ortho_scale(2 * radius, height, w, h, BODY_FILL)
-            look_at = center
+            lo, hi = across[view.name]
+            camera.data.ortho_scale = max(w, h) / scale
+            right = _right(up, direction)
+            look_at = center + right * ((lo + hi) / 2 - center @ right) + up * ((bottom + top) / 2 - center @ up)
         else:
             face_center = face_world.mean(axis=0)
             r = float(np.linalg.norm(face_world - face_center, axis=1).max())
@@ -159,6 +216,7 @@ def _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_d
         _place_camera(camera, look_at, direction, up, distance)
         stage.view_layers[0].update()
         person = _as_detected(project_rig(stage, depsgraph, camera, camera_model(stage, camera), rig)[0])
+        person.name = name
         x0, y0 = view.cell[:2]
         sheet[y0:y0 + h, x0:x0 + w] = openpose_draw.draw_people(w, h, [person])
         mask = None
@@ -167,7 +225,7 @@ def _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_d
             ids = np.rint(index).astype(np.int32)
             mask = (ids == INDEX_BASE + 1) | (ids == INDEX_BASE + 2)
             depth_sheet[y0:y0 + h, x0:x0 + w] = control_maps.depth_image(d, mask)
-        shifted = keypoints.Person(f"{rig.name} {view.name}")
+        shifted = keypoints.Person(f"{name} {view.name}")
         for part, points in person.parts().items():
             moved = points.copy()
             moved[moved[:, 2] > 0, :2] += (x0, y0)
@@ -184,8 +242,9 @@ def _render_views(stage, depsgraph, camera, rig, body_meshes, hand_meshes, out_d
              "openpose.json": keypoints.to_openpose_json(layout.width, layout.height, people).encode("utf-8")}
     if depth:
         files["depth.png"] = encode_png(depth_sheet)
-    record = {"character": rig.name, "size": [layout.width, layout.height], "views": views,
-              "files": sorted(files)}
+    fill, advice = sheet_layout.fill_report(views, limited_by, pose)
+    record = {"character": name, "size": [layout.width, layout.height], "pose": pose, "fill": fill,
+              "advice": advice, "views": views, "files": sorted(files)}
     for name, data in files.items():
         write_atomic(os.path.join(out_dir, name), data)
     write_atomic(os.path.join(out_dir, "sheet.json"), json.dumps(record, indent=1).encode("utf-8"))

@@ -21,6 +21,7 @@ LIBRARY = {
     "T_POSE": ("T-pose", "Rest pose: arms straight out"),
     "A_POSE": ("A-pose", "Arms 45° down, the usual character-sheet stance"),
     "RELAXED": ("Relaxed standing", "Arms at the sides, soft elbows and fingers"),
+    "STANDING": ("Standing, arms apart", "Relaxed standing, arms a little away from the body: the model-sheet stance"),
     "WALKING": ("Walking", "Mid-stride, left foot forward, arms swinging"),
     "SITTING": ("Sitting", "Seated on a knee-high surface, hands on the thighs"),
     "TURN_FRONT": ("Turnaround: front", "A-pose facing the front camera"),
@@ -80,6 +81,11 @@ def library_pose(name, preset="ADULT"):
         _arms_down(pose, p, 45)
         _curl_fingers(pose, 10)
         pose.turn = TURNAROUND.get(name, 0)
+    elif name == "STANDING":  # the silhouette stays readable: hands clear of the hips
+        _arms_down(pose, p, 70, bend=0.04)
+        for side in SIDES:  # the hands hang in line with the forearms, palms towards the body
+            pose.rotations[f"hand_ik.{side}"] = (0.0, _sign(side) * 70.0, 0.0)
+        _curl_fingers(pose, 15)
     elif name == "RELAXED":
         _arms_down(pose, p, 78, bend=0.04)
         _curl_fingers(pose, 20)

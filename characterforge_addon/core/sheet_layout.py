@@ -18,6 +18,9 @@ BODY_VIEWS = ("front", "three_quarter", "side", "three_quarter_back", "back")
 FACE_VIEWS = ("front", "three_quarter", "side", "three_quarter_right")
 SIZE_STEP = 64  # SDXL works best at multiples of 64
 MIN_CELL = 48
+# The pose the sheet's copy of the rig takes (the user's rig is never re-posed); None: as it is
+SHEET_POSES = {"relaxed": "STANDING", "a_pose": "A_POSE", "t_pose": "T_POSE", "current": None}
+MIN_FILL = 0.8  # a body box under this share of its cell's height wastes the sheet's pixels
 
 
 class SheetError(UserError):
@@ -117,6 +120,30 @@ def ortho_scale(extent_w, extent_h, cell_w, cell_h, fill=0.9):
     if cell_w >= cell_h:
         return max(extent_w, extent_h * cell_w / cell_h) / fill
     return max(extent_h, extent_w * cell_h / cell_w) / fill
+
+
+def body_scale(spans, cells, fill):
+    """The one scale (pixels per world unit) for every body view: the largest at which each
+    view's span (width, height in world units) fits `fill` of its cell (width, height in
+    pixels). Returns (scale, "height" or "width": which limit set it)."""
+    by_height = min(fill * h / max(sh, 1e-6) for (_, sh), (_, h) in zip(spans, cells))
+    by_width = min(fill * w / max(sw, 1e-6) for (sw, _), (w, _) in zip(spans, cells))
+    return (by_height, "height") if by_height <= by_width else (by_width, "width")
+
+
+def fill_report(views, limited_by, pose):
+    """(fill, advice): the smallest share of its cell's height a body view's box takes, and what
+    would help when that is under MIN_FILL ("" otherwise)."""
+    shares = [(v["box"][3] - v["box"][1]) / (v["cell"][3] - v["cell"][1])
+              for v in views if v["kind"] == "body" and v.get("box")]
+    if not shares:
+        return None, ""
+    fill = round(min(shares), 3)
+    if fill >= MIN_FILL or limited_by != "width":
+        return fill, ""
+    poses = " or the relaxed sheet pose" if pose != "relaxed" else ""
+    return fill, (f"the figures fill {fill:.0%} of their cells' height: the pose is wider than the cells allow; "
+                  f"use fewer body views, a wider sheet{poses}")
 
 
 def view_box(cell, points=None, mask=None, pad=0.04):

@@ -76,6 +76,51 @@ def test_body_views_share_one_scale(bpy, scene, tmp_path):
     assert "depth.png" not in record["files"]
 
 
+SEVEN = ("front", "three_quarter", "side", "three_quarter_back", "back", "side_right", "three_quarter_right")
+
+
+def _fills(record):
+    return [(v["box"][3] - v["box"][1]) / (v["cell"][3] - v["cell"][1]) for v in record["views"] if v["kind"] == "body"]
+
+
+@pytest.mark.smoke
+def test_the_default_sheet_fills_its_cells_and_leaves_the_rig_alone(bpy, scene, tmp_path):
+    from characterforge_addon.blender import characters, posing
+    from characterforge_addon.blender.sheet import render_sheet
+    hero = sheet_rig(bpy)  # the user left the rig in an A-pose
+    channels, objects = posing.pose_channels(hero), sorted(o.name for o in bpy.data.objects)
+    wrist = hero.pose.bones["hand.L"].head.copy()
+    record = render_sheet(bpy.context, hero, str(tmp_path), characters.layout_from(bpy.context.scene.characterforge))
+    assert record["pose"] == "relaxed" and record["fill"] >= 0.8 and not record["advice"], record["fill"]
+    assert round(min(_fills(record)), 3) == record["fill"]
+    assert json.load(open(tmp_path / "sheet.json"))["fill"] == record["fill"]
+    bpy.context.view_layer.update()
+    assert posing.pose_channels(hero) == channels and (hero.pose.bones["hand.L"].head - wrist).length < 1e-6
+    assert sorted(o.name for o in bpy.data.objects) == objects
+
+
+@pytest.mark.parametrize("pose, views", [("relaxed", None), ("a_pose", None), ("t_pose", None),
+                                         ("current", None), ("relaxed", 3), ("relaxed", 7), ("a_pose", 3)])
+def test_body_views_fill_as_much_as_the_pose_allows(bpy, scene, tmp_path, pose, views):
+    """Each body view as tall as the widest view lets it be: at least 80 % of the cell, or the
+    width is what stops it (some view spans its cell's width) and the advice says what helps."""
+    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.core import sheet_layout
+    hero = sheet_rig(bpy)
+    body = {None: sheet_layout.BODY_VIEWS, 3: ("front", "side", "back"), 7: SEVEN}[views]
+    record = render_sheet(bpy.context, hero, str(tmp_path), sheet_layout.plan_sheet(1536, 1024, body), pose=pose)
+    fills = _fills(record)
+    print(pose, len(body), f"fill {record['fill']:.3f}")
+    assert max(fills) - min(fills) < 0.08  # one scale for every body view
+    if record["fill"] < 0.8:
+        widest = max((v["box"][2] - v["box"][0]) / (v["cell"][2] - v["cell"][0]) for v in record["views"])
+        assert widest > 0.9 and "fewer body views, a wider sheet" in record["advice"], (widest, record["advice"])
+    else:
+        assert record["advice"] == ""
+    if pose == "relaxed" and len(body) <= 5:
+        assert record["fill"] >= 0.8
+
+
 def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
     from characterforge_addon.blender import characters
     from characterforge_addon.core.errors import UserError
@@ -88,6 +133,10 @@ def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
         characters.layout_from(s)
     with pytest.raises(UserError, match="no OpenPose rig"):
         characters.sheet_rig(bpy.context)
+    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.core import sheet_layout
+    with pytest.raises(UserError, match="unknown sheet pose 'dab'.*relaxed"):
+        render_sheet(bpy.context, sheet_rig(bpy), str(tmp_path), sheet_layout.plan_sheet(512, 512), pose="dab")
 
 
 def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path, backend_env, monkeypatch):
