@@ -37,6 +37,9 @@ EXPRESSIONS = {
 }
 COMPOSITE_MODES = ("inpaint", "cutout")
 
+# img2img runs int(steps x strength) steps and the engine raises `steps` to keep one: a strength
+# must not ask for more than max_steps
+MIN_STRENGTH = 0.01
 EMBEDDING_SIZE = 512  # an insightface (ArcFace) face embedding: what FaceID and the identity score take
 
 
@@ -104,7 +107,7 @@ _POSE_CONTROLS = _controls(CONTROL_KINDS, "ControlNet maps: openpose (needed), d
 
 
 def _tile(doc, strength):
-    return Obj({"strength": Number(0.0, 1.0, f"{doc} strength (0: no {doc} pass)", strength),
+    return Obj({"strength": Number(0.0, 1.0, f"{doc} strength (0: no {doc} pass)", strength, least=MIN_STRENGTH),
                 "tile": Integer(64, 2048, "tile side in pixels", 1024, multiple_of=8),
                 "overlap": Integer(0, 512, "tile overlap in pixels (under half the tile)", 128)},
                f"the {doc} pass, tile by tile", default={})
@@ -121,7 +124,7 @@ _SHEET = {
     "upscale": Obj({"factor": Number(1.0, 2.0, "how much larger the sheet is made", 2.0),
                     **_tile("upscale", 0.3).fields}, "the tiled upscale", default={}),
     "faces": Obj({"enabled": Flag("redraw every face at the model's size", True),
-                  "strength": Number(0.0, 1.0, "face redraw strength (0: faces left as they are)", 0.4),
+                  "strength": Number(0.0, 1.0, "face redraw strength (0: faces left as they are)", 0.4, least=MIN_STRENGTH),
                   "size": Integer(0, 2048, "redraw size: 0 for the model's own, else a multiple of 8 from 64", 0,
                                   multiple_of=8),
                   "detector": Choice(("auto", "rig"), "auto: insightface when installed, else the rig's boxes",
@@ -141,11 +144,13 @@ _SHOT = {
                       "grow": Integer(0, 256, "pixels the masks grow by", 24),
                       "feather": Integer(0, 128, "pixels the masks' edges are feathered by", 12),
                       "strength": Number(0.05, 1.0, "inpaint strength in the masks", 1.0),
-                      "character_strength": Number(0.0, 1.0, "each character's own pass (0: none)", 0.5),
-                      "harmonize": Number(0.0, 1.0, "cut-out harmonizing strength (0: none)", 0.3)},
+                      "character_strength": Number(0.0, 1.0, "each character's own pass (0: none)", 0.5,
+                                                    least=MIN_STRENGTH),
+                      "harmonize": Number(0.0, 1.0, "cut-out harmonizing strength (0: none)", 0.3, least=MIN_STRENGTH)},
                      "how the characters are composited", default={}),
     "hands": Obj({"enabled": Flag("redraw each hand", True),
-                  "strength": Number(0.0, 1.0, "hand redraw strength (0: hands left as they are)", 0.45),
+                  "strength": Number(0.0, 1.0, "hand redraw strength (0: hands left as they are)", 0.45,
+                                     least=MIN_STRENGTH),
                   "boxes": ListOf(Box(LIMITS["max_side"], "a hand's box"), 0, LIMITS["max_hands"],
                                   "the hands' boxes", [])}, "the hands' fix pass", default={}),
 }

@@ -67,14 +67,24 @@ class Integer(Field):
 
 
 class Number(Field):
-    def __init__(self, lo, hi, doc="", default=MISSING, **kw):
+    """`least`: a strength where 0 turns a pass off; between 0 and `least` it would change
+    nothing yet need more steps than any job may run."""
+
+    def __init__(self, lo, hi, doc="", default=MISSING, least=None, **kw):
         super().__init__(doc, default, **kw)
-        self.lo, self.hi = lo, hi
+        self.lo, self.hi, self.least = lo, hi, least
 
     def check(self, value, field, ctx):
-        return float(_within(_finite(value, field), self.lo, self.hi, field))
+        value = float(_within(_finite(value, field), self.lo, self.hi, field))
+        if self.least and 0 < value < self.least:
+            raise JobSpecError(field, f"{value!r} is too small to change anything",
+                               f"use 0 to turn this pass off, or at least {self.least}")
+        return value
 
     def schema(self):
+        if self.least:
+            return _described({"anyOf": [{"const": 0}, {"type": "number", "minimum": self.least,
+                                                         "maximum": self.hi}]}, self)
         return _described({"type": "number", "minimum": self.lo, "maximum": self.hi}, self)
 
 

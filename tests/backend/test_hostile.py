@@ -158,3 +158,17 @@ def test_a_chunked_body_is_capped_as_it_streams(start_server):
     assert any(a and " 413" in a for a in answers), answers
     assert grown < 150, f"the server grew by {grown:.0f} MiB for 300 MiB bodies"  # the cap is 65 MiB
     assert server.get("/health").status == 200
+
+
+@pytest.mark.parametrize("body, field", [
+    (shot(hands={"boxes": [[8, 8, 24, 24]], "strength": 2.2e-308}), "hands.strength"),
+    (shot(composite={"harmonize": 1e-9}), "composite.harmonize"),
+    (spec(kind="character_sheet", views=[{"name": "f", "kind": "body", "box": [0, 0, 32, 64]}],
+          upscale={"strength": 1e-300}), "upscale.strength"),
+])
+def test_a_strength_too_small_to_change_anything_is_refused(api, body, field):
+    """Found by the property test: a strength of 2e-308 asked the engine for 4e307 steps."""
+    backend, client, h = api
+    r = post(client, h, body)
+    assert r.status_code == 400 and r.json()["details"]["field"] == field, r.text[:300]
+    assert "use 0 to turn this pass off" in r.json()["message"]
