@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from ..core.errors import UserError
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
-# role -> what it is needed for (the doctor says so next to a missing model)
+# role -> what the jobs use it for (the doctor says so next to a missing model). Every role
+# here is read by some job: tests/backend/test_roles.py runs one and checks.
 ROLES = {
-    "base": "every job", "vae": "every job (decoding)", "controlnet_openpose": "posed characters",
-    "controlnet_depth": "depth and hand-depth control", "image_encoder": "identity from reference images",
-    "ip_adapter_plus_face": "identity from reference images", "ip_adapter_faceid": "identity from a face embedding",
-    "insightface": "face detection and identity embeddings", "inpaint": "inpainting (faces, expressions)",
-    "upscaler": "upscaling sheets",
+    "base": "every job", "vae": "every job (decoding without fp16 overflow)",
+    "controlnet_openpose": "the pose of posed characters, sheets and shots",
+    "controlnet_depth": "depth and hand-depth control (posed characters, backgrounds, shots)",
+    "image_encoder": "identity from reference images (IP-Adapter plus-face)",
+    "ip_adapter_plus_face": "identity from reference images (IP-Adapter plus-face)",
+    "ip_adapter_faceid": "identity from a face embedding (IP-Adapter FaceID)",
+    "insightface": "finding faces (the sheet's face pass, expressions) and identity embeddings and scores",
 }
 REQUIRED_ROLES = ("base", "controlnet_openpose")
 # What a posed character needs: the profile is ready when these (those it names) are present.
