@@ -1,8 +1,12 @@
-"""Command line: serve, doctor, convert.
+"""Command line: serve, doctor, convert, setup.
 
   python -m characterforge_addon.backend serve [--host 127.0.0.1] [--port 7861] [--data DIR] [--profile sdxl]
   python -m characterforge_addon.backend doctor [--profile sdxl] [--data DIR] [--json]
   python -m characterforge_addon.backend convert FILE.ckpt [OUT.safetensors]
+  python -m characterforge_addon.backend setup [--dry-run] [--platform linux|windows|macos]
+                                               [--gpu nvidia|amd|intel|apple|none] [--env DIR]
+
+`setup` needs no torch: it runs from any Python 3 (it makes the environment torch lives in).
 """
 
 import argparse
@@ -13,33 +17,84 @@ import sys
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def main(argv=None):
-    from ..core.errors import UserError
-    from . import models, profiles, server
+def default_data_dir():
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "characterforge")
 
+
+def _parser():
     parser = argparse.ArgumentParser(prog="characterforge-backend", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7861)
-    serve.add_argument("--data", default=server.default_data_dir(), help="data folder (jobs, results, token, models)")
+    serve.add_argument("--data", default=default_data_dir(), help="data folder (jobs, results, token, models)")
     serve.add_argument("--profile", default="sdxl", help="default model profile (name or .toml path)")
     serve.add_argument("--memory", default="auto", choices=("auto", "gpu", "model_offload", "sequential_offload"))
     serve.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
     serve.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
     doctor = sub.add_parser("doctor", help="check a profile's models and the device")
     doctor.add_argument("--profile", default="sdxl")
-    doctor.add_argument("--data", default=server.default_data_dir())
+    doctor.add_argument("--data", default=default_data_dir())
     doctor.add_argument("--json", action="store_true")
     convert = sub.add_parser("convert", help="convert a pickle checkpoint (.bin/.ckpt/.pt) to safetensors, once")
     convert.add_argument("file")
     convert.add_argument("out", nargs="?")
-    args = parser.parse_args(argv)
+    setup = sub.add_parser("setup", help="make the backend's environment with the PyTorch build for this GPU")
+    setup.add_argument("--dry-run", action="store_true", help="print the commands, one per line, and run nothing")
+    setup.add_argument("--platform", choices=("linux", "windows", "macos"), help="default: this machine's")
+    setup.add_argument("--gpu", choices=("nvidia", "amd", "intel", "apple", "none"), help="default: detected")
+    setup.add_argument("--env", default=os.path.join(default_data_dir(), "backend-env"), help="environment folder")
+    setup.add_argument("--uv", help="the uv program to use (default: uv on PATH, else venv + pip)")
+    return parser
 
+
+def _setup(args):
+    import shutil
+
+    from ..core import install_plan, installer
+    from ..core.gpus import detect_gpus, main_vendor
+    system = install_plan.platform_name(args.platform)
+    here = system == install_plan.platform_name()  # else: a plan for another machine, to read
+    gpus = detect_gpus(install_plan.SYSTEMS[system]) if here else []
+    default = main_vendor(gpus) if here else ("apple" if system == "macos" else "none")
+    tgt = install_plan.target(system, args.gpu or default,
+                              next((g.driver for g in gpus if g.vendor == "nvidia"), ""))
+    uv = args.uv or (shutil.which("uv") if here else None)
+    env = os.path.abspath(args.env) if here else args.env
+    steps = install_plan.plan(tgt, env, uv=uv, base_python=sys.executable if here else "python")
+    print(f"# {system}, GPU {tgt.gpu} (found: {', '.join(g.name for g in gpus) or 'none'}): {tgt.label}", file=sys.stderr)
+    if args.dry_run:
+        print(install_plan.format_plan(steps, system))
+        return 0
+    if not uv:
+        refusal = install_plan.pip_fallback_refusal(sys.version_info)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+    if not here:
+        print(f"error: this is a {install_plan.platform_name()} machine: a {system} plan can only be printed "
+              "(--dry-run)", file=sys.stderr)
+        return 2
+    log = os.path.join(os.path.dirname(env), "backend-setup.log")
+    installer.run(steps, env, tgt.label, log,
+                  report=lambda progress, message: print(f"[{progress:4.0%}] {message}", file=sys.stderr))
+    print(install_plan.env_python(env, system))
+    return 0
+
+
+def main(argv=None):
+    from ..core.errors import UserError
+
+    args = _parser().parse_args(argv)
     if args.command != "serve" or not args.allow_download:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        if args.command == "setup":
+            return _setup(args)
+        from . import models, profiles
         if args.command == "serve":
+            from . import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token)
         elif args.command == "doctor":
             data = os.path.abspath(os.path.expanduser(args.data))

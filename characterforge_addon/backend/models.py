@@ -107,16 +107,13 @@ def check(source, models_dir):
     return folder
 
 
-def device_report():
-    import torch
-    if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        return {"device": "cuda", "name": torch.cuda.get_device_name(0),
-                "free_gb": round(free / 2**30, 2), "total_gb": round(total / 2**30, 2)}
-    import psutil
-    mem = psutil.virtual_memory()
-    return {"device": "cpu", "name": "CPU (no CUDA GPU found: generation is slow)",
-            "free_gb": round(mem.available / 2**30, 2), "total_gb": round(mem.total / 2**30, 2)}
+def device_report(gpu_dtype="float16", probe=None):
+    """The device the backend would run on, its torch build, and what is wrong with them."""
+    from . import device
+    probe = probe or device.probe()
+    report = device.choose(probe, gpu_dtype).report()
+    report.update(torch=probe.torch_version, gpus=[g.name for g in probe.gpus], findings=device.findings(probe))
+    return report
 
 
 def doctor(profile, models_dir):
@@ -131,8 +128,11 @@ def doctor(profile, models_dir):
             entry.update(status="missing", message=str(exc), looked_in=exc.looked_in, fix=exc.fix)
         entry["safetensors"] = entry["status"] == "present"
         roles.append(entry)
+    hardware = device_report(profile.gpu_dtype)
+    ready = (all(r["status"] == "present" for r in roles if r["core"])
+             and not any(f["level"] == "MISSING" for f in hardware["findings"]))
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
-            "ready": all(r["status"] == "present" for r in roles if r["core"]), "roles": roles, "device": device_report()}
+            "ready": ready, "roles": roles, "device": hardware}
 
 
 def format_doctor(report):
@@ -140,7 +140,10 @@ def format_doctor(report):
     if report["produces_noise"]:
         lines.append("  NOTE: this profile has tiny random weights and produces noise")
     d = report["device"]
-    lines.append(f"  device: {d['name']} ({d['free_gb']} of {d['total_gb']} GB free)")
+    lines.append(f"  device: {d['device']} {d['name']}, torch {d['torch']} ({d['torch_build']}), {d['dtype']}, "
+                 f"{d['free_gb']} of {d['total_gb']} GB free")
+    for finding in d["findings"]:
+        lines.append(f"  {finding['level']:<8} {finding['message']}" + (f"; fix: {finding['fix']}" if finding["fix"] else ""))
     for r in report["roles"]:
         extra = f" [{r['size']}, {r['licence']}]" if r["size"] else ""
         if r["status"] == "present":

@@ -16,11 +16,8 @@ from PIL import Image
 
 from ..core.errors import UserError
 from ..core.job_spec import LIMITS
-from . import models
+from . import device, models
 from .adapters import Adapters
-
-MEMORY_MODES = ("auto", "gpu", "model_offload", "sequential_offload", "cpu")
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 class GenerationError(UserError):
@@ -29,22 +26,6 @@ class GenerationError(UserError):
 
 class Canceled(Exception):
     pass
-
-
-def pick_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_memory_mode(requested, device, family="sdxl"):
-    if device != "cuda":
-        return "cpu"
-    if requested != "auto":
-        return requested
-    free_gb = torch.cuda.mem_get_info()[0] / 2**30
-    need = 16 if family == "sdxl" else 7
-    if free_gb >= need:
-        return "gpu"
-    return "model_offload" if free_gb >= need * 0.55 else "sequential_offload"
 
 
 def decode_image_bytes(data, field):
@@ -81,13 +62,13 @@ def check_one_dtype(pipe):
 class Engine:
     """A profile's components, loaded once, and the pipelines built on them."""
 
-    def __init__(self, profile, models_dir, memory="auto", allow_download=False, device=None):
+    def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None):
         self.profile = profile
         self.models_dir = models_dir
         self.allow_download = allow_download
-        self.device = device or pick_device()
-        self.dtype = _DTYPES[profile.gpu_dtype] if self.device == "cuda" else torch.float32
-        self.memory = pick_memory_mode(memory, self.device, profile.family)
+        self.hardware = device.choose(probe or device.probe(), profile.gpu_dtype)
+        self.device, self.dtype = self.hardware.kind, self.hardware.torch_dtype
+        self.memory = device.memory_mode(memory, self.hardware, profile.family)
         self.vae_tiling = False
         self._base = None
         self._controlnets = {}
@@ -149,6 +130,8 @@ class Engine:
             offload_sequentially(pipe, torch.device(self.device))
         if self.vae_tiling:
             pipe.vae.enable_tiling()
+        if self.hardware.attention_slicing or (self.vae_tiling and self.device == "mps"):
+            pipe.enable_attention_slicing()  # the lighter step where memory is shared (Apple Silicon)
         check_one_dtype(pipe)
         return pipe
 
@@ -312,7 +295,7 @@ class Engine:
 
         if "image" in kwargs:  # always said: the inpaint pipeline's own default (0.9999) leaves 1 step none
             kwargs["strength"] = strength
-        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
+        generators = device.generators(seed, batch)
         out = pipe(num_inference_steps=steps, guidance_scale=spec["guidance"],
                    num_images_per_prompt=batch, generator=generators, output_type="latent",
                    callback_on_step_end=callback, **kwargs)
@@ -323,33 +306,36 @@ class Engine:
     def _with_oom_retry(self, run):
         try:
             return run()
-        except torch.OutOfMemoryError:
-            before = self.memory
-            self._lighten()
-            try:
-                return run()
-            except torch.OutOfMemoryError:
-                free, total = torch.cuda.mem_get_info() if torch.cuda.is_available() else (0, 0)
-                raise GenerationError(
-                    f"out of GPU memory twice (first in memory mode {before}, then {self.memory} with VAE tiling; "
-                    f"{free / 2**30:.1f} of {total / 2**30:.1f} GB free): lower width/height or batch, or start the "
-                    "backend with --memory sequential_offload") from None
+        except Exception as exc:
+            if not device.is_out_of_memory(exc):
+                raise
+        before = self.memory
+        self._lighten()
+        try:
+            return run()
+        except Exception as exc:
+            if not device.is_out_of_memory(exc):
+                raise
+            free, total = device.free_memory(self.device)
+            lightest = device.MODES[self.device][-1]
+            fix = (f"start the backend with --memory {lightest}" if lightest != self.memory
+                   else "close other programs using the GPU")
+            raise GenerationError(
+                f"out of {self.device.upper()} memory twice (first in memory mode {before}, then {self.memory} with "
+                f"VAE tiling; {free / 2**30:.1f} of {total / 2**30:.1f} GB free): lower width/height or batch, or "
+                f"{fix}") from None
 
     def _lighten(self):
         """After an out-of-memory error: free what we can and step down one memory mode."""
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        order = ("gpu", "model_offload", "sequential_offload")
-        if self.memory in order[:-1]:
-            self.memory = order[order.index(self.memory) + 1]
+        device.empty_cache(self.device)
+        self.memory = device.lighter(self.memory, self.device)
         self.vae_tiling = True
         pipes = list(self._variants.values()) + ([self._base] if self._base else [])
         self._variants.clear()
         for pipe in pipes:
             pipe.to("cpu")
         self._base = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        device.empty_cache(self.device)
 
 
 def offload_sequentially(pipe, device):

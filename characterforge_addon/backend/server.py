@@ -18,11 +18,6 @@ from .store import JobStore
 from .worker import JobRunner
 
 
-def default_data_dir():
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "characterforge")
-
-
 def is_loopback(host):
     try:
         return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback

@@ -9,6 +9,7 @@ import threading
 import bpy
 from bpy.props import StringProperty
 
+from ..core import install_plan
 from ..core.errors import UserError
 from . import backend_process, backend_setup, preferences
 from .panel import _Sidebar
@@ -72,8 +73,9 @@ def _follow_setup():
 
 
 class CHARACTERFORGE_OT_setup_backend(bpy.types.Operator):
-    """Create the backend's Python environment in the add-on's user folder and install its pinned
-    packages (several GB from PyPI), then start it"""
+    """Create the backend's own Python environment in the add-on's user folder with the PyTorch
+    build for this computer's GPU and the pinned packages (several GB from PyPI and PyTorch's
+    index), then start it"""
     bl_idname = "characterforge.setup_backend"
     bl_label = "Set Up Backend"
 
@@ -82,11 +84,16 @@ class CHARACTERFORGE_OT_setup_backend(bpy.types.Operator):
             self.report({"ERROR"}, "Online access is off: allow it in Preferences > System > Network, then press "
                                    "Set Up Backend again (it downloads the backend's packages from PyPI)")
             return {"CANCELLED"}
+        prefs = preferences.get(context)
         try:
-            backend_setup.start(env_dir())
+            tgt, seen = backend_setup.choose_target(prefs.gpu)
+            tools = os.path.join(os.path.dirname(env_dir()), "tools")
+            uv = install_plan.uv_in(tools, tgt.system)
+            backend_setup.start(env_dir(), tgt, uv=uv if os.path.isfile(uv) else None, tools_dir=tools)
         except UserError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        self.report({"INFO"}, f"Setting up the backend: {tgt.label} (found: {seen})")
         bpy.app.timers.register(_follow_setup, first_interval=0.5)
         return {"FINISHED"}
 
@@ -150,6 +157,7 @@ class CHARACTERFORGE_PT_backend(_Sidebar, bpy.types.Panel):
                   icon="CHECKMARK" if running else "PAUSE")
         if hasattr(prefs, "bl_rna"):
             layout.prop(prefs, "memory")  # applies when the backend starts
+            layout.prop(prefs, "gpu")  # applies to the next set-up
         row = layout.row(align=True)
         row.operator("characterforge.start_backend", icon="PLAY")
         row.operator("characterforge.stop_backend", icon="QUIT", text="Stop (free GPU memory)")

@@ -1,20 +1,18 @@
-"""One-step backend set-up: a virtual environment in the add-on's user folder with the
-backend's pinned requirements, installed on a worker thread with progress and a log, only
-when the user asks. The panel reads `state()`; Blender data is touched only by the caller."""
+"""One-step backend set-up for the panel: the install plan for this machine's platform and GPU
+(core/install_plan.py: the right PyTorch build, then the platform's lock), run on a worker
+thread with progress and a log, only when the user asks. The panel reads `state()`; Blender
+data is touched only by the caller."""
 
 import os
-import re
-import subprocess
 import sys
 import threading
-import time
 
+from ..core import install_plan, installer
 from ..core.errors import UserError
+from ..core.gpus import detect_gpus, main_vendor
 
-REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend", "requirements.txt")
-CHECK = "import torch, diffusers, transformers, fastapi, uvicorn; print(torch.__version__, diffusers.__version__)"
 _lock = threading.Lock()
-_state = {"status": "idle", "progress": 0.0, "message": "", "log": "", "python": ""}
+_state = {"status": "idle", "progress": 0.0, "message": "", "log": "", "python": "", "target": ""}
 _thread = None
 
 
@@ -28,27 +26,36 @@ def _set(**values):
         _state.update(values)
 
 
-def env_python(env_dir):
-    return os.path.join(env_dir, "Scripts", "python.exe") if os.name == "nt" else os.path.join(env_dir, "bin", "python")
+def choose_target(gpu="AUTO", system=None):
+    """(Target, what was detected in words) for the preference `gpu` (AUTO or a vendor)."""
+    system = install_plan.platform_name(system)
+    gpus = detect_gpus(install_plan.SYSTEMS[system])
+    vendor = main_vendor(gpus) if gpu == "AUTO" else gpu
+    driver = next((g.driver for g in gpus if g.vendor == "nvidia"), "")
+    if system == "windows" and vendor == "amd" and gpu == "AUTO":
+        vendor = "none"  # no ROCm torch on Windows: the CPU, said in the label
+    seen = ", ".join(g.name for g in gpus) or "no GPU found"
+    return install_plan.target(system, vendor, driver), seen
 
 
-def _pins(requirements):
-    with open(requirements, encoding="utf-8") as f:
-        return [line.split("==")[0].strip().lower() for line in f if line.strip() and not line.startswith("#")]
-
-
-def start(env_dir, requirements=REQUIREMENTS, pip_args=(), base_python=None, upgrade_pip=True, check=CHECK):
-    """Create the environment and install into it, on a worker thread; returns at once."""
+def start(env_dir, tgt, tools_dir=None, uv=None, base_python=None, locks_dir=install_plan.LOCKS_DIR, pins=None,
+          extra=()):
+    """Make `env_dir` an environment for `tgt` on a worker thread; returns at once. With
+    `tools_dir`, a pinned uv is fetched there first (the environment gets its own Python)."""
     global _thread
     if _thread is not None and _thread.is_alive():
         raise UserError("the backend set-up is already running")
-    if not os.path.isfile(requirements):
-        raise UserError(f"requirements file {requirements} is missing: reinstall the extension")
+    if uv is None and tools_dir is None:
+        refusal = install_plan.pip_fallback_refusal(sys.version_info)
+        if refusal:
+            raise UserError(refusal)
+    if not os.path.isfile(install_plan.lock_file(tgt.system, locks_dir)):
+        raise UserError(f"lock file {install_plan.lock_file(tgt.system, locks_dir)} is missing: reinstall the extension")
+    steps = install_plan.plan(tgt, env_dir, uv=uv, tools_dir=tools_dir, base_python=base_python, locks_dir=locks_dir,
+                              pins=pins, extra=extra)
     log = os.path.join(os.path.dirname(os.path.abspath(env_dir)), "backend-setup.log")
-    _set(status="running", progress=0.0, message="Creating the environment…", log=log, python="")
-    _thread = threading.Thread(target=_run, args=(env_dir, requirements, list(pip_args),
-                                                  base_python or sys.executable, upgrade_pip, check, log),
-                               name="characterforge-setup", daemon=True)
+    _set(status="running", progress=0.0, message=steps[0].what, log=log, python="", target=tgt.label)
+    _thread = threading.Thread(target=_run, args=(steps, env_dir, tgt, log), name="characterforge-setup", daemon=True)
     _thread.start()
     return _thread
 
@@ -59,53 +66,10 @@ def wait(timeout=3600.0):
     return state()
 
 
-def _run(env_dir, requirements, pip_args, base_python, upgrade_pip, check, log_path):
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"\n=== CharacterForge backend set-up {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
-        try:
-            python = env_python(env_dir)
-            if not os.path.isfile(python):
-                _step(log, [base_python, "-m", "venv", env_dir], "creating the environment")
-            if upgrade_pip:
-                _set(message="Updating pip…", progress=0.05)
-                _step(log, [python, "-m", "pip", "install", "--upgrade", "pip", *pip_args], "updating pip")
-            packages = _pins(requirements)
-            _install(log, [python, "-m", "pip", "install", "--progress-bar", "off", "-r", requirements, *pip_args],
-                     packages)
-            _set(message="Checking the environment…", progress=0.97)
-            _step(log, [python, "-c", check], "checking the environment")
-            _set(status="done", progress=1.0, python=python,
-                 message=f"Backend environment ready: {python}")
-        except UserError as exc:
-            _set(status="failed", message=str(exc))
-            log.write(f"FAILED: {exc}\n")
-
-
-def _step(log, command, what):
-    run = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write(f"$ {' '.join(command)}\n{run.stdout}")
-    log.flush()
-    if run.returncode:
-        last = " / ".join(line.strip() for line in run.stdout.strip().splitlines()[-3:])
-        raise UserError(f"{what} failed (exit {run.returncode}): {last or 'no output'} (full log: {log.name})")
-
-
-def _install(log, command, packages):
-    """pip install, its progress counted from the packages it reports collecting."""
-    log.write(f"$ {' '.join(command)}\n")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    seen, tail = set(), []
-    for line in proc.stdout:
-        log.write(line)
-        tail = (tail + [line.strip()])[-3:]
-        match = re.match(r"(Collecting|Requirement already satisfied:)\s+([A-Za-z0-9_.\-]+)", line)
-        if match:
-            seen.add(match.group(2).split("==")[0].lower().replace("-", "_"))
-            done = len(seen & {p.replace("-", "_") for p in packages})
-            _set(progress=0.1 + 0.8 * done / max(len(packages), 1), message=f"Installing: {match.group(2)}…")
-        elif line.startswith("Installing collected packages"):
-            _set(progress=0.9, message="Installing the collected packages…")
-    if proc.wait():
-        raise UserError(f"installing the backend's packages failed (exit {proc.returncode}): {' / '.join(tail)} "
-                        f"(full log: {log.name})")
+def _run(steps, env_dir, tgt, log):
+    try:
+        installer.run(steps, env_dir, tgt.label, log, report=lambda p, m: _set(progress=p, message=m))
+        _set(status="done", progress=1.0, python=install_plan.env_python(env_dir, tgt.system),
+             message=f"Backend environment ready: {tgt.label}")
+    except UserError as exc:
+        _set(status="failed", message=f"{exc}. Nothing was marked ready: press Set Up Backend again after the fix")

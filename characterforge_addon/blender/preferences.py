@@ -33,6 +33,14 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
         ("gpu", "All on the GPU", "Fastest; SDXL needs about 16 GB"),
         ("model_offload", "Offload models", "Each model moves to the GPU while it runs (about 8-10 GB for SDXL)"),
         ("sequential_offload", "Offload layers", "Slowest, smallest (a few GB)")])
+    gpu: EnumProperty(name="GPU for set-up", default="AUTO", items=[
+        ("AUTO", "Detect", "Ask nvidia-smi, rocminfo and the system which GPU this computer has"),
+        ("nvidia", "NVIDIA (CUDA)", "PyTorch's CUDA build (Windows and Linux)"),
+        ("amd", "AMD (ROCm)", "PyTorch's ROCm build (Linux only)"),
+        ("intel", "Intel Arc (XPU)", "PyTorch's XPU build"),
+        ("apple", "Apple Silicon (MPS)", "PyTorch's macOS build"),
+        ("none", "None (CPU)", "PyTorch for the CPU: minutes per image")],
+        description="Which PyTorch build Set Up Backend installs")
 
     def draw(self, context):
         layout = self.layout
@@ -42,6 +50,7 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "port")
             layout.prop(self, "auto_start")
             layout.prop(self, "memory")
+            layout.prop(self, "gpu")
         else:
             layout.prop(self, "url")
             layout.prop(self, "token")
@@ -64,7 +73,7 @@ def get(context=None):
                            python=env("CHARACTERFORGE_BACKEND_PYTHON", ""), data_dir=env("CHARACTERFORGE_DATA", ""),
                            characters_dir=env("CHARACTERFORGE_CHARACTERS", ""),
                            profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")),
-                           memory=env("CHARACTERFORGE_MEMORY", "auto"))
+                           memory=env("CHARACTERFORGE_MEMORY", "auto"), gpu=env("CHARACTERFORGE_GPU", "AUTO"))
 
 
 def backend_python(prefs):

@@ -28,37 +28,77 @@ def make_wheel(folder, name="cfprobe", version="1.0"):
     return path
 
 
-def test_setup_creates_the_env_installs_and_checks_it(bpy, tmp_path):
+UV = os.path.join(os.path.dirname(sys.executable), "uv")
+
+
+@pytest.fixture
+def wheels(tmp_path):
+    """A local wheel folder (probe packages standing in for torch and the locked rest) and a lock."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    make_wheel(str(folder), "cfprobe")
+    make_wheel(str(folder), "cfextra")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "linux.txt").write_text("# locked\ncfextra==1.0\n")
+    return folder, locks
+
+
+def probe_target(check="import cfprobe, cfextra; print(cfprobe.VERSION)"):
+    from characterforge_addon.core.install_plan import Target
+    return Target("linux", "none", "", "probe packages", check)
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_setup_creates_the_env_installs_and_checks_it(bpy, tmp_path, wheels, installer):
     from characterforge_addon.blender import backend_setup
-    make_wheel(str(tmp_path))
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# pinned\ncfprobe==1.0\n")
+    from characterforge_addon.core import install_plan, installer as runner
+    folder, locks = wheels
     env = tmp_path / "user" / "backend-env"
-    backend_setup.start(str(env), str(requirements), ["--no-index", "--find-links", str(tmp_path)],
-                        base_python=sys.executable, upgrade_pip=False, check="import cfprobe; print(cfprobe.VERSION)")
+    offline = ("--no-index", "--find-links", str(folder))
+    backend_setup.start(str(env), probe_target(), uv=UV if installer == "uv" else None, base_python=sys.executable,
+                        locks_dir=str(locks), pins=("cfprobe==1.0",), extra=offline)
     seen = backend_setup.wait(timeout=600)
     assert seen["status"] == "done", seen["message"]
-    assert seen["progress"] == 1.0 and seen["python"] == backend_setup.env_python(str(env))
-    assert os.path.isfile(seen["python"])
+    assert seen["progress"] == 1.0 and seen["python"] == install_plan.env_python(str(env), "linux")
+    assert os.path.isfile(seen["python"]) and runner.ready_label(str(env)) == "probe packages"
     log = open(seen["log"]).read()
-    assert "Successfully installed cfprobe-1.0" in log and "import cfprobe" in log
+    assert "cfprobe" in log and "cfextra" in log and "import cfprobe" in log and log.rstrip().endswith("ready")
 
 
-def test_a_failed_install_says_what_and_where_the_log_is(bpy, tmp_path):
+def test_a_failed_install_says_what_and_where_the_log_is_and_nothing_looks_ready(bpy, tmp_path, wheels):
     from characterforge_addon.blender import backend_setup
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("no-such-package-cf==9.9\n")
-    backend_setup.start(str(tmp_path / "backend-env"), str(requirements), ["--no-index"], base_python=sys.executable,
-                        upgrade_pip=False)
+    from characterforge_addon.core import installer as runner
+    folder, locks = wheels
+    env = tmp_path / "backend-env"
+    offline = ("--no-index", "--find-links", str(folder))
+    backend_setup.start(str(env), probe_target(), uv=UV, locks_dir=str(locks), pins=("cfprobe==1.0",), extra=offline)
+    assert backend_setup.wait(timeout=600)["status"] == "done" and runner.ready_label(str(env))
+    (locks / "linux.txt").write_text("no-such-package-cf==9.9\n")  # a second set-up that fails half-way
+    backend_setup.start(str(env), probe_target(), uv=UV, locks_dir=str(locks), pins=("cfprobe==1.0",), extra=offline)
     seen = backend_setup.wait(timeout=600)
     assert seen["status"] == "failed"
-    assert "installing the backend's packages failed" in seen["message"] and seen["log"] in seen["message"]
-    assert "no-such-package-cf" in seen["message"]
+    assert "Installing the backend's packages failed" in seen["message"] and seen["log"] in seen["message"]
+    assert "no-such-package-cf" in seen["message"] and "press Set Up Backend again" in seen["message"]
+    assert runner.ready_label(str(env)) is None
+
+
+def test_a_torch_of_the_wrong_build_fails_the_check(bpy, tmp_path, wheels):
+    """The check runs last: an install whose torch is not the planned build is never marked ready."""
+    from characterforge_addon.blender import backend_setup
+    from characterforge_addon.core import installer as runner
+    folder, locks = wheels
+    env = tmp_path / "backend-env"
+    backend_setup.start(str(env), probe_target("import cfprobe; assert cfprobe.VERSION == '9', 'a CPU build'"), uv=UV,
+                        locks_dir=str(locks), pins=("cfprobe==1.0",), extra=("--no-index", "--find-links", str(folder)))
+    seen = backend_setup.wait(timeout=600)
+    assert seen["status"] == "failed" and "Checking the environment failed" in seen["message"]
+    assert "a CPU build" in seen["message"] and runner.ready_label(str(env)) is None
 
 
 def test_bundled_requirements_pin_every_package():
-    from characterforge_addon.blender import backend_setup
-    lines = [line for line in open(backend_setup.REQUIREMENTS) if line.strip() and not line.startswith("#")]
+    from characterforge_addon.core import install_plan
+    lines = [line for line in open(install_plan.REQUIREMENTS) if line.strip() and not line.startswith("#")]
     assert lines and all("==" in line for line in lines)
     assert {"torch", "diffusers", "fastapi", "uvicorn", "insightface"} <= {line.split("==")[0] for line in lines}
 
