@@ -1,7 +1,8 @@
-"""Command line: serve, doctor, convert, setup.
+"""Command line: serve, doctor, download, convert, setup.
 
   python -m characterforge_addon.backend serve [--host 127.0.0.1] [--port 7861] [--data DIR] [--profile sdxl]
   python -m characterforge_addon.backend doctor [--profile sdxl] [--data DIR] [--json]
+  python -m characterforge_addon.backend download [--profile sdxl] [--role ROLE ...] [--accept-non-commercial] [--dry-run]
   python -m characterforge_addon.backend convert FILE.ckpt [OUT.safetensors]
   python -m characterforge_addon.backend setup [--dry-run] [--platform linux|windows|macos]
                                                [--gpu nvidia|amd|intel|apple|none] [--env DIR]
@@ -37,6 +38,15 @@ def _parser():
     doctor.add_argument("--profile", default="sdxl")
     doctor.add_argument("--data", default=default_data_dir())
     doctor.add_argument("--json", action="store_true")
+    download = sub.add_parser("download", help="download a profile's models (only the files the loader reads)")
+    download.add_argument("--profile", default="sdxl")
+    download.add_argument("--data", default=default_data_dir())
+    download.add_argument("--role", action="append", default=[],
+                          help="an optional role to download too (repeatable); the core roles always come")
+    download.add_argument("--accept-non-commercial", action="store_true",
+                          help="agree to the non-commercial licence of the roles that have one (FaceID)")
+    download.add_argument("--dry-run", action="store_true", help="print the files, sizes and licences; fetch nothing")
+    download.add_argument("--json", action="store_true", help="progress as JSON lines (for the add-on)")
     convert = sub.add_parser("convert", help="convert a pickle checkpoint (.bin/.ckpt/.pt) to safetensors, once")
     convert.add_argument("file")
     convert.add_argument("out", nargs="?")
@@ -87,7 +97,7 @@ def main(argv=None):
     from ..core.errors import UserError
 
     args = _parser().parse_args(argv)
-    if args.command != "serve" or not args.allow_download:
+    if args.command != "download" and (args.command != "serve" or not args.allow_download):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         if args.command == "setup":
@@ -96,9 +106,12 @@ def main(argv=None):
         if args.command == "serve":
             from . import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token)
-        elif args.command == "doctor":
+        elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))
+            if args.command == "download":
+                from . import downloads
+                return downloads.main(profile, args.role, args.accept_non_commercial, args.dry_run, args.json)
             report = models.doctor(profile, os.path.join(data, "models"))
             print(json.dumps(report, indent=1) if args.json else models.format_doctor(report))
             return 0 if report["ready"] else 3

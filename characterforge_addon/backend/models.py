@@ -45,6 +45,12 @@ def _weights_in(folder):
     return found
 
 
+def download_fix(source):
+    """How to get a hub role's files: the panel's button, or the exact `hf download` line."""
+    return (f"Backend > Download Models, or: {source.files.hf_command()}  "
+            "(or start the backend with --allow-download)")
+
+
 def check(source, models_dir):
     """Where a role's model is, or ModelMissing saying what, where it looked and the fix."""
     role = source.role
@@ -75,18 +81,15 @@ def check(source, models_dir):
         snap = _snapshot(source.location)
         looked = os.path.join(hf_cache_dir(), "models--" + source.location.replace("/", "--"))
         if snap is None:
-            if source.weight:
-                fix = f"hf download {source.location} {'/'.join(filter(None, [source.subfolder, source.weight]))}"
-            else:
-                fix = f"hf download {source.location}" + (f" --include '{source.subfolder}/*'" if source.subfolder else "")
-            raise ModelMissing(role, f"{source.location} is not in the Hugging Face cache", looked,
-                               f"{fix}  (or start the backend with --allow-download)")
+            raise ModelMissing(role, f"{source.location} is not in the Hugging Face cache", looked, download_fix(source))
         folder = os.path.normpath(os.path.join(snap, source.subfolder))
     if source.weight:
         path = os.path.join(folder, source.weight)
+        converted = os.path.splitext(path)[0] + ".safetensors"
+        if path.endswith(PICKLE_SUFFIXES) and os.path.isfile(converted):
+            return converted  # converted once when it was downloaded
         if not os.path.isfile(path):
-            fix = (f"hf download {source.location} {os.path.join(source.subfolder, source.weight)}"
-                   if source.kind == "repo" else "download it there or correct the profile")
+            fix = download_fix(source) if source.kind == "repo" else "download it there or correct the profile"
             raise ModelMissing(role, f"{source.weight} not found", folder, fix)
         if path.endswith(PICKLE_SUFFIXES):
             raise ModelMissing(role, f"{source.weight} is a pickle file, which can run code when loaded", folder,

@@ -83,7 +83,7 @@ class Engine:
         where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
         kwargs = dict(kwargs, **extra)
         kwargs.setdefault("local_files_only", True)
-        if source.variant and self.dtype == torch.float16:
+        if source.variant:  # the files the downloader fetched, whatever dtype they are loaded in
             kwargs["variant"] = source.variant
         try:
             if source.kind == "file":

@@ -5,6 +5,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from ..core.errors import UserError
+from .model_files import repo_files
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 # role -> what the jobs use it for (the doctor says so next to a missing model). Every role
@@ -39,6 +40,7 @@ class Source:
     licence: str = ""
     weight: str = ""     # one file inside a repo or folder (IP-Adapter weights)
     config: str = ""     # single files: a diffusers folder or repo id with the configs (offline)
+    files: object = None  # model_files.RepoFiles: what a repo source's loader reads (None: not a repo)
 
 
 @dataclass
@@ -94,8 +96,11 @@ def parse_profile(text, where="profile"):
     native = doc.get("native_size", NATIVE_SIZES[family])
     if isinstance(native, bool) or not isinstance(native, int) or native % 8 or not 64 <= native <= 2048:
         raise UserError(f"{where}: native_size {native!r} must be a multiple of 8 from 64 to 2048")
+    sources = {role: _source(role, table, where) for role, table in models.items()}
+    for source in sources.values():
+        source.files = repo_files(source, family, "vae" in sources)
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   {role: _source(role, table, where) for role, table in models.items()}, where, native)
+                   sources, where, native)
 
 
 def load_profile(name_or_path, extra_dirs=()):

@@ -7,11 +7,11 @@ import subprocess
 import threading
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 
 from ..core import install_plan
 from ..core.errors import UserError
-from . import backend_process, backend_setup, preferences
+from . import backend_process, backend_setup, model_download, preferences
 from .panel import _Sidebar
 
 _doctor = {"running": False, "report": None, "error": ""}
@@ -98,6 +98,81 @@ class CHARACTERFORGE_OT_setup_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _picked_roles(wm):
+    return [r for r in wm.characterforge_download_roles.split(",") if r]
+
+
+def _status_bar(text):
+    """Text in Blender's status bar (None clears it); headless sessions have none."""
+    workspace = getattr(bpy.context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
+
+
+def _follow_download():
+    """Timer: progress in the status bar while downloading; afterwards the doctor looks again."""
+    _redraw()
+    current = model_download.state()
+    if current["status"] == "running":
+        _status_bar(f"CharacterForge models: {current['message']}")
+        return 0.5
+    _status_bar(None)
+    if current["status"] == "done":
+        prefs = preferences.get()
+        run_doctor(preferences.backend_python(prefs), preferences.data_dir(prefs), prefs.profile)
+        if not bpy.app.timers.is_registered(_follow_doctor):
+            bpy.app.timers.register(_follow_doctor, first_interval=0.5)
+    return None
+
+
+class CHARACTERFORGE_OT_download_models(bpy.types.Operator):
+    """Download the profile's needed models and the optional ones ticked, only the files the
+    backend reads, into the Hugging Face cache (several GB; resumes where it stopped)"""
+    bl_idname = "characterforge.download_models"
+    bl_label = "Download Models"
+
+    def execute(self, context):
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, "Online access is off: allow it in Preferences > System > Network, then press "
+                                   "Download Models again (it downloads from huggingface.co)")
+            return {"CANCELLED"}
+        prefs, wm = preferences.get(context), context.window_manager
+        try:
+            model_download.start(preferences.backend_python(prefs), preferences.data_dir(prefs), prefs.profile,
+                                 _picked_roles(wm), wm.characterforge_accept_non_commercial)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        bpy.app.timers.register(_follow_download, first_interval=0.5)
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_cancel_download(bpy.types.Operator):
+    """Stop the download; pressing Download Models again continues it"""
+    bl_idname = "characterforge.cancel_download"
+    bl_label = "Cancel Download"
+
+    def execute(self, context):
+        model_download.cancel()
+        return {"FINISHED"}
+
+
+class CHARACTERFORGE_OT_toggle_download_role(bpy.types.Operator):
+    """Download this optional model too"""
+    bl_idname = "characterforge.toggle_download_role"
+    bl_label = "Download This Model Too"
+    bl_options = {"INTERNAL"}
+
+    role: StringProperty()
+
+    def execute(self, context):
+        wm = context.window_manager
+        picked = _picked_roles(wm)
+        picked = [r for r in picked if r != self.role] if self.role in picked else picked + [self.role]
+        wm.characterforge_download_roles = ",".join(picked)
+        return {"FINISHED"}
+
+
 class CHARACTERFORGE_OT_start_backend(bpy.types.Operator):
     """Start the bundled backend with the Python set in the preferences"""
     bl_idname = "characterforge.start_backend"
@@ -176,28 +251,71 @@ class CHARACTERFORGE_PT_backend(_Sidebar, bpy.types.Panel):
             layout.label(text=_doctor["error"], icon="ERROR")
         report = _doctor["report"]
         if report:
-            layout.label(text="Ready" if report["ready"] else "Missing models:", icon="CHECKMARK" if report["ready"]
-                         else "ERROR")
-            for role in report["roles"]:
-                if role["status"] == "ok":
-                    continue
-                box = layout.box()
-                box.label(text=f"{role['role']} ({'needed' if role['core'] else 'optional'}, {role.get('size', '')})",
-                          icon="ERROR" if role["core"] else "INFO")
-                box.label(text=f"Looked in {role.get('looked_in', '')}")
-                row = box.row()
-                row.label(text=role["fix"])
-                row.operator("characterforge.copy_text", text="", icon="COPYDOWN").text = role["fix"]
+            _draw_report(layout, context.window_manager, report)
+
+
+def _draw_report(layout, wm, report):
+    device = report.get("device", {})
+    if device:
+        layout.label(text=f"{device['device']}: {device['name']} · torch {device['torch_build']} · "
+                          f"{device['dtype']} · {device['free_gb']} of {device['total_gb']} GB free",
+                     icon="MEMORY")
+        for finding in device.get("findings", []):
+            box = layout.box()
+            box.label(text=finding["message"], icon="ERROR" if finding["level"] == "MISSING" else "INFO")
+            if finding["fix"]:
+                box.label(text=f"Fix: {finding['fix']}")
+    layout.label(text="Ready" if report["ready"] else "Missing models:", icon="CHECKMARK" if report["ready"]
+                 else "ERROR")
+    picked = _picked_roles(wm)
+    for role in report["roles"]:
+        if role["status"] == "present":
+            continue
+        box = layout.box()
+        row = box.row()
+        if not role["core"] and role.get("source") == "repo":
+            row.operator("characterforge.toggle_download_role", text="", emboss=False,
+                         icon="CHECKBOX_HLT" if role["role"] in picked else "CHECKBOX_DEHLT").role = role["role"]
+        row.label(text=f"{role['role']} ({'needed' if role['core'] else 'optional: ' + role.get('needed_for', '')}, "
+                       f"{role.get('size') or '?'}, {role.get('licence') or 'licence not given'})",
+                  icon="ERROR" if role["core"] else "INFO")
+        box.label(text=f"Looked in {role.get('looked_in', '')}")
+        row = box.row()
+        row.label(text=role["fix"])
+        row.operator("characterforge.copy_text", text="", icon="COPYDOWN").text = role["fix"]
+    if any("non-commercial" in (r.get("licence") or "").lower() for r in report["roles"] if r["role"] in picked):
+        layout.prop(wm, "characterforge_accept_non_commercial")
+    download = model_download.state()
+    if download["status"] == "running":
+        row = layout.row()
+        row.progress(factor=download["progress"], type="BAR", text=download["message"])
+        row.operator("characterforge.cancel_download", text="", icon="CANCEL")
+    elif not report["ready"] or picked:
+        layout.operator("characterforge.download_models", icon="IMPORT")
+    if download["status"] in ("failed", "canceled", "done"):
+        layout.label(text=download["message"], icon="ERROR" if download["status"] == "failed" else "INFO")
 
 
 classes = (CHARACTERFORGE_OT_setup_backend, CHARACTERFORGE_OT_start_backend, CHARACTERFORGE_OT_check_models,
+           CHARACTERFORGE_OT_download_models, CHARACTERFORGE_OT_cancel_download, CHARACTERFORGE_OT_toggle_download_role,
            CHARACTERFORGE_OT_copy_text, CHARACTERFORGE_PT_backend)
 _register, _unregister = bpy.utils.register_classes_factory(classes)
-register = _register
+
+
+def register():
+    _register()
+    # per machine, not per .blend: the window manager's properties are not saved with scenes
+    bpy.types.WindowManager.characterforge_download_roles = StringProperty(default="")
+    bpy.types.WindowManager.characterforge_accept_non_commercial = BoolProperty(
+        name="I accept the non-commercial licence of the ticked models",
+        description="FaceID and insightface's models are for non-commercial research use only")
 
 
 def unregister():
-    for timer in (_follow_setup, _follow_doctor):  # no timer may outlive the add-on
+    for timer in (_follow_setup, _follow_doctor, _follow_download):  # no timer may outlive the add-on
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)
+    model_download.cancel()
+    del bpy.types.WindowManager.characterforge_download_roles
+    del bpy.types.WindowManager.characterforge_accept_non_commercial
     _unregister()

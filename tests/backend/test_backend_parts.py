@@ -87,7 +87,10 @@ def test_doctor_names_missing_files_where_it_looked_and_the_command(tmp_path, mo
     report = models.doctor(profiles.load_profile("sdxl"), str(tmp_path / "models"))
     assert not report["ready"] and report["device"]["device"] in ("cpu", "cuda")
     base = next(r for r in report["roles"] if r["role"] == "base")
-    assert base["status"] == "missing" and base["fix"].startswith("hf download stabilityai/stable-diffusion-xl-base-1.0")
+    assert base["status"] == "missing" and "Download Models" in base["fix"]
+    assert "hf download stabilityai/stable-diffusion-xl-base-1.0 --include model_index.json" in base["fix"]
+    assert "'unet/diffusion_pytorch_model.fp16.safetensors'" not in base["fix"]  # plain names need no quotes
+    assert "--include unet/diffusion_pytorch_model.fp16.safetensors" in base["fix"]
     assert base["looked_in"].endswith("models--stabilityai--stable-diffusion-xl-base-1.0")
     text = models.format_doctor(report)
     assert "MISSING" in text and "not ready" in text

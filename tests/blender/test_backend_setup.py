@@ -117,6 +117,50 @@ def test_backend_operators(bpy, scene, tmp_path, monkeypatch):
     report = backend_panel._doctor["report"]
     assert report is not None, backend_panel._doctor["error"]
     base = next(r for r in report["roles"] if r["role"] == "base")
-    assert base["status"] == "missing" and base["fix"].startswith("hf download stabilityai/")
+    assert base["status"] == "missing" and "hf download stabilityai/stable-diffusion-xl-base-1.0 --include" in base["fix"]
     assert bpy.ops.characterforge.copy_text(text=base["fix"]) == {"FINISHED"}  # (headless has no clipboard to read)
     assert not backend_process.is_running()
+
+
+def test_download_models_runs_the_backends_download_with_progress_cancel_and_resume(bpy, tmp_path, monkeypatch):
+    """The panel's download against a local server speaking the hub's protocol."""
+    import time
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend"))
+    from hub_server import Hub
+    from characterforge_addon.blender import model_download
+    with pytest.raises(RuntimeError, match="Online access is off"):
+        bpy.ops.characterforge.download_models()
+    wm = bpy.context.window_manager
+    bpy.ops.characterforge.toggle_download_role(role="ip_adapter_faceid")
+    bpy.ops.characterforge.toggle_download_role(role="image_encoder")
+    assert wm.characterforge_download_roles == "ip_adapter_faceid,image_encoder"
+    bpy.ops.characterforge.toggle_download_role(role="ip_adapter_faceid")
+    assert wm.characterforge_download_roles == "image_encoder"
+    weights = os.urandom(24 * 2**20)
+    repos = {"cf/base": {"model_index.json": b"{}", "unet/config.json": b"{}", "unet/model.onnx": b"junk" * 100,
+                         "unet/diffusion_pytorch_model.fp16.safetensors": weights},
+             "cf/pose": {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"w" * 1000}}
+    profile = tmp_path / "mini.toml"
+    profile.write_text('name = "mini"\n[models.base]\nrepo = "cf/base"\nvariant = "fp16"\n'
+                       '[models.controlnet_openpose]\nrepo = "cf/pose"\n')
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    data = str(tmp_path / "data")
+    with Hub(repos, stall=("unet/diffusion_pytorch_model.fp16.safetensors", 15 * 2**20)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        model_download.start(sys.executable, data, str(profile))
+        deadline = time.monotonic() + 120
+        while model_download.state()["done"] < 10 * 2**20:
+            assert time.monotonic() < deadline and model_download.state()["status"] == "running", model_download.state()
+            time.sleep(0.1)
+        running = model_download.state()
+        assert 0 < running["progress"] < 1 and "MB/s" in running["message"] and "GB" in running["message"]
+        model_download.cancel()
+        assert model_download.wait(60)["status"] == "canceled"
+    with Hub(repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        model_download.start(sys.executable, data, str(profile))
+        seen = model_download.wait(120)
+    assert seen["status"] == "done", seen["message"]
+    assert seen["progress"] == 1.0 and hub.ranges and hub.ranges[0][1] == 10 * 2**20
+    assert "unet/model.onnx" not in hub.fetched

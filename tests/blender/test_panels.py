@@ -145,9 +145,17 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     assert [c.name for c in s.characters] == ["Broken", "Knight"]
     s.job_state, s.job_message, s.job_progress = "running", "sheet 3/30", 0.1
     preview = bpy.data.images.new("CF preview", 4, 4)
-    monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "roles": [
-        {"role": "base", "status": "missing", "core": True, "size": "6.9 GB", "looked_in": "/x", "fix": "hf download a/b"},
-        {"role": "vae", "status": "ok", "core": True, "fix": ""}]})
+    monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "device": {
+        "device": "cpu", "name": "CPU (x86_64)", "torch_build": "CPU only (+cpu)", "dtype": "float32", "free_gb": 20.0,
+        "total_gb": 32.0, "findings": [{"level": "MISSING", "message": "an NVIDIA GPU RTX is present but torch is +cpu",
+                                        "fix": "Backend > Set Up Backend again with GPU 'nvidia'"}]}, "roles": [
+        {"role": "base", "status": "missing", "core": True, "size": "6.9 GB", "looked_in": "/x", "fix": "hf download a/b",
+         "source": "repo", "licence": "CreativeML Open RAIL++-M"},
+        {"role": "ip_adapter_faceid", "status": "missing", "core": False, "size": "1.1 GB", "looked_in": "/y",
+         "fix": "hf download c/d", "source": "repo", "licence": "non-commercial research use",
+         "needed_for": "identity from a face embedding"},
+        {"role": "vae", "status": "present", "core": True, "fix": ""}]})
+    bpy.context.window_manager.characterforge_download_roles = "ip_adapter_faceid"
     for active in (0, 1):
         s.active_character = active
         drawn = draw_all(bpy)
@@ -157,6 +165,11 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     bpy.data.images.remove(preview)
     assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]
     assert ("label", "hf download a/b") in drawn["Backend"]
+    assert ("label", "an NVIDIA GPU RTX is present but torch is +cpu") in drawn["Backend"]
+    assert ("operator", "characterforge.toggle_download_role") in drawn["Backend"]
+    assert ("prop", "characterforge_accept_non_commercial") in drawn["Backend"]
+    assert ("operator", "characterforge.download_models") in drawn["Backend"]
+    assert not any(c == ("label", "Looked in ") for c in drawn["Backend"])  # present roles are not listed
     assert ("operator", "characterforge.apply_pose") in drawn["Pose"]
     # each rig's character and prompt, compositing and expressions in the Shot section
     assert ("prop_search", "character") in drawn["Shot"] and ("operator", "characterforge.make_shot") in drawn["Shot"]
