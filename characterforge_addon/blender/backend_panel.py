@@ -118,11 +118,15 @@ def _follow_download():
         return 0.5
     _status_bar(None)
     if current["status"] == "done":
-        prefs = preferences.get()
-        run_doctor(preferences.backend_python(prefs), preferences.data_dir(prefs), prefs.profile)
-        if not bpy.app.timers.is_registered(_follow_doctor):
-            bpy.app.timers.register(_follow_doctor, first_interval=0.5)
+        _check_models(preferences.get())
     return None
+
+
+def _check_models(prefs):
+    """The doctor on a worker thread, the panel redrawn until it answers."""
+    run_doctor(preferences.backend_python(prefs), preferences.data_dir(prefs), prefs.profile)
+    if not bpy.app.timers.is_registered(_follow_doctor):
+        bpy.app.timers.register(_follow_doctor, first_interval=0.5)
 
 
 class CHARACTERFORGE_OT_download_models(bpy.types.Operator):
@@ -196,10 +200,7 @@ class CHARACTERFORGE_OT_check_models(bpy.types.Operator):
     bl_label = "Check Models"
 
     def execute(self, context):
-        prefs = preferences.get(context)
-        run_doctor(preferences.backend_python(prefs), preferences.data_dir(prefs), prefs.profile)
-        if not bpy.app.timers.is_registered(_follow_doctor):
-            bpy.app.timers.register(_follow_doctor, first_interval=0.5)
+        _check_models(preferences.get(context))
         return {"FINISHED"}
 
 

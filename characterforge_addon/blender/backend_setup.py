@@ -10,20 +10,11 @@ import threading
 from ..core import install_plan, installer
 from ..core.errors import UserError
 from ..core.gpus import detect_gpus, main_vendor
+from .shared_state import SharedState
 
-_lock = threading.Lock()
-_state = {"status": "idle", "progress": 0.0, "message": "", "log": "", "python": "", "target": ""}
+_state = SharedState(status="idle", progress=0.0, message="", log="", python="", target="")
+state, _set = _state.get, _state.set
 _thread = None
-
-
-def state():
-    with _lock:
-        return dict(_state)
-
-
-def _set(**values):
-    with _lock:
-        _state.update(values)
 
 
 def choose_target(gpu="AUTO", system=None):

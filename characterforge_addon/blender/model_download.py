@@ -9,22 +9,12 @@ import threading
 
 from ..core.errors import UserError
 from .backend_process import ADDON_DIR
+from .shared_state import SharedState
 
-_lock = threading.Lock()
-_state = {"status": "idle", "progress": 0.0, "message": "", "done": 0, "total": 0, "speed": 0.0, "eta_s": None,
-          "log": ""}
+_state = SharedState(status="idle", progress=0.0, message="", done=0, total=0, speed=0.0, eta_s=None, log="")
+state, _set = _state.get, _state.set
 _process = None
 _thread = None
-
-
-def state():
-    with _lock:
-        return dict(_state)
-
-
-def _set(**values):
-    with _lock:
-        _state.update(values)
 
 
 def command(python, data_dir, profile, roles=(), accept_non_commercial=False):
