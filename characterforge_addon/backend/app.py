@@ -116,7 +116,8 @@ def _parse_json(body):
         raise UserError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
 
 
-def create_app(store, runner, token, doctor_report, version="0.1.0"):
+def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, version="0.1.0"):
+    """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
     app.add_middleware(Guard, token=token)
@@ -159,6 +160,7 @@ def create_app(store, runner, token, doctor_report, version="0.1.0"):
                 except (binascii.Error, ValueError):
                     raise JobSpecError(field, "is not base64") from None
                 decode_image_bytes(data, field)
+            check_runnable(job)
         except JobSpecError as exc:
             return error(400, "invalid_job", str(exc), {"field": exc.field}, exc.fix)
         except UserError as exc:

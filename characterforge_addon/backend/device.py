@@ -113,18 +113,18 @@ def choose(p, gpu_dtype="float16", want=None):
                   round(total / GIB, 2), slicing)
 
 
-def memory_mode(requested, device, family="sdxl"):
+def memory_mode(requested, device, need_gb=16):
     """The memory mode for `device`: the one asked for when it makes sense there (else the
-    device's own), or for "auto" the fastest that fits the free memory."""
+    device's own), or for "auto" the fastest that fits the free memory (`need_gb`: what the
+    family's models take when all are on the GPU)."""
     modes = MODES[device.kind]
     if requested in modes:
         return requested
     if requested != "auto" or len(modes) == 1:
         return modes[0]
-    need = 16 if family == "sdxl" else 7
-    if device.free_gb >= need:
+    if device.free_gb >= need_gb:
         return "gpu"
-    return "model_offload" if device.free_gb >= need * 0.55 else "sequential_offload"
+    return "model_offload" if device.free_gb >= need_gb * 0.55 else "sequential_offload"
 
 
 def lighter(mode, kind):

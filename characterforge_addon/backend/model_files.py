@@ -6,9 +6,10 @@ ONNX and OpenVINO copies: tens of GB where the fp16 files are about 7)."""
 import shlex
 from dataclasses import dataclass
 
-# The modules a pipeline of each family loads from its base repo (the VAE is skipped when the
-# profile names its own, the safety checker is never loaded), and its small non-weight folders.
-PIPELINE_MODULES = {"sdxl": ("unet", "text_encoder", "text_encoder_2", "vae"), "sd15": ("unet", "text_encoder", "vae")}
+from .families import FAMILIES
+
+# A pipeline's small non-weight files; its weight folders are the family's `modules` (the VAE
+# skipped when the profile names its own, the safety checker never loaded).
 PIPELINE_FILES = ("model_index.json", "scheduler/*.json", "tokenizer/*", "tokenizer_2/*", "feature_extractor/*.json")
 
 
@@ -63,7 +64,7 @@ def repo_files(source, family, profile_has_vae=False):
         include = (f"{sub}/{source.weight}" if sub else source.weight,)
         exclude = ()
     elif source.role == "base":
-        modules = [m for m in PIPELINE_MODULES[family] if not (m == "vae" and profile_has_vae)]
+        modules = [m for m in FAMILIES[family].modules if not (m == "vae" and profile_has_vae)]
         include = tuple(f"{sub}/{f}" if sub else f for f in PIPELINE_FILES)
         for module in modules:
             include += module_patterns(f"{sub}/{module}" if sub else module, source.variant)

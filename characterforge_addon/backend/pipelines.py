@@ -18,6 +18,7 @@ from ..core.errors import UserError
 from ..core.job_spec import LIMITS
 from . import device, models
 from .adapters import Adapters
+from .families import family_of
 
 
 class GenerationError(UserError):
@@ -68,7 +69,8 @@ class Engine:
         self.allow_download = allow_download
         self.hardware = device.choose(probe or device.probe(), profile.gpu_dtype)
         self.device, self.dtype = self.hardware.kind, self.hardware.torch_dtype
-        self.memory = device.memory_mode(memory, self.hardware, profile.family)
+        self.family = family_of(profile)
+        self.memory = device.memory_mode(memory, self.hardware, self.family.gpu_gb)
         self.vae_tiling = False
         self._base = None
         self._controlnets = {}
@@ -78,7 +80,8 @@ class Engine:
 
     # -- loading ---------------------------------------------------------------------------
 
-    def _load(self, cls, role, **extra):
+    def load(self, cls, role, **extra):
+        """A component of `role` as `cls`, in the engine's dtype (families call this)."""
         source = self.profile.models[role]
         where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
         kwargs = dict(kwargs, **extra)
@@ -100,14 +103,7 @@ class Engine:
 
     def base(self):
         if self._base is None:
-            from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
-            cls = StableDiffusionXLPipeline if self.profile.family == "sdxl" else StableDiffusionPipeline
-            extra = {}
-            if "vae" in self.profile.models:
-                extra["vae"] = self._load(AutoencoderKL, "vae")
-            if self.profile.family == "sd15":
-                extra.update(safety_checker=None, requires_safety_checker=False)
-            pipe = self._load(cls, "base", **extra)
+            pipe = self.family.load_base(self)
             pipe.set_progress_bar_config(disable=True)
             self._base = self._place(pipe)
         return self._base
@@ -115,7 +111,7 @@ class Engine:
     def controlnet(self, role):
         if role not in self._controlnets:
             from diffusers import ControlNetModel
-            self._controlnets[role] = self._load(ControlNetModel, role).to(self.dtype)
+            self._controlnets[role] = self.load(ControlNetModel, role).to(self.dtype)
         return self._controlnets[role]
 
     def _place(self, pipe):
@@ -150,19 +146,12 @@ class Engine:
 
     def pipeline(self, mode="txt2img", roles=()):
         """The pipeline for `mode` (txt2img, img2img, inpaint) with these ControlNet roles, built
-        from the base with from_pipe: every variant shares the base's weights."""
+        by the profile's family on the base's weights."""
         key = (mode, tuple(roles))
         if key == ("txt2img", ()):
             return self.base()
         if key not in self._variants:
-            import diffusers
-            name = {("sdxl", "txt2img"): "StableDiffusionXL{}Pipeline", ("sdxl", "img2img"): "StableDiffusionXL{}Img2ImgPipeline",
-                    ("sdxl", "inpaint"): "StableDiffusionXL{}InpaintPipeline", ("sd15", "txt2img"): "StableDiffusion{}Pipeline",
-                    ("sd15", "img2img"): "StableDiffusion{}Img2ImgPipeline",
-                    ("sd15", "inpaint"): "StableDiffusion{}InpaintPipeline"}[(self.profile.family, mode)]
-            cls = getattr(diffusers, name.format("ControlNet" if roles else ""))
-            extra = {"controlnet": diffusers.MultiControlNetModel([self.controlnet(r) for r in roles])} if roles else {}
-            pipe = cls.from_pipe(self.base(), **extra)
+            pipe = self.family.variant(self, mode, list(roles))
             pipe.set_progress_bar_config(disable=True)
             self._variants[key] = self._place(pipe)
         return self._variants[key]

@@ -5,6 +5,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from ..core.errors import UserError
+from .families import FAMILIES
 from .model_files import repo_files
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
@@ -23,10 +24,8 @@ REQUIRED_ROLES = ("base", "controlnet_openpose")
 # What a posed character needs: the profile is ready when these (those it names) are present.
 CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
 SOURCE_KINDS = ("repo", "folder", "file", "tiny")
-FAMILIES = ("sdxl", "sd15")
 
 
-NATIVE_SIZES = {"sdxl": 1024, "sd15": 512}
 
 
 @dataclass
@@ -82,7 +81,7 @@ def parse_profile(text, where="profile"):
         raise UserError(f"{where}: missing name = \"...\"")
     family = doc.get("family", "sdxl")
     if family not in FAMILIES:
-        raise UserError(f"{where}: family {family!r} is not supported; use {' or '.join(FAMILIES)}")
+        raise UserError(f"{where}: family {family!r} is not supported; use {' or '.join(sorted(FAMILIES))}")
     dtype = doc.get("gpu_dtype", "float16")
     if dtype not in ("float16", "bfloat16", "float32"):
         raise UserError(f"{where}: gpu_dtype {dtype!r} must be float16, bfloat16 or float32")
@@ -93,7 +92,7 @@ def parse_profile(text, where="profile"):
     missing = [r for r in REQUIRED_ROLES if r not in models]
     if missing:
         raise UserError(f"{where}: no model for {', '.join(missing)}: add [models.{missing[0]}] with repo, folder or file")
-    native = doc.get("native_size", NATIVE_SIZES[family])
+    native = doc.get("native_size", FAMILIES[family].native_size)
     if isinstance(native, bool) or not isinstance(native, int) or native % 8 or not 64 <= native <= 2048:
         raise UserError(f"{where}: native_size {native!r} must be a multiple of 8 from 64 to 2048")
     sources = {role: _source(role, table, where) for role, table in models.items()}
@@ -119,3 +118,17 @@ def load_profile(name_or_path, extra_dirs=()):
             return parse_profile(f.read(), where=os.path.abspath(path))
     except OSError as exc:
         raise UserError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+
+
+def all_profiles(extra_dirs=()):
+    """Every profile that loads, the user's before the built-in ones of the same name."""
+    found = {}
+    for folder in (*extra_dirs, BUILTIN_DIR):
+        names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".toml")) if os.path.isdir(folder) else []
+        for name in names:
+            if name not in found:
+                try:
+                    found[name] = load_profile(os.path.join(folder, name + ".toml"))
+                except UserError:
+                    continue  # a broken profile is the doctor's to report
+    return list(found.values())

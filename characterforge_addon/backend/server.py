@@ -11,8 +11,11 @@ import threading
 from filelock import FileLock, Timeout
 
 from ..core.errors import UserError
+from ..core.job_spec import needs
+from ..core.spec_fields import JobSpecError
 from . import models, profiles
 from .app import create_app
+from .families import family_of, refuse_unless_able
 from .pipelines import Engine
 from .store import JobStore
 from .worker import JobRunner
@@ -120,7 +123,7 @@ class Backend:
             print(f"notice: {notice}", file=sys.stderr, flush=True)
         self._engines = {}
         self.runner = JobRunner(self.store, self.engine_for, max_pending)
-        self.app = create_app(self.store, self.runner, self.token, self.doctor)
+        self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable)
 
     def engine_for(self, name):
         if name not in self._engines:
@@ -129,6 +132,26 @@ class Backend:
             self._engines[name] = Engine(profiles.load_profile(name, self.profile_dirs), self.models_dir,
                                          self.memory, self.allow_download)
         return self._engines[name]
+
+    def check_runnable(self, job):
+        """Before a job is queued: its profile exists, its family can do what the job asks, and
+        (unless the backend may download) the models for that are on this machine."""
+        try:
+            profile = profiles.load_profile(job["profile"], self.profile_dirs)
+        except UserError as exc:
+            raise JobSpecError("profile", str(exc), "choose a profile the doctor lists") from None
+        wanted = needs(job)
+        refuse_unless_able(profile, wanted, profiles.all_profiles(self.profile_dirs))
+        if self.allow_download:
+            return
+        family = family_of(profile)
+        roles = {"base", "vae"} | {r for c in wanted for r in family.roles_for(c)}
+        for role in sorted(roles & set(profile.models), key=list(profile.models).index):
+            try:
+                models.check(profile.models[role], self.models_dir)
+            except models.ModelMissing as exc:
+                raise JobSpecError("profile", f"profile {profile.name} cannot run this job here: {exc}",
+                                   exc.fix) from None
 
     def doctor(self, name=None):
         return models.doctor(profiles.load_profile(name or self.default_profile, self.profile_dirs), self.models_dir)

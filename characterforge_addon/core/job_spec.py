@@ -248,6 +248,31 @@ _RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _e
           "background": lambda out: _tiles(out["detail"], "detail")}
 
 
+def needs(spec):
+    """What a validated job asks of its profile's model family, as capability names (the
+    backend's families declare theirs): the maps it sends, the identities, the passes it runs."""
+    controls, kind = spec["controls"], spec["kind"]
+    wanted = {"pose_control"} if "openpose" in controls else set()
+    if "depth" in controls or "hand_depth" in controls:
+        wanted.add("depth_control")
+    if "identity" in spec or any("identity" in c for c in spec.get("characters", ())):
+        wanted.add("identity")
+    if kind in ("posed_character", "background", "character_sheet"):
+        wanted.add("txt2img")
+    if kind == "background" and spec["sharp"] and spec["detail"]["strength"] > 0:
+        wanted.add("img2img")
+    if kind == "character_sheet":
+        if spec["upscale"]["strength"] > 0:
+            wanted.add("img2img")
+        if spec["faces"]["enabled"] and spec["faces"]["strength"] > 0:
+            wanted.add("inpaint")
+    if kind in ("shot", "expression"):
+        wanted.add("inpaint")
+    if kind == "shot" and spec["composite"]["mode"] == "cutout" and spec["composite"]["harmonize"] > 0:
+        wanted.add("img2img")
+    return wanted
+
+
 def expression_prompt(spec):
     """(prompt, negative prompt) for an expression edit of the face."""
     if spec["expression"] == "custom":

@@ -57,7 +57,7 @@ def test_amd_on_linux_with_rocm_runs_as_cuda_and_without_it_is_missing():
 def test_memory_mode_follows_free_memory_and_steps_down_on_cuda():
     for free_gb, mode in ((40, "gpu"), (12, "model_offload"), (6, "sequential_offload")):
         box = device.Probe("2.14.1", cuda_build="12.8", available=("cuda", "cpu"), memory={"cuda": (free_gb * GIB, 80 * GIB)})
-        assert device.memory_mode("auto", device.choose(box), "sdxl") == mode
+        assert device.memory_mode("auto", device.choose(box), 16) == mode
     assert [device.lighter(m, "cuda") for m in device.MODES["cuda"]] == ["model_offload", "sequential_offload",
                                                                           "sequential_offload"]
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from characterforge_addon.backend import model_files, models, profiles
+from characterforge_addon.backend import models, profiles
+from characterforge_addon.backend.families import FAMILIES
 from hub_server import Hub
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -229,4 +230,4 @@ def test_builtin_profiles_download_named_files_never_a_whole_repo(name):
     base = profile.models["base"].files.include
     vae_in_base = any(p.startswith("vae/") for p in base)
     assert vae_in_base == ("vae" not in profile.models)
-    assert set(model_files.PIPELINE_MODULES[profile.family]) - {"vae"} <= {p.split("/")[0] for p in base}
+    assert set(FAMILIES[profile.family].modules) - {"vae"} <= {p.split("/")[0] for p in base}

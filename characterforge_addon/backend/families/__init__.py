@@ -1,0 +1,43 @@
+"""Model families, the backend's plug-in point. A family loads a profile's components once,
+builds the variants its jobs use on shared weights, and declares what it can do as
+capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for a family's
+classes, and a job whose profile cannot do what it asks is refused before it is queued.
+
+Capabilities: txt2img, img2img, inpaint (pictures from a prompt, redrawn, redrawn in a mask),
+pose_control and depth_control (ControlNet maps steer them), identity (reference pictures and
+face embeddings keep a character: IP-Adapter plus-face and FaceID).
+"""
+
+from ...core.spec_fields import JobSpecError
+from .stable_diffusion import StableDiffusion
+
+FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
+                                     modules=("unet", "text_encoder", "text_encoder_2", "vae")),
+            "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae"))}
+CAPABILITY_TEXT = {"txt2img": "pictures from a prompt", "img2img": "redrawing a picture",
+                   "inpaint": "redrawing inside a mask", "pose_control": "following the OpenPose map",
+                   "depth_control": "following depth maps (depth, hand depth)",
+                   "identity": "keeping an identity from reference pictures or a face embedding"}
+
+
+def family_of(profile):
+    return FAMILIES[profile.family]
+
+
+def capabilities(profile):
+    """What `profile` can do: its family's capabilities whose models the profile names."""
+    family = family_of(profile)
+    return {c for c in family.CAPABILITIES if all(r in profile.models for r in family.roles_for(c))}
+
+
+def refuse_unless_able(profile, wanted, other_profiles=()):
+    """Raise JobSpecError (field `profile`) unless `profile` can do every capability in `wanted`,
+    naming what it cannot and the profiles among `other_profiles` that can."""
+    missing = sorted(set(wanted) - capabilities(profile))
+    if not missing:
+        return
+    able = [p.name for p in other_profiles if p.name != profile.name and set(wanted) <= capabilities(p)]
+    what = "; ".join(f"{CAPABILITY_TEXT[c]} ({c})" for c in missing)
+    fix = (f"use profile {' or '.join(able)}" if able else
+           f"add the models for it to the profile ({', '.join(sorted({r for c in missing for r in family_of(profile).roles_for(c)}))})")
+    raise JobSpecError("profile", f"profile {profile.name} (family {profile.family}) cannot do {what}", fix)

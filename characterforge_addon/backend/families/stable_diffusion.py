@@ -1,0 +1,42 @@
+"""The Stable Diffusion families (SDXL, SD 1.5): a diffusers text-to-image base, its img2img and
+inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
+IP-Adapter plus-face and FaceID for identity."""
+
+CAPABILITIES = ("txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
+_ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
+          "identity": ("image_encoder", "ip_adapter_plus_face")}
+_PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
+_MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}
+
+
+class StableDiffusion:
+    CAPABILITIES = CAPABILITIES
+
+    def __init__(self, name, gpu_gb, native_size, modules):
+        self.name = name
+        self.gpu_gb = gpu_gb  # free GPU memory that holds every model at once ("gpu" memory mode)
+        self.native_size = native_size  # the side the model was trained at
+        self.modules = modules  # the base repo's folders the pipeline loads (the downloader fetches them)
+
+    @staticmethod
+    def roles_for(capability):
+        """The profile roles a capability needs beyond the base model."""
+        return _ROLES.get(capability, ())
+
+    def load_base(self, engine):
+        """The text-to-image pipeline, with the profile's own VAE when it names one."""
+        import diffusers
+        extra = {}
+        if "vae" in engine.profile.models:
+            extra["vae"] = engine.load(diffusers.AutoencoderKL, "vae")
+        if self.name == "sd15":
+            extra.update(safety_checker=None, requires_safety_checker=False)
+        return engine.load(getattr(diffusers, _PIPELINES[self.name].format(_MODES["txt2img"])), "base", **extra)
+
+    def variant(self, engine, mode, roles):
+        """`mode` (txt2img, img2img, inpaint) with these ControlNet roles, on the base's weights
+        (`from_pipe` is told the dtype: it casts to float32 otherwise)."""
+        import diffusers
+        name = _PIPELINES[self.name].format(("ControlNet" if roles else "") + _MODES[mode])
+        extra = {"controlnet": diffusers.MultiControlNetModel([engine.controlnet(r) for r in roles])} if roles else {}
+        return getattr(diffusers, name).from_pipe(engine.base(), dtype=engine.dtype, **extra)
