@@ -54,6 +54,7 @@ def main():
     from PIL import Image
 
     from characterforge_addon.backend import pipelines
+    from characterforge_addon.backend.families import FAMILIES
     parser = argparse.ArgumentParser(prog="bench_gpu_sdxl.py")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=1024)
@@ -80,7 +81,8 @@ def main():
         return statistics.median(times)
 
     plain = timed(lambda: pipe(**kwargs, output_type="pil"))
-    ours = timed(lambda: pipelines.decode_checked(pipe, pipe(**kwargs, output_type="latent").images))
+    ours = timed(lambda: pipelines.decode_checked(pipe, pipe(**kwargs, output_type="latent").images,
+                                                            FAMILIES["sdxl"].decoder(pipe, {})))
     peak = torch.cuda.max_memory_allocated() / 2**30
     for label, t in (("plain diffusers", plain), ("CharacterForge settings", ours)):
         print(f"{label}: {t:.2f} s/image, {args.steps / t:.2f} it/s at {args.size}², {args.steps} steps")

@@ -15,10 +15,7 @@ def run(engine, spec, pngs, progress, cancel):
         job["prompt"] = spec["prompt"] + SHARP_PROMPT
         job["negative_prompt"] = ", ".join(p for p in (spec["negative_prompt"], SHARP_NEGATIVE) if p)
     progress.stage("background")
-    if "depth" in spec["controls"]:
-        image = engine.controlnet_images(job, pngs, [], progress.step, cancel)[0]
-    else:
-        image = engine.txt2img(job, progress.step, cancel)[0]
+    image = engine.draw(job, pngs, [], progress.step, cancel)[0]
     record = {"sharp": spec["sharp"], "prompt_used": job["prompt"], "negative_used": job["negative_prompt"],
               "set_depth": "depth" in spec["controls"]}
     if spec["sharp"] and spec["detail"]["strength"] > 0:

@@ -6,6 +6,7 @@ decoding checked for NaN and all-black output, retried with an upcast VAE, never
 black; out-of-memory retried once with a lighter memory mode.
 """
 
+import inspect
 import io
 import math
 import time
@@ -19,6 +20,7 @@ from ..core.job_spec import LIMITS
 from . import device, models
 from .adapters import Adapters
 from .families import family_of
+from .preview import FACTORS as PREVIEW_FACTORS
 
 
 class GenerationError(UserError):
@@ -197,7 +199,12 @@ class Engine:
 
     def posed_character(self, spec, pngs, on_step, cancel_event):
         references = [decode_image_bytes(png, f"identity.images[{i}]") for i, png in enumerate(pngs.get("identity", []))]
-        return self.controlnet_images(spec, pngs, references, on_step, cancel_event)
+        return self.draw(spec, pngs, references, on_step, cancel_event)
+
+    def draw(self, spec, pngs, references, on_step, cancel_event):
+        """New images from the spec's prompt, steered by its maps (`pngs`) and reference
+        pictures, the way the profile's family does it."""
+        return self.family.draw(self, spec, pngs, references, on_step, cancel_event)
 
     def img2img(self, spec, pixels, strength, references, seed, on_step, cancel_event, suffix=""):
         """`pixels` (HxWx3 uint8, sides multiples of 8) redrawn at `strength`."""
@@ -278,19 +285,18 @@ class Engine:
                 p._interrupt = True
             on_step(i + 1, total, time.perf_counter() - started)
             preview = getattr(on_step, "preview", None)  # the job's progress may keep previews
-            if preview is not None and "latents" in step_kwargs:
+            if preview is not None and "latents" in step_kwargs and self.profile.family in PREVIEW_FACTORS:
                 preview(step_kwargs["latents"], self.profile.family)
             return step_kwargs
 
-        if "image" in kwargs:  # always said: the inpaint pipeline's own default (0.9999) leaves 1 step none
-            kwargs["strength"] = strength
-        generators = device.generators(seed, batch)
-        out = pipe(num_inference_steps=steps, guidance_scale=spec["guidance"],
-                   num_images_per_prompt=batch, generator=generators, output_type="latent",
-                   callback_on_step_end=callback, **kwargs)
+        if "strength" in inspect.signature(pipe.__call__).parameters and "image" in kwargs:
+            kwargs["strength"] = strength  # always said: the inpaint pipeline's default (0.9999) leaves 1 step none
+        out = pipe(num_inference_steps=steps, num_images_per_prompt=batch, generator=device.generators(seed, batch),
+                   output_type="latent", callback_on_step_end=callback, **self.family.guidance(spec, kwargs),
+                   **kwargs)
         if cancel_event.is_set():
             raise Canceled()
-        return decode_checked(pipe, out.images)
+        return decode_checked(pipe, out.images, self.family.decoder(pipe, kwargs))
 
     def _with_oom_retry(self, run):
         try:
@@ -370,19 +376,19 @@ def _bad(images):
     return None
 
 
-def decode_checked(pipe, latents):
-    """Decode latents with the pipeline's VAE; on NaN or all-black output decode again with
-    the VAE in float32 (the fp16 SDXL VAE overflows); if that fails too, raise."""
+def decode_checked(pipe, latents, decode):
+    """Decode latents with `decode(latents, dtype)` (the family's: images in -1..1); on NaN or
+    all-black output decode again with the VAE in float32 (fp16 VAEs overflow); if that fails
+    too, raise."""
     vae = pipe.vae
-    scaled = latents / vae.config.scaling_factor
     with torch.no_grad():
-        images = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        images = decode(latents, vae.dtype)
         problem = _bad(images)
         if problem and vae.dtype != torch.float32:
             original = vae.dtype
             vae.to(torch.float32)
             try:
-                images = vae.decode(scaled.to(torch.float32), return_dict=False)[0]
+                images = decode(latents, torch.float32)
             finally:
                 vae.to(original)
             problem = _bad(images)

@@ -20,7 +20,6 @@ ROLES = {
     "ip_adapter_faceid": "identity from a face embedding (IP-Adapter FaceID)",
     "insightface": "finding faces (the sheet's face pass, expressions) and identity embeddings and scores",
 }
-REQUIRED_ROLES = ("base", "controlnet_openpose")
 # What a posed character needs: the profile is ready when these (those it names) are present.
 CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
 SOURCE_KINDS = ("repo", "folder", "file", "tiny")
@@ -52,6 +51,8 @@ class Profile:
     models: dict = field(default_factory=dict)  # role -> Source
     path: str = ""
     native_size: int = 0  # the side the model was trained at (face redraws use it); 0: the family's
+    reference_pixels: int = 1024 * 1024  # edit families: the size input pictures are brought to for the VAE
+    condition_pixels: int = 384 * 384    # ... and for the text encoder's vision tower
 
 
 def _source(role, table, where):
@@ -89,7 +90,7 @@ def parse_profile(text, where="profile"):
     unknown = sorted(set(models) - set(ROLES))
     if unknown:
         raise UserError(f"{where}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
-    missing = [r for r in REQUIRED_ROLES if r not in models]
+    missing = [r for r in FAMILIES[family].required_roles if r not in models]
     if missing:
         raise UserError(f"{where}: no model for {', '.join(missing)}: add [models.{missing[0]}] with repo, folder or file")
     native = doc.get("native_size", FAMILIES[family].native_size)
@@ -98,8 +99,13 @@ def parse_profile(text, where="profile"):
     sources = {role: _source(role, table, where) for role, table in models.items()}
     for source in sources.values():
         source.files = repo_files(source, family, "vae" in sources)
+    pixels = {}
+    for key, default in (("reference_pixels", 1024 * 1024), ("condition_pixels", 384 * 384)):
+        pixels[key] = doc.get(key, default)
+        if isinstance(pixels[key], bool) or not isinstance(pixels[key], int) or not 32 * 32 <= pixels[key] <= 4096 ** 2:
+            raise UserError(f"{where}: {key} {pixels[key]!r} must be a whole number of pixels from 1024 to 16777216")
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   sources, where, native)
+                   sources, where, native, **pixels)
 
 
 def load_profile(name_or_path, extra_dirs=()):

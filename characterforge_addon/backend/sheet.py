@@ -125,7 +125,7 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     before upscaling, and the cut views and faces (with their insightface embedding)."""
     identity = [decode_image_bytes(p, f"identity.images[{i}]") for i, p in enumerate(pngs.get("identity", []))]
     progress.stage("sheet")
-    base = engine.controlnet_images(spec, pngs, identity, progress.step, cancel)[0]
+    base = engine.draw(spec, pngs, identity, progress.step, cancel)[0]
     factor = spec["upscale"]["factor"]
     sheet = upscale(engine, base, spec, identity, progress, cancel) if factor > 1 else base
     factor = sheet.shape[1] / base.shape[1]

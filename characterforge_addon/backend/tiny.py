@@ -8,9 +8,9 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 8  # bump when the shapes change: older folders are left alone, a new one is made
+VERSION = 9  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
-              "ip_adapter_faceid.safetensors", "insightface")
+              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit")
 
 
 def _byte_level_vocab():
@@ -86,8 +86,9 @@ def make(folder):
                 module.weight.normal_(0.0, 0.05)
         controlnet.save_pretrained(os.path.join(folder, name), safe_serialization=True)
     _ip_adapter(folder, unet)
-    from . import tiny_faces
+    from . import tiny_edit, tiny_faces
     tiny_faces.make(os.path.join(folder, "insightface"))
+    tiny_edit.make(folder)
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 

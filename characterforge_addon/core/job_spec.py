@@ -258,7 +258,7 @@ def needs(spec):
     if "identity" in spec or any("identity" in c for c in spec.get("characters", ())):
         wanted.add("identity")
     if kind in ("posed_character", "background", "character_sheet"):
-        wanted.add("txt2img")
+        wanted.add("draw" if controls or "identity" in spec else "txt2img")
     if kind == "background" and spec["sharp"] and spec["detail"]["strength"] > 0:
         wanted.add("img2img")
     if kind == "character_sheet":

@@ -189,7 +189,7 @@ def test_nan_decode_is_retried_in_float32(engine):
 
     handle = pipe.vae.decoder.register_forward_hook(poison)
     try:
-        images = pipelines.decode_checked(pipe, latents(engine))
+        images = pipelines.decode_checked(pipe, latents(engine), engine.family.decoder(pipe, {}))
     finally:
         handle.remove()
         pipe.vae.to(torch.float32)
@@ -203,7 +203,7 @@ def test_persistent_nan_fails_with_an_explanation_not_a_black_png(engine):
     handle = pipe.vae.decoder.register_forward_hook(lambda m, i, o: o * float("nan"))
     try:
         with pytest.raises(pipelines.GenerationError, match="NaN.*sdxl-vae-fp16-fix"):
-            pipelines.decode_checked(pipe, latents(engine))
+            pipelines.decode_checked(pipe, latents(engine), engine.family.decoder(pipe, {}))
     finally:
         handle.remove()
 

@@ -72,9 +72,9 @@ def test_capabilities_follow_the_roles_a_profile_names():
 
 
 @pytest.mark.parametrize("changes, wanted", [
-    ({}, {"txt2img", "pose_control"}),
+    ({}, {"draw", "pose_control"}),
     ({"controls": {"openpose": {"image": png_b64()}, "hand_depth": {"image": png_b64()}},
-      "identity": {"images": [png_b64()]}}, {"txt2img", "pose_control", "depth_control", "identity"}),
+      "identity": {"images": [png_b64()]}}, {"draw", "pose_control", "depth_control", "identity"}),
 ])
 def test_what_a_job_needs_follows_what_it_sends(changes, wanted):
     assert needs(validate_job(spec(**changes))) == wanted

@@ -3,18 +3,22 @@ builds the variants its jobs use on shared weights, and declares what it can do 
 capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for a family's
 classes, and a job whose profile cannot do what it asks is refused before it is queued.
 
-Capabilities: txt2img, img2img, inpaint (pictures from a prompt, redrawn, redrawn in a mask),
-pose_control and depth_control (ControlNet maps steer them), identity (reference pictures and
-face embeddings keep a character: IP-Adapter plus-face and FaceID).
+Capabilities: draw (a new picture steered by the maps and references sent), txt2img (from a
+prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control and
+depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
+embedding keep a character). How a family does each is its own: SDXL through ControlNets and
+IP-Adapters, an edit model by taking the maps and references as input pictures.
 """
 
 from ...core.spec_fields import JobSpecError
+from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
 
 FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
                                      modules=("unet", "text_encoder", "text_encoder_2", "vae")),
-            "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae"))}
-CAPABILITY_TEXT = {"txt2img": "pictures from a prompt", "img2img": "redrawing a picture",
+            "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae")),
+            "qwen_edit": QwenEdit()}
+CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone", "img2img": "redrawing a picture",
                    "inpaint": "redrawing inside a mask", "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding"}

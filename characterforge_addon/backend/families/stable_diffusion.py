@@ -2,7 +2,7 @@
 inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
 IP-Adapter plus-face and FaceID for identity."""
 
-CAPABILITIES = ("txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face")}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
@@ -11,6 +11,7 @@ _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "Inpai
 
 class StableDiffusion:
     CAPABILITIES = CAPABILITIES
+    required_roles = ("base", "controlnet_openpose")
 
     def __init__(self, name, gpu_gb, native_size, modules):
         self.name = name
@@ -40,3 +41,22 @@ class StableDiffusion:
         name = _PIPELINES[self.name].format(("ControlNet" if roles else "") + _MODES[mode])
         extra = {"controlnet": diffusers.MultiControlNetModel([engine.controlnet(r) for r in roles])} if roles else {}
         return getattr(diffusers, name).from_pipe(engine.base(), dtype=engine.dtype, **extra)
+
+    @staticmethod
+    def guidance(spec, call):
+        return {"guidance_scale": spec["guidance"]}
+
+    @staticmethod
+    def decoder(pipe, call):
+        """latents -> images in -1..1, with the VAE in `dtype`."""
+        def decode(latents, dtype):
+            return pipe.vae.decode((latents / pipe.vae.config.scaling_factor).to(dtype), return_dict=False)[0]
+        return decode
+
+    @staticmethod
+    def draw(engine, spec, pngs, references, on_step, cancel_event):
+        """The prompt through the ControlNets of the maps sent (none: the base pipeline), the
+        references through the identity adapters."""
+        if any(n in spec["controls"] for n in ("openpose", "depth", "hand_depth")):
+            return engine.controlnet_images(spec, pngs, references, on_step, cancel_event)
+        return engine.txt2img(spec, on_step, cancel_event)

@@ -1,0 +1,76 @@
+"""The Qwen-Image-Edit family on tiny random weights (tokenizer and processor made in code):
+posed characters, sheets and backgrounds through the HTTP API, the character's pictures going
+in as input pictures and changing the output, and the jobs it cannot do refused before queueing
+in favour of a profile that can."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from characterforge_addon.backend.families import qwen_edit
+from conftest import completed_job, image_of, png_b64, spec
+from test_background_job import job as background_job
+from test_sheet_job import sheet_spec
+from test_shot_job import shot_job
+
+EDIT = "tiny-qwen-edit"
+
+
+def picture(backend, job):
+    client, headers, status = completed_job(backend, job)
+    answer = client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers)
+    return image_of(answer), json.loads(Image.open(io.BytesIO(answer.content)).text["characterforge"]), status
+
+
+def test_a_posed_character_on_the_edit_family_takes_the_characters_pictures(make_backend):
+    backend = make_backend()
+    red = spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]})
+    first, record, status = picture(backend, red)
+    assert first.shape == (64, 64, 3) and record["profile"] == EDIT and status["total"] == 2
+    again, _, _ = picture(backend, red)
+    assert np.array_equal(first, again)  # same seed, same pictures: the same image
+    blue, _, _ = picture(backend, spec(profile=EDIT, identity={"images": [png_b64(64, 64, (20, 20, 250))]}))
+    assert not np.array_equal(first, blue)  # the reference picture reaches the model
+    pose, _, _ = picture(backend, spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
+                                       controls={"openpose": {"image": png_b64(64, 64, (255, 255, 255))}}))
+    assert not np.array_equal(first, pose)  # and so does the pose map
+
+
+def test_a_sheet_and_a_background_with_depth_run_on_the_edit_family(make_backend):
+    backend = make_backend()
+    sheet = sheet_spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
+                       upscale={"factor": 1, "strength": 0}, faces={"enabled": False})
+    client, headers, status = completed_job(backend, sheet)
+    assert {"sheet", "view_front", "face_front"} <= set(status["results"])
+    image, record, _ = picture(backend, background_job(profile=EDIT, sharp=False,
+                                                       controls={"depth": {"image": png_b64(128, 64)}}))
+    assert image.shape == (64, 128, 3) and record["set_depth"]
+
+
+@pytest.mark.parametrize("job, cannot", [
+    (shot_job(profile=EDIT), "redrawing inside a mask"),
+    (spec(kind="expression", profile=EDIT, image=png_b64(), expression="happy", face_box=[8, 8, 40, 40], controls={}),
+     "redrawing inside a mask"),
+    (sheet_spec(profile=EDIT), "redrawing a picture"),
+    (background_job(profile=EDIT), "pictures from a prompt alone"),
+])
+def test_what_the_edit_family_cannot_do_is_refused_with_the_profiles_that_can(make_backend, job, cannot):
+    from fastapi.testclient import TestClient
+    backend = make_backend()
+    answer = TestClient(backend.app).post("/jobs", json=job, headers={"x-characterforge-token": backend.token})
+    assert answer.status_code == 400, answer.json()
+    body = answer.json()
+    assert body["details"]["field"] == "profile" and cannot in body["message"]
+    assert f"profile {EDIT} (family qwen_edit)" in body["message"] and "tiny" in body["fix"]
+
+
+def test_the_instruction_says_which_picture_is_which():
+    job = {"prompt": "a knight", "style": ""}
+    assert qwen_edit.instruction(["openpose"], 2, job) == (
+        "Picture 1 is an OpenPose skeleton. Draw the same character as in pictures 2 to 3: the same face, hair, outfit, "
+        "colours and props, in exactly the pose of the skeleton in picture 1. a knight")
+    assert qwen_edit.instruction(["depth"], 0, job) == (
+        "Picture 1 is a depth map. Draw the character, following the depth map. a knight")
