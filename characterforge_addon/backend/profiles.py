@@ -53,6 +53,7 @@ class Profile:
     native_size: int = 0  # the side the model was trained at (face redraws use it); 0: the family's
     reference_pixels: int = 1024 * 1024  # edit families: the size input pictures are brought to for the VAE
     condition_pixels: int = 384 * 384    # ... and for the text encoder's vision tower
+    face_refine: str = ""  # a profile whose identity adapters redraw the faces of this one's pictures, kept if better
 
 
 def _source(role, table, where):
@@ -104,8 +105,11 @@ def parse_profile(text, where="profile"):
         pixels[key] = doc.get(key, default)
         if isinstance(pixels[key], bool) or not isinstance(pixels[key], int) or not 32 * 32 <= pixels[key] <= 4096 ** 2:
             raise UserError(f"{where}: {key} {pixels[key]!r} must be a whole number of pixels from 1024 to 16777216")
+    refine = doc.get("face_refine", "")
+    if not isinstance(refine, str):
+        raise UserError(f"{where}: face_refine must be a profile name")
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   sources, where, native, **pixels)
+                   sources, where, native, **pixels, face_refine=refine)
 
 
 def load_profile(name_or_path, extra_dirs=()):

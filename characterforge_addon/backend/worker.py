@@ -8,7 +8,7 @@ import time
 import traceback
 
 from ..core.errors import UserError
-from . import background, expression, metadata, posed, scoring, sheet, shot
+from . import background, expression, face_pass, metadata, posed, scoring, sheet, shot
 from .models import ModelMissing
 from .pipelines import Canceled
 from .preview import latent_preview
@@ -114,7 +114,12 @@ class JobRunner:
             else:
                 engine.base()  # loading shows as its own stage, before the steps count
                 faces, _ = self._face_tools(engine, "identity" in spec)
-                outputs = posed.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
+                refine = (None, None)
+                if engine.profile.face_refine and "identity" in spec:
+                    refine = face_pass.refiner(self.engine_for, engine.profile)
+                    if refine[0] is not None and faces is None:  # the refine profile's face tools score
+                        faces, _ = self._face_tools(refine[0], True)
+                outputs = posed.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec), refine)
             progress.stage("saving")
             for name, pixels, record in outputs:
                 png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,

@@ -29,7 +29,7 @@ def test_a_posed_character_on_the_edit_family_takes_the_characters_pictures(make
     backend = make_backend()
     red = spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]})
     first, record, status = picture(backend, red)
-    assert first.shape == (64, 64, 3) and record["profile"] == EDIT and status["total"] == 2
+    assert first.shape == (64, 64, 3) and record["profile"] == EDIT and record["face_pass"]["profile"] == "tiny"
     again, _, _ = picture(backend, red)
     assert np.array_equal(first, again)  # same seed, same pictures: the same image
     blue, _, _ = picture(backend, spec(profile=EDIT, identity={"images": [png_b64(64, 64, (20, 20, 250))]}))
@@ -74,3 +74,30 @@ def test_the_instruction_says_which_picture_is_which():
         "colours and props, in exactly the pose of the skeleton in picture 1. a knight")
     assert qwen_edit.instruction(["depth"], 0, job) == (
         "Picture 1 is a depth map. Draw the character, following the depth map. a knight")
+
+
+def test_the_face_pass_keeps_the_higher_identity_score_and_records_both(make_backend, tmp_path):
+    """tiny-qwen-edit names the tiny SDXL profile as its face_refine; the same profile without it
+    draws the picture the pass starts from."""
+    backend = make_backend()
+    folder = tmp_path / "data" / "profiles"
+    folder.mkdir(exist_ok=True)
+    text = open(qwen_edit.__file__.replace("families/qwen_edit.py", "profiles/tiny-qwen-edit.toml")).read()
+    (folder / "edit-plain.toml").write_text(text.replace('name = "tiny-qwen-edit"', 'name = "edit-plain"')
+                                            .replace('face_refine = "tiny"', ""))
+    decided = set()
+    for seed in (1, 2, 3, 4):
+        job = spec(profile=EDIT, seed=seed, identity={"images": [png_b64(64, 64, (250, 250, 250))]})
+        refined, record, _ = picture(backend, job)
+        plain, plain_record, _ = picture(backend, dict(job, profile="edit-plain"))
+        passed = record["face_pass"]
+        assert passed["profile"] == "tiny" and "face_pass" not in plain_record
+        if passed["kept"] == "edit" and "why" in passed:
+            assert np.array_equal(refined, plain)
+            continue
+        before, after = passed["identity_edit"]["similarity"], passed["identity_refined"]["similarity"]
+        assert passed["kept"] == ("refined" if after > before else "edit")
+        assert np.array_equal(refined, plain) == (passed["kept"] == "edit")
+        assert record["scores"]["identity"]["similarity"] == (after if after > before else before)
+        decided.add(passed["kept"])
+    assert decided  # at least one picture had a face to redraw and was judged by its score
