@@ -51,12 +51,13 @@ def run(engine, spec, progress, cancel, face_tools):
                   for i, b in enumerate(spec.get("identity", {}).get("images", []))]
     progress.stage(f"expression: {spec['expression']}")
     out, where = redraw.redraw_box(engine, pixels, box, job, spec["strength"], spec["seed"], references, progress,
-                                   cancel, engine.profile.native_size, FACE_GROW)
+                                   cancel, engine.profile.native_size, FACE_GROW, edit=True)
     if where is None:
         raise UserError(f"the face ({box[2] - box[0]}x{box[3] - box[1]} pixels) is too small to redraw: "
                         "render the shot larger or frame the character closer")
     record = {"expression": spec["expression"], "custom": spec["custom"], "prompt_used": prompt,
-              "negative_used": negative, "face_box": box, "face_source": source, **where}
+              "negative_used": negative, "face_box": box, "face_source": source, **where,
+              "strength_used": spec["strength"] if engine.family.region_strength else None}
     if "identity" in spec:
         pngs = [base64.b64decode(b) for b in spec["identity"]["images"]]
         target = scoring.identity_target(face_tools, spec, pngs, decode_image_bytes)

@@ -52,8 +52,6 @@ def test_a_sheet_and_a_background_with_depth_run_on_the_edit_family(make_backend
 
 @pytest.mark.parametrize("job, cannot", [
     (shot_job(profile=EDIT), "redrawing inside a mask"),
-    (spec(kind="expression", profile=EDIT, image=png_b64(), expression="happy", face_box=[8, 8, 40, 40], controls={}),
-     "redrawing inside a mask"),
     (sheet_spec(profile=EDIT), "redrawing a picture"),
     (background_job(profile=EDIT), "pictures from a prompt alone"),
 ])
@@ -65,6 +63,24 @@ def test_what_the_edit_family_cannot_do_is_refused_with_the_profiles_that_can(ma
     body = answer.json()
     assert body["details"]["field"] == "profile" and cannot in body["message"]
     assert f"profile {EDIT} (family qwen_edit)" in body["message"] and "tiny" in body["fix"]
+
+
+def test_an_expression_on_the_edit_family_changes_only_the_faces_box(make_backend):
+    face = [16, 16, 48, 48]
+    base = np.asarray(Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)))
+    buf = io.BytesIO()
+    Image.fromarray(base).save(buf, "PNG")
+    import base64
+    job = spec(kind="expression", profile=EDIT, width=96, height=96, image=base64.b64encode(buf.getvalue()).decode(),
+               expression="happy", face_box=face, detector="rig", controls={},
+               identity={"images": [png_b64(64, 64, (250, 20, 20))]})
+    out, record, _ = picture(make_backend(), job)
+    x0, y0, x1, y1 = record["changed_within"]
+    outside = np.ones(base.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(out[outside], base[outside])  # byte-identical outside the feathered box
+    assert not np.array_equal(out[y0:y1, x0:x1], base[y0:y1, x0:x1])
+    assert "happy" in record["prompt_used"] and record["strength_used"] is None  # an edit decides how much
 
 
 def test_the_instruction_says_which_picture_is_which():

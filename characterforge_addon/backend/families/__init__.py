@@ -4,7 +4,8 @@ capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for 
 classes, and a job whose profile cannot do what it asks is refused before it is queued.
 
 Capabilities: draw (a new picture steered by the maps and references sent), txt2img (from a
-prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control and
+prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), edit_region (a region
+changed as the prompt says, the rest kept: expressions), pose_control and
 depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures.
@@ -18,8 +19,9 @@ FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
                                      modules=("unet", "text_encoder", "text_encoder_2", "vae")),
             "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae")),
             "qwen_edit": QwenEdit()}
-CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone", "img2img": "redrawing a picture",
-                   "inpaint": "redrawing inside a mask", "pose_control": "following the OpenPose map",
+CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
+                   "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
+                   "edit_region": "changing a region as the prompt says", "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding"}
 

@@ -10,7 +10,7 @@ import contextlib
 import torch
 from PIL import Image
 
-CAPABILITIES = ("draw", "pose_control", "depth_control", "identity")
+CAPABILITIES = ("draw", "edit_region", "pose_control", "depth_control", "identity")
 MAX_PICTURES = 3  # the model was trained with up to three input pictures
 _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map"}
 
@@ -18,6 +18,7 @@ _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map"}
 class QwenEdit:
     CAPABILITIES = CAPABILITIES
     required_roles = ("base",)
+    region_strength = False  # an edit decides how much it changes
     name = "qwen_edit"
     gpu_gb = 60  # bf16 transformer (about 41 GB) and text encoder (about 17 GB) together
     native_size = 1024
@@ -74,6 +75,28 @@ class QwenEdit:
                                                prompt=prompt, negative_prompt=spec["negative_prompt"] or None,
                                                width=spec["width"], height=spec["height"])
             return images
+        return engine._with_oom_retry(run)
+
+
+    def edit_region(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
+                    controls):
+        """The region (a face's square) edited as the prompt says, the character's pictures after
+        it; the caller pastes the result through its feathered mask. An edit model decides how
+        much to change: `strength` does not apply."""
+        h, w = pixels.shape[:2]
+        refs = references[:MAX_PICTURES - 1]
+        words = ", ".join(p for p in (spec["prompt"].strip(), suffix.strip(", ")) if p)
+        keep = (f", keeping the same person as in picture{'s' if len(refs) > 1 else ''} "
+                f"{', '.join(str(i + 2) for i in range(len(refs)))}" if refs else ", keeping the same person")
+        prompt = f"Edit picture 1: {words}{keep}; change nothing else."
+        job = dict(spec, width=w, height=h)
+
+        def run():
+            pipe = engine.pipeline("txt2img")
+            with _reference_sizes(engine.profile):
+                return engine._generate(pipe, job, seed, 1, on_step, cancel_event,
+                                        image=[Image.fromarray(pixels)] + refs, prompt=prompt,
+                                        negative_prompt=spec["negative_prompt"] or None, width=w, height=h)[0]
         return engine._with_oom_retry(run)
 
 

@@ -2,7 +2,7 @@
 inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
 IP-Adapter plus-face and FaceID for identity."""
 
-CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "edit_region", "pose_control", "depth_control", "identity")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face")}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
@@ -12,6 +12,7 @@ _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "Inpai
 class StableDiffusion:
     CAPABILITIES = CAPABILITIES
     required_roles = ("base", "controlnet_openpose")
+    region_strength = True  # inpainting redraws a region as strongly as asked
 
     def __init__(self, name, gpu_gb, native_size, modules):
         self.name = name
@@ -60,3 +61,8 @@ class StableDiffusion:
         if any(n in spec["controls"] for n in ("openpose", "depth", "hand_depth")):
             return engine.controlnet_images(spec, pngs, references, on_step, cancel_event)
         return engine.txt2img(spec, on_step, cancel_event)
+
+    @staticmethod
+    def edit_region(engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls):
+        return engine.inpaint(spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
+                              controls=controls)
