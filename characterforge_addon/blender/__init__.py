@@ -1,8 +1,8 @@
 """Blender-side code: the only package that imports bpy."""
 
-from . import backend_panel, character_operators, jobs, operators, panel, preferences, properties
+from . import backend_panel, character_operators, jobs, operators, panel, preferences, profile_chooser, properties
 
-_modules = (preferences, properties, operators, character_operators, panel, backend_panel)
+_modules = (preferences, properties, operators, character_operators, profile_chooser, panel, backend_panel)
 
 
 def register():

@@ -67,7 +67,7 @@ def make_sheet(context, name=None, seed=None):
                 controls[control] = {"png": f.read(), "strength": strength}
     spec = character_sheet_spec(
         s.prompt, controls, record, style=s.sheet_style, negative_prompt=s.negative_prompt, seed=seed,
-        steps=s.steps, guidance=s.guidance, profile=preferences.get(context).profile, name=name,
+        steps=s.steps, guidance=s.guidance, profile=preferences.job_profile(context), name=name,
         references=reference_pngs(s), identity_scale=s.identity_scale, upscale=s.sheet_upscale,
         upscale_strength=s.sheet_upscale_strength, tile=1024,
         face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength)

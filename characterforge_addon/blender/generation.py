@@ -147,7 +147,7 @@ def generate(context, seed=None):
     references, embedding = identity_inputs(context)
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
-        settings.steps, settings.guidance, preferences.get(context).profile, name=f"seed{seed}",
+        settings.steps, settings.guidance, preferences.job_profile(context), name=f"seed{seed}",
         references=references, identity_scale=settings.identity_scale, identity_embedding=embedding,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
@@ -264,7 +264,7 @@ def make_background(context, seed=None):
     w, h = joints.camera_model(scene, camera).resolution
     depth = set_depth_png(context, camera) if s.background_use_set_depth else None
     spec = background_spec(s.background_prompt, w, h, depth, s.depth_strength, s.negative_prompt, seed, s.steps,
-                           s.guidance, preferences.get(context).profile, name=f"background_seed{seed}",
+                           s.guidance, preferences.job_profile(context), name=f"background_seed{seed}",
                            sharp=s.background_sharp)
     out_dir = os.path.join(resolve_dir(s.results_dir), shot)
     return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance,

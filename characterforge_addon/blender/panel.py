@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import jobs, planes
+from . import jobs, planes, profile_chooser
 from .rig import rigs_in_scene
 
 
@@ -77,6 +77,7 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = context.scene.characterforge
+        profile_chooser.draw(layout, context)
         row = layout.row()
         row.template_list("CHARACTERFORGE_UL_characters", "", s, "characters", s, "active_character", rows=3)
         col = row.column(align=True)
@@ -147,6 +148,7 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = context.scene.characterforge
+        profile_chooser.draw(layout, context)
         layout.prop(s, "prompt")
         layout.prop(s, "negative_prompt")
         row = layout.row(align=True)

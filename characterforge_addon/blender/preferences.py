@@ -80,6 +80,19 @@ def backend_python(prefs):
     return bpy.path.abspath(prefs.python) if prefs.python else sys.executable
 
 
+BUILTIN_PROFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend", "profiles")
+
+
+def job_profile(context):
+    """The profile jobs from this scene use: the scene's choice, else the preferences'."""
+    return context.scene.characterforge.profile or get(context).profile
+
+
+def profile_folders(prefs):
+    """Where the backend looks for profiles: the data folder's own, then the built-in ones."""
+    return [os.path.join(data_dir(prefs), "profiles"), BUILTIN_PROFILES]
+
+
 def data_dir(prefs):
     if prefs.data_dir:
         return bpy.path.abspath(prefs.data_dir)

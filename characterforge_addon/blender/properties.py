@@ -48,6 +48,8 @@ class CHARACTERFORGE_PG_character(bpy.types.PropertyGroup):
 
 
 class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
+    profile: StringProperty(name="Profile", description="The model profile this .blend's sheets, posed characters, "
+                            "backgrounds and shots use; empty: the preferences' profile")
     new_rig_preset: EnumProperty(name="Proportions", items=PRESET_ITEMS, default="ADULT")
     new_rig_height: FloatProperty(name="Height", default=1.75, min=0.05, soft_max=3.0, unit="LENGTH",
                                   description="Height of a new rig, crown to floor")

@@ -92,7 +92,7 @@ def make_shot(context, seed=None):
         seed = generation.pick_seed(s)
     s.seed = seed
     spec = shot_spec(s.background_prompt, generation.control_inputs(s, controls_dir), w, h, background, characters,
-                     s.negative_prompt, seed, s.steps, s.guidance, preferences.get(context).profile,
+                     s.negative_prompt, seed, s.steps, s.guidance, preferences.job_profile(context),
                      name=f"shot_seed{seed}", mode=s.composite_mode.lower(), grow=s.composite_grow,
                      feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
@@ -149,7 +149,7 @@ def make_expression(context, obj, seed=None):
     stem = os.path.splitext(os.path.basename(path))[0]
     spec = expression_spec(png, width, height, expression, rig_prompt(scene, rig) if rig else s.prompt,
                            s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,
-                           preferences.get(context).profile, name=f"{stem}_{expression}"[:64],
+                           preferences.job_profile(context), name=f"{stem}_{expression}"[:64],
                            strength=s.expression_strength, references=references[:LIMITS["max_references"]],
                            embedding=embedding, identity_scale=s.identity_scale)
     camera = obj.parent

@@ -149,3 +149,26 @@ def test_start_and_stop_buttons_and_the_results_folder(bpy, scene, tmp_path, bac
     scene.characterforge.results_dir = str(tmp_path / "results here")
     assert bpy.ops.characterforge.open_results() == {"FINISHED"}  # (headless: no file browser to open)
     assert (tmp_path / "results here").is_dir()
+
+
+def test_the_scenes_profile_runs_the_edit_family_end_to_end(bpy, scene, tmp_path, backend_env):
+    """The profile chosen for the scene goes with the job: the Qwen-Image-Edit family draws the
+    posed character from the reference picture and the rig's pose map."""
+    from PIL import Image
+
+    from characterforge_addon.blender import jobs
+    ref = tmp_path / "hero.png"
+    Image.new("RGB", (64, 64), (180, 30, 30)).save(ref)
+    posed_scene(bpy, scene, tmp_path, steps=2)
+    scene.characterforge.reference_image = str(ref)
+    bpy.ops.characterforge.use_profile(name="tiny-qwen-edit")
+    try:
+        assert bpy.ops.characterforge.generate() == {"FINISHED"}
+        jobs.wait_all(timeout=300)
+        assert scene.characterforge.job_state == "completed", scene.characterforge.job_message
+    finally:
+        bpy.ops.characterforge.use_profile(name="")
+    plane = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
+    assert json.loads(plane["characterforge_job"])["profile"] == "tiny-qwen-edit"
+    record = json.loads(Image.open(json.loads(plane["characterforge_files"])[0]).text["characterforge"])
+    assert record["profile"] == "tiny-qwen-edit" and record["face_pass"]["profile"] == "tiny"

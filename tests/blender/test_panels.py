@@ -90,6 +90,12 @@ class CheckingLayout:
         self.calls.append(("operator", idname))
         return OperatorProps(rna)
 
+    def menu(self, menu, **kw):
+        self._args("menu", kw)
+        self._icon(kw)
+        assert hasattr(self.bpy.types, menu), f"menu {menu} is not registered"
+        self.calls.append(("menu", kw.get("text", menu)))
+
     def template_icon(self, icon_value=0, scale=1.0):
         assert isinstance(icon_value, int)
         self.calls.append(("icon", icon_value))
@@ -234,3 +240,27 @@ def test_esc_cancels_a_running_job_and_passes_through_otherwise(bpy, scene):
     items = [i for i in keymap.keymap_items if i.idname == "characterforge.cancel_job"]
     assert [(i.type, i.value) for i in items] == [("ESC", "PRESS")]
     assert not bpy.ops.characterforge.cancel_job.poll()  # no job: Esc does what it always did
+
+
+def test_the_profile_chooser_lists_each_profile_with_its_family_and_jobs_use_the_choice(bpy, scene, tmp_path,
+                                                                                          monkeypatch):
+    from characterforge_addon.blender import preferences, profile_chooser
+    monkeypatch.setenv("CHARACTERFORGE_DATA", str(tmp_path / "data"))
+    (tmp_path / "data" / "profiles").mkdir(parents=True)
+    (tmp_path / "data" / "profiles" / "mine.toml").write_text('name = "mine"\nfamily = "qwen_edit"\n')
+    (tmp_path / "data" / "profiles" / "broken.toml").write_text("name = [")
+    drawn = draw_all(bpy)
+    assert ("menu", "sdxl (sdxl)") in drawn["Shot"] and ("menu", "sdxl (sdxl)") in drawn["Characters"]
+    calls = []
+    profile_chooser.CHARACTERFORGE_MT_profiles.draw(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)),
+                                                    bpy.context)
+    assert calls.count(("operator", "characterforge.use_profile")) == len(profile_chooser.offered(preferences.get()))
+    names = {(n, f) for n, f, _ in profile_chooser.offered(preferences.get())}
+    assert {("mine", "qwen_edit"), ("tiny-qwen-edit", "qwen_edit"), ("qwen-edit", "qwen_edit"), ("sdxl", "sdxl")} <= names
+    assert bpy.ops.characterforge.use_profile(name="tiny-qwen-edit") == {"FINISHED"}
+    assert preferences.job_profile(bpy.context) == "tiny-qwen-edit"
+    assert ("menu", "tiny-qwen-edit (qwen_edit)") in draw_all(bpy)["Shot"]
+    bpy.ops.characterforge.use_profile(name="gone")
+    assert ("label", "No profile named gone: choose one, or add it to the data folder's profiles") in draw_all(bpy)["Shot"]
+    bpy.ops.characterforge.use_profile(name="")
+    assert preferences.job_profile(bpy.context) == "sdxl"
