@@ -99,7 +99,7 @@ def main(argv=None):
             fail(f"--blend {args.blend}: no such file")
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
     register_addon()
-    from characterforge_addon.blender import backend_process, controls, generation, joints
+    from characterforge_addon.blender import backend_process, controls, job_inputs, joints
     from characterforge_addon.core import batch_plan
     from characterforge_addon.core.errors import UserError
     from characterforge_addon.core.job_spec import posed_character_spec
@@ -108,7 +108,7 @@ def main(argv=None):
         plan = batch_plan.load_plan(args.job)
         scene = bpy.context.scene
         cameras = [joints.find_camera(scene, name) for name in plan["cameras"]] or [joints.find_camera(scene)]
-        root = generation.resolve_dir(plan["output"])
+        root = job_inputs.resolve_dir(plan["output"])
         os.makedirs(root, exist_ok=True)
         manifest = batch_plan.Manifest(root)
         todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
@@ -157,7 +157,7 @@ def main(argv=None):
                 results.put((folder, files, None))
             else:
                 w, h = manifest_maps["resolution"]
-                spec = posed_character_spec(shot.prompt, generation.control_inputs(shot, os.path.join(unit_dir, "controls")),
+                spec = posed_character_spec(shot.prompt, job_inputs.control_inputs(shot, os.path.join(unit_dir, "controls")),
                                             w, h, shot.negative_prompt, seed, shot.steps, shot.guidance, shot.profile,
                                             name=f"seed{seed}")
                 work.put((folder, unit_dir, spec))

@@ -52,3 +52,46 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    import torch\nfrom bpy import types\n")
     assert set(imports(str(bad))) == {"torch", "bpy"}
+
+
+def local_imports(path):
+    """The package modules `path` imports (relative imports, function-level ones too)."""
+    package = os.path.relpath(os.path.dirname(path), ROOT).split(os.sep)
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[:len(package) - node.level + 1]
+            parts = base + (node.module.split(".") if node.module else [])
+            if node.module:
+                yield ".".join(parts)
+            else:
+                yield from (".".join(parts + [alias.name]) for alias in node.names)
+
+
+def module_graph():
+    graph = {}
+    for path in modules():
+        name = path[:-3].replace(os.sep, ".").removesuffix(".__init__")
+        graph[name] = set(local_imports(os.path.join(ROOT, path)))
+    return {m: {i for i in deps if i in graph and i != m} for m, deps in graph.items()}
+
+
+def test_no_import_cycles_between_modules_of_one_layer():
+    graph = module_graph()
+    cycles = []
+
+    def visit(node, trail):
+        for nxt in graph[node]:
+            if nxt in trail:
+                cycle = trail[trail.index(nxt):]
+                if len({layer(m.replace(".", os.sep) + ".py") for m in cycle}) == 1:
+                    cycles.append(" -> ".join(cycle + [nxt]))
+            elif nxt not in done:
+                visit(nxt, trail + [nxt])
+        done.add(node)
+
+    done = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start])
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles)))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..core.errors import UserError
 from . import models
+from .offload import remove_offload
 
 
 @dataclass
@@ -82,7 +83,6 @@ class Adapters:
                 subfolders.append(source.subfolder)
                 weights.append(source.weight)
         if engine.memory == "sequential_offload":  # loading needs the weights in place; offloaded again below
-            from .pipelines import remove_offload
             remove_offload([base, *engine._variants.values()])
         base.register_modules(image_encoder=encoder, feature_extractor=processor)
         base.load_ip_adapter(folders, subfolder=subfolders, weight_name=weights, image_encoder_folder=None)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import UserError
 from ..core.job_spec import JOB_KINDS, JobSpecError, LIMITS, image_fields, json_schemas, validate_job
-from .pipelines import decode_image_bytes
+from .pictures import decode_image_bytes
 
 TOKEN_HEADER = "x-characterforge-token"
 MAX_REQUEST_BYTES = 4 * LIMITS["max_control_bytes"] + 1024 * 1024

@@ -9,7 +9,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.job_spec import expression_prompt
 from . import redraw, scoring
-from .pipelines import decode_image_bytes
+from .pictures import decode_image_bytes
 
 FACE_GROW = 1.6  # the square redrawn around the face: context for the model, the ellipse limits the change
 

@@ -5,7 +5,7 @@ before and after are both scored with insightface against the character, and the
 higher identity score is kept. Both scores are recorded."""
 
 from . import scoring
-from .pipelines import decode_image_bytes
+from .pictures import decode_image_bytes
 from .redraw import redraw_box
 
 STRENGTH = 0.4   # enough to redraw a face's features, little enough to keep its lighting and angle

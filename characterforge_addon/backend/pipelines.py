@@ -7,7 +7,6 @@ black; out-of-memory retried once with a lighter memory mode.
 """
 
 import inspect
-import io
 import math
 import time
 
@@ -16,10 +15,11 @@ import torch
 from PIL import Image
 
 from ..core.errors import UserError
-from ..core.job_spec import LIMITS
 from . import device, models
 from .adapters import Adapters
 from .families import family_of
+from .offload import offload_sequentially
+from .pictures import decode_image_bytes
 from .preview import FACTORS as PREVIEW_FACTORS
 
 
@@ -29,23 +29,6 @@ class GenerationError(UserError):
 
 class Canceled(Exception):
     pass
-
-
-def decode_image_bytes(data, field):
-    """A PNG from the job spec as an RGB PIL image, refusing non-PNG bytes and bombs."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise UserError(f"{field}: not a PNG file")
-    Image.MAX_IMAGE_PIXELS = LIMITS["max_pixels"]
-    try:
-        img = Image.open(io.BytesIO(data))
-        if img.width * img.height > LIMITS["max_pixels"]:
-            raise UserError(f"{field}: {img.width}x{img.height} is over the {LIMITS['max_pixels']}-pixel limit")
-        img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(f"{field}: the PNG expands to more than {LIMITS['max_pixels']} pixels") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{field}: unreadable PNG ({exc})") from None
-    return img.convert("RGB")
 
 
 def modules_of(pipe):
@@ -337,40 +320,6 @@ class Engine:
             pipe.to("cpu")
         self._base = None
         device.empty_cache(self.device)
-
-
-def offload_sequentially(pipe, device):
-    """accelerate's sequential CPU offload for the modules of `pipe` not offloaded yet.
-
-    Not `pipe.enable_sequential_cpu_offload()`: it first strips every hook of the pipeline,
-    and our variants share their modules, so a new variant would strip the offloading of the
-    others; and a module offloaded twice loses its weights ("Cannot copy out of meta tensor").
-    """
-    from accelerate import cpu_offload
-
-    def offload(module):
-        if hasattr(module, "_hf_hook"):
-            return
-        if not any(p.device.type == "meta" for p in module.parameters()):
-            cpu_offload(module, device, offload_buffers=len(module._parameters) > 0)
-            return
-        for child in module.children():  # partly offloaded already (a ControlNet shared by a new MultiControlNet)
-            offload(child)
-
-    for name, module in pipe.components.items():
-        if isinstance(module, torch.nn.Module):
-            if name in pipe._exclude_from_cpu_offload:
-                module.to(device)
-            else:
-                offload(module)
-    pipe._offload_gpu_id, pipe._offload_device = device.index or 0, device
-
-
-def remove_offload(pipes):
-    """Undo the sequential offload of every module of `pipes`, putting their weights back on the CPU."""
-    from accelerate.hooks import remove_hook_from_module
-    for module in {id(m): m for pipe in pipes for m in modules_of(pipe).values()}.values():
-        remove_hook_from_module(module, recurse=True)
 
 
 def _bad(images):

@@ -2,7 +2,7 @@
 the job sets a minimum identity score, try new seeds until one reaches it (keeping the best)."""
 
 from . import face_pass, scoring
-from .pipelines import decode_image_bytes
+from .pictures import decode_image_bytes
 
 RETRY_SEED_STEP = 7919  # try k uses seed + k * this: far from the seeds of a batch (seed + i)
 

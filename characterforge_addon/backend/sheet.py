@@ -11,7 +11,8 @@ import numpy as np
 
 from ..core import scores
 from . import redraw
-from .pipelines import GenerationError, decode_image_bytes
+from .pictures import decode_image_bytes
+from .pipelines import GenerationError
 
 FACE_GROW = 1.25     # the region re-generated around a face box, as a factor of its size
 FACE_SUFFIX = ", detailed face, sharp eyes"

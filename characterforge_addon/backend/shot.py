@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 from ..core.errors import UserError
 from . import redraw, scoring
 from .adapters import Region
-from .pipelines import decode_image_bytes
+from .pictures import decode_image_bytes
 
 HAND_GROW = 1.2
 HAND_SUFFIX = ", detailed hands, five fingers, natural hand pose"

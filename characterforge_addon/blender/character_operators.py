@@ -8,7 +8,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core import identity_pack, lora_dataset
 from ..core.errors import UserError
-from . import characters
+from . import characters, job_inputs
 from .operator_base import Reporting, StartsJob
 
 
@@ -48,11 +48,11 @@ class CHARACTERFORGE_OT_rename_character(Reporting, bpy.types.Operator):
     new_name: StringProperty(name="New name")
 
     def invoke(self, context, event):
-        self.new_name = characters.active_pack(context.scene).name
+        self.new_name = job_inputs.active_pack(context.scene).name
         return context.window_manager.invoke_props_dialog(self)
 
     def run(self, context):
-        folder = identity_pack.rename_pack(characters.active_pack(context.scene).folder, self.new_name)
+        folder = identity_pack.rename_pack(job_inputs.active_pack(context.scene).folder, self.new_name)
         characters.refresh(context.scene)
         return f"Renamed to {os.path.basename(folder)}"
 
@@ -78,7 +78,7 @@ class CHARACTERFORGE_OT_export_character(Reporting, bpy.types.Operator, ExportHe
     filter_glob: StringProperty(default="*.zip", options={"HIDDEN"})
 
     def run(self, context):
-        path = identity_pack.export_zip(characters.active_pack(context.scene).folder, self.filepath)
+        path = identity_pack.export_zip(job_inputs.active_pack(context.scene).folder, self.filepath)
         return f"Saved {path}"
 
 
@@ -109,7 +109,7 @@ class CHARACTERFORGE_OT_export_dataset(Reporting, bpy.types.Operator):
 
     def run(self, context):
         s = context.scene.characterforge
-        pack = characters.active_pack(context.scene)
+        pack = job_inputs.active_pack(context.scene)
         trigger = s.dataset_trigger or pack.name
         summary = lora_dataset.export(pack.folder, bpy.path.abspath(self.directory), trigger,
                                       repeats=s.dataset_repeats, flip=s.dataset_flip)

@@ -10,7 +10,7 @@ from ..core import identity_pack, sheet_layout
 from ..core.errors import UserError
 from ..core.job_spec import character_sheet_spec, safe_name
 from . import jobs, planes, preferences
-from .generation import pick_seed, reference_pngs, resolve_dir
+from .job_inputs import active_pack, pick_seed, reference_pngs, resolve_dir
 from .rig import ROLE, rigs_in_scene
 from .sheet import render_sheet
 
@@ -128,15 +128,6 @@ def refresh(scene):
             for face in identity_pack.load_pack(folder)["faces"]:
                 entry = item.faces.add()
                 entry.name, entry.use = face["name"], bool(face.get("use_as_identity", True))
-
-
-def active_pack(scene, required=True):
-    s = scene.characterforge
-    if 0 <= s.active_character < len(s.characters):
-        return s.characters[s.active_character]
-    if required:
-        raise UserError("pick a character in Characters first (or make a sheet)")
-    return None
 
 
 def toggle_identity_face(scene, index):

@@ -8,7 +8,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.errors import UserError
 from ..core.rig_mapping import auto_mapping
-from . import backend_process, controls, generation, jobs, planes, posing, rig, shots
+from . import backend_process, controls, generation, job_inputs, jobs, planes, posing, regenerate, rig, shots
 from .operator_base import StartsJob
 from .properties import POSE_ITEMS
 
@@ -213,7 +213,7 @@ class CHARACTERFORGE_OT_regenerate(StartsJob, bpy.types.Operator):
         return super().poll(context) and obj is not None and "characterforge_job" in obj
 
     def run(self, context):
-        generation.regenerate(context, context.active_object, self.new_seed)
+        regenerate.regenerate(context, context.active_object, self.new_seed)
 
 
 class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):
@@ -288,7 +288,7 @@ class CHARACTERFORGE_OT_open_results(bpy.types.Operator):
     bl_label = "Open Results Folder"
 
     def execute(self, context):
-        folder = generation.resolve_dir(context.scene.characterforge.results_dir)
+        folder = job_inputs.resolve_dir(context.scene.characterforge.results_dir)
         os.makedirs(folder, exist_ok=True)
         bpy.ops.wm.path_open(filepath=folder)
         return {"FINISHED"}

@@ -13,7 +13,7 @@ from ..core import keypoints, shot_regions
 from ..core.errors import UserError
 from ..core.image_io import decode_png
 from ..core.job_spec import LIMITS, expression_spec, shot_spec
-from . import controls, generation, jobs, joints, planes, preferences
+from . import controls, generation, job_inputs, jobs, joints, planes, preferences
 from .rig import rigs_in_scene
 
 COMPOSITE_AT = 0.97  # of the camera's clip end: just in front of the background plane
@@ -49,8 +49,7 @@ def rig_pack(scene, rig, only_rig):
                             "list or pick another character for the rig")
         return pack
     if only_rig and s.use_character:
-        from .characters import active_pack
-        return active_pack(scene)
+        return job_inputs.active_pack(scene)
     return None
 
 
@@ -65,8 +64,8 @@ def make_shot(context, seed=None):
     s = scene.characterforge
     camera = joints.find_camera(scene)
     shot = s.shot or "Shot"
-    background = generation.picture_png(background_file(scene, shot), "background")
-    shot_dir = os.path.join(generation.resolve_dir(s.results_dir), shot)
+    background = job_inputs.picture_png(background_file(scene, shot), "background")
+    shot_dir = os.path.join(job_inputs.resolve_dir(s.results_dir), shot)
     controls_dir = os.path.join(shot_dir, "controls")
     manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
     w, h = manifest["resolution"]
@@ -82,26 +81,26 @@ def make_shot(context, seed=None):
     characters = []
     for rig, mask in seen:
         pack = rig_pack(scene, rig, len(rigs) == 1)
-        references, embedding = generation.pack_identity(pack) if pack else ([], None)
-        characters.append({"name": generation.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
+        references, embedding = job_inputs.pack_identity(pack) if pack else ([], None)
+        characters.append({"name": job_inputs.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
                            "references": references[:LIMITS["max_references"]], "embedding": embedding,
                            "scale": s.identity_scale})
-    map_w, map_h, people = generation.maps_people(controls_dir)
+    map_w, map_h, people = job_inputs.maps_people(controls_dir)
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
     if seed is None:
-        seed = generation.pick_seed(s)
+        seed = job_inputs.pick_seed(s)
     s.seed = seed
-    spec = shot_spec(s.background_prompt, generation.control_inputs(s, controls_dir), w, h, background, characters,
+    spec = shot_spec(s.background_prompt, job_inputs.control_inputs(s, controls_dir), w, h, background, characters,
                      s.negative_prompt, seed, s.steps, s.guidance, preferences.job_profile(context),
                      name=f"shot_seed{seed}", mode=s.composite_mode.lower(), grow=s.composite_grow,
                      feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
-                     keypoints=generation.rig_keypoints(controls_dir, w, h))
+                     keypoints=job_inputs.rig_keypoints(controls_dir, w, h))
     # each character's cut-out stands at its own rig's depth, so it can be moved on its own
-    cutouts = {f"{spec['name']}_cutout_{generation.safe_key(rig.name)}": generation.subject_distance(scene, camera, [rig])
+    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
                for rig in rigs}
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=planes.pose_props(spec, generation.rig_faces(controls_dir, w, h)))
+                              distances=cutouts, extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
     return jobs.start(context, spec, shot_dir, place)
 
 
@@ -109,7 +108,7 @@ def expression_face(scene, obj, width, height):
     """(rig, face box in the picture's pixels) of the face to change, from the pose that made
     the picture (kept on its plane): the chosen rig's, else the first whose face shows. The box
     is the rig's face keypoints', or its head joints' (nose, eyes, ears) where those are missing."""
-    wanted = generation.safe_key(scene.characterforge.expression_rig) if scene.characterforge.expression_rig else ""
+    wanted = job_inputs.safe_key(scene.characterforge.expression_rig) if scene.characterforge.expression_rig else ""
     faces = json.loads(obj.get(planes.FACES, "{}"))
     bodies = json.loads(obj.get(planes.KEYPOINTS, "{}"))
     for name in list(faces) + [n for n in bodies if n not in faces]:
@@ -118,7 +117,7 @@ def expression_face(scene, obj, width, height):
         box = faces.get(name) or shot_regions.face_box(
             keypoints.Person(name, body=np.asarray(bodies[name], dtype=np.float64)), width, height)
         if box:
-            return next((r for r in rigs_in_scene(scene) if generation.safe_key(r.name) == name), None), box
+            return next((r for r in rigs_in_scene(scene) if job_inputs.safe_key(r.name) == name), None), box
     who = f"rig '{scene.characterforge.expression_rig}'" if wanted else "any rig"
     raise UserError(f"'{obj.name}' shows no face of {who} large enough to redraw (or it was not made from the "
                     "rigs): turn the face towards the camera or frame it closer, make the picture again, or choose "
@@ -142,10 +141,10 @@ def make_expression(context, obj, seed=None):
     shot_dir = os.path.dirname(path)
     rig, box = expression_face(scene, obj, width, height)
     pack = rig_pack(scene, rig, len(rigs_in_scene(scene)) == 1) if rig else None
-    references, embedding = generation.pack_identity(pack) if pack else ([], None)
+    references, embedding = job_inputs.pack_identity(pack) if pack else ([], None)
     expression = s.expression.lower()
     if seed is None:
-        seed = generation.pick_seed(s)
+        seed = job_inputs.pick_seed(s)
     stem = os.path.splitext(os.path.basename(path))[0]
     spec = expression_spec(png, width, height, expression, rig_prompt(scene, rig) if rig else s.prompt,
                            s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,

@@ -47,7 +47,7 @@ def shown(collection, layer):
 
 
 def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
-    from characterforge_addon.blender import generation, shots
+    from characterforge_addon.blender import job_inputs, shots
     s = two_rigs(bpy, scene, tmp_path)
     shot = bpy.data.collections["Duel"]
     run(bpy, bpy.ops.characterforge.make_shot)
@@ -77,7 +77,7 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
     hero_cut, rival_cut = sorted(shown(shot, "cutout"), key=lambda o: o.name)
     bpy.context.view_layer.update()
     for cut, rig_name in ((hero_cut, "Hero"), (rival_cut, "Rival")):
-        assert cut.location.z == pytest.approx(-generation.subject_distance(scene, scene.camera, [scene.objects[rig_name]]))
+        assert cut.location.z == pytest.approx(-job_inputs.subject_distance(scene, scene.camera, [scene.objects[rig_name]]))
         corners = frame_corners_px(bpy, scene, cut)
         assert np.abs(np.sort(corners[:, 0]) - [0, 0, 192, 192]).max() < 1  # lines up with the frame at any depth
         assert np.abs(np.sort(corners[:, 1]) - [0, 0, 128, 128]).max() < 1
@@ -136,10 +136,10 @@ def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
 
 def test_new_seeds_fit_blenders_int_properties(bpy, scene):
     """A random seed becomes the Seed field and a custom property of the plane: both signed 32-bit."""
-    from characterforge_addon.blender import generation
+    from characterforge_addon.blender import job_inputs
     s = scene.characterforge
     s.random_seed = True
-    seeds = [generation.pick_seed(s) for _ in range(2000)]
+    seeds = [job_inputs.pick_seed(s) for _ in range(2000)]
     assert all(0 <= seed < 2**31 for seed in seeds) and max(seeds) > 2**30  # the whole range, not a corner
     s.seed = max(seeds)
     scene["characterforge_seed"] = max(seeds)

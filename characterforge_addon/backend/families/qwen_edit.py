@@ -10,6 +10,8 @@ import contextlib
 import torch
 from PIL import Image
 
+from ..pictures import decode_image_bytes
+
 CAPABILITIES = ("draw", "edit_region", "pose_control", "depth_control", "identity")
 MAX_PICTURES = 3  # the model was trained with up to three input pictures
 _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map"}
@@ -56,7 +58,6 @@ class QwenEdit:
     def draw(self, engine, spec, pngs, references, on_step, cancel_event):
         """The maps first, then as many of the character's pictures as the model takes (best
         first, as the pack orders them), one image at a time (the pipeline takes no batch)."""
-        from ..pipelines import decode_image_bytes
         size = (spec["width"], spec["height"])
         maps = [(n, decode_image_bytes(pngs[n], f"controls.{n}.image").resize(size)) for n in _MAPS
                 if n in spec["controls"]]
