@@ -53,6 +53,7 @@ class Profile:
     native_size: int = 0  # the side the model was trained at (face redraws use it); 0: the family's
     reference_pixels: int = 1024 * 1024  # edit families: the size input pictures are brought to for the VAE
     condition_pixels: int = 384 * 384    # ... and for the text encoder's vision tower
+    text_layers: tuple = ()  # FLUX.2: the text encoder layers that condition it (empty: the model's own)
     face_refine: str = ""  # a profile whose identity adapters redraw the faces of this one's pictures, kept if better
 
 
@@ -105,11 +106,15 @@ def parse_profile(text, where="profile"):
         pixels[key] = doc.get(key, default)
         if isinstance(pixels[key], bool) or not isinstance(pixels[key], int) or not 32 * 32 <= pixels[key] <= 4096 ** 2:
             raise UserError(f"{where}: {key} {pixels[key]!r} must be a whole number of pixels from 1024 to 16777216")
+    layers = doc.get("text_layers", [])
+    if not isinstance(layers, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                               for x in layers):
+        raise UserError(f"{where}: text_layers must be a list of layer numbers, e.g. [9, 18, 27]")
     refine = doc.get("face_refine", "")
     if not isinstance(refine, str):
         raise UserError(f"{where}: face_refine must be a profile name")
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   sources, where, native, **pixels, face_refine=refine)
+                   sources, where, native, **pixels, text_layers=tuple(layers), face_refine=refine)
 
 
 def load_profile(name_or_path, extra_dirs=()):

@@ -8,9 +8,9 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 9  # bump when the shapes change: older folders are left alone, a new one is made
+VERSION = 10  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
-              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit")
+              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein")
 
 
 def _byte_level_vocab():

@@ -214,7 +214,7 @@ def test_licences_and_roles_are_checked_before_downloading(repos, profile_path, 
         assert hub.fetched == []
 
 
-@pytest.mark.parametrize("name", ["sdxl", "sd15", "qwen-edit"])
+@pytest.mark.parametrize("name", ["sdxl", "sd15", "qwen-edit", "flux2-klein"])
 def test_builtin_profiles_download_named_files_never_a_whole_repo(name):
     profile = profiles.load_profile(name)
     for role, source in profile.models.items():

@@ -1,7 +1,7 @@
-"""The Qwen-Image-Edit family on tiny random weights (tokenizer and processor made in code):
-posed characters, sheets and backgrounds through the HTTP API, the character's pictures going
-in as input pictures and changing the output, and the jobs it cannot do refused before queueing
-in favour of a profile that can."""
+"""The edit families (Qwen-Image-Edit, FLUX.2 klein) on tiny random weights (tokenizers and
+processors made in code): posed characters, sheets, backgrounds and expressions through the
+HTTP API, the character's pictures going in as input pictures and changing the output, the jobs
+they cannot do refused before queueing in favour of a profile that can, and the face pass."""
 
 import io
 import json
@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from characterforge_addon.backend.families import qwen_edit
+from characterforge_addon.backend.families import edit, qwen_edit
 from conftest import completed_job, image_of, png_b64, spec
 from test_background_job import job as background_job
 from test_sheet_job import sheet_spec
 from test_shot_job import shot_job
 
 EDIT = "tiny-qwen-edit"
+FAMILIES = pytest.mark.parametrize("profile, family", [("tiny-qwen-edit", "qwen_edit"),
+                                                       ("tiny-flux2-klein", "flux2_klein")])
 
 
 def picture(backend, job):
@@ -25,27 +27,29 @@ def picture(backend, job):
     return image_of(answer), json.loads(Image.open(io.BytesIO(answer.content)).text["characterforge"]), status
 
 
-def test_a_posed_character_on_the_edit_family_takes_the_characters_pictures(make_backend):
+@FAMILIES
+def test_a_posed_character_on_an_edit_family_takes_the_characters_pictures(make_backend, profile, family):
     backend = make_backend()
-    red = spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]})
+    red = spec(profile=profile, identity={"images": [png_b64(64, 64, (250, 20, 20))]})
     first, record, status = picture(backend, red)
-    assert first.shape == (64, 64, 3) and record["profile"] == EDIT and record["face_pass"]["profile"] == "tiny"
+    assert first.shape == (64, 64, 3) and record["profile"] == profile and record["face_pass"]["profile"] == "tiny"
     again, _, _ = picture(backend, red)
     assert np.array_equal(first, again)  # same seed, same pictures: the same image
-    blue, _, _ = picture(backend, spec(profile=EDIT, identity={"images": [png_b64(64, 64, (20, 20, 250))]}))
+    blue, _, _ = picture(backend, spec(profile=profile, identity={"images": [png_b64(64, 64, (20, 20, 250))]}))
     assert not np.array_equal(first, blue)  # the reference picture reaches the model
-    pose, _, _ = picture(backend, spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
+    pose, _, _ = picture(backend, spec(profile=profile, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
                                        controls={"openpose": {"image": png_b64(64, 64, (255, 255, 255))}}))
     assert not np.array_equal(first, pose)  # and so does the pose map
 
 
-def test_a_sheet_and_a_background_with_depth_run_on_the_edit_family(make_backend):
+@FAMILIES
+def test_a_sheet_and_a_background_with_depth_run_on_an_edit_family(make_backend, profile, family):
     backend = make_backend()
-    sheet = sheet_spec(profile=EDIT, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
+    sheet = sheet_spec(profile=profile, identity={"images": [png_b64(64, 64, (250, 20, 20))]},
                        upscale={"factor": 1, "strength": 0}, faces={"enabled": False})
     client, headers, status = completed_job(backend, sheet)
     assert {"sheet", "view_front", "face_front"} <= set(status["results"])
-    image, record, _ = picture(backend, background_job(profile=EDIT, sharp=False,
+    image, record, _ = picture(backend, background_job(profile=profile, sharp=False,
                                                        controls={"depth": {"image": png_b64(128, 64)}}))
     assert image.shape == (64, 128, 3) and record["set_depth"]
 
@@ -55,7 +59,7 @@ def test_a_sheet_and_a_background_with_depth_run_on_the_edit_family(make_backend
     (sheet_spec(profile=EDIT), "redrawing a picture"),
     (background_job(profile=EDIT), "pictures from a prompt alone"),
 ])
-def test_what_the_edit_family_cannot_do_is_refused_with_the_profiles_that_can(make_backend, job, cannot):
+def test_what_an_edit_family_cannot_do_is_refused_with_the_profiles_that_can(make_backend, job, cannot):
     from fastapi.testclient import TestClient
     backend = make_backend()
     answer = TestClient(backend.app).post("/jobs", json=job, headers={"x-characterforge-token": backend.token})
@@ -65,13 +69,14 @@ def test_what_the_edit_family_cannot_do_is_refused_with_the_profiles_that_can(ma
     assert f"profile {EDIT} (family qwen_edit)" in body["message"] and "tiny" in body["fix"]
 
 
-def test_an_expression_on_the_edit_family_changes_only_the_faces_box(make_backend):
+@FAMILIES
+def test_an_expression_on_an_edit_family_changes_only_the_faces_box(make_backend, profile, family):
     face = [16, 16, 48, 48]
     base = np.asarray(Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)))
     buf = io.BytesIO()
     Image.fromarray(base).save(buf, "PNG")
     import base64
-    job = spec(kind="expression", profile=EDIT, width=96, height=96, image=base64.b64encode(buf.getvalue()).decode(),
+    job = spec(kind="expression", profile=profile, width=96, height=96, image=base64.b64encode(buf.getvalue()).decode(),
                expression="happy", face_box=face, detector="rig", controls={},
                identity={"images": [png_b64(64, 64, (250, 20, 20))]})
     out, record, _ = picture(make_backend(), job)
@@ -85,10 +90,10 @@ def test_an_expression_on_the_edit_family_changes_only_the_faces_box(make_backen
 
 def test_the_instruction_says_which_picture_is_which():
     job = {"prompt": "a knight", "style": ""}
-    assert qwen_edit.instruction(["openpose"], 2, job) == (
+    assert edit.instruction(["openpose"], 2, job) == (
         "Picture 1 is an OpenPose skeleton. Draw the same character as in pictures 2 to 3: the same face, hair, outfit, "
         "colours and props, in exactly the pose of the skeleton in picture 1. a knight")
-    assert qwen_edit.instruction(["depth"], 0, job) == (
+    assert edit.instruction(["depth"], 0, job) == (
         "Picture 1 is a depth map. Draw the character, following the depth map. a knight")
 
 
@@ -117,3 +122,12 @@ def test_the_face_pass_keeps_the_higher_identity_score_and_records_both(make_bac
         assert record["scores"]["identity"]["similarity"] == (after if after > before else before)
         decided.add(passed["kept"])
     assert decided  # at least one picture had a face to redraw and was judged by its score
+
+
+def test_a_flux2_shot_is_refused_naming_what_it_cannot_do(make_backend):
+    from fastapi.testclient import TestClient
+    backend = make_backend()
+    answer = TestClient(backend.app).post("/jobs", json=shot_job(profile="tiny-flux2-klein"),
+                                          headers={"x-characterforge-token": backend.token})
+    body = answer.json()
+    assert answer.status_code == 400 and "(family flux2_klein) cannot do redrawing inside a mask" in body["message"]

@@ -29,7 +29,7 @@ def test_every_role_is_read_by_a_job(make_backend, monkeypatch):
     assert read == set(profiles.ROLES) == set(profiles.load_profile("tiny").models)
 
 
-@pytest.mark.parametrize("name", ["sdxl", "sd15", "tiny", "qwen-edit", "tiny-qwen-edit"])
+@pytest.mark.parametrize("name", ["sdxl", "sd15", "tiny", "qwen-edit", "tiny-qwen-edit", "flux2-klein", "tiny-flux2-klein"])
 def test_builtin_profiles_name_only_roles_jobs_read(name):
     assert set(profiles.load_profile(name).models) <= set(profiles.ROLES)
 

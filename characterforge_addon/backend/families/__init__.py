@@ -12,13 +12,14 @@ IP-Adapters, an edit model by taking the maps and references as input pictures.
 """
 
 from ...core.spec_fields import JobSpecError
+from .flux2_klein import Flux2Klein
 from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
 
 FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
                                      modules=("unet", "text_encoder", "text_encoder_2", "vae")),
             "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae")),
-            "qwen_edit": QwenEdit()}
+            "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
                    "edit_region": "changing a region as the prompt says", "pose_control": "following the OpenPose map",

@@ -1,0 +1,99 @@
+"""What the multi-reference edit families share: they keep the whole character (outfit, hair,
+colours, props) by taking the character's pictures as input pictures, next to the rig's
+OpenPose (and depth) map, with an instruction saying which picture is which; a region (a face)
+is changed by editing its square. They draw and edit only: redrawing at a strength (img2img,
+inpaint) is left to the Stable Diffusion families, so jobs that need it are refused before
+queueing in favour of a profile that can."""
+
+from PIL import Image
+
+from ..pictures import decode_image_bytes
+
+_MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map"}
+
+
+class EditFamily:
+    CAPABILITIES = ("draw", "edit_region", "pose_control", "depth_control", "identity")
+    required_roles = ("base",)
+    region_strength = False  # an edit decides how much it changes
+    max_pictures = 3
+    pipeline_class = ""  # the diffusers class, by name
+    takes_negative_prompt = True
+
+    @staticmethod
+    def roles_for(capability):
+        return ()
+
+    def load_base(self, engine):
+        import diffusers
+        return engine.load(getattr(diffusers, self.pipeline_class), "base")
+
+    def variant(self, engine, mode, roles):
+        raise ValueError(f"the {self.name} family builds no {mode} pipeline")  # refused before queueing
+
+    def call_options(self, engine):
+        """What this family's pipeline call needs beyond pictures, prompt and size."""
+        return {}
+
+    def calling(self, engine):
+        """A context for the pipeline calls (settings the pipeline reads from elsewhere)."""
+        import contextlib
+        return contextlib.nullcontext()
+
+    def _edit(self, engine, spec, seed, pictures, prompt, width, height, on_step, cancel_event):
+        extra = {"negative_prompt": spec["negative_prompt"] or None} if self.takes_negative_prompt else {}
+        return engine._generate(engine.pipeline("txt2img"), dict(spec, width=width, height=height), seed, 1, on_step,
+                                cancel_event, image=pictures, prompt=prompt, width=width, height=height,
+                                **extra, **self.call_options(engine))
+
+    def draw(self, engine, spec, pngs, references, on_step, cancel_event):
+        """The maps first, then as many of the character's pictures as the model takes (best
+        first, as the pack orders them), one image at a time."""
+        size = (spec["width"], spec["height"])
+        maps = [(n, decode_image_bytes(pngs[n], f"controls.{n}.image").resize(size)) for n in _MAPS
+                if n in spec["controls"]]
+        refs = references[:max(0, self.max_pictures - len(maps))]
+        pictures = [im for _, im in maps] + refs
+        if not pictures:  # nothing to edit from: a neutral canvas of the job's size
+            pictures = [Image.new("RGB", size, (127, 127, 127))]
+        prompt = instruction([n for n, _ in maps], len(refs), spec)
+
+        def run():
+            with self.calling(engine):
+                return [image for i in range(spec["batch"])
+                        for image in self._edit(engine, spec, spec["seed"] + i, pictures, prompt, *size, on_step,
+                                                cancel_event)]
+        return engine._with_oom_retry(run)
+
+    def edit_region(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
+                    controls):
+        """The region (a face's square) edited as the prompt says, the character's pictures after
+        it; the caller pastes the result through its feathered mask. `strength` does not apply."""
+        h, w = pixels.shape[:2]
+        refs = references[:self.max_pictures - 1]
+        words = ", ".join(p for p in (spec["prompt"].strip(), suffix.strip(", ")) if p)
+        keep = (f", keeping the same person as in picture{'s' if len(refs) > 1 else ''} "
+                f"{', '.join(str(i + 2) for i in range(len(refs)))}" if refs else ", keeping the same person")
+        prompt = f"Edit picture 1: {words}{keep}; change nothing else."
+
+        def run():
+            with self.calling(engine):
+                return self._edit(engine, spec, seed, [Image.fromarray(pixels)] + refs, prompt, w, h, on_step,
+                                  cancel_event)[0]
+        return engine._with_oom_retry(run)
+
+
+def instruction(maps, references, spec):
+    """What the edit model is asked: which picture is which, then the user's own words."""
+    words = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p)
+    told = [f"Picture {i + 1} is {_MAPS[n]}" for i, n in enumerate(maps)]
+    first = len(maps) + 1
+    if references:
+        who = f"picture {first}" if references == 1 else f"pictures {first} to {first + references - 1}"
+        told.append(f"Draw the same character as in {who}: the same face, hair, outfit, colours and props")
+    else:
+        told.append("Draw the character")
+    if maps:
+        told[-1] += f", in exactly the pose of the skeleton in picture {maps.index('openpose') + 1}" \
+            if "openpose" in maps else ", following the depth map"
+    return ". ".join(told) + (f". {words}" if words else ".")
