@@ -1,12 +1,14 @@
 """GPU smoke run: every job kind (posed character with identity, character sheet, background,
 shot in place and cut out with two identities, expression) through the real backend code on
-CUDA, with the tiny components in half precision (or the dtype given), in each memory mode
-asked for. Catches device and dtype mistakes ("same dtype", tensors left on the CPU) that a
-CPU run cannot show.
+CUDA, with the tiny components of each model family in half precision (or the dtype given), in
+each memory mode asked for. Catches device and dtype mistakes ("same dtype", tensors left on the
+CPU) that a CPU run cannot show. A kind a family cannot do is listed as refused, as the backend
+would refuse it.
 
   python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload sequential_offload]
+                                      [--profiles tiny tiny-qwen-edit tiny-flux2-klein]
 
-Prints one line per job kind and mode: ok with seconds and peak GPU memory, or the error.
+Prints one line per profile, job kind and mode: ok with seconds and peak GPU memory, or the error.
 """
 
 import argparse
@@ -47,7 +49,7 @@ def jobs(rng):
                              "identity": {"images": [face(60)], "scale": 0.7,
                                           "embedding": list(rng.standard_normal(512) / 22.6)}}],
                 composite={"grow": 4, "feather": 2}, hands={"boxes": [[20, 40, 40, 60]]})
-    return {
+    jobs = {
         "posed_character": dict(common, kind="posed_character", controls=controls, identity=identity),
         "character_sheet": dict(common, kind="character_sheet", width=256, controls=controls | {
             "openpose": {"image": noise(5, 256)}, "depth": {"image": noise(6, 256)}, "hand_depth": {"image": noise(7, 256)}},
@@ -61,6 +63,11 @@ def jobs(rng):
         "expression": dict(common, kind="expression", image=noise(9), expression="surprised",
                            face_box=[40, 20, 88, 68], detector="rig", identity=identity),
     }
+    # what the edit families draw: the sheet without its redraw passes, the background without detail
+    jobs["sheet (drawn only)"] = dict(jobs["character_sheet"], identity=identity, upscale={"factor": 1, "strength": 0},
+                                      faces={"enabled": False})
+    jobs["background (plain)"] = dict(jobs["background"], sharp=False)
+    return jobs
 
 
 def run_kind(engine, spec):
@@ -87,34 +94,45 @@ def main():
     parser = argparse.ArgumentParser(prog="gpu_smoke.py")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     parser.add_argument("--memory", nargs="+", default=["gpu", "model_offload", "sequential_offload"])
+    parser.add_argument("--profiles", nargs="+", default=["tiny", "tiny-qwen-edit", "tiny-flux2-klein"],
+                        help="built-in tiny profiles, one per model family")
     args = parser.parse_args()
     import numpy as np
     import torch
 
-    from characterforge_addon.backend import pipelines, profiles, tiny
+    from characterforge_addon.backend import families, pipelines, profiles, tiny
+    from characterforge_addon.core.job_spec import needs, validate_job
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this smoke run is for GPU machines (the CPU path is what make test runs)")
     models = tempfile.mkdtemp(prefix="gpu-smoke-")
     tiny.ensure(models)
-    text = open(os.path.join(profiles.BUILTIN_DIR, "tiny.toml")).read()
-    text = text.replace('name = "tiny"', 'name = "smoke"').replace('gpu_dtype = "float32"', f'gpu_dtype = "{args.dtype}"')
-    profile = profiles.parse_profile(text, os.path.join(models, "smoke.toml"))
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, tiny components in {args.dtype}")
     failures = 0
-    for memory in args.memory:
-        engine = pipelines.Engine(profile, models, memory=memory)
-        for name, spec in jobs(np.random.default_rng(0)).items():
-            torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            try:
-                outputs = run_kind(engine, spec)
-                bad = [n for n, pixels, _ in outputs if not np.isfinite(pixels).all()]
-                status = "ok" if not bad else f"non-finite pixels in {bad}"
-            except Exception as exc:  # report every kind, then fail at the end
-                status = f"FAILED {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
-            failures += status != "ok"
-            print(f"{memory:18s} {name:18s} {status} ({time.perf_counter() - start:.1f} s, "
-                  f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB)", flush=True)
+    for base in args.profiles:
+        text = open(os.path.join(profiles.BUILTIN_DIR, f"{base}.toml")).read()
+        text = text.replace(f'name = "{base}"', 'name = "smoke"').replace('gpu_dtype = "float32"',
+                                                                         f'gpu_dtype = "{args.dtype}"')
+        profile = profiles.parse_profile(text, os.path.join(models, "smoke.toml"))
+        able = families.capabilities(profile)
+        for memory in args.memory:
+            engine = pipelines.Engine(profile, models, memory=memory)
+            for name, spec in jobs(np.random.default_rng(0)).items():
+                missing = needs(validate_job(spec)) - able
+                if missing:
+                    print(f"{base:17s} {memory:18s} {name:18s} refused: {profile.family} cannot do "
+                          f"{', '.join(sorted(missing))}", flush=True)
+                    continue
+                torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                try:
+                    outputs = run_kind(engine, spec)
+                    bad = [n for n, pixels, _ in outputs if not np.isfinite(pixels).all()]
+                    status = "ok" if not bad else f"non-finite pixels in {bad}"
+                except Exception as exc:  # report every kind, then fail at the end
+                    status = f"FAILED {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+                failures += status != "ok"
+                print(f"{base:17s} {memory:18s} {name:18s} {status} ({time.perf_counter() - start:.1f} s, "
+                      f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB)", flush=True)
     sys.exit(1 if failures else 0)
 
 
