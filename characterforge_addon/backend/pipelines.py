@@ -200,10 +200,16 @@ class Engine:
 
     def inpaint(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls=(),
                 identity=None):
-        """`pixels` redrawn at `strength` where `mask` (a PIL "L" image, 255 = redraw) is set;
-        `controls`: [(control name, PIL image the size of pixels)] steering it with the spec's
-        strengths; `identity`: identity arguments made by the caller (regional adapters) instead
-        of the ones from `references`."""
+        """`pixels` redrawn where `mask` (a PIL "L" image, 255 = redraw) is set, the family's way;
+        `controls`: [(control name, PIL image the size of pixels)]; `identity`: identity arguments
+        made by the caller (regional adapters) for families that use adapters."""
+        return self.family.inpaint(self, spec, pixels, mask, strength, references, seed, suffix, on_step,
+                                   cancel_event, controls, identity)
+
+    def inpaint_with_controlnets(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
+                                 controls=(), identity=None):
+        """Stable Diffusion's inpainting at `strength`, the controls steering it with the spec's
+        strengths, identity through the adapters (`identity`, else from `references`)."""
         names = [n for n, _ in controls]
         roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
         roles, names, images = zip(*[(r, n, im) for r, n, (_, im) in zip(roles, names, controls)

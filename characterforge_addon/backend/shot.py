@@ -90,6 +90,10 @@ class Shot:
     def union(self):
         return np.logical_or.reduce(self.masks)
 
+    def first_references(self):
+        """Each character's first picture: the identity of families that take pictures, not adapters."""
+        return [refs[0] for refs in self.references if refs]
+
     def steering(self):
         return [(n, Image.fromarray(self.maps[n])) for n in ("openpose", "depth") if n in self.maps]
 
@@ -130,8 +134,8 @@ def _in_place(engine, shot, job, progress, cancel):
     spec, c = shot.spec, shot.spec["composite"]
     grown = grow(shot.union, c["grow"])
     progress.stage("characters in place")
-    made = engine.inpaint(job, shot.background, _l_image(grown), c["strength"], [], spec["seed"], "", progress.step,
-                          cancel, controls=shot.steering(), identity=shot.identity(engine))
+    made = engine.inpaint(job, shot.background, _l_image(grown), c["strength"], shot.first_references(), spec["seed"],
+                          "", progress.step, cancel, controls=shot.steering(), identity=shot.identity(engine))
     image = paste(shot.background, made, feathered(grown, c["feather"]))
     characters = spec["characters"]
     if len(characters) < 2 or c["character_strength"] == 0:
@@ -155,8 +159,8 @@ def _cut_out(engine, shot, job, progress, cancel):
     progress.stage("characters")
     ground = np.full((h, w, 3), 200, dtype=np.uint8)
     made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, _l_image(np.ones((h, w), bool)),
-                          1.0, [], spec["seed"], "", progress.step, cancel, controls=shot.steering(),
-                          identity=shot.identity(engine))
+                          1.0, shot.first_references(), spec["seed"], "", progress.step, cancel,
+                          controls=shot.steering(), identity=shot.identity(engine))
     pasted = paste(shot.background, made, feathered(grow(shot.union, CUTOUT_EDGE), 2))
     image = pasted
     if c["harmonize"] > 0:
@@ -210,7 +214,7 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
 
 def _embedding(engine, identity, references):
     """The character's FaceID vector: its pack's mean, else found in its references."""
-    if not references:
+    if not references or not engine.family.roles_for("identity"):  # no adapters: the pictures are the identity
         return None
     engine.adapters.load()
     return engine.identity_embedding({"identity": identity}, references) if engine.adapters.faceid else None

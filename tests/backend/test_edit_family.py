@@ -14,7 +14,7 @@ from characterforge_addon.backend.families import edit, qwen_edit
 from conftest import completed_job, image_of, png_b64, spec
 from test_background_job import job as background_job
 from test_sheet_job import sheet_spec
-from test_shot_job import shot_job
+from test_shot_job import LEFT, RIGHT, grown, pattern, results, shot_job
 
 EDIT = "tiny-qwen-edit"
 FAMILIES = pytest.mark.parametrize("profile, family", [("tiny-qwen-edit", "qwen_edit"),
@@ -55,7 +55,7 @@ def test_a_sheet_and_a_background_with_depth_run_on_an_edit_family(make_backend,
 
 
 @pytest.mark.parametrize("job, cannot", [
-    (shot_job(profile=EDIT), "redrawing inside a mask"),
+    (shot_job(profile=EDIT, composite={"mode": "cutout", "harmonize": 0.3}), "redrawing a picture"),
     (sheet_spec(profile=EDIT), "redrawing a picture"),
     (background_job(profile=EDIT), "pictures from a prompt alone"),
 ])
@@ -124,10 +124,34 @@ def test_the_face_pass_keeps_the_higher_identity_score_and_records_both(make_bac
     assert decided  # at least one picture had a face to redraw and was judged by its score
 
 
-def test_a_flux2_shot_is_refused_naming_what_it_cannot_do(make_backend):
+def test_a_flux2_cut_out_shot_with_harmonizing_is_refused_naming_what_it_cannot_do(make_backend):
     from fastapi.testclient import TestClient
     backend = make_backend()
-    answer = TestClient(backend.app).post("/jobs", json=shot_job(profile="tiny-flux2-klein"),
-                                          headers={"x-characterforge-token": backend.token})
+    job = shot_job(profile="tiny-flux2-klein", composite={"mode": "cutout", "harmonize": 0.3})
+    answer = TestClient(backend.app).post("/jobs", json=job, headers={"x-characterforge-token": backend.token})
     body = answer.json()
-    assert answer.status_code == 400 and "(family flux2_klein) cannot do redrawing inside a mask" in body["message"]
+    assert answer.status_code == 400 and "(family flux2_klein) cannot do redrawing a picture" in body["message"]
+
+
+@FAMILIES
+def test_a_shot_on_an_edit_family_changes_only_the_characters_and_hands(make_backend, profile, family):
+    """Each masked pass is an edit of the picture with the pose map and the character's
+    picture after it, pasted by its mask: the background outside stays byte-identical."""
+    backend = make_backend()
+    (pixels, record), = results(backend, shot_job(profile=profile)).values()
+    background = pattern()
+    touched = grown(LEFT, 4 + 2) | grown(RIGHT, 4 + 2)
+    x0, y0, x1, y1 = record["hands"]["redrawn"][0]
+    touched[y0:y1, x0:x1] = True
+    assert np.array_equal(pixels[~touched], background[~touched])
+    for m in (LEFT, RIGHT):
+        assert np.abs(pixels[m > 0].astype(int) - background[m > 0]).mean() > 5
+    cut = results(backend, shot_job(profile=profile, composite={"mode": "cutout", "harmonize": 0},
+                                           hands={"enabled": False}))
+    assert cut["shot_cutout_Hero"][0].shape[2] == 4
+
+
+def test_a_region_instruction_names_every_picture():
+    assert edit.region_instruction(["openpose"], 1, {"prompt": "a knight"}) == (
+        "Edit picture 1 (picture 2 is an OpenPose skeleton): a knight, following picture 2, the same person as in "
+        "picture 3; change nothing else.")

@@ -1,19 +1,21 @@
 """What the multi-reference edit families share: they keep the whole character (outfit, hair,
 colours, props) by taking the character's pictures as input pictures, next to the rig's
 OpenPose (and depth) map, with an instruction saying which picture is which; a region (a face)
-is changed by editing its square. They draw and edit only: redrawing at a strength (img2img,
-inpaint) is left to the Stable Diffusion families, so jobs that need it are refused before
-queueing in favour of a profile that can."""
+is changed by editing its square, and a masked redraw (characters into a background, a hand)
+by editing the picture with the maps and pictures after it, the caller pasting the result by
+its mask. Redrawing a whole picture at a strength (img2img: the sheet's upscale, the
+background's detail pass, the cut-out's harmonizing) is left to the Stable Diffusion families,
+so jobs that need it are refused before queueing in favour of a profile that can."""
 
 from PIL import Image
 
 from ..pictures import decode_image_bytes
 
-_MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map"}
+_MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth": "a depth map of the hands"}
 
 
 class EditFamily:
-    CAPABILITIES = ("draw", "edit_region", "pose_control", "depth_control", "identity")
+    CAPABILITIES = ("draw", "inpaint", "edit_region", "pose_control", "depth_control", "identity")
     required_roles = ("base",)
     region_strength = False  # an edit decides how much it changes
     max_pictures = 3
@@ -67,20 +69,38 @@ class EditFamily:
 
     def edit_region(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
                     controls):
-        """The region (a face's square) edited as the prompt says, the character's pictures after
-        it; the caller pastes the result through its feathered mask. `strength` does not apply."""
+        """The picture (a face's square, a hand's, a background) edited as the prompt says, with
+        the maps in `controls` and the character's pictures after it; the caller pastes the result
+        through its mask. `strength` does not apply: the edit decides how much changes."""
         h, w = pixels.shape[:2]
-        refs = references[:self.max_pictures - 1]
-        words = ", ".join(p for p in (spec["prompt"].strip(), suffix.strip(", ")) if p)
-        keep = (f", keeping the same person as in picture{'s' if len(refs) > 1 else ''} "
-                f"{', '.join(str(i + 2) for i in range(len(refs)))}" if refs else ", keeping the same person")
-        prompt = f"Edit picture 1: {words}{keep}; change nothing else."
+        maps = [(n, im.resize((w, h))) for n, im in controls if n in _MAPS]
+        refs = references[:max(0, self.max_pictures - 1 - len(maps))]
+        pictures = [Image.fromarray(pixels)] + [im for _, im in maps] + refs
+        prompt = region_instruction([n for n, _ in maps], len(refs), spec, suffix)
 
         def run():
             with self.calling(engine):
-                return self._edit(engine, spec, seed, [Image.fromarray(pixels)] + refs, prompt, w, h, on_step,
-                                  cancel_event)[0]
+                return self._edit(engine, spec, seed, pictures, prompt, w, h, on_step, cancel_event)[0]
         return engine._with_oom_retry(run)
+
+    def inpaint(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls,
+                identity):
+        """A masked redraw as a region edit: the references are the identity (no adapters here)."""
+        return self.edit_region(engine, spec, pixels, mask, strength, references, seed, suffix, on_step,
+                                cancel_event, controls)
+
+
+def region_instruction(maps, references, spec, suffix=""):
+    """What the edit model is asked for a region: picture 1 changed, the maps and the character's
+    pictures after it."""
+    words = ", ".join(p for p in (spec["prompt"].strip(), suffix.strip(", ")) if p)
+    told = [f"picture {i + 2} is {_MAPS[n]}" for i, n in enumerate(maps)]
+    first = len(maps) + 2
+    steer = "".join(f", following picture {i + 2}" for i in range(len(maps)))
+    keep = ("" if not references else f", the same person as in picture {first}" if references == 1
+            else f", the same person as in pictures {first} to {first + references - 1}")
+    return (f"Edit picture 1{' (' + '; '.join(told) + ')' if told else ''}: {words}{steer}{keep}; "
+            "change nothing else.")
 
 
 def instruction(maps, references, spec):

@@ -63,6 +63,12 @@ class StableDiffusion:
         return engine.txt2img(spec, on_step, cancel_event)
 
     @staticmethod
+    def inpaint(engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls,
+                identity):
+        return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
+                                               cancel_event, controls, identity)
+
+    @staticmethod
     def edit_region(engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls):
-        return engine.inpaint(spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
-                              controls=controls)
+        return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
+                                               cancel_event, controls)
