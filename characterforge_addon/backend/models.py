@@ -135,7 +135,23 @@ def doctor(profile, models_dir):
     ready = (all(r["status"] == "present" for r in roles if r["core"])
              and not any(f["level"] == "MISSING" for f in hardware["findings"]))
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
-            "ready": ready, "roles": roles, "device": hardware}
+            "family": profile.family, "ready": ready, "roles": roles, "device": hardware,
+            "cards": card_modes(profile)}
+
+
+CARDS_GB = (12, 16, 24)
+MODE_WORDS = {"gpu": "all on the GPU", "model_offload": "models offloaded one at a time",
+              "sequential_offload": "layer by layer (slow)"}
+
+
+def card_modes(profile):
+    """{"12 GB": memory mode, ...}: what the automatic choice picks for this profile's family on
+    an NVIDIA card of each size with about 1 GB taken by the desktop."""
+    from . import device, families
+    need = families.family_of(profile).gpu_gb
+    return {f"{gb} GB": device.memory_mode("auto", device.Device("cuda", f"{gb} GB card", profile.gpu_dtype, "CUDA",
+                                                                 gb - 1.0, float(gb)), need)
+            for gb in CARDS_GB}
 
 
 def format_doctor(report):
@@ -145,6 +161,9 @@ def format_doctor(report):
     d = report["device"]
     lines.append(f"  device: {d['device']} {d['name']}, torch {d['torch']} ({d['torch_build']}), {d['dtype']}, "
                  f"{d['free_gb']} of {d['total_gb']} GB free")
+    if report.get("cards"):
+        lines.append(f"  family {report['family']}: " + "; ".join(
+            f"{card} card: {MODE_WORDS[mode]}" for card, mode in report["cards"].items()))
     for finding in d["findings"]:
         lines.append(f"  {finding['level']:<8} {finding['message']}" + (f"; fix: {finding['fix']}" if finding["fix"] else ""))
     for r in report["roles"]:

@@ -266,6 +266,9 @@ def _draw_report(layout, wm, report):
             box.label(text=finding["message"], icon="ERROR" if finding["level"] == "MISSING" else "INFO")
             if finding["fix"]:
                 box.label(text=f"Fix: {finding['fix']}")
+    if report.get("cards"):
+        layout.label(text=f"{report['family']}: " + ", ".join(f"{card} {mode.replace('_', ' ')}"
+                                                            for card, mode in report["cards"].items()))
     layout.label(text="Ready" if report["ready"] else "Missing models:", icon="CHECKMARK" if report["ready"]
                  else "ERROR")
     picked = _picked_roles(wm)

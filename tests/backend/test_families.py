@@ -87,3 +87,15 @@ def test_the_engine_builds_its_pipelines_through_its_family(make_backend):
     assert type(pipe).__name__ == "StableDiffusionXLControlNetInpaintPipeline"
     assert pipe.unet is engine.base().unet  # one set of weights for every variant
     assert {p.dtype for p in pipe.unet.parameters()} == {engine.dtype}
+
+
+@pytest.mark.parametrize("name, cards", [
+    ("sdxl", ["model_offload", "model_offload", "gpu"]),
+    ("flux2-klein", ["model_offload", "model_offload", "gpu"]),
+    ("qwen-edit", ["sequential_offload"] * 3),
+])
+def test_the_doctor_says_what_each_card_size_gets(name, cards, tmp_path):
+    from characterforge_addon.backend import models
+    report = models.doctor(profiles.load_profile(name), str(tmp_path))
+    assert list(report["cards"].values()) == cards and report["family"] == profiles.load_profile(name).family
+    assert f"family {report['family']}: 12 GB card:" in models.format_doctor(report)
