@@ -27,13 +27,15 @@ KID = "a small child in a blue tunic and brown boots, curly blond hair"
 
 
 def doctor(profile, data):
-    """The backend's own doctor, run in its Python (the Blender side never imports torch)."""
+    """The backend's own doctor, run in its Python (the Blender side never imports torch):
+    (ready, its report, what the profile can do)."""
     run = subprocess.run([sys.executable, "-m", "characterforge_addon.backend", "doctor", "--profile", profile,
                           "--data", data], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1")))
     if run.returncode == 2:
         fail(run.stderr.strip().removeprefix("error: "))
-    return run.returncode == 0, run.stdout.strip()
+    can = next((line.split(":", 1)[1] for line in run.stdout.splitlines() if line.strip().startswith("can do:")), "")
+    return run.returncode == 0, run.stdout.strip(), {c.strip() for c in can.split(",") if c.strip()}
 
 
 def make_character(bpy, settings):
@@ -84,7 +86,7 @@ def main(argv=None):
     for person in manifest["people"]:
         print(f"  {person['name']}: {person['visible']} joints visible, {person['occluded']} hidden behind the body")
 
-    ready, report = doctor(args.profile, data)
+    ready, report, can = doctor(args.profile, data)
     print(report, flush=True)
     summary = {"controls": manifest, "profile": args.profile, "generated": []}
     if not ready:
@@ -95,7 +97,11 @@ def main(argv=None):
                           CHARACTERFORGE_PROFILE=args.profile, CHARACTERFORGE_CHARACTERS=os.path.join(out, "characters"))
         settings = scene.characterforge
         settings.random_seed, settings.seed = False, 1234
-        settings.steps = args.steps or (4 if args.profile == "tiny" else 30)
+        settings.steps = args.steps or (4 if "produces noise" in report else 30)
+        if "img2img" not in can:  # this profile's family redraws no whole picture: those passes stay off
+            settings.sheet_upscale_strength, settings.background_sharp, settings.harmonize = 0.0, False, 0.0
+            print(f"profile {args.profile} redraws no whole picture: the sheet's upscale, the background's detail "
+                  "pass and harmonizing are off", flush=True)
         settings.results_dir, settings.shot = os.path.join(out, "results"), "Demo shot"
         try:
             summary["character"] = make_character(bpy, settings)

@@ -120,7 +120,8 @@ def device_report(gpu_dtype="float16", probe=None):
 
 
 def doctor(profile, models_dir):
-    """Every role of `profile`: present or missing, where, the fix; plus the device."""
+    """Every role of `profile`: present or missing, where, the fix; what it can do; the device."""
+    from . import families
     roles = []
     for role, source in profile.models.items():
         entry = {"role": role, "source": source.kind, "name": source.location, "size": source.size,
@@ -135,8 +136,8 @@ def doctor(profile, models_dir):
     ready = (all(r["status"] == "present" for r in roles if r["core"])
              and not any(f["level"] == "MISSING" for f in hardware["findings"]))
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
-            "family": profile.family, "ready": ready, "roles": roles, "device": hardware,
-            "cards": card_modes(profile)}
+            "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
+            "roles": roles, "device": hardware, "cards": card_modes(profile)}
 
 
 CARDS_GB = (12, 16, 24)
@@ -161,6 +162,7 @@ def format_doctor(report):
     d = report["device"]
     lines.append(f"  device: {d['device']} {d['name']}, torch {d['torch']} ({d['torch_build']}), {d['dtype']}, "
                  f"{d['free_gb']} of {d['total_gb']} GB free")
+    lines.append(f"  can do: {', '.join(report['capabilities'])}")
     if report.get("cards"):
         lines.append(f"  family {report['family']}: " + "; ".join(
             f"{card} card: {MODE_WORDS[mode]}" for card, mode in report["cards"].items()))

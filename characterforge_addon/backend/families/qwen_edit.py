@@ -3,8 +3,6 @@ three input pictures, true classifier-free guidance with a negative prompt."""
 
 import contextlib
 
-import torch
-
 from .edit import EditFamily
 
 
@@ -26,6 +24,8 @@ class QwenEdit(EditFamily):
     @staticmethod
     def decoder(pipe, call):
         """Packed latents -> images in -1..1 (the pipeline's own decode, with the VAE in `dtype`)."""
+        import torch
+
         def decode(latents, dtype):
             vae = pipe.vae
             unpacked = pipe._unpack_latents(latents, call["height"], call["width"], pipe.vae_scale_factor).to(dtype)
