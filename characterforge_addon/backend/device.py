@@ -127,6 +127,13 @@ def memory_mode(requested, device, need_gb=16):
     return "model_offload" if device.free_gb >= need_gb * 0.55 else "sequential_offload"
 
 
+def card_modes(need_gb, dtype, cards_gb=(12, 16, 24)):
+    """{"12 GB": memory mode, ...}: what the automatic choice picks on an NVIDIA card of each size
+    (about 1 GB taken by the desktop) for models needing `need_gb` all at once."""
+    return {f"{gb} GB": memory_mode("auto", Device("cuda", f"{gb} GB card", dtype, "CUDA", gb - 1.0, float(gb)), need_gb)
+            for gb in cards_gb}
+
+
 def lighter(mode, kind):
     """The next lighter memory mode after running out of memory (the same when none is left)."""
     modes = MODES[kind]

@@ -51,7 +51,7 @@ def run(engine, spec, progress, cancel, face_tools):
                   for i, b in enumerate(spec.get("identity", {}).get("images", []))]
     progress.stage(f"expression: {spec['expression']}")
     out, where = redraw.redraw_box(engine, pixels, box, job, spec["strength"], spec["seed"], references, progress,
-                                   cancel, engine.profile.native_size, FACE_GROW, edit=True)
+                                   cancel, engine.profile.native_size, FACE_GROW)
     if where is None:
         raise UserError(f"the face ({box[2] - box[0]}x{box[3] - box[1]} pixels) is too small to redraw: "
                         "render the shot larger or frame the character closer")

@@ -121,7 +121,7 @@ def device_report(gpu_dtype="float16", probe=None):
 
 def doctor(profile, models_dir):
     """Every role of `profile`: present or missing, where, the fix; what it can do; the device."""
-    from . import families
+    from . import device, families
     roles = []
     for role, source in profile.models.items():
         entry = {"role": role, "source": source.kind, "name": source.location, "size": source.size,
@@ -137,22 +137,12 @@ def doctor(profile, models_dir):
              and not any(f["level"] == "MISSING" for f in hardware["findings"]))
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
             "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
-            "roles": roles, "device": hardware, "cards": card_modes(profile)}
+            "roles": roles, "device": hardware,
+            "cards": device.card_modes(families.family_of(profile).gpu_gb, profile.gpu_dtype)}
 
 
-CARDS_GB = (12, 16, 24)
 MODE_WORDS = {"gpu": "all on the GPU", "model_offload": "models offloaded one at a time",
               "sequential_offload": "layer by layer (slow)"}
-
-
-def card_modes(profile):
-    """{"12 GB": memory mode, ...}: what the automatic choice picks for this profile's family on
-    an NVIDIA card of each size with about 1 GB taken by the desktop."""
-    from . import device, families
-    need = families.family_of(profile).gpu_gb
-    return {f"{gb} GB": device.memory_mode("auto", device.Device("cuda", f"{gb} GB card", profile.gpu_dtype, "CUDA",
-                                                                 gb - 1.0, float(gb)), need)
-            for gb in CARDS_GB}
 
 
 def format_doctor(report):

@@ -230,12 +230,6 @@ class Engine:
                                   **self._prompts(spec, suffix), **kwargs, **extra)[0]
         return self._with_oom_retry(run)
 
-    def edit_region(self, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls=()):
-        """`pixels` changed as the spec's prompt says inside `mask`, the family's way (Stable
-        Diffusion inpaints; an edit model edits the picture, which the caller pastes by the mask)."""
-        return self.family.edit_region(self, spec, pixels, mask, strength, references, seed, suffix, on_step,
-                                       cancel_event, controls)
-
     @staticmethod
     def _prompts(spec, suffix=""):
         prompt = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p) + suffix

@@ -32,11 +32,10 @@ def ellipse_mask(size, box_in_crop, feather_px):
 
 
 def redraw_box(engine, image, box, spec, strength, seed, references, progress, cancel, size, grow, suffix="",
-               controls=(), feather_share=0.15, edit=False):
+               controls=(), feather_share=0.15):
     """(image with the region around `box` redrawn, {"square", "changed_within"}) or (image,
     None) when the region is too small. `controls`: [(control name, full-size HxWx3 map)],
-    cut and scaled like the picture. `edit`: redrawn as the family edits a region (an edit
-    model follows the prompt as an instruction) rather than by inpainting."""
+    cut and scaled like the picture."""
     height, width = image.shape[:2]
     x0, y0, x1, y1 = square(box, grow, width, height)
     side = x1 - x0
@@ -48,8 +47,7 @@ def redraw_box(engine, image, box, spec, strength, seed, references, progress, c
     mask = ellipse_mask(size, inner, feather_px)
     crop = resize(image[y0:y1, x0:x1], (size, size))
     cut = [(name, Image.fromarray(resize(pixels[y0:y1, x0:x1], (size, size)))) for name, pixels in controls]
-    redraw = engine.edit_region if edit else engine.inpaint
-    redone = redraw(spec, crop, mask, strength, references, seed, suffix, progress.step, cancel, controls=cut)
+    redone = engine.inpaint(spec, crop, mask, strength, references, seed, suffix, progress.step, cancel, controls=cut)
     back = resize(redone, (side, side)).astype(np.float64)
     alpha = np.asarray(mask.resize((side, side), Image.BILINEAR), dtype=np.float64) / 255.0
     # The blur's tail and the resampling must not reach past the feather: clamp to that box.

@@ -141,7 +141,7 @@ class Backend:
         except UserError as exc:
             raise JobSpecError("profile", str(exc), "choose a profile the doctor lists") from None
         wanted = needs(job)
-        refuse_unless_able(profile, wanted, profiles.all_profiles(self.profile_dirs))
+        refuse_unless_able(profile, wanted, lambda: profiles.all_profiles(self.profile_dirs))
         if self.allow_download:
             return
         family = family_of(profile)

@@ -266,10 +266,8 @@ def needs(spec):
             wanted.add("img2img")
         if spec["faces"]["enabled"] and spec["faces"]["strength"] > 0:
             wanted.add("inpaint")
-    if kind == "shot":
+    if kind in ("shot", "expression"):
         wanted.add("inpaint")
-    if kind == "expression":
-        wanted.add("edit_region")
     if kind == "shot" and spec["composite"]["mode"] == "cutout" and spec["composite"]["harmonize"] > 0:
         wanted.add("img2img")
     return wanted

@@ -4,8 +4,7 @@ capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for 
 classes, and a job whose profile cannot do what it asks is refused before it is queued.
 
 Capabilities: draw (a new picture steered by the maps and references sent), txt2img (from a
-prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), edit_region (a region
-changed as the prompt says, the rest kept: expressions), pose_control and
+prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control and
 depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures.
@@ -22,7 +21,7 @@ FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
             "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
-                   "edit_region": "changing a region as the prompt says", "pose_control": "following the OpenPose map",
+                   "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding"}
 
@@ -37,13 +36,13 @@ def capabilities(profile):
     return {c for c in family.CAPABILITIES if all(r in profile.models for r in family.roles_for(c))}
 
 
-def refuse_unless_able(profile, wanted, other_profiles=()):
+def refuse_unless_able(profile, wanted, other_profiles=list):
     """Raise JobSpecError (field `profile`) unless `profile` can do every capability in `wanted`,
-    naming what it cannot and the profiles among `other_profiles` that can."""
+    naming what it cannot and the profiles among `other_profiles()` that can (read only then)."""
     missing = sorted(set(wanted) - capabilities(profile))
     if not missing:
         return
-    able = [p.name for p in other_profiles if p.name != profile.name and set(wanted) <= capabilities(p)]
+    able = [p.name for p in other_profiles() if p.name != profile.name and set(wanted) <= capabilities(p)]
     what = "; ".join(f"{CAPABILITY_TEXT[c]} ({c})" for c in missing)
     fix = (f"use profile {' or '.join(able)}" if able else
            f"add the models for it to the profile ({', '.join(sorted({r for c in missing for r in family_of(profile).roles_for(c)}))})")

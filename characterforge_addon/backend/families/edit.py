@@ -15,7 +15,7 @@ _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth
 
 
 class EditFamily:
-    CAPABILITIES = ("draw", "inpaint", "edit_region", "pose_control", "depth_control", "identity")
+    CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "identity")
     required_roles = ("base",)
     region_strength = False  # an edit decides how much it changes
     max_pictures = 3
@@ -67,11 +67,12 @@ class EditFamily:
                                                 cancel_event)]
         return engine._with_oom_retry(run)
 
-    def edit_region(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event,
-                    controls):
-        """The picture (a face's square, a hand's, a background) edited as the prompt says, with
-        the maps in `controls` and the character's pictures after it; the caller pastes the result
-        through its mask. `strength` does not apply: the edit decides how much changes."""
+    def inpaint(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls,
+                identity):
+        """A masked redraw as an edit: the picture (a face's square, a hand's, a background) edited
+        as the prompt says, with the maps in `controls` and the character's pictures after it (the
+        identity: no adapters here); the caller pastes the result through its mask. `strength`
+        does not apply: the edit decides how much changes."""
         h, w = pixels.shape[:2]
         maps = [(n, im.resize((w, h))) for n, im in controls if n in _MAPS]
         refs = references[:max(0, self.max_pictures - 1 - len(maps))]
@@ -82,12 +83,6 @@ class EditFamily:
             with self.calling(engine):
                 return self._edit(engine, spec, seed, pictures, prompt, w, h, on_step, cancel_event)[0]
         return engine._with_oom_retry(run)
-
-    def inpaint(self, engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls,
-                identity):
-        """A masked redraw as a region edit: the references are the identity (no adapters here)."""
-        return self.edit_region(engine, spec, pixels, mask, strength, references, seed, suffix, on_step,
-                                cancel_event, controls)
 
 
 def region_instruction(maps, references, spec, suffix=""):

@@ -2,7 +2,7 @@
 inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
 IP-Adapter plus-face and FaceID for identity."""
 
-CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "edit_region", "pose_control", "depth_control", "identity")
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face")}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
@@ -67,8 +67,3 @@ class StableDiffusion:
                 identity):
         return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
                                                cancel_event, controls, identity)
-
-    @staticmethod
-    def edit_region(engine, spec, pixels, mask, strength, references, seed, suffix, on_step, cancel_event, controls):
-        return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
-                                               cancel_event, controls)
