@@ -84,7 +84,8 @@ def connect_backends(plan):
         return clients
     prefs = preferences.get()
     data = preferences.data_dir(prefs)
-    backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile))
+    backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile),
+                          prefs.memory, prefs.weights)
     return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
 
 

@@ -5,7 +5,7 @@ each memory mode asked for. Catches device and dtype mistakes ("same dtype", ten
 CPU) that a CPU run cannot show. A kind a family cannot do is listed as refused, as the backend
 would refuse it.
 
-  python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload sequential_offload]
+  python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload group_offload sequential_offload] [--weights native fp8]
                                       [--profiles tiny tiny-qwen-edit tiny-flux2-klein]
 
 Prints one line per profile, job kind and mode: ok with seconds and peak GPU memory, or the error.
@@ -93,7 +93,8 @@ def run_kind(engine, spec):
 def main():
     parser = argparse.ArgumentParser(prog="gpu_smoke.py")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
-    parser.add_argument("--memory", nargs="+", default=["gpu", "model_offload", "sequential_offload"])
+    parser.add_argument("--memory", nargs="+", default=["gpu", "model_offload", "group_offload", "sequential_offload"])
+    parser.add_argument("--weights", nargs="+", default=["native", "fp8"])
     parser.add_argument("--profiles", nargs="+", default=["tiny", "tiny-qwen-edit", "tiny-flux2-klein"],
                         help="built-in tiny profiles, one per model family")
     args = parser.parse_args()
@@ -114,12 +115,13 @@ def main():
                                                                          f'gpu_dtype = "{args.dtype}"')
         profile = profiles.parse_profile(text, os.path.join(models, "smoke.toml"))
         able = families.capabilities(profile)
-        for memory in args.memory:
-            engine = pipelines.Engine(profile, models, memory=memory)
+        for memory, weights in [(m, w) for m in args.memory for w in args.weights]:
+            engine = pipelines.Engine(profile, models, memory=memory, weights=weights)
+            mode = f"{memory}/{weights}"
             for name, spec in jobs(np.random.default_rng(0)).items():
                 missing = needs(validate_job(spec)) - able
                 if missing:
-                    print(f"{base:17s} {memory:18s} {name:18s} refused: {profile.family} cannot do "
+                    print(f"{base:17s} {mode:25s} {name:18s} refused: {profile.family} cannot do "
                           f"{', '.join(sorted(missing))}", flush=True)
                     continue
                 torch.cuda.reset_peak_memory_stats()
@@ -131,7 +133,7 @@ def main():
                 except Exception as exc:  # report every kind, then fail at the end
                     status = f"FAILED {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
                 failures += status != "ok"
-                print(f"{base:17s} {memory:18s} {name:18s} {status} ({time.perf_counter() - start:.1f} s, "
+                print(f"{base:17s} {mode:25s} {name:18s} {status} ({time.perf_counter() - start:.1f} s, "
                       f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB)", flush=True)
     sys.exit(1 if failures else 0)
 

@@ -31,7 +31,10 @@ def _parser():
     serve.add_argument("--port", type=int, default=7861)
     serve.add_argument("--data", default=default_data_dir(), help="data folder (jobs, results, token, models)")
     serve.add_argument("--profile", default="sdxl", help="default model profile (name or .toml path)")
-    serve.add_argument("--memory", default="auto", choices=("auto", "gpu", "model_offload", "sequential_offload"))
+    serve.add_argument("--memory", default="auto",
+                       choices=("auto", "gpu", "model_offload", "group_offload", "sequential_offload"))
+    serve.add_argument("--weights", default="native", choices=("native", "fp8"),
+                       help="fp8: keep the denoiser's weights in float8 (half its memory, slightly different pictures)")
     serve.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
     serve.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
     doctor = sub.add_parser("doctor", help="check a profile's models and the device")
@@ -105,7 +108,8 @@ def main(argv=None):
         from . import models, profiles
         if args.command == "serve":
             from . import server
-            server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token)
+            server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token,
+                         weights=args.weights)
         elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))

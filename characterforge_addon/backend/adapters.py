@@ -82,7 +82,7 @@ class Adapters:
                 folders.append(where)
                 subfolders.append(source.subfolder)
                 weights.append(source.weight)
-        if engine.memory == "sequential_offload":  # loading needs the weights in place; offloaded again below
+        if engine.memory in ("group_offload", "sequential_offload"):  # loading needs the weights in place; offloaded again below
             remove_offload([base, *engine._variants.values()])
         base.register_modules(image_encoder=encoder, feature_extractor=processor)
         base.load_ip_adapter(folders, subfolder=subfolders, weight_name=weights, image_encoder_folder=None)

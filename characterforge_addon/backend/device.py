@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.errors import UserError
 from ..core.gpus import detect_gpus
 
 # The memory modes each device can use, lightest last (the out-of-memory retry steps down
 # this list). Offloading to the CPU saves nothing where memory is shared (Apple Silicon).
-MODES = {"cuda": ("gpu", "model_offload", "sequential_offload"), "xpu": ("gpu", "model_offload", "sequential_offload"),
-         "mps": ("gpu",), "cpu": ("cpu",)}
+_OFFLOADING = ("gpu", "model_offload", "group_offload", "sequential_offload")
+MODES = {"cuda": _OFFLOADING, "xpu": _OFFLOADING, "mps": ("gpu",), "cpu": ("cpu",)}
+# How the denoiser's weights are stored: in the compute dtype, or in float8 and cast layer by
+# layer as it runs (half its memory; pictures differ slightly). Apple's MPS has no float8.
+WEIGHTS = ("native", "fp8")
 GIB = 2**30
 # Below this much unified memory diffusers advises attention slicing on Apple Silicon.
 MPS_SLICING_BELOW = 64 * GIB
@@ -113,24 +117,33 @@ def choose(p, gpu_dtype="float16", want=None):
                   round(total / GIB, 2), slicing)
 
 
-def memory_mode(requested, device, need_gb=16):
+def memory_mode(requested, device, need=(16, 8.8)):
     """The memory mode for `device`: the one asked for when it makes sense there (else the
-    device's own), or for "auto" the fastest that fits the free memory (`need_gb`: what the
-    family's models take when all are on the GPU)."""
+    device's own), or for "auto" the fastest that fits the free memory. `need`: GB the family
+    takes with every model on the GPU, and at the peak of model offloading (the denoiser and
+    what runs with it); below both, group offloading keeps a layer or two on the GPU."""
     modes = MODES[device.kind]
     if requested in modes:
         return requested
     if requested != "auto" or len(modes) == 1:
         return modes[0]
-    if device.free_gb >= need_gb:
+    everything, offloaded = need
+    if device.free_gb >= everything:
         return "gpu"
-    return "model_offload" if device.free_gb >= need_gb * 0.55 else "sequential_offload"
+    return "model_offload" if device.free_gb >= offloaded else "group_offload"
 
 
-def card_modes(need_gb, dtype, cards_gb=(12, 16, 24)):
+def weight_storage(requested, device):
+    """The weight storage to use on `device`, or UserError when it cannot hold float8."""
+    if requested == "fp8" and device.kind == "mps":
+        raise UserError("--weights fp8: Apple's MPS has no float8 type; start the backend with --weights native")
+    return requested
+
+
+def card_modes(needs, dtype, cards_gb=(12, 16, 24)):
     """{"12 GB": memory mode, ...}: what the automatic choice picks on an NVIDIA card of each size
-    (about 1 GB taken by the desktop) for models needing `need_gb` all at once."""
-    return {f"{gb} GB": memory_mode("auto", Device("cuda", f"{gb} GB card", dtype, "CUDA", gb - 1.0, float(gb)), need_gb)
+    (about 1 GB taken by the desktop) given `needs` (see `memory_mode`)."""
+    return {f"{gb} GB": memory_mode("auto", Device("cuda", f"{gb} GB card", dtype, "CUDA", gb - 1.0, float(gb)), needs)
             for gb in cards_gb}
 
 

@@ -138,11 +138,12 @@ def doctor(profile, models_dir):
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
             "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
             "roles": roles, "device": hardware,
-            "cards": device.card_modes(families.family_of(profile).gpu_gb, profile.gpu_dtype)}
+            "cards": {weights: device.card_modes(families.memory_need(families.family_of(profile), weights),
+                                                 profile.gpu_dtype) for weights in device.WEIGHTS}}
 
 
 MODE_WORDS = {"gpu": "all on the GPU", "model_offload": "models offloaded one at a time",
-              "sequential_offload": "layer by layer (slow)"}
+              "group_offload": "layers streamed to the GPU", "sequential_offload": "layer by layer (slow)"}
 
 
 def format_doctor(report):
@@ -154,8 +155,11 @@ def format_doctor(report):
                  f"{d['free_gb']} of {d['total_gb']} GB free")
     lines.append(f"  can do: {', '.join(report['capabilities'])}")
     if report.get("cards"):
+        fp8 = report["cards"]["fp8"]
         lines.append(f"  family {report['family']}: " + "; ".join(
-            f"{card} card: {MODE_WORDS[mode]}" for card, mode in report["cards"].items()))
+            f"{card} card: {MODE_WORDS[mode]}" + (f" (with --weights fp8: {MODE_WORDS[fp8[card]]})"
+                                                   if fp8[card] != mode else "")
+            for card, mode in report["cards"]["native"].items()))
     for finding in d["findings"]:
         lines.append(f"  {finding['level']:<8} {finding['message']}" + (f"; fix: {finding['fix']}" if finding["fix"] else ""))
     for r in report["roles"]:

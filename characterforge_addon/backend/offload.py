@@ -1,5 +1,6 @@
-"""Sequential CPU offload of pipelines that share their modules (accelerate's hooks, once per
-module)."""
+"""Where the weights of pipelines that share their modules live: sequential CPU offload
+(accelerate's hooks) and group offload (diffusers' hooks), each applied once per module, and
+float8 storage of the denoiser."""
 
 import torch
 
@@ -31,9 +32,54 @@ def offload_sequentially(pipe, device):
     pipe._offload_gpu_id, pipe._offload_device = device.index or 0, device
 
 
+def offload_in_groups(pipe, device):
+    """diffusers' group offload, layer by layer, for the modules of `pipe` not offloaded yet: only
+    the layer running is on the GPU (on CUDA the next one is copied on a side stream while it
+    runs), so it is nearly as light as sequential offload and far faster. Not
+    `pipe.enable_group_offload()`, which would hook shared modules twice (see above)."""
+    from diffusers.hooks import apply_group_offloading
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+    def offload(module):
+        if not _is_group_offload_enabled(module):
+            apply_group_offloading(module, onload_device=device, offload_type="leaf_level",
+                                   use_stream=device.type == "cuda")
+            return
+        for child in module.children():  # partly offloaded already (a ControlNet shared by a new MultiControlNet)
+            offload(child)
+
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            if name in pipe._exclude_from_cpu_offload:
+                module.to(device)
+            else:
+                offload(module)
+
+
+def store_in_fp8(module, compute_dtype):
+    """Keep `module`'s weights in float8, each layer cast to `compute_dtype` while it runs
+    (diffusers' layerwise casting; norms and embeddings stay as they are). Hooked once; called
+    again, it stores the hooked layers in float8 again (loading IP-Adapters casts the whole UNet
+    to the compute dtype: for that moment it takes its full size)."""
+    from diffusers.hooks.layerwise_casting import _is_layerwise_casting_active
+    if not _is_layerwise_casting_active(module):
+        module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+        return
+    for part in module.modules():
+        hook = part._diffusers_hook.get_hook("layerwise_casting") if hasattr(part, "_diffusers_hook") else None
+        if hook is not None:
+            part.to(dtype=hook.storage_dtype)
+
+
 def remove_offload(pipes):
-    """Undo the sequential offload of every module of `pipes`, putting their weights back on the CPU."""
+    """Undo the sequential or group offload of every module of `pipes`, leaving their weights on
+    the CPU (float8 storage stays)."""
     from accelerate.hooks import remove_hook_from_module
+    from diffusers.hooks import HookRegistry
     for module in {id(m): m for pipe in pipes for m in pipe.components.values()
                    if isinstance(m, torch.nn.Module)}.values():
         remove_hook_from_module(module, recurse=True)
+        for part in module.modules():
+            if hasattr(part, "_diffusers_hook"):
+                for hook in ("group_offloading", "lazy_prefetch_group_offloading"):
+                    HookRegistry.check_if_exists_or_initialize(part).remove_hook(hook, recurse=False)

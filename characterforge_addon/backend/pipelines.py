@@ -17,8 +17,8 @@ from PIL import Image
 from ..core.errors import UserError
 from . import device, models
 from .adapters import Adapters
-from .families import family_of
-from .offload import offload_sequentially
+from .families import family_of, memory_need
+from .offload import offload_in_groups, offload_sequentially, remove_offload, store_in_fp8
 from .pictures import decode_image_bytes
 from .preview import FACTORS as PREVIEW_FACTORS
 
@@ -35,12 +35,16 @@ def modules_of(pipe):
     return {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
 
 
+_STORAGE_DTYPES = (torch.float8_e4m3fn,)  # float8 storage: cast to the compute dtype layer by layer
+
+
 def check_one_dtype(pipe):
     """Raise unless every parameter of every module has the same dtype."""
     dtypes = {}
     for name, module in modules_of(pipe).items():
         for p in module.parameters():
-            dtypes.setdefault(p.dtype, name)
+            if p.dtype not in _STORAGE_DTYPES:
+                dtypes.setdefault(p.dtype, name)
     if len(dtypes) > 1:
         raise GenerationError(f"pipeline mixes dtypes {', '.join(f'{d} ({n})' for d, n in dtypes.items())}")
 
@@ -48,14 +52,15 @@ def check_one_dtype(pipe):
 class Engine:
     """A profile's components, loaded once, and the pipelines built on them."""
 
-    def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None):
+    def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None, weights="native"):
         self.profile = profile
         self.models_dir = models_dir
         self.allow_download = allow_download
         self.hardware = device.choose(probe or device.probe(), profile.gpu_dtype)
         self.device, self.dtype = self.hardware.kind, self.hardware.torch_dtype
         self.family = family_of(profile)
-        self.memory = device.memory_mode(memory, self.hardware, self.family.gpu_gb)
+        self.weights = device.weight_storage(weights, self.hardware)
+        self.memory = device.memory_mode(memory, self.hardware, memory_need(self.family, self.weights))
         self.vae_tiling = False
         self._base = None
         self._controlnets = {}
@@ -101,12 +106,21 @@ class Engine:
 
     def _place(self, pipe):
         for module in modules_of(pipe).values():
-            if any(p.dtype != self.dtype for p in module.parameters()):
+            params = list(module.parameters())
+            if any(p.dtype in _STORAGE_DTYPES for p in params):  # stored in float8: cast only new layers (adapters)
+                for p in params:
+                    if p.dtype not in (self.dtype, *_STORAGE_DTYPES):
+                        p.data = p.data.to(self.dtype)
+            elif any(p.dtype != self.dtype for p in params):
                 module.to(self.dtype)
+        if self.weights == "fp8":
+            store_in_fp8(getattr(pipe, self.family.denoiser), self.dtype)
         if self.memory in ("gpu", "cpu"):
             pipe.to(self.device)
         elif self.memory == "model_offload":
             pipe.enable_model_cpu_offload()
+        elif self.memory == "group_offload":
+            offload_in_groups(pipe, torch.device(self.device))
         elif self.memory == "sequential_offload":
             offload_sequentially(pipe, torch.device(self.device))
         if self.vae_tiling:
@@ -316,9 +330,11 @@ class Engine:
         self.vae_tiling = True
         pipes = list(self._variants.values()) + ([self._base] if self._base else [])
         self._variants.clear()
+        remove_offload(pipes)
         for pipe in pipes:
             pipe.to("cpu")
         self._base = None
+        self.adapters = Adapters(self)  # the base is loaded again: its identity adapters too
         device.empty_cache(self.device)
 
 

@@ -123,7 +123,7 @@ class JobRunner:
             progress.stage("saving")
             for name, pixels, record in outputs:
                 png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
-                                                 {"job_id": job_id, "memory_mode": engine.memory,
+                                                 {"job_id": job_id, "memory_mode": engine.memory, "weights": engine.weights,
                                                   "device": engine.device, "dtype": str(engine.dtype),
                                                   "identity_adapters": engine.adapters.names(), **record})
                 try:

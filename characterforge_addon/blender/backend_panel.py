@@ -68,7 +68,8 @@ def _follow_setup():
         prefs = preferences.get()
         if hasattr(prefs, "bl_rna"):  # real preferences (saved with Blender's); headless defaults are not
             prefs.python = current["python"]
-        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile, prefs.memory)
+        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile, prefs.memory,
+                              prefs.weights)
     return None
 
 
@@ -186,7 +187,7 @@ class CHARACTERFORGE_OT_start_backend(bpy.types.Operator):
         prefs = preferences.get(context)
         try:
             backend_process.start(preferences.backend_python(prefs), prefs.port, preferences.data_dir(prefs),
-                                  prefs.profile, prefs.memory)
+                                  prefs.profile, prefs.memory, prefs.weights)
         except Exception as exc:  # BackendError: the Python cannot be started
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -232,7 +233,8 @@ class CHARACTERFORGE_PT_backend(_Sidebar, bpy.types.Panel):
                        f"memory {prefs.memory}",
                   icon="CHECKMARK" if running else "PAUSE")
         if hasattr(prefs, "bl_rna"):
-            layout.prop(prefs, "memory")  # applies when the backend starts
+            layout.prop(prefs, "memory")  # these two apply when the backend starts
+            layout.prop(prefs, "weights")
             layout.prop(prefs, "gpu")  # applies to the next set-up
         row = layout.row(align=True)
         row.operator("characterforge.start_backend", icon="PLAY")
@@ -267,8 +269,10 @@ def _draw_report(layout, wm, report):
             if finding["fix"]:
                 box.label(text=f"Fix: {finding['fix']}")
     if report.get("cards"):
-        layout.label(text=f"{report['family']}: " + ", ".join(f"{card} {mode.replace('_', ' ')}"
-                                                            for card, mode in report["cards"].items()))
+        fp8 = report["cards"]["fp8"]
+        layout.label(text=f"{report['family']}: " + ", ".join(
+            f"{card} {mode.replace('_', ' ')}" + (f" (fp8: {fp8[card].replace('_', ' ')})" if fp8[card] != mode else "")
+            for card, mode in report["cards"]["native"].items()))
     layout.label(text="Ready" if report["ready"] else "Missing models:", icon="CHECKMARK" if report["ready"]
                  else "ERROR")
     picked = _picked_roles(wm)

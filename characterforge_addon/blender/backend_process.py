@@ -16,17 +16,17 @@ _process = None
 _log_path = None
 
 
-def command(python, port, data_dir, profile, memory="auto"):
+def command(python, port, data_dir, profile, memory="auto", weights="native"):
     package = os.path.basename(ADDON_DIR)
     return [python, "-m", f"{package}.backend", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--data", data_dir, "--profile", profile, "--memory", memory]
+            "--data", data_dir, "--profile", profile, "--memory", memory, "--weights", weights]
 
 
 def is_running():
     return _process is not None and _process.poll() is None
 
 
-def start(python, port, data_dir, profile, memory="auto"):
+def start(python, port, data_dir, profile, memory="auto", weights="native"):
     """Start the backend (once); returns at once. Output goes to <data>/backend.log."""
     global _process, _log_path
     if is_running():
@@ -38,7 +38,7 @@ def start(python, port, data_dir, profile, memory="auto"):
     env.setdefault("HF_HUB_OFFLINE", "1")
     log = open(_log_path, "ab")
     try:
-        _process = subprocess.Popen(command(python, port, data_dir, profile, memory), stdout=log, stderr=subprocess.STDOUT,
+        _process = subprocess.Popen(command(python, port, data_dir, profile, memory, weights), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     except OSError as exc:
         raise BackendError(f"cannot start the backend with {python} ({exc.strerror or exc})", "start_failed",

@@ -85,14 +85,15 @@ def _connector(prefs):
         url, token = prefs.url, prefs.token
         return lambda job: BackendClient(url, token)
     python, port = preferences.backend_python(prefs), prefs.port
-    data, profile, auto, memory = preferences.data_dir(prefs), prefs.profile, prefs.auto_start, prefs.memory
+    data, profile, auto = preferences.data_dir(prefs), prefs.profile, prefs.auto_start
+    memory, weights = prefs.memory, prefs.weights
     url = f"http://127.0.0.1:{port}"
 
     def connect(job):
         if not backend_process.is_running():
             if not auto:
                 raise BackendError("the backend is not running", "unreachable", "press Start in the Backend panel")
-            backend_process.start(python, port, data, profile, memory)
+            backend_process.start(python, port, data, profile, memory, weights)
         return backend_process.wait_ready(url, data, cancelled=job.cancel_requested.is_set)
     return connect
 

@@ -32,7 +32,13 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
         ("auto", "Automatic", "Chosen from the free GPU memory when the backend starts"),
         ("gpu", "All on the GPU", "Fastest; SDXL needs about 16 GB"),
         ("model_offload", "Offload models", "Each model moves to the GPU while it runs (about 8-10 GB for SDXL)"),
+        ("group_offload", "Stream layers", "Layers copied to the GPU as they run, the next while one computes: "
+         "a few GB, much faster than offloading layers"),
         ("sequential_offload", "Offload layers", "Slowest, smallest (a few GB)")])
+    weights: EnumProperty(name="Weights", default="native", items=[
+        ("native", "As published", "The profile's dtype (bfloat16 or float16)"),
+        ("fp8", "float8 storage", "The denoiser's weights kept in float8 and cast as each layer runs: half its "
+         "memory (Qwen-Image-Edit 41 -> 20 GB), pictures slightly different; not on Apple Silicon")])
     gpu: EnumProperty(name="GPU for set-up", default="AUTO", items=[
         ("AUTO", "Detect", "Ask nvidia-smi, rocminfo and the system which GPU this computer has"),
         ("nvidia", "NVIDIA (CUDA)", "PyTorch's CUDA build (Windows and Linux)"),
@@ -50,6 +56,7 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "port")
             layout.prop(self, "auto_start")
             layout.prop(self, "memory")
+            layout.prop(self, "weights")
             layout.prop(self, "gpu")
         else:
             layout.prop(self, "url")
@@ -73,7 +80,8 @@ def get(context=None):
                            python=env("CHARACTERFORGE_BACKEND_PYTHON", ""), data_dir=env("CHARACTERFORGE_DATA", ""),
                            characters_dir=env("CHARACTERFORGE_CHARACTERS", ""),
                            profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")),
-                           memory=env("CHARACTERFORGE_MEMORY", "auto"), gpu=env("CHARACTERFORGE_GPU", "AUTO"))
+                           memory=env("CHARACTERFORGE_MEMORY", "auto"), weights=env("CHARACTERFORGE_WEIGHTS", "native"),
+                           gpu=env("CHARACTERFORGE_GPU", "AUTO"))
 
 
 def backend_python(prefs):

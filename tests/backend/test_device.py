@@ -2,9 +2,11 @@
 an AMD box with ROCm and a machine without a GPU are each simulated here with a Probe, and
 this machine's real probe runs on its CPU."""
 
+import pytest
 import torch
 
 from characterforge_addon.backend import device
+from characterforge_addon.core.errors import UserError
 from characterforge_addon.core.gpus import GPU
 
 GIB = 2**30
@@ -55,11 +57,18 @@ def test_amd_on_linux_with_rocm_runs_as_cuda_and_without_it_is_missing():
 
 
 def test_memory_mode_follows_free_memory_and_steps_down_on_cuda():
-    for free_gb, mode in ((40, "gpu"), (12, "model_offload"), (6, "sequential_offload")):
+    for free_gb, mode in ((40, "gpu"), (12, "model_offload"), (6, "group_offload")):
         box = device.Probe("2.14.1", cuda_build="12.8", available=("cuda", "cpu"), memory={"cuda": (free_gb * GIB, 80 * GIB)})
-        assert device.memory_mode("auto", device.choose(box), 16) == mode
-    assert [device.lighter(m, "cuda") for m in device.MODES["cuda"]] == ["model_offload", "sequential_offload",
-                                                                          "sequential_offload"]
+        assert device.memory_mode("auto", device.choose(box), (16, 8.8)) == mode
+    assert [device.lighter(m, "cuda") for m in device.MODES["cuda"]] == ["model_offload", "group_offload",
+                                                                          "sequential_offload", "sequential_offload"]
+
+
+def test_float8_weights_are_refused_on_apple_silicon_only():
+    mac = device.choose(device.Probe("2.14.1", available=("mps", "cpu"), system="Darwin", machine="arm64"))
+    with pytest.raises(UserError, match="MPS has no float8"):
+        device.weight_storage("fp8", mac)
+    assert device.weight_storage("fp8", device.choose(device.Probe("2.14.1+cpu"))) == "fp8"
 
 
 def test_no_gpu_at_all_is_said_and_the_cpu_is_used():

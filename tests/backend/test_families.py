@@ -89,13 +89,15 @@ def test_the_engine_builds_its_pipelines_through_its_family(make_backend):
     assert {p.dtype for p in pipe.unet.parameters()} == {engine.dtype}
 
 
-@pytest.mark.parametrize("name, cards", [
-    ("sdxl", ["model_offload", "model_offload", "gpu"]),
-    ("flux2-klein", ["model_offload", "model_offload", "gpu"]),
-    ("qwen-edit", ["sequential_offload"] * 3),
+@pytest.mark.parametrize("name, cards, fp8", [
+    ("sdxl", ["model_offload", "model_offload", "gpu"], ["model_offload", "gpu", "gpu"]),
+    ("flux2-klein", ["model_offload", "model_offload", "gpu"], ["model_offload", "gpu", "gpu"]),
+    ("qwen-edit", ["group_offload"] * 3, ["group_offload"] * 3),
 ])
-def test_the_doctor_says_what_each_card_size_gets(name, cards, tmp_path):
+def test_the_doctor_says_what_each_card_size_gets(name, cards, fp8, tmp_path):
+    """12, 16 and 24 GB cards, with the weights as published and stored in float8."""
     from characterforge_addon.backend import models
     report = models.doctor(profiles.load_profile(name), str(tmp_path))
-    assert list(report["cards"].values()) == cards and report["family"] == profiles.load_profile(name).family
+    assert list(report["cards"]["native"].values()) == cards and list(report["cards"]["fp8"].values()) == fp8
+    assert report["family"] == profiles.load_profile(name).family
     assert f"family {report['family']}: 12 GB card:" in models.format_doctor(report)

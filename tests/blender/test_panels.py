@@ -152,7 +152,7 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     s.job_state, s.job_message, s.job_progress = "running", "sheet 3/30", 0.1
     preview = bpy.data.images.new("CF preview", 4, 4)
     monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "family": "sdxl", "cards": {
-        "12 GB": "model_offload", "24 GB": "gpu"}, "device": {
+        "native": {"12 GB": "model_offload", "24 GB": "gpu"}, "fp8": {"12 GB": "gpu", "24 GB": "gpu"}}, "device": {
         "device": "cpu", "name": "CPU (x86_64)", "torch_build": "CPU only (+cpu)", "dtype": "float32", "free_gb": 20.0,
         "total_gb": 32.0, "findings": [{"level": "MISSING", "message": "an NVIDIA GPU RTX is present but torch is +cpu",
                                         "fix": "Backend > Set Up Backend again with GPU 'nvidia'"}]}, "roles": [
@@ -173,7 +173,7 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]
     assert ("label", "hf download a/b") in drawn["Backend"]
     assert ("label", "an NVIDIA GPU RTX is present but torch is +cpu") in drawn["Backend"]
-    assert ("label", "sdxl: 12 GB model offload, 24 GB gpu") in drawn["Backend"]
+    assert ("label", "sdxl: 12 GB model offload (fp8: gpu), 24 GB gpu") in drawn["Backend"]
     assert ("operator", "characterforge.toggle_download_role") in drawn["Backend"]
     assert ("prop", "characterforge_accept_non_commercial") in drawn["Backend"]
     assert ("operator", "characterforge.download_models") in drawn["Backend"]

@@ -15,9 +15,10 @@ from .flux2_klein import Flux2Klein
 from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
 
-FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, native_size=1024,
+FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_gb=5.1, native_size=1024,
                                      modules=("unet", "text_encoder", "text_encoder_2", "vae")),
-            "sd15": StableDiffusion("sd15", gpu_gb=7, native_size=512, modules=("unet", "text_encoder", "vae")),
+            "sd15": StableDiffusion("sd15", gpu_gb=7, offload_gb=3.9, denoiser_gb=1.7, native_size=512,
+                                    modules=("unet", "text_encoder", "vae")),
             "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
@@ -28,6 +29,13 @@ CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2i
 
 def family_of(profile):
     return FAMILIES[profile.family]
+
+
+def memory_need(family, weights="native"):
+    """GB `family` takes with every model on the GPU, and at the peak of model offloading, with
+    its denoiser's weights stored `weights` (fp8 halves them)."""
+    saved = family.denoiser_gb / 2 if weights == "fp8" else 0
+    return round(family.gpu_gb - saved, 1), round(family.offload_gb - saved, 1)
 
 
 def capabilities(profile):

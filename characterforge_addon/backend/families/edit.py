@@ -21,6 +21,7 @@ class EditFamily:
     max_pictures = 3
     pipeline_class = ""  # the diffusers class, by name
     takes_negative_prompt = True
+    denoiser = "transformer"
 
     @staticmethod
     def roles_for(capability):

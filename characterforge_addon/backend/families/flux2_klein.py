@@ -10,6 +10,8 @@ class Flux2Klein(EditFamily):
     max_pictures = 4
     takes_negative_prompt = False
     gpu_gb = 16  # the 4B transformer and the Qwen3 4B text encoder in bf16
+    offload_gb = 11  # the transformer and its activations at 1024x1024 with four pictures
+    denoiser_gb = 7.8
     native_size = 1024
     modules = ("transformer", "text_encoder", "vae")
 

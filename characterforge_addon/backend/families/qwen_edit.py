@@ -11,6 +11,8 @@ class QwenEdit(EditFamily):
     pipeline_class = "QwenImageEditPlusPipeline"
     max_pictures = 3  # the model was trained with up to three input pictures
     gpu_gb = 60  # bf16 transformer (about 41 GB) and text encoder (about 17 GB) together
+    offload_gb = 45  # the transformer and its activations at 1024x1024 with three pictures
+    denoiser_gb = 40.9
     native_size = 1024
     modules = ("transformer", "text_encoder", "vae")
 

@@ -14,9 +14,13 @@ class StableDiffusion:
     required_roles = ("base", "controlnet_openpose")
     region_strength = True  # inpainting redraws a region as strongly as asked
 
-    def __init__(self, name, gpu_gb, native_size, modules):
+    denoiser = "unet"
+
+    def __init__(self, name, gpu_gb, offload_gb, denoiser_gb, native_size, modules):
         self.name = name
         self.gpu_gb = gpu_gb  # free GPU memory that holds every model at once ("gpu" memory mode)
+        self.offload_gb = offload_gb  # ... the UNet, ControlNets and adapters at once (model offload)
+        self.denoiser_gb = denoiser_gb  # the UNet's weights
         self.native_size = native_size  # the side the model was trained at
         self.modules = modules  # the base repo's folders the pipeline loads (the downloader fetches them)
 
