@@ -1,6 +1,7 @@
 """Command line: serve, doctor, download, convert, setup.
 
   python -m characterforge_addon.backend serve [--host 127.0.0.1] [--port 7861] [--data DIR] [--profile sdxl]
+                                               [--memory auto] [--weights native|fp8] [--without SPEEDUP ...]
   python -m characterforge_addon.backend doctor [--profile sdxl] [--data DIR] [--json]
   python -m characterforge_addon.backend download [--profile sdxl] [--role ROLE ...] [--accept-non-commercial] [--dry-run]
   python -m characterforge_addon.backend convert FILE.ckpt [OUT.safetensors]
@@ -14,6 +15,8 @@ import argparse
 import json
 import os
 import sys
+
+from .speedups import SPEEDUPS
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -35,6 +38,9 @@ def _parser():
                        choices=("auto", "gpu", "model_offload", "group_offload", "sequential_offload"))
     serve.add_argument("--weights", default="native", choices=("native", "fp8"),
                        help="fp8: keep the denoiser's weights in float8 (half its memory, slightly different pictures)")
+    serve.add_argument("--without", action="append", default=[], choices=sorted(SPEEDUPS), metavar="SPEEDUP",
+                       help="turn one speed-up of the fast path off (repeatable): " + "; ".join(
+                           f"{name}: {what}" for name, what in SPEEDUPS.items()))
     serve.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
     serve.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
     doctor = sub.add_parser("doctor", help="check a profile's models and the device")
@@ -109,7 +115,7 @@ def main(argv=None):
         if args.command == "serve":
             from . import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token,
-                         weights=args.weights)
+                         weights=args.weights, without=args.without)
         elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))

@@ -15,7 +15,6 @@ from PIL import Image
 
 from ..core.errors import UserError
 from . import models
-from .offload import remove_offload
 
 
 @dataclass
@@ -82,13 +81,11 @@ class Adapters:
                 folders.append(where)
                 subfolders.append(source.subfolder)
                 weights.append(source.weight)
-        if engine.memory in ("group_offload", "sequential_offload"):  # loading needs the weights in place; offloaded again below
-            remove_offload([base, *engine._variants.values()])
-        base.register_modules(image_encoder=encoder, feature_extractor=processor)
-        base.load_ip_adapter(folders, subfolder=subfolders, weight_name=weights, image_encoder_folder=None)
-        for pipe in [base, *engine._variants.values()]:
-            pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
-            engine._place(pipe)
+        with engine.changing_weights():
+            base.register_modules(image_encoder=encoder, feature_extractor=processor)
+            base.load_ip_adapter(folders, subfolder=subfolders, weight_name=weights, image_encoder_folder=None)
+            for pipe in engine._variants.values():
+                pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
         self.faceid = len(roles) == 2
         self.loaded = True
 

@@ -43,7 +43,8 @@ def a1111_parameters(spec, seed, profile, sampler):
                          f"Guidance End: {c['end']}\"" for i, (n, c) in enumerate(spec["controls"].items()))
     lines.append(f"Steps: {spec['steps']}, Sampler: {sampler}, CFG scale: {spec['guidance']}, Seed: {seed}, "
                  f"Size: {spec['width']}x{spec['height']}, Model: {profile.models['base'].location}, "
-                 f"Profile: {profile.name}" + (f", {controls}" if controls else ""))
+                 f"Profile: {profile.name}" + (", Draft: yes" if spec.get("draft") else "")
+                 + (f", {controls}" if controls else ""))
     return "\n".join(lines)
 
 

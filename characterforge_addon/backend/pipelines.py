@@ -6,8 +6,10 @@ decoding checked for NaN and all-black output, retried with an upcast VAE, never
 black; out-of-memory retried once with a lighter memory mode.
 """
 
+import contextlib
 import inspect
 import math
+import os
 import time
 
 import numpy as np
@@ -20,6 +22,7 @@ from .adapters import Adapters
 from .families import family_of, memory_need
 from .offload import offload_in_groups, offload_sequentially, remove_offload, store_in_fp8
 from .pictures import decode_image_bytes
+from .speedups import chosen
 from .preview import FACTORS as PREVIEW_FACTORS
 
 
@@ -52,7 +55,8 @@ def check_one_dtype(pipe):
 class Engine:
     """A profile's components, loaded once, and the pipelines built on them."""
 
-    def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None, weights="native"):
+    def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None, weights="native",
+                 speedups=None):
         self.profile = profile
         self.models_dir = models_dir
         self.allow_download = allow_download
@@ -60,6 +64,7 @@ class Engine:
         self.device, self.dtype = self.hardware.kind, self.hardware.torch_dtype
         self.family = family_of(profile)
         self.weights = device.weight_storage(weights, self.hardware)
+        self.speedups = chosen() if speedups is None else speedups
         self.memory = device.memory_mode(memory, self.hardware, memory_need(self.family, self.weights))
         self.vae_tiling = False
         self._base = None
@@ -67,6 +72,7 @@ class Engine:
         self._variants = {}
         self.adapters = Adapters(self)
         self._faces = None
+        self._draft_lora = False  # the profile's draft LoRA is in the denoiser (adapter "draft")
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -129,6 +135,63 @@ class Engine:
             pipe.enable_attention_slicing()  # the lighter step where memory is shared (Apple Silicon)
         check_one_dtype(pipe)
         return pipe
+
+    @contextlib.contextmanager
+    def changing_weights(self):
+        """Around loading into the shared modules (adapters, LoRAs): the offload hooks come off
+        while it runs, and every pipeline is placed again after (new layers onto the device,
+        float8 storage again)."""
+        pipes = [p for p in (self._base, *self._variants.values()) if p is not None]
+        if self.memory in ("group_offload", "sequential_offload"):
+            remove_offload(pipes)
+        yield
+        for pipe in pipes:
+            self._place(pipe)
+
+    def draft_settings(self):
+        """The family's few-step settings for a draft (steps, guidance, sampler)."""
+        return self.family.draft(self.profile)
+
+    def _load_draft_lora(self):
+        """The profile's draft LoRA into the denoiser, once (families that need none have no role)."""
+        if self._draft_lora or "draft_lora" not in self.profile.models:
+            return
+        source = self.profile.models["draft_lora"]
+        where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
+        base = self.base()
+        try:
+            with self.changing_weights():
+                if os.path.isfile(where):
+                    base.load_lora_weights(where, adapter_name="draft")
+                else:  # a repo to download (--allow-download)
+                    base.load_lora_weights(where, weight_name=source.weight, adapter_name="draft", **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise models.ModelMissing("draft_lora", f"could not load the draft LoRA {source.location}: "
+                                      f"{str(exc).splitlines()[0]}", where,
+                                      "check that it is the draft LoRA for this profile's base model") from None
+        self._draft_lora = True
+
+    @contextlib.contextmanager
+    def _sampling(self, pipe, spec):
+        """(the spec as it runs, extra pipeline arguments): a final runs the job's own steps and
+        guidance with the draft LoRA off; a draft, the family's few-step settings with its LoRA
+        on and its scheduler swapped in for the call."""
+        if not spec.get("draft"):
+            if self._draft_lora:
+                pipe.disable_lora()
+            yield spec, {}
+            return
+        draft = self.draft_settings()
+        self._load_draft_lora()
+        if self._draft_lora:
+            pipe.enable_lora()
+            pipe.set_adapters(["draft"], [1.0])
+        saved = pipe.scheduler
+        pipe.scheduler = draft.make_scheduler(saved)
+        try:
+            yield dict(spec, steps=draft.steps, guidance=draft.guidance), dict(draft.call)
+        finally:
+            pipe.scheduler = saved
 
     def ip_adapter(self):
         """Load the identity adapters (plus-face, and FaceID when the profile has it) once."""
@@ -244,6 +307,32 @@ class Engine:
                                   **self._prompts(spec, suffix), **kwargs, **extra)[0]
         return self._with_oom_retry(run)
 
+    def inpaint_batch(self, spec, pictures, masks, strength, seeds, suffix, on_step, cancel_event, controls, names):
+        """Regions of one size inpainted in one batch (Stable Diffusion): picture i with mask i,
+        seed i and controls[i] (its maps, one per name in `names`), the same prompt; no identity."""
+        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
+        kept = [i for i, r in enumerate(roles) if r in self.profile.models]
+
+        def run():
+            pipe = self.pipeline("inpaint", [roles[i] for i in kept])
+            h, w = pictures[0].shape[:2]
+            extra = {}
+            if kept:
+                c = spec["controls"]
+                # one batch per ControlNet, as a tensor: diffusers takes no nested lists of pictures
+                extra = dict(control_image=[torch.stack([torch.from_numpy(np.asarray(maps[i], dtype=np.float32) / 255)
+                                                         .permute(2, 0, 1) for maps in controls]) for i in kept],
+                             controlnet_conditioning_scale=[c[names[i]]["strength"] for i in kept],
+                             control_guidance_start=[c[names[i]]["start"] for i in kept],
+                             control_guidance_end=[c[names[i]]["end"] for i in kept])
+            prompts = self._prompts(spec, suffix)
+            return self._generate(pipe, spec, list(seeds), 1, on_step, cancel_event, strength=strength,
+                                  image=[Image.fromarray(p) for p in pictures], mask_image=list(masks), width=w,
+                                  height=h, prompt=[prompts["prompt"]] * len(pictures),
+                                  negative_prompt=[prompts["negative_prompt"] or ""] * len(pictures),
+                                  **self._identity_kwargs(pipe, spec, []), **extra)
+        return self._with_oom_retry(run)
+
     @staticmethod
     def _prompts(spec, suffix=""):
         prompt = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p) + suffix
@@ -276,7 +365,12 @@ class Engine:
         return mean / (np.linalg.norm(mean) or 1.0)
 
     def _generate(self, pipe, spec, seed, batch, on_step, cancel_event, strength=1.0, **kwargs):
-        """Run `pipe` to latents with progress and cancel, then decode them checked."""
+        """Run `pipe` to latents with progress and cancel (a draft with its own settings), then
+        decode them checked."""
+        with self._sampling(pipe, spec) as (spec, extra):
+            return self._run_pipeline(pipe, spec, seed, batch, on_step, cancel_event, strength, **extra, **kwargs)
+
+    def _run_pipeline(self, pipe, spec, seed, batch, on_step, cancel_event, strength, **kwargs):
         steps = spec["steps"]
         if 0 < strength < 1:  # img2img runs int(steps * strength) steps: keep at least one
             steps = max(steps, math.ceil(1 / strength))
@@ -294,7 +388,10 @@ class Engine:
 
         if "strength" in inspect.signature(pipe.__call__).parameters and "image" in kwargs:
             kwargs["strength"] = strength  # always said: the inpaint pipeline's default (0.9999) leaves 1 step none
-        out = pipe(num_inference_steps=steps, num_images_per_prompt=batch, generator=device.generators(seed, batch),
+        # `seed`: the first of `batch` consecutive ones, or one per prompt of a batch of prompts
+        generators = device.generators(seed, batch) if isinstance(seed, int) else [
+            g for s in seed for g in device.generators(s, 1)]
+        out = pipe(num_inference_steps=steps, num_images_per_prompt=batch, generator=generators,
                    output_type="latent", callback_on_step_end=callback, **self.family.guidance(spec, kwargs),
                    **kwargs)
         if cancel_event.is_set():
@@ -334,7 +431,8 @@ class Engine:
         for pipe in pipes:
             pipe.to("cpu")
         self._base = None
-        self.adapters = Adapters(self)  # the base is loaded again: its identity adapters too
+        self.adapters = Adapters(self)  # the base is loaded again: its identity adapters and LoRAs too
+        self._draft_lora = False
         device.empty_cache(self.device)
 
 

@@ -19,6 +19,7 @@ ROLES = {
     "ip_adapter_plus_face": "identity from reference images (IP-Adapter plus-face)",
     "ip_adapter_faceid": "identity from a face embedding (IP-Adapter FaceID)",
     "insightface": "finding faces (the sheet's face pass, expressions) and identity embeddings and scores",
+    "draft_lora": "draft mode (a few-step LoRA: TCD for SDXL, Lightning for Qwen-Image-Edit)",
 }
 # What a posed character needs: the profile is ready when these (those it names) are present.
 CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
@@ -55,6 +56,7 @@ class Profile:
     condition_pixels: int = 384 * 384    # ... and for the text encoder's vision tower
     text_layers: tuple = ()  # FLUX.2: the text encoder layers that condition it (empty: the model's own)
     face_refine: str = ""  # a profile whose identity adapters redraw the faces of this one's pictures, kept if better
+    draft_steps: int = 0  # steps of a draft (0: the family's, e.g. 4 for a 4-step Lightning LoRA)
 
 
 def _source(role, table, where):
@@ -113,8 +115,12 @@ def parse_profile(text, where="profile"):
     refine = doc.get("face_refine", "")
     if not isinstance(refine, str):
         raise UserError(f"{where}: face_refine must be a profile name")
+    draft_steps = doc.get("draft_steps", 0)
+    if isinstance(draft_steps, bool) or not isinstance(draft_steps, int) or not 0 <= draft_steps <= 50:
+        raise UserError(f"{where}: draft_steps {draft_steps!r} must be a whole number from 1 to 50 (0: the family's)")
     return Profile(name, family, str(doc.get("description", "")), dtype, bool(doc.get("produces_noise", False)),
-                   sources, where, native, **pixels, text_layers=tuple(layers), face_refine=refine)
+                   sources, where, native, **pixels, text_layers=tuple(layers), face_refine=refine,
+                   draft_steps=draft_steps)
 
 
 def load_profile(name_or_path, extra_dirs=()):

@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 from ..core.errors import UserError
 from ..core.job_spec import needs
 from ..core.spec_fields import JobSpecError
-from . import device, models, profiles
+from . import device, models, profiles, speedups
 from .app import create_app
 from .families import family_of, refuse_unless_able
 from .pipelines import Engine
@@ -101,17 +101,17 @@ class Backend:
     """Everything one server process holds; `app` is the ASGI app."""
 
     def __init__(self, data_dir, profile_name="sdxl", memory="auto", allow_download=False, token=None,
-                 max_pending=32, weights="native"):
+                 max_pending=32, weights="native", without=()):
         self.data_dir = os.path.abspath(os.path.expanduser(data_dir))
         check_writable(self.data_dir)
         self._claim = claim(self.data_dir)
         try:
-            self._setup(profile_name, memory, allow_download, token, max_pending, weights)
+            self._setup(profile_name, memory, allow_download, token, max_pending, weights, without)
         except BaseException:
             self._claim.release()
             raise
 
-    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights):
+    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights, without):
         self.models_dir = os.path.join(self.data_dir, "models")
         self.profile_dirs = (os.path.join(self.data_dir, "profiles"),)
         self.default_profile = profiles.load_profile(profile_name, self.profile_dirs).name
@@ -119,6 +119,7 @@ class Backend:
         if weights != "native":  # refused at start where the device cannot hold them, not at the first job
             device.weight_storage(weights, device.choose(device.probe()))
         self.weights = weights
+        self.speedups = speedups.chosen(without)
         self.token, self.token_path = load_or_make_token(self.data_dir, token)
         self._token_keeper = TokenKeeper(self.token_path, self.token) if self.token_path else None
         self.store = JobStore(self.data_dir)
@@ -133,7 +134,8 @@ class Backend:
             # one engine at a time: a second profile's weights would double the memory
             self._engines.clear()
             self._engines[name] = Engine(profiles.load_profile(name, self.profile_dirs), self.models_dir,
-                                         self.memory, self.allow_download, weights=self.weights)
+                                         self.memory, self.allow_download, weights=self.weights,
+                                         speedups=self.speedups)
         return self._engines[name]
 
     def check_runnable(self, job):
@@ -173,12 +175,12 @@ class Backend:
 
 
 def serve(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None, log_level="info",
-          weights="native"):
+          weights="native", without=()):
     import uvicorn
     if not is_loopback(host) and not token:
         raise UserError(f"refusing to listen on {host}, which other machines can reach, without an explicit "
                         "--token: pass --token SECRET (and give it to the add-on), or use --host 127.0.0.1")
-    backend = Backend(data_dir, profile, memory, allow_download, token, weights=weights)
+    backend = Backend(data_dir, profile, memory, allow_download, token, weights=weights, without=without)
     backend.start()
     where = f"token file {backend.token_path}" if backend.token_path else "the --token given"
     print(f"CharacterForge backend on http://{host}:{port} (data {backend.data_dir}; {where})", flush=True)

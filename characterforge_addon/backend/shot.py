@@ -183,6 +183,14 @@ def _fix_hands(engine, shot, job, image, progress, cancel):
     hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))
     hand_maps = [("hand_depth", shot.maps["hand_depth"])] if "hand_depth" in shot.maps else []
     hands["control"] = "hand_depth" if hand_maps else "none (no hand depth map sent)"
+    if "batched_hands" in engine.speedups and engine.family.batched_inpaint:
+        boxes = spec["hands"]["boxes"]
+        progress.stage(f"hands: {len(boxes)} in one batch")
+        image, changed = redraw.redraw_boxes(engine, image, boxes, hand_job, spec["hands"]["strength"],
+                                             spec["seed"] + 200, progress, cancel, engine.profile.native_size,
+                                             HAND_GROW, HAND_SUFFIX, controls=hand_maps)
+        hands["redrawn"] = [c for c in changed if c]
+        return image, hands
     for i, box in enumerate(spec["hands"]["boxes"]):
         progress.stage(f"hands: hand {i + 1} of {len(spec['hands']['boxes'])}")
         image, where = redraw.redraw_box(engine, image, box, hand_job, spec["hands"]["strength"], spec["seed"] + 200 + i,

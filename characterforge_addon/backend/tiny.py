@@ -10,7 +10,8 @@ import os
 TINY_SEED = 0
 VERSION = 10  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
-              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein")
+              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein", "draft_lora_sdxl",
+              "draft_lora_qwen_edit")
 
 
 def _byte_level_vocab():
@@ -86,7 +87,8 @@ def make(folder):
                 module.weight.normal_(0.0, 0.05)
         controlnet.save_pretrained(os.path.join(folder, name), safe_serialization=True)
     _ip_adapter(folder, unet)
-    from . import tiny_edit, tiny_faces
+    from . import tiny_edit, tiny_faces, tiny_lora
+    tiny_lora.make(os.path.join(folder, "draft_lora_sdxl"), StableDiffusionXLPipeline, unet, "unet_lora_layers")
     tiny_faces.make(os.path.join(folder, "insightface"))
     tiny_edit.make(folder)
     with open(os.path.join(folder, "README.txt"), "w") as f:

@@ -83,6 +83,9 @@ def _qwen_edit(folder):
     pipe = QwenImageEditPlusPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                                      text_encoder=text_encoder, tokenizer=tokenizer, processor=processor)
     pipe.save_pretrained(folder, safe_serialization=True)
+    from . import tiny_lora
+    tiny_lora.make(os.path.join(os.path.dirname(folder), "draft_lora_qwen_edit"), QwenImageEditPlusPipeline,
+                   transformer, "transformer_lora_layers")
 
 
 def _flux2_klein(folder):

@@ -115,15 +115,20 @@ class JobRunner:
                 engine.base()  # loading shows as its own stage, before the steps count
                 faces, _ = self._face_tools(engine, "identity" in spec)
                 refine = (None, None)
-                if engine.profile.face_refine and "identity" in spec:
+                if engine.profile.face_refine and "identity" in spec and not spec["draft"]:  # drafts stay quick
                     refine = face_pass.refiner(self.engine_for, engine.profile)
                     if refine[0] is not None and faces is None:  # the refine profile's face tools score
                         faces, _ = self._face_tools(refine[0], True)
                 outputs = posed.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec), refine)
             progress.stage("saving")
+            ran, sampler = spec, SAMPLER
+            if spec["draft"]:  # the PNG says what ran: the draft's steps, guidance and sampler
+                draft = engine.draft_settings()
+                ran, sampler = dict(spec, steps=draft.steps, guidance=draft.guidance), draft.sampler
             for name, pixels, record in outputs:
-                png = metadata.png_with_metadata(pixels, spec, record.get("seed", spec["seed"]), engine.profile, SAMPLER,
+                png = metadata.png_with_metadata(pixels, ran, record.get("seed", spec["seed"]), engine.profile, sampler,
                                                  {"job_id": job_id, "memory_mode": engine.memory, "weights": engine.weights,
+                                                  "speedups": sorted(engine.speedups),
                                                   "device": engine.device, "dtype": str(engine.dtype),
                                                   "identity_adapters": engine.adapters.names(), **record})
                 try:

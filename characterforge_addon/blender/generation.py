@@ -35,6 +35,7 @@ def generate(context, seed=None):
         references=references, identity_scale=settings.identity_scale, identity_embedding=embedding,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
+    spec["draft"] = settings.draft
     distance = subject_distance(scene, camera)
     return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
                                                                 extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
@@ -68,8 +69,9 @@ def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=pl
         stem = os.path.splitext(os.path.basename(path))[0]
         cutout = stem in (distances or {})
         obj = planes.import_plane(bpy.context, path, camera, distances[stem] if cutout else distance, collection,
-                                  f"{shot}_{stem}")
+                                  f"{shot}_{stem}" + (" (draft)" if spec.get("draft") else ""))
         planes.tag(obj, spec_summary(spec), job_id, [path])
+        obj[planes.DRAFT] = bool(spec.get("draft"))
         planes.tag_scores(obj, path)
         # each character's cut-outs are a layer of their own
         obj[planes.LAYER] = f"cutout:{stem.rsplit('_cutout_', 1)[-1]}" if cutout else layer
@@ -120,6 +122,7 @@ def make_background(context, seed=None):
     spec = background_spec(s.background_prompt, w, h, depth, s.depth_strength, s.negative_prompt, seed, s.steps,
                            s.guidance, preferences.job_profile(context), name=f"background_seed{seed}",
                            sharp=s.background_sharp)
+    spec["draft"] = s.draft
     out_dir = os.path.join(resolve_dir(s.results_dir), shot)
     return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
                                                                 layer="background"))

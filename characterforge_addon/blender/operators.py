@@ -206,6 +206,8 @@ class CHARACTERFORGE_OT_regenerate(StartsJob, bpy.types.Operator):
     bl_label = "Regenerate"
 
     new_seed: bpy.props.BoolProperty(name="New seed", default=True)
+    final: bpy.props.BoolProperty(name="As final", default=False,
+                                  description="A draft made again in full quality, same seed and pose")
 
     @classmethod
     def poll(cls, context):
@@ -213,7 +215,7 @@ class CHARACTERFORGE_OT_regenerate(StartsJob, bpy.types.Operator):
         return super().poll(context) and obj is not None and "characterforge_job" in obj
 
     def run(self, context):
-        regenerate.regenerate(context, context.active_object, self.new_seed)
+        regenerate.regenerate(context, context.active_object, self.new_seed, self.final)
 
 
 class CHARACTERFORGE_OT_stop_backend(bpy.types.Operator):

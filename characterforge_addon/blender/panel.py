@@ -155,8 +155,11 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row.prop(s, "seed")
         row.prop(s, "random_seed", text="", icon="FILE_REFRESH")
         row = layout.row(align=True)
-        row.prop(s, "steps")
-        row.prop(s, "guidance")
+        row.prop(s, "draft", toggle=True, icon="SHADERFX")
+        sub = row.row(align=True)
+        sub.enabled = not s.draft  # a draft takes the profile's few-step settings
+        sub.prop(s, "steps")
+        sub.prop(s, "guidance")
         col = layout.column(align=True)
         col.prop(s, "openpose_strength")
         row = col.row(align=True)
@@ -233,7 +236,12 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         if obj is not None and "characterforge_job" in obj:
             for line in planes.score_lines(obj):
                 layout.label(text=line, icon="CHECKMARK" if "unavailable" not in line else "INFO")
-            layout.operator("characterforge.regenerate", icon="FILE_REFRESH")
+            row = layout.row(align=True)
+            row.operator("characterforge.regenerate", icon="FILE_REFRESH")
+            if obj.get(planes.DRAFT):
+                layout.label(text="A draft: quick and rough", icon="SHADERFX")
+                final = row.operator("characterforge.regenerate", text="Regenerate as Final", icon="CHECKMARK")
+                final.new_seed, final.final = False, True
         layout.operator("characterforge.stop_backend", icon="QUIT")
 
 

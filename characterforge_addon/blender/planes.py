@@ -78,6 +78,7 @@ def show_variant(obj):
                 other.hide_render = other.hide_viewport = other != obj
 
 
+DRAFT = "characterforge_draft"  # made in draft mode: Regenerate as Final makes the keeper
 KEYPOINTS = "characterforge_keypoints"
 FACES = "characterforge_faces"
 

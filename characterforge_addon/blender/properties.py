@@ -71,6 +71,9 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     random_seed: BoolProperty(name="New seed each time", default=True)
     steps: IntProperty(name="Steps", default=30, min=1, max=150)
     guidance: FloatProperty(name="Guidance", default=6.0, min=0.0, max=30.0)
+    draft: BoolProperty(name="Draft", default=False,
+                        description="A quick few-step draft to pose against (the profile's draft LoRA and settings "
+                        "replace Steps and Guidance): labelled '(draft)'; Regenerate as Final makes the keeper")
     openpose_strength: FloatProperty(name="Pose", default=1.0, min=0.0, max=2.0)
     use_depth: BoolProperty(name="Depth", default=True, description="Also condition on the scene depth")
     depth_strength: FloatProperty(name="Depth strength", default=0.4, min=0.0, max=2.0)

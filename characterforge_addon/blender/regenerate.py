@@ -9,14 +9,16 @@ from . import generation, shots
 from .job_inputs import SEEDS
 
 
-def regenerate(context, obj, new_seed):
+def regenerate(context, obj, new_seed, final=False):
     """Run the job behind a result plane again, with its seed or a new one: the same kind of
-    job from the scene as it is now (pose, characters, settings), with the plane's prompts."""
+    job from the scene as it is now (pose, characters, settings), with the plane's prompts;
+    `final`: a draft made again in full quality (the job's own steps and guidance)."""
     settings = context.scene.characterforge
     spec = json.loads(obj["characterforge_job"])
     seed = random.randrange(SEEDS) if new_seed else spec["seed"]
     settings.negative_prompt = spec.get("negative_prompt", "")
     settings.steps, settings.guidance = spec["steps"], spec["guidance"]
+    settings.draft = bool(spec.get("draft")) and not final
     kind = spec.get("kind", "posed_character")
     if kind == "posed_character":
         settings.prompt = spec["prompt"]

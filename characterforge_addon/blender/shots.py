@@ -96,6 +96,7 @@ def make_shot(context, seed=None):
                      feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
                      keypoints=job_inputs.rig_keypoints(controls_dir, w, h))
+    spec["draft"] = s.draft
     # each character's cut-out stands at its own rig's depth, so it can be moved on its own
     cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
                for rig in rigs}
@@ -151,6 +152,7 @@ def make_expression(context, obj, seed=None):
                            preferences.job_profile(context), name=f"{stem}_{expression}"[:64],
                            strength=s.expression_strength, references=references[:LIMITS["max_references"]],
                            embedding=embedding, identity_scale=s.identity_scale)
+    spec["draft"] = s.draft
     camera = obj.parent
     if camera is None:
         raise UserError(f"'{obj.name}' is not attached to a camera any more: make the result again")

@@ -88,6 +88,8 @@ def _common(kind, controls):
         "steps": Integer(1, LIMITS["max_steps"], "denoising steps", 30),
         "guidance": Number(0.0, 30.0, "classifier-free guidance scale", 6.0),
         "batch": Integer(1, LIMITS["max_batch"], "images made at once", 1),
+        "draft": Flag("a quick few-step draft (the profile's draft settings replace steps and guidance); "
+                      "labelled as a draft", False),
         "width": Integer(64, LIMITS["max_side"], "output width in pixels", 1024, multiple_of=8),
         "height": Integer(64, LIMITS["max_side"], "output height in pixels", 1024, multiple_of=8),
         "profile": Name("the backend's model profile", "sdxl"),
@@ -270,6 +272,8 @@ def needs(spec):
         wanted.add("inpaint")
     if kind == "shot" and spec["composite"]["mode"] == "cutout" and spec["composite"]["harmonize"] > 0:
         wanted.add("img2img")
+    if spec["draft"]:
+        wanted.add("draft")
     return wanted
 
 

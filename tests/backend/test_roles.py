@@ -1,6 +1,6 @@
 """Every model role a built-in profile names is read by a job: no user downloads a model that
-nothing uses. The tiny profile names every role; one posed character with depth and identity
-reads them all."""
+nothing uses. The tiny profile names every role; one draft posed character with depth and
+identity reads them all."""
 
 import pytest
 
@@ -24,7 +24,7 @@ def test_every_role_is_read_by_a_job(make_backend, monkeypatch):
     monkeypatch.setattr(models, "resolve_for_loading", resolve_seen)
     monkeypatch.setattr(models, "check", check_seen)
     job = spec(identity={"images": [png_b64(64, 64, (250, 250, 250))], "scale": 0.8},
-               controls={"openpose": {"image": png_b64()}, "depth": {"image": png_b64()}})
+               controls={"openpose": {"image": png_b64()}, "depth": {"image": png_b64()}}, draft=True)
     completed_job(make_backend(), job)
     assert read == set(profiles.ROLES) == set(profiles.load_profile("tiny").models)
 

@@ -83,6 +83,28 @@ def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend
     assert np.array_equal(a, b)
 
 
+def test_a_draft_is_labelled_and_regenerates_as_the_final_with_its_seed(bpy, scene, tmp_path, backend_env):
+    from PIL import Image
+
+    from characterforge_addon.blender import jobs, planes
+    posed_scene(bpy, scene, tmp_path)
+    s = scene.characterforge
+    s.draft = True
+    bpy.ops.characterforge.generate()
+    jobs.wait_all(timeout=300)
+    draft = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
+    assert draft.name.endswith("(draft)") and draft[planes.DRAFT]
+    path = json.loads(draft["characterforge_files"])[0]
+    assert "Steps: 6, Sampler: TCD" in Image.open(path).text["parameters"]  # what ran, in the PNG
+    bpy.context.view_layer.objects.active = draft
+    assert bpy.ops.characterforge.regenerate(new_seed=False, final=True) == {"FINISHED"}
+    jobs.wait_all(timeout=300)
+    final = next(o for o in bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects if o != draft)
+    assert not final[planes.DRAFT] and not s.draft and final["characterforge_seed"] == draft["characterforge_seed"]
+    assert "Steps: 3" in Image.open(json.loads(final["characterforge_files"])[0]).text["parameters"]
+    assert final.visible_get() and not draft.visible_get()  # the final shows in place of the draft
+
+
 def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
     from characterforge_addon.blender import jobs
     posed_scene(bpy, scene, tmp_path, steps=150)

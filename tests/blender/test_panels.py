@@ -194,6 +194,9 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     s.job_state = "completed"
     drawn = draw_all(bpy)
     assert ("label", "Identity 0.61") in drawn["Shot"] and ("operator", "characterforge.regenerate") in drawn["Shot"]
+    assert ("prop", "draft") in drawn["Shot"] and ("label", "A draft: quick and rough") not in drawn["Shot"]
+    plane["characterforge_draft"] = True  # a draft offers Regenerate as Final
+    assert ("label", "A draft: quick and rough") in draw_all(bpy)["Shot"]
 
 
 def test_the_checking_layout_catches_typos(bpy, scene):

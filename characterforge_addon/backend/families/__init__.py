@@ -7,7 +7,8 @@ Capabilities: draw (a new picture steered by the maps and references sent), txt2
 prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control and
 depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
-IP-Adapters, an edit model by taking the maps and references as input pictures.
+IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
+few-step draft: `families.draft`).
 """
 
 from ...core.spec_fields import JobSpecError
@@ -24,7 +25,8 @@ CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2i
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
                    "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
-                   "identity": "keeping an identity from reference pictures or a face embedding"}
+                   "identity": "keeping an identity from reference pictures or a face embedding",
+                   "draft": "quick few-step drafts"}
 
 
 def family_of(profile):

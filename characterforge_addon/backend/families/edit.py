@@ -15,9 +15,10 @@ _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth
 
 
 class EditFamily:
-    CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "identity")
+    CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "identity", "draft")
     required_roles = ("base",)
     region_strength = False  # an edit decides how much it changes
+    batched_inpaint = False  # Qwen-Image-Edit refuses batches: regions are edited one by one
     max_pictures = 3
     pipeline_class = ""  # the diffusers class, by name
     takes_negative_prompt = True

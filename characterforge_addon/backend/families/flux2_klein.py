@@ -1,6 +1,7 @@
 """The FLUX.2 [klein] family (Flux2KleinPipeline): a small distilled model that draws from a
 prompt and up to four reference pictures. Its own negative prompt is empty (none is taken)."""
 
+from .draft import Draft
 from .edit import EditFamily
 
 
@@ -14,6 +15,11 @@ class Flux2Klein(EditFamily):
     denoiser_gb = 7.8
     native_size = 1024
     modules = ("transformer", "text_encoder", "vae")
+
+    @staticmethod
+    def draft(profile):
+        """klein is distilled: a draft is its own 4-step schedule without guidance, no LoRA."""
+        return Draft(profile.draft_steps or 4, 1.0, "FlowMatchEuler")
 
     @staticmethod
     def guidance(spec, call):

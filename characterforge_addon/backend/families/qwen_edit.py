@@ -3,6 +3,7 @@ three input pictures, true classifier-free guidance with a negative prompt."""
 
 import contextlib
 
+from .draft import LIGHTNING_SCHEDULER, Draft
 from .edit import EditFamily
 
 
@@ -15,6 +16,17 @@ class QwenEdit(EditFamily):
     denoiser_gb = 40.9
     native_size = 1024
     modules = ("transformer", "text_encoder", "vae")
+
+    @staticmethod
+    def roles_for(capability):
+        return ("draft_lora",) if capability == "draft" else ()
+
+    @staticmethod
+    def draft(profile):
+        """Qwen-Image-Edit Lightning (its LoRA in `draft_lora`): 4 steps (8 with the 8-step
+        LoRA: set `draft_steps`), its own schedule, no true CFG."""
+        return Draft(profile.draft_steps or 4, 1.0, "FlowMatchEuler (Lightning)", "FlowMatchEulerDiscreteScheduler",
+                     LIGHTNING_SCHEDULER)
 
     @staticmethod
     def guidance(spec, call):

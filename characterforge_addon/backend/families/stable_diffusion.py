@@ -2,9 +2,11 @@
 inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
 IP-Adapter plus-face and FaceID for identity."""
 
-CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity")
+from .draft import Draft
+
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
-          "identity": ("image_encoder", "ip_adapter_plus_face")}
+          "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
 _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}
 
@@ -13,6 +15,7 @@ class StableDiffusion:
     CAPABILITIES = CAPABILITIES
     required_roles = ("base", "controlnet_openpose")
     region_strength = True  # inpainting redraws a region as strongly as asked
+    batched_inpaint = True  # several regions of one size inpainted in one batch
 
     denoiser = "unet"
 
@@ -43,13 +46,22 @@ class StableDiffusion:
         """`mode` (txt2img, img2img, inpaint) with these ControlNet roles, on the base's weights
         (`from_pipe` is told the dtype: it casts to float32 otherwise)."""
         import diffusers
+
+        from ..controlnets import IdleSkippingControlNets
         name = _PIPELINES[self.name].format(("ControlNet" if roles else "") + _MODES[mode])
-        extra = {"controlnet": diffusers.MultiControlNetModel([engine.controlnet(r) for r in roles])} if roles else {}
+        nets = IdleSkippingControlNets if "skip_idle_controlnets" in engine.speedups else diffusers.MultiControlNetModel
+        extra = {"controlnet": nets([engine.controlnet(r) for r in roles])} if roles else {}
         return getattr(diffusers, name).from_pipe(engine.base(), dtype=engine.dtype, **extra)
 
     @staticmethod
     def guidance(spec, call):
         return {"guidance_scale": spec["guidance"]}
+
+    @staticmethod
+    def draft(profile):
+        """TCD (its LoRA in the profile's `draft_lora`): keeps ControlNet and IP-Adapter working;
+        the authors' settings: its own scheduler, no classifier-free guidance, eta 0.3."""
+        return Draft(profile.draft_steps or 6, 1.0, "TCD", "TCDScheduler", call={"eta": 0.3})
 
     @staticmethod
     def decoder(pipe, call):

@@ -1,0 +1,73 @@
+"""The fast path's speed-ups on the tiny profile: each exact one gives the same pixels as
+without it, and does less work (counted, never timed: figures are in BENCHMARKS.md)."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from conftest import png_b64, spec
+
+
+def engine(models_dir, without=()):
+    from characterforge_addon.backend import pipelines, profiles, speedups
+    return pipelines.Engine(profiles.load_profile("tiny"), models_dir, speedups=speedups.chosen(without))
+
+
+def posed(engine, controls):
+    from characterforge_addon.core.job_spec import validate_job
+    never = type("E", (), {"is_set": staticmethod(lambda: False)})()
+    job = validate_job(spec(steps=4, controls=controls))
+    pngs = {name: base64.b64decode(c["image"]) for name, c in job["controls"].items()}
+    calls = []
+    for role in ("controlnet_openpose", "controlnet_depth"):
+        engine.controlnet(role).register_forward_hook(lambda module, args, out, role=role: calls.append(role))
+    return engine.posed_character(job, pngs, lambda *a: None, never)[0], calls
+
+
+@pytest.mark.parametrize("controls, calls_plain, calls_fast", [
+    # the pose for the first half, depth for the second: each ControlNet runs 2 of 4 steps
+    ({"openpose": {"image": png_b64(color=(255, 255, 255)), "end": 0.5},
+      "depth": {"image": png_b64(color=(90, 90, 90)), "start": 0.5}}, 8, 4),
+    # the pose alone, ending half way: the last steps run the UNet with no residuals at all
+    ({"openpose": {"image": png_b64(color=(255, 255, 255)), "end": 0.5}}, 4, 2),
+])
+def test_controlnets_outside_their_range_do_no_work_and_change_no_pixel(models_dir, controls, calls_plain, calls_fast):
+    plain, plain_calls = posed(engine(models_dir, without=("skip_idle_controlnets",)), controls)
+    fast, fast_calls = posed(engine(models_dir), controls)
+    assert len(plain_calls) == calls_plain and len(fast_calls) == calls_fast
+    assert np.array_equal(plain, fast)
+
+
+def test_an_unknown_speed_up_is_refused_naming_them_all():
+    from characterforge_addon.backend import speedups
+    from characterforge_addon.core.errors import UserError
+    with pytest.raises(UserError, match="no such speed-up; they are skip_idle_controlnets"):
+        speedups.chosen(["skip_controlnets"])
+
+
+def test_a_shots_hands_are_redrawn_in_one_batch_at_the_size_they_need(models_dir):
+    """Three hands: one UNet call a step for all (CFG doubles it) at half the native size,
+    against one call per hand at the native size; outside the masks and the hands nothing
+    changes either way."""
+    from characterforge_addon.backend import shot
+    from characterforge_addon.core.job_spec import validate_job
+    from test_shot_job import assert_only_characters_and_hands_changed, control_pngs, shot_job
+    progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
+    never = type("E", (), {"is_set": staticmethod(lambda: False)})()
+    job = validate_job(shot_job(hands={"boxes": [[20, 20, 36, 36], [88, 24, 100, 36], [90, 40, 104, 54]],
+                                       "strength": 0.5}))
+
+    def run(without):
+        e = engine(models_dir, without)
+        shapes = []
+        e.base().unet.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+        (_, pixels, record), = shot.run(e, job, control_pngs(job), progress, never, None, None)
+        assert len(record["hands"]["redrawn"]) == 3
+        assert_only_characters_and_hands_changed(pixels, record)
+        return shapes
+
+    one_by_one, batched = run(("batched_hands",)), run(())
+    native = 256 // 8  # the tiny profile's native size, in latents
+    assert one_by_one[-3:] == [(2, 4, native, native)] * 3  # one step per hand at strength 0.5 of 2 steps
+    assert batched[-1] == (6, 4, native // 2, native // 2) and len(batched) == len(one_by_one) - 2
