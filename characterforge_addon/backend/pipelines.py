@@ -24,6 +24,7 @@ from .offload import offload_in_groups, offload_sequentially, remove_offload, st
 from .pictures import decode_image_bytes
 from .speedups import chosen
 from .preview import FACTORS as PREVIEW_FACTORS
+from .preview import decoded_preview, latent_preview
 
 
 class GenerationError(UserError):
@@ -73,6 +74,8 @@ class Engine:
         self.adapters = Adapters(self)
         self._faces = None
         self._draft_lora = False  # the profile's draft LoRA is in the denoiser (adapter "draft")
+        self._preview_decoder = None  # the profile's tiny autoencoder, loaded at the first preview
+        self.preview_note = ""  # why previews fall back to the linear map, when they do
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -192,6 +195,23 @@ class Engine:
             yield dict(spec, steps=draft.steps, guidance=draft.guidance), dict(draft.call)
         finally:
             pipe.scheduler = saved
+
+    def preview_png(self, latents):
+        """A preview of the first image of `latents` (PNG bytes): decoded by the profile's tiny
+        autoencoder when it has one, else the family's linear map; None for a family with neither."""
+        if "preview_decoder" in self.profile.models and not self.preview_note:
+            if self._preview_decoder is None:
+                from diffusers import AutoencoderTiny
+                try:  # small (about 10 MB): always whole on the device, whatever the memory mode
+                    self._preview_decoder = self.load(AutoencoderTiny, "preview_decoder").to(self.device)
+                except models.ModelMissing as exc:
+                    self.preview_note = f"previews use the linear map: {exc}"
+                    print(self.preview_note, flush=True)
+            if self._preview_decoder is not None:
+                return decoded_preview(self._preview_decoder, latents)
+        if self.profile.family in PREVIEW_FACTORS:
+            return latent_preview(latents, self.profile.family)
+        return None
 
     def ip_adapter(self):
         """Load the identity adapters (plus-face, and FaceID when the profile has it) once."""
@@ -382,8 +402,8 @@ class Engine:
                 p._interrupt = True
             on_step(i + 1, total, time.perf_counter() - started)
             preview = getattr(on_step, "preview", None)  # the job's progress may keep previews
-            if preview is not None and "latents" in step_kwargs and self.profile.family in PREVIEW_FACTORS:
-                preview(step_kwargs["latents"], self.profile.family)
+            if preview is not None and "latents" in step_kwargs:
+                preview(lambda: self.preview_png(step_kwargs["latents"]))
             return step_kwargs
 
         if "strength" in inspect.signature(pipe.__call__).parameters and "image" in kwargs:

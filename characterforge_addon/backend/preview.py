@@ -1,5 +1,6 @@
-"""Previews while a job denoises: the latents turned into a small RGB picture with a linear
-map (no VAE decode, so it costs next to nothing), one pixel per latent."""
+"""Previews while a job denoises: the latents decoded by a tiny autoencoder (TAESD, when the
+profile names one: a real picture for a few milliseconds on a GPU), else turned into a small
+RGB picture with a linear map, one pixel per latent."""
 
 import numpy as np
 
@@ -20,3 +21,20 @@ def latent_preview(latents, family):
     first = latents[0].detach().float().cpu().numpy()  # (4, h, w)
     rgb = np.tensordot(first, factors, axes=([0], [0])) + bias  # (h, w, 3), about -1..1
     return encode_png(np.clip((rgb + 1.0) * 127.5, 0, 255).astype(np.uint8))
+
+
+PREVIEW_SIDE = 256  # a preview's longest side: the panel shows it small, and the PNG encode stays cheap
+
+
+def decoded_preview(decoder, latents):
+    """PNG bytes of the first image of `latents` decoded by `decoder` (diffusers' AutoencoderTiny,
+    which takes the denoiser's latents as they are), at most PREVIEW_SIDE pixels a side."""
+    import torch
+    from PIL import Image
+    with torch.no_grad():
+        first = latents[:1].to(decoder.device, decoder.dtype)
+        image = decoder.decode(first, return_dict=False)[0][0].float().clamp(-1, 1)
+    pixels = ((image + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return encode_png(np.asarray(picture))

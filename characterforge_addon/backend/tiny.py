@@ -11,7 +11,7 @@ TINY_SEED = 0
 VERSION = 10  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
               "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein", "draft_lora_sdxl",
-              "draft_lora_qwen_edit")
+              "draft_lora_qwen_edit", "preview_decoder")
 
 
 def _byte_level_vocab():
@@ -89,6 +89,11 @@ def make(folder):
     _ip_adapter(folder, unet)
     from . import tiny_edit, tiny_faces, tiny_lora
     tiny_lora.make(os.path.join(folder, "draft_lora_sdxl"), StableDiffusionXLPipeline, unet, "unet_lora_layers")
+    from diffusers import AutoencoderTiny
+    torch.manual_seed(TINY_SEED)  # TAESD's shape (8x up, 4 latent channels), a few channels wide
+    AutoencoderTiny(encoder_block_out_channels=(8,) * 4, decoder_block_out_channels=(8,) * 4,
+                    num_encoder_blocks=(1,) * 4, num_decoder_blocks=(1,) * 4).save_pretrained(
+        os.path.join(folder, "preview_decoder"), safe_serialization=True)
     tiny_faces.make(os.path.join(folder, "insightface"))
     tiny_edit.make(folder)
     with open(os.path.join(folder, "README.txt"), "w") as f:

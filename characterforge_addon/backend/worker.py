@@ -11,7 +11,6 @@ from ..core.errors import UserError
 from . import background, expression, face_pass, metadata, posed, scoring, sheet, shot
 from .models import ModelMissing
 from .pipelines import Canceled
-from .preview import latent_preview
 
 SAMPLER = "Euler"
 
@@ -185,12 +184,15 @@ class _Progress:
         step.preview = self.preview  # the engine looks for it: a step callback that keeps previews
         self.step = step
 
-    def preview(self, latents, family):
-        """Keep a preview of the latents, at most twice a second (it costs a PNG encode)."""
+    def preview(self, make):
+        """Keep a preview (`make()`: PNG bytes or None), made at most twice a second: a decode
+        and a PNG encode cost little then, whatever the step time."""
         now = time.monotonic()
         if now - self._last_preview >= 0.5:
             self._last_preview = now
-            self.previews[self.job_id] = latent_preview(latents, family)
+            png = make()
+            if png is not None:
+                self.previews[self.job_id] = png
 
     def stage(self, name):
         """A new stage; the step count stays until the stage's first step reports."""

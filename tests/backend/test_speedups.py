@@ -2,6 +2,7 @@
 without it, and does less work (counted, never timed: figures are in BENCHMARKS.md)."""
 
 import base64
+import os
 
 import numpy as np
 import pytest
@@ -71,3 +72,25 @@ def test_a_shots_hands_are_redrawn_in_one_batch_at_the_size_they_need(models_dir
     native = 256 // 8  # the tiny profile's native size, in latents
     assert one_by_one[-3:] == [(2, 4, native, native)] * 3  # one step per hand at strength 0.5 of 2 steps
     assert batched[-1] == (6, 4, native // 2, native // 2) and len(batched) == len(one_by_one) - 2
+
+
+def test_previews_are_decoded_by_the_tiny_autoencoder_else_the_linear_map(models_dir, tmp_path):
+    import io
+
+    import torch
+    from PIL import Image
+
+    from characterforge_addon.backend import pipelines, profiles
+    latents = torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(0))
+
+    def preview_of(engine):
+        return Image.open(io.BytesIO(engine.preview_png(latents)))
+    assert preview_of(engine(models_dir)).size == (256, 128)  # decoded: 8 pixels per latent
+    with open(os.path.join(profiles.BUILTIN_DIR, "tiny.toml")) as f:
+        text = f.read()
+    for name, role in (("plain", ""), ("broken", '[models.preview_decoder]\nfolder = "/nowhere/taesdxl"\n')):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text.replace('name = "tiny"', f'name = "{name}"').split("[models.preview_decoder]")[0] + role)
+        e = pipelines.Engine(profiles.load_profile(str(path)), models_dir)
+        assert preview_of(e).size == (32, 16)  # the linear map: one pixel per latent
+    assert "previews use the linear map" in e.preview_note and "/nowhere/taesdxl" in e.preview_note

@@ -1,0 +1,124 @@
+"""The fast path against plain diffusers, side by side in one run on this machine's device:
+full-size SDXL + one OpenPose ControlNet with RANDOM weights from the published SDXL 1.0
+configs (no download), the same weights for every case.
+
+  python blender_scripts/bench_speed.py [--size 512] [--steps 30] [--cases plain,draft,skip,preview]
+
+Cases:
+  plain    plain diffusers: --steps steps, guidance 6, the full VAE decode (the reference)
+  draft    CharacterForge's draft: TCD scheduler, 6 steps, no CFG (guidance 1), eta 0.3, a
+           rank-64 LoRA on the attention and feed-forward layers left unfused (as a loaded TCD
+           LoRA is), idle ControlNets skipped, the checked decode
+  skip     8 steps with the ControlNet ending half way: diffusers (runs it at scale 0) against
+           IdleSkippingControlNets; the two outputs must be identical
+  preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
+
+Prints one line per case and a summary. On the CPU it uses every core torch is given; the
+plain 30-step case takes minutes there (that is the point of the draft).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_gpu_sdxl import sdxl_components  # noqa: E402
+
+
+def main():
+    import torch
+    from diffusers import AutoencoderTiny, MultiControlNetModel, StableDiffusionXLControlNetPipeline, TCDScheduler
+    from PIL import Image
+
+    from characterforge_addon.backend import pipelines
+    from characterforge_addon.backend.controlnets import IdleSkippingControlNets
+    from characterforge_addon.backend.families import FAMILIES
+    from characterforge_addon.backend.preview import decoded_preview
+
+    parser = argparse.ArgumentParser(prog="bench_speed.py")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--cases", default="plain,draft,skip,preview")
+    args = parser.parse_args()
+    cases = args.cases.split(",")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    parts, controlnet = sdxl_components(dtype)
+    for name in ("text_encoder", "text_encoder_2"):  # prompts go in as embeddings: encoders are not timed
+        parts[name] = None
+    plain_nets = MultiControlNetModel([controlnet])
+    pipe = StableDiffusionXLControlNetPipeline(controlnet=plain_nets, **parts).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator("cpu")
+    embeds = torch.randn(1, 77, 2048, generator=generator.manual_seed(1)).to(device, dtype)
+    pooled = torch.randn(1, 1280, generator=generator.manual_seed(2)).to(device, dtype)
+    prompt = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt_embeds=torch.zeros_like(embeds),
+                  negative_pooled_prompt_embeds=torch.zeros_like(pooled))
+    control = [Image.new("RGB", (args.size, args.size), (0, 0, 0))]
+    common = dict(image=control, width=args.size, height=args.size, **prompt)
+    print(f"full-size SDXL + 1 ControlNet, random weights, {device} ({torch.get_num_threads()} threads), {dtype}, "
+          f"{args.size}x{args.size}", flush=True)
+
+    def timed(fn):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, out
+
+    def decode(latents):
+        return pipelines.decode_checked(pipe, latents, FAMILIES["sdxl"].decoder(pipe, {}))
+
+    figures = {}
+    if "plain" in cases:
+        t, _ = timed(lambda: pipe(**common, num_inference_steps=args.steps, guidance_scale=6.0, output_type="pil",
+                                  generator=generator.manual_seed(0)))
+        figures["plain"] = t
+        print(f"plain diffusers: {args.steps} steps, guidance 6, VAE decode: {t:.1f} s", flush=True)
+    if "draft" in cases:
+        from peft import LoraConfig
+        saved = pipe.scheduler
+        pipe.scheduler = TCDScheduler.from_config(saved.config)
+        pipe.unet.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=["to_q", "to_k", "to_v", "to_out.0",
+                                                                              "ff.net.0.proj", "ff.net.2"]),
+                              adapter_name="draft")
+        pipe.controlnet = IdleSkippingControlNets([controlnet])
+        t, _ = timed(lambda: decode(pipe(**common, num_inference_steps=6, guidance_scale=1.0, eta=0.3,
+                                         output_type="latent", generator=generator.manual_seed(0)).images))
+        figures["draft"] = t
+        print(f"CharacterForge draft: TCD, 6 steps, no CFG, LoRA unfused, checked decode: {t:.1f} s", flush=True)
+        pipe.unet.delete_adapters("draft")
+        pipe.scheduler, pipe.controlnet = saved, plain_nets
+    if "skip" in cases:
+        run = dict(common, num_inference_steps=8, guidance_scale=6.0, control_guidance_end=[0.5], output_type="latent")
+        t_plain, a = timed(lambda: pipe(**run, generator=generator.manual_seed(0)).images)
+        pipe.controlnet = IdleSkippingControlNets([controlnet])
+        t_skip, b = timed(lambda: pipe(**run, generator=generator.manual_seed(0)).images)
+        pipe.controlnet = plain_nets
+        same = torch.equal(a, b)
+        figures["skip"] = (t_plain, t_skip)
+        print(f"ControlNet ending half way, 8 steps: diffusers {t_plain:.1f} s, idle ControlNets skipped "
+              f"{t_skip:.1f} s ({t_plain / t_skip:.2f}x), identical latents: {same}", flush=True)
+        if not same:
+            raise SystemExit("the skipped ControlNets changed the output")
+    if "preview" in cases:
+        torch.manual_seed(0)
+        taesd = AutoencoderTiny().to(device, dtype)  # TAESD/TAESDXL's published shape
+        latents = torch.randn(1, 4, args.size // 8, args.size // 8, generator=generator.manual_seed(3)).to(device, dtype)
+        decoded_preview(taesd, latents)  # warm-up
+        t_tiny, _ = timed(lambda: decoded_preview(taesd, latents))
+        t_full, _ = timed(lambda: decode(latents))
+        figures["preview"] = (t_tiny, t_full)
+        print(f"one preview: TAESD decode + PNG {t_tiny * 1000:.0f} ms; the full VAE decode {t_full * 1000:.0f} ms; "
+              f"previews are made at most twice a second", flush=True)
+    if "plain" in figures and "draft" in figures:
+        print(f"draft against plain: {figures['plain'] / figures['draft']:.1f}x faster "
+              f"({figures['draft']:.1f} s against {figures['plain']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
