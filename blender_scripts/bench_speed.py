@@ -8,13 +8,14 @@ Cases:
   plain    plain diffusers: --steps steps, guidance 6, the full VAE decode (the reference)
   draft    CharacterForge's draft: TCD scheduler, 6 steps, no CFG (guidance 1), eta 0.3, a
            rank-64 LoRA on the attention and feed-forward layers left unfused (as a loaded TCD
-           LoRA is), idle ControlNets skipped, the checked decode
+           LoRA is), idle ControlNets skipped, decoded by the tiny autoencoder (TAESDXL's shape)
   skip     8 steps with the ControlNet ending half way: diffusers (runs it at scale 0) against
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
 
-Prints one line per case and a summary. On the CPU it uses every core torch is given; the
-plain 30-step case takes minutes there (that is the point of the draft).
+Every case runs in the dtype the backend's device layer picks for an SDXL profile here
+(float16 on a GPU; bfloat16 on a CPU that computes it natively, else float32). Prints one line
+per case and a summary. The plain 30-step case takes minutes on a CPU (the point of the draft).
 """
 
 import argparse
@@ -32,6 +33,7 @@ def main():
     from diffusers import AutoencoderTiny, MultiControlNetModel, StableDiffusionXLControlNetPipeline, TCDScheduler
     from PIL import Image
 
+    from characterforge_addon.backend import device as devices
     from characterforge_addon.backend import pipelines
     from characterforge_addon.backend.controlnets import IdleSkippingControlNets
     from characterforge_addon.backend.families import FAMILIES
@@ -43,9 +45,11 @@ def main():
     parser.add_argument("--cases", default="plain,draft,skip,preview")
     args = parser.parse_args()
     cases = args.cases.split(",")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
+    chosen = devices.choose(devices.probe(), "float16")
+    device, dtype = chosen.kind, chosen.torch_dtype
     parts, controlnet = sdxl_components(dtype)
+    torch.manual_seed(0)
+    taesd = AutoencoderTiny().to(device, dtype)  # TAESD/TAESDXL's published shape
     for name in ("text_encoder", "text_encoder_2"):  # prompts go in as embeddings: encoders are not timed
         parts[name] = None
     plain_nets = MultiControlNetModel([controlnet])
@@ -87,10 +91,14 @@ def main():
                                                                               "ff.net.0.proj", "ff.net.2"]),
                               adapter_name="draft")
         pipe.controlnet = IdleSkippingControlNets([controlnet])
-        t, _ = timed(lambda: decode(pipe(**common, num_inference_steps=6, guidance_scale=1.0, eta=0.3,
-                                         output_type="latent", generator=generator.manual_seed(0)).images))
+        def draft():
+            latents = pipe(**common, num_inference_steps=6, guidance_scale=1.0, eta=0.3, output_type="latent",
+                           generator=generator.manual_seed(0)).images
+            with torch.no_grad():
+                return taesd.decode(latents, return_dict=False)[0]
+        t, _ = timed(draft)
         figures["draft"] = t
-        print(f"CharacterForge draft: TCD, 6 steps, no CFG, LoRA unfused, checked decode: {t:.1f} s", flush=True)
+        print(f"CharacterForge draft: TCD, 6 steps, no CFG, LoRA unfused, TAESD decode: {t:.1f} s", flush=True)
         pipe.unet.delete_adapters("draft")
         pipe.scheduler, pipe.controlnet = saved, plain_nets
     if "skip" in cases:
@@ -106,8 +114,6 @@ def main():
         if not same:
             raise SystemExit("the skipped ControlNets changed the output")
     if "preview" in cases:
-        torch.manual_seed(0)
-        taesd = AutoencoderTiny().to(device, dtype)  # TAESD/TAESDXL's published shape
         latents = torch.randn(1, 4, args.size // 8, args.size // 8, generator=generator.manual_seed(3)).to(device, dtype)
         decoded_preview(taesd, latents)  # warm-up
         t_tiny, _ = timed(lambda: decoded_preview(taesd, latents))

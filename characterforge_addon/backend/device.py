@@ -40,6 +40,7 @@ class Probe:
     system: str = "Linux"
     machine: str = "x86_64"
     gpus: tuple = ()                   # what the system shows (nvidia-smi, rocminfo, Apple Silicon), torch aside
+    cpu_bf16: bool = False             # the CPU computes bfloat16 natively (AVX512-BF16, AMX): about 2.4x float32
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,9 @@ def probe():
     ram = psutil.virtual_memory()
     names["cpu"] = f"CPU ({platform.processor() or platform.machine()})"
     memory["cpu"] = (ram.available, ram.total)
+    cpu_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return Probe(torch.__version__, torch.version.cuda, getattr(torch.version, "hip", None), tuple(available), names,
-                 memory, platform.system(), platform.machine(), tuple(detect_gpus()))
+                 memory, platform.system(), platform.machine(), tuple(detect_gpus()), bool(cpu_bf16))
 
 
 def _mps_memory():
@@ -107,10 +109,14 @@ def build_label(p):
 def choose(p, gpu_dtype="float16", want=None):
     """The Device to run on: `want` (a kind) if torch offers it, else the first of CUDA, MPS,
     XPU, CPU. GPUs take the profile's dtype (float16 on Apple Silicon, whose bfloat16 is
-    slow), the CPU float32."""
+    slow); the CPU bfloat16 for a half-precision profile where it computes bfloat16 natively,
+    else float32 (float16 on a CPU is slow, and emulated bfloat16 slower than float32)."""
     kinds = [k for k in ("cuda", "mps", "xpu") if k in p.available] + ["cpu"]
     kind = want if want in kinds else kinds[0]
-    dtype = "float32" if kind == "cpu" else ("float16" if kind == "mps" and gpu_dtype == "bfloat16" else gpu_dtype)
+    if kind == "cpu":
+        dtype = "bfloat16" if p.cpu_bf16 and gpu_dtype in ("float16", "bfloat16") else "float32"
+    else:
+        dtype = "float16" if kind == "mps" and gpu_dtype == "bfloat16" else gpu_dtype
     free, total = p.memory.get(kind, (0, 0))
     slicing = kind == "mps" and total < MPS_SLICING_BELOW
     return Device(kind, p.names.get(kind, kind.upper()), dtype, build_label(p), round(free / GIB, 2),

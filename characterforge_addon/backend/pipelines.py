@@ -196,22 +196,42 @@ class Engine:
         finally:
             pipe.scheduler = saved
 
+    def tiny_autoencoder(self):
+        """The profile's tiny autoencoder (TAESD), loaded once; None without one, or when it is
+        missing (said once, in `preview_note`)."""
+        if not self.family.taesd_latents or "preview_decoder" not in self.profile.models or self.preview_note:
+            return None
+        if self._preview_decoder is None:
+            from diffusers import AutoencoderTiny
+            try:  # small (about 10 MB): always whole on the device, whatever the memory mode
+                self._preview_decoder = self.load(AutoencoderTiny, "preview_decoder").to(self.device)
+            except models.ModelMissing as exc:
+                self.preview_note = f"previews use the linear map and drafts the VAE: {exc}"
+                print(self.preview_note, flush=True)
+        return self._preview_decoder
+
     def preview_png(self, latents):
         """A preview of the first image of `latents` (PNG bytes): decoded by the profile's tiny
         autoencoder when it has one, else the family's linear map; None for a family with neither."""
-        if "preview_decoder" in self.profile.models and not self.preview_note:
-            if self._preview_decoder is None:
-                from diffusers import AutoencoderTiny
-                try:  # small (about 10 MB): always whole on the device, whatever the memory mode
-                    self._preview_decoder = self.load(AutoencoderTiny, "preview_decoder").to(self.device)
-                except models.ModelMissing as exc:
-                    self.preview_note = f"previews use the linear map: {exc}"
-                    print(self.preview_note, flush=True)
-            if self._preview_decoder is not None:
-                return decoded_preview(self._preview_decoder, latents)
+        tiny = self.tiny_autoencoder()
+        if tiny is not None:
+            return decoded_preview(tiny, latents)
         if self.profile.family in PREVIEW_FACTORS:
             return latent_preview(latents, self.profile.family)
         return None
+
+    def _draft_decode(self, pipe, latents):
+        """A draft's pictures decoded by the tiny autoencoder (a second, not several, on a CPU),
+        or None to decode with the VAE (no tiny autoencoder, or it decoded NaN)."""
+        tiny = self.tiny_autoencoder()
+        if tiny is None:
+            return None
+        with torch.no_grad():
+            images = tiny.decode(latents.to(tiny.device, tiny.dtype), return_dict=False)[0]
+        if _bad(images):
+            return None
+        array = pipe.image_processor.postprocess(images.float(), output_type="np")
+        return [np.clip(np.rint(a * 255), 0, 255).astype(np.uint8) for a in array]
 
     def ip_adapter(self):
         """Load the identity adapters (plus-face, and FaceID when the profile has it) once."""
@@ -416,7 +436,8 @@ class Engine:
                    **kwargs)
         if cancel_event.is_set():
             raise Canceled()
-        return decode_checked(pipe, out.images, self.family.decoder(pipe, kwargs))
+        quick = self._draft_decode(pipe, out.images) if spec.get("draft") else None
+        return quick if quick is not None else decode_checked(pipe, out.images, self.family.decoder(pipe, kwargs))
 
     def _with_oom_retry(self, run):
         try:

@@ -91,3 +91,10 @@ def test_this_machine_is_probed_for_real_and_seeds_give_the_same_noise():
     a, b = device.generators(7, 2), device.generators(7, 2)
     assert torch.equal(torch.randn(3, generator=a[1]), torch.randn(3, generator=b[1]))
     assert not torch.equal(torch.randn(3, generator=device.generators(7, 1)[0]), torch.randn(3, generator=a[1]))
+
+
+def test_the_cpu_runs_half_precision_profiles_in_bfloat16_only_where_it_computes_it_natively():
+    native = device.Probe("2.14.1+cpu", cpu_bf16=True)
+    assert device.choose(native, "float16").dtype == "bfloat16"
+    assert device.choose(native, "float32").dtype == "float32"  # a float32 profile (the tiny ones) stays so
+    assert device.choose(device.Probe("2.14.1+cpu"), "bfloat16").dtype == "float32"  # emulated: slower than float32

@@ -19,6 +19,7 @@ class EditFamily:
     required_roles = ("base",)
     region_strength = False  # an edit decides how much it changes
     batched_inpaint = False  # Qwen-Image-Edit refuses batches: regions are edited one by one
+    taesd_latents = False  # packed latents of another VAE
     max_pictures = 3
     pipeline_class = ""  # the diffusers class, by name
     takes_negative_prompt = True

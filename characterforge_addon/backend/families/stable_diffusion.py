@@ -16,6 +16,7 @@ class StableDiffusion:
     required_roles = ("base", "controlnet_openpose")
     region_strength = True  # inpainting redraws a region as strongly as asked
     batched_inpaint = True  # several regions of one size inpainted in one batch
+    taesd_latents = True  # a tiny autoencoder (TAESD) decodes its latents: previews, drafts
 
     denoiser = "unet"
 
