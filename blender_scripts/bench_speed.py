@@ -8,7 +8,8 @@ Cases:
   plain    plain diffusers: --steps steps, guidance 6, the full VAE decode (the reference)
   draft    CharacterForge's draft: TCD scheduler, 6 steps, no CFG (guidance 1), eta 0.3, a
            rank-64 LoRA on the attention and feed-forward layers left unfused (as a loaded TCD
-           LoRA is), idle ControlNets skipped, decoded by the tiny autoencoder (TAESDXL's shape)
+           LoRA is), idle ControlNets skipped, channels-last convolutions, decoded by the tiny
+           autoencoder (TAESDXL's shape)
   skip     8 steps with the ControlNet ending half way: diffusers (runs it at scale 0) against
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode

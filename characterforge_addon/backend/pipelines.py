@@ -122,6 +122,9 @@ class Engine:
                         p.data = p.data.to(self.dtype)
             elif any(p.dtype != self.dtype for p in params):
                 module.to(self.dtype)
+        if "channels_last" in self.speedups:
+            for module in modules_of(pipe).values():
+                to_channels_last(module)
         if self.weights == "fp8":
             store_in_fp8(getattr(pipe, self.family.denoiser), self.dtype)
         if self.memory in ("gpu", "cpu"):
@@ -475,6 +478,14 @@ class Engine:
         self.adapters = Adapters(self)  # the base is loaded again: its identity adapters and LoRAs too
         self._draft_lora = False
         device.empty_cache(self.device)
+
+
+def to_channels_last(module):
+    """`module`'s 4-d weights (convolutions) in channels-last order, once (a module already
+    placed, offload hooks and all, is left as it is); no-op for a model without convolutions."""
+    weights = [p for p in module.parameters() if p.dim() == 4]
+    if weights and not weights[0].is_contiguous(memory_format=torch.channels_last):
+        module.to(memory_format=torch.channels_last)
 
 
 def _bad(images):

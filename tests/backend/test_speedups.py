@@ -94,3 +94,14 @@ def test_previews_are_decoded_by_the_tiny_autoencoder_else_the_linear_map(models
         e = pipelines.Engine(profiles.load_profile(str(path)), models_dir)
         assert preview_of(e).size == (32, 16)  # the linear map: one pixel per latent
     assert "previews use the linear map" in e.preview_note and "/nowhere/taesdxl" in e.preview_note
+
+
+def test_channels_last_keeps_the_picture_within_float_rounding(models_dir):
+    controls = {"openpose": {"image": png_b64(color=(255, 255, 255))}, "depth": {"image": png_b64(color=(90,) * 3)}}
+    plain, _ = posed(engine(models_dir, without=("channels_last",)), controls)
+    fast_engine = engine(models_dir)
+    fast, _ = posed(fast_engine, controls)
+    import torch
+    assert fast_engine.base().unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast_engine.controlnet("controlnet_depth").conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(fast.astype(int) - plain).max() <= 2
