@@ -92,6 +92,9 @@ def main():
                                                                               "ff.net.0.proj", "ff.net.2"]),
                               adapter_name="draft")
         pipe.controlnet = IdleSkippingControlNets([controlnet])
+        for module in (pipe.unet, controlnet, taesd):
+            module.to(memory_format=torch.channels_last)
+
         def draft():
             latents = pipe(**common, num_inference_steps=6, guidance_scale=1.0, eta=0.3, output_type="latent",
                            generator=generator.manual_seed(0)).images
@@ -101,6 +104,8 @@ def main():
         figures["draft"] = t
         print(f"CharacterForge draft: TCD, 6 steps, no CFG, LoRA unfused, TAESD decode: {t:.1f} s", flush=True)
         pipe.unet.delete_adapters("draft")
+        for module in (pipe.unet, controlnet, taesd):
+            module.to(memory_format=torch.contiguous_format)
         pipe.scheduler, pipe.controlnet = saved, plain_nets
     if "skip" in cases:
         run = dict(common, num_inference_steps=8, guidance_scale=6.0, control_guidance_end=[0.5], output_type="latent")
