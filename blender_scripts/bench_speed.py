@@ -13,6 +13,7 @@ Cases:
   skip     8 steps with the ControlNet ending half way: diffusers (runs it at scale 0) against
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
+  dtype    one UNet pass (batch 1) in float32, float32 channels-last and the chosen half type
 
 Every case runs in the dtype the backend's device layer picks for an SDXL profile here
 (float16 on a GPU; bfloat16 on a CPU that computes it natively, else float32). Prints one line
@@ -127,6 +128,25 @@ def main():
         figures["preview"] = (t_tiny, t_full)
         print(f"one preview: TAESD decode + PNG {t_tiny * 1000:.0f} ms; the full VAE decode {t_full * 1000:.0f} ms; "
               f"previews are made at most twice a second", flush=True)
+    if "dtype" in cases:
+        x = torch.randn(1, 4, args.size // 8, args.size // 8, generator=generator.manual_seed(4))
+        added = {"text_embeds": pooled, "time_ids": torch.tensor([[args.size, args.size, 0, 0, args.size, args.size]])}
+
+        def unet_pass(memory_format, kind):
+            pipe.unet.to(kind, memory_format=memory_format)
+            inputs = (x.to(device, kind).to(memory_format=memory_format), torch.tensor([500.0], device=device),
+                      embeds.to(kind), {k: v.to(device, kind) for k, v in added.items()})
+            with torch.inference_mode():
+                pipe.unet(*inputs[:3], added_cond_kwargs=inputs[3])  # warm-up
+                t, _ = timed(lambda: pipe.unet(*inputs[:3], added_cond_kwargs=inputs[3]))
+            return t
+        runs = [(torch.float32, torch.contiguous_format), (torch.float32, torch.channels_last)]
+        if dtype != torch.float32:
+            runs.append((dtype, torch.channels_last))
+        results = [(f"{str(kind)[6:]}{' channels-last' if fmt == torch.channels_last else ''}", unet_pass(fmt, kind))
+                   for kind, fmt in runs]
+        pipe.unet.to(dtype, memory_format=torch.contiguous_format)
+        print("one UNet pass: " + ", ".join(f"{label} {t:.2f} s" for label, t in results), flush=True)
     if "plain" in figures and "draft" in figures:
         print(f"draft against plain: {figures['plain'] / figures['draft']:.1f}x faster "
               f"({figures['draft']:.1f} s against {figures['plain']:.1f} s)")

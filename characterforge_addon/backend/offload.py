@@ -5,22 +5,17 @@ float8 storage of the denoiser."""
 import torch
 
 
-def offload_sequentially(pipe, device):
-    """accelerate's sequential CPU offload for the modules of `pipe` not offloaded yet.
-
-    Not `pipe.enable_sequential_cpu_offload()`: it first strips every hook of the pipeline,
-    and our variants share their modules, so a new variant would strip the offloading of the
-    others; and a module offloaded twice loses its weights ("Cannot copy out of meta tensor").
-    """
-    from accelerate import cpu_offload
-
+def _offload_each(pipe, device, untouched, hook, done=lambda module: False):
+    """`hook(module)` for every module of `pipe` that is `untouched`; a module partly hooked
+    already (a ControlNet shared by a new MultiControlNet) has its untouched parts hooked, one
+    that is `done` is left alone. Modules the pipeline keeps out of offloading go to `device`."""
     def offload(module):
-        if hasattr(module, "_hf_hook"):
+        if done(module):
             return
-        if not any(p.device.type == "meta" for p in module.parameters()):
-            cpu_offload(module, device, offload_buffers=len(module._parameters) > 0)
+        if untouched(module):
+            hook(module)
             return
-        for child in module.children():  # partly offloaded already (a ControlNet shared by a new MultiControlNet)
+        for child in module.children():
             offload(child)
 
     for name, module in pipe.components.items():
@@ -29,6 +24,19 @@ def offload_sequentially(pipe, device):
                 module.to(device)
             else:
                 offload(module)
+
+
+def offload_sequentially(pipe, device):
+    """accelerate's sequential CPU offload for the modules of `pipe` not offloaded yet.
+
+    Not `pipe.enable_sequential_cpu_offload()`: it first strips every hook of the pipeline,
+    and our variants share their modules, so a new variant would strip the offloading of the
+    others; and a module offloaded twice loses its weights ("Cannot copy out of meta tensor").
+    """
+    from accelerate import cpu_offload
+    _offload_each(pipe, device, lambda m: not any(p.device.type == "meta" for p in m.parameters()),
+                  lambda m: cpu_offload(m, device, offload_buffers=len(m._parameters) > 0),
+                  done=lambda m: hasattr(m, "_hf_hook"))
     pipe._offload_gpu_id, pipe._offload_device = device.index or 0, device
 
 
@@ -39,21 +47,9 @@ def offload_in_groups(pipe, device):
     `pipe.enable_group_offload()`, which would hook shared modules twice (see above)."""
     from diffusers.hooks import apply_group_offloading
     from diffusers.hooks.group_offloading import _is_group_offload_enabled
-
-    def offload(module):
-        if not _is_group_offload_enabled(module):
-            apply_group_offloading(module, onload_device=device, offload_type="leaf_level",
-                                   use_stream=device.type == "cuda")
-            return
-        for child in module.children():  # partly offloaded already (a ControlNet shared by a new MultiControlNet)
-            offload(child)
-
-    for name, module in pipe.components.items():
-        if isinstance(module, torch.nn.Module):
-            if name in pipe._exclude_from_cpu_offload:
-                module.to(device)
-            else:
-                offload(module)
+    _offload_each(pipe, device, lambda m: not _is_group_offload_enabled(m),
+                  lambda m: apply_group_offloading(m, onload_device=device, offload_type="leaf_level",
+                                                   use_stream=device.type == "cuda"))
 
 
 def store_in_fp8(module, compute_dtype):

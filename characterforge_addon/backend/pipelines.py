@@ -216,6 +216,8 @@ class Engine:
     def preview_png(self, latents):
         """A preview of the first image of `latents` (PNG bytes): decoded by the profile's tiny
         autoencoder when it has one, else the family's linear map; None for a family with neither."""
+        if latents is None:
+            return None
         tiny = self.tiny_autoencoder()
         if tiny is not None:
             return decoded_preview(tiny, latents)
@@ -426,7 +428,7 @@ class Engine:
             on_step(i + 1, total, time.perf_counter() - started)
             preview = getattr(on_step, "preview", None)  # the job's progress may keep previews
             if preview is not None and "latents" in step_kwargs:
-                preview(lambda: self.preview_png(step_kwargs["latents"]))
+                preview(lambda: self.preview_png(self.family.preview_latents(p, step_kwargs["latents"], kwargs)))
             return step_kwargs
 
         if "strength" in inspect.signature(pipe.__call__).parameters and "image" in kwargs:

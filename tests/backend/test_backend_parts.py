@@ -254,7 +254,8 @@ def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir
     folder = os.path.join(tiny.folder_in(models_dir), "base")
     checkpoint = tmp_path / "my_model.safetensors"
     ldm_export.save_sdxl_single_file(StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True), str(checkpoint))
-    text = (f'name = "mine"\n[models.base]\nfile = "{checkpoint}"\nconfig = "{folder}"\n'
+    # float32 like the tiny profile (a float16 profile runs in bfloat16 on a CPU that has it)
+    text = (f'name = "mine"\ngpu_dtype = "float32"\n[models.base]\nfile = "{checkpoint}"\nconfig = "{folder}"\n'
             '[models.controlnet_openpose]\ntiny = "controlnet_openpose"\n')
     (tmp_path / "mine.toml").write_text(text)
     mine = pipelines.Engine(profiles.load_profile(str(tmp_path / "mine.toml")), models_dir)

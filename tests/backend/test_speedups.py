@@ -105,3 +105,24 @@ def test_channels_last_keeps_the_picture_within_float_rounding(models_dir):
     assert fast_engine.base().unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert fast_engine.controlnet("controlnet_depth").conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert np.abs(fast.astype(int) - plain).max() <= 2
+
+
+def test_qwen_edit_previews_unpack_its_latents_into_the_wan_colour_map(models_dir):
+    """Real-shaped latents (16 channels, packed in 2x2 patches) come back unpacked and coloured;
+    the tiny model's 4 channels have no colour map, so its jobs show none."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from characterforge_addon.backend import pipelines, profiles
+    e = pipelines.Engine(profiles.load_profile("tiny-qwen-edit"), models_dir)
+    pipe = e.base()
+    latents = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    packed = pipe._pack_latents(latents, 1, 16, 8, 8)
+    size = {"height": 8 * pipe.vae_scale_factor, "width": 8 * pipe.vae_scale_factor}  # 8x8 latents
+    unpacked = e.family.preview_latents(pipe, packed, size)
+    assert torch.equal(unpacked, latents)
+    assert Image.open(io.BytesIO(e.preview_png(unpacked))).size == (8, 8)
+    tiny = e.family.preview_latents(pipe, pipe._pack_latents(latents[:, :4], 1, 4, 8, 8), size)
+    assert e.preview_png(tiny) is None

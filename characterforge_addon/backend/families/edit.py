@@ -36,6 +36,11 @@ class EditFamily:
     def variant(self, engine, mode, roles):
         raise ValueError(f"the {self.name} family builds no {mode} pipeline")  # refused before queueing
 
+    @staticmethod
+    def preview_latents(pipe, latents, call):
+        """(batch, channels, h, w) latents for a preview, or None (no preview for this family)."""
+        return None
+
     def call_options(self, engine):
         """What this family's pipeline call needs beyond pictures, prompt and size."""
         return {}

@@ -48,6 +48,11 @@ class QwenEdit(EditFamily):
             return vae.decode(unpacked * std + mean, return_dict=False)[0][:, :, 0]
         return decode
 
+    @staticmethod
+    def preview_latents(pipe, latents, call):
+        """Packed 2x2 patches -> (batch, 16, h, w), still normalised (as the preview factors want)."""
+        return pipe._unpack_latents(latents, call["height"], call["width"], pipe.vae_scale_factor)[:, :, 0]
+
     @contextlib.contextmanager
     def calling(self, engine):
         """The profile's sizes for input pictures. diffusers reads them from module globals at

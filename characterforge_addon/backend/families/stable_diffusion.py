@@ -65,6 +65,11 @@ class StableDiffusion:
         return Draft(profile.draft_steps or 6, 1.0, "TCD", "TCDScheduler", call={"eta": 0.3})
 
     @staticmethod
+    def preview_latents(pipe, latents, call):
+        """The latents as previews take them: (batch, 4, h, w), as they are."""
+        return latents
+
+    @staticmethod
     def decoder(pipe, call):
         """latents -> images in -1..1, with the VAE in `dtype`."""
         def decode(latents, dtype):
