@@ -40,7 +40,7 @@ class Probe:
     system: str = "Linux"
     machine: str = "x86_64"
     gpus: tuple = ()                   # what the system shows (nvidia-smi, rocminfo, Apple Silicon), torch aside
-    cpu_bf16: bool = False             # the CPU computes bfloat16 natively (AVX512-BF16, AMX): about 2.4x float32
+    cpu_bf16: bool = False             # the CPU computes bfloat16 natively (AVX512-BF16, AMX): about 2.6x float32
 
 
 @dataclass(frozen=True)

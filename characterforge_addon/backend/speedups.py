@@ -9,8 +9,8 @@ SPEEDUPS = {
                              "scale 0 there: about 31 % of an SDXL step per ControlNet); exact",
     "batched_hands": "every hand of a shot redrawn in one batch at the size its box needs (not one by one at the "
                      "model's full size)",
-    "channels_last": "the UNet's, ControlNets' and VAE's convolutions in channels-last memory order (faster "
-                     "convolution kernels on GPUs and on the CPU); the same pixels within float rounding",
+    "channels_last": "the UNet's, ControlNets' and VAE's convolutions in channels-last memory order (the layout "
+                     "GPU convolution kernels prefer); the same pixels within float rounding",
 }
 
 
