@@ -21,6 +21,7 @@ batch.toml:
   negative_prompt = "blurry"
   steps = 30
   guidance = 6.0
+  draft = false                   # true: quick few-step drafts (the profile's draft settings)
   profile = "sdxl"
   depth_strength = 0.4            # also openpose_strength, hand_depth_strength, use_depth, use_hand_depth
 """
@@ -37,7 +38,8 @@ from types import SimpleNamespace
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bootstrap import fail, register_addon, script_args  # noqa: E402
 
-SHOT_DEFAULTS = dict(prompt="", negative_prompt="", steps=30, guidance=6.0, profile="sdxl", openpose_strength=1.0,
+SHOT_DEFAULTS = dict(prompt="", negative_prompt="", steps=30, guidance=6.0, draft=False, profile="sdxl",
+                     openpose_strength=1.0,
                      use_depth=True, depth_strength=0.4, use_hand_depth=True, hand_depth_strength=0.6)
 
 
@@ -161,6 +163,7 @@ def main(argv=None):
                 spec = posed_character_spec(shot.prompt, job_inputs.control_inputs(shot, os.path.join(unit_dir, "controls")),
                                             w, h, shot.negative_prompt, seed, shot.steps, shot.guidance, shot.profile,
                                             name=f"seed{seed}")
+                spec["draft"] = shot.draft
                 work.put((folder, unit_dir, spec))
             collect()
         for _ in threads:

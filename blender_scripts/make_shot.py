@@ -36,6 +36,8 @@ def parse(argv):
     p.add_argument("--rig-prompt", action="append", default=[], metavar="RIG=TEXT")
     p.add_argument("--mode", choices=("inpaint", "cutout"), default="inpaint")
     p.add_argument("--no-hands", action="store_true", help="skip the hands' fix pass")
+    p.add_argument("--draft", action="store_true",
+                   help="quick few-step drafts (the profile's draft settings: TCD, Lightning) of every job")
     p.add_argument("--expression", choices=EXPRESSIONS, help="then change this expression")
     p.add_argument("--expression-words", default="", help="the custom expression in words")
     p.add_argument("--expression-rig", default="", help="whose face (default: the first rig showing one)")
@@ -97,6 +99,7 @@ def main(argv=None):
     apply_job_options(args, s)
     s.shot = args.shot
     s.composite_mode, s.fix_hands, s.expression_custom = args.mode.upper(), not args.no_hands, args.expression_words
+    s.draft = args.draft
     s.background_use_set_depth, s.background_sharp = not args.no_set_depth, not args.no_sharp
     if args.prompt is not None:
         s.prompt = args.prompt

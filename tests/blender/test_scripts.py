@@ -83,12 +83,15 @@ def test_make_shot_headless_from_a_blend(demo_blend, tmp_path):
     common = ["--blend", demo_blend, "--profile", "tiny", "--steps", "2", "--data", str(tmp_path / "backend"),
               "--characters", str(tmp_path / "characters"), "--out", str(tmp_path / "out")]
     result = run("make_shot.py", "--", *common, "--background-image", str(picture), "--rig-prompt", "Kid=a child",
-                 "--no-hands", "--expression", "surprised", "--expression-rig", "Hero", "--save",
+                 "--no-hands", "--expression", "surprised", "--expression-rig", "Hero", "--draft", "--save",
                  str(tmp_path / "shot.blend"), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "shot 'Shot':" in result.stdout and os.path.exists(tmp_path / "shot.blend")
     made = sorted(os.listdir(tmp_path / "out" / "Shot"))
     assert "shot_seed0.png" in made and "shot_seed0_surprised.png" in made
+    from PIL import Image
+    for name in ("shot_seed0.png", "shot_seed0_surprised.png"):  # --draft: both jobs ran as drafts
+        assert "Draft: yes" in Image.open(tmp_path / "out" / "Shot" / name).text["parameters"]
     bad = run("make_shot.py", *common, "--character", "Nobody=Hero")
     assert bad.returncode == 1 and "the scene has no rig 'Nobody'" in bad.stderr
     bad = run("make_shot.py", *common, "--shot", "Other", "--character", "Hero=Missing")
