@@ -22,9 +22,9 @@ from .adapters import Adapters
 from .families import family_of, memory_need
 from .offload import offload_in_groups, offload_sequentially, remove_offload, store_in_fp8
 from .pictures import decode_image_bytes
-from .speedups import chosen
 from .preview import FACTORS as PREVIEW_FACTORS
 from .preview import decoded_preview, latent_preview
+from .speedups import chosen
 
 
 class GenerationError(UserError):

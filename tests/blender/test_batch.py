@@ -67,12 +67,12 @@ def tiny_backends(tmp_path_factory):
         proc.wait()
 
 
-def write_job(path, output, urls=(), token="", generate=True, frames="1-6"):
+def write_job(path, output, urls=(), token="", generate=True, frames="1-6", draft=False):
     listed = ", ".join(f'"{u}"' for u in urls)
     backends = f'backends = [{listed}]\ntoken = "{token}"\n' if urls else ""
     path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = ["CamA", "CamB"]\nseeds = [3]\n'
                     f'generate = {"true" if generate else "false"}\n{backends}'
-                    '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n')
+                    '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n' + ("draft = true\n" if draft else ""))
 
 
 def run(blend, job, **kw):
@@ -135,3 +135,15 @@ def test_an_unreachable_backend_fails_at_once(two_camera_blend, tmp_path):
     write_job(job, tmp_path / "down", ["http://127.0.0.1:9"], "x", frames="1")
     result = run(two_camera_blend, job)
     assert result.returncode != 0 and "cannot reach the backend" in result.stderr
+
+
+def test_a_batch_of_drafts(two_camera_blend, tiny_backends, tmp_path):
+    from PIL import Image
+    urls, token, _ = tiny_backends
+    job = tmp_path / "drafts.toml"
+    write_job(job, tmp_path / "drafts", urls, token, frames="1", draft=True)
+    result = run(two_camera_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for camera in ("CamA", "CamB"):
+        png = tmp_path / "drafts" / camera / "frame_0001" / "seed_3" / "seed3.png"
+        assert "Steps: 6, Sampler: TCD" in Image.open(png).text["parameters"]  # the draft's, not the batch's 2
