@@ -128,6 +128,7 @@ class JobRunner:
                 png = metadata.png_with_metadata(pixels, ran, record.get("seed", spec["seed"]), engine.profile, sampler,
                                                  {"job_id": job_id, "memory_mode": engine.memory, "weights": engine.weights,
                                                   "speedups": sorted(engine.speedups),
+                                                  "stage_seconds": progress.timings,
                                                   "device": engine.device, "dtype": str(engine.dtype),
                                                   "identity_adapters": engine.adapters.names(), **record})
                 try:
@@ -175,6 +176,8 @@ class _Progress:
         self.store, self.job_id, self.speed, self.previews = store, job_id, speed, previews
         self.name, self.done, self.total = "", 0, 0
         self._next_preview = 0.0
+        self.timings = []  # [stage, seconds] in order: every output's record says where the time went
+        self._stage_started = time.monotonic()
 
         def step(step, total, elapsed):
             self.speed[self.job_id] = elapsed / step
@@ -195,8 +198,12 @@ class _Progress:
                 self.previews[self.job_id] = png
 
     def stage(self, name):
-        """A new stage; the step count stays until the stage's first step reports."""
-        self.name = name
+        """A new stage (the last one's time recorded); the step count stays until the stage's
+        first step reports."""
+        now = time.monotonic()
+        if self.name:
+            self.timings.append([self.name, round(now - self._stage_started, 3)])
+        self.name, self._stage_started = name, now
         self.store.progress(self.job_id, self.done, self.total, name)
 
 

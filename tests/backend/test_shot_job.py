@@ -85,6 +85,9 @@ def test_characters_in_place_leave_the_background_alone_outside_their_masks(make
     (pixels, record), = results(backend, shot_job()).values()
     assert pixels.shape == (H, W, 3) and record["mode"] == "inpaint" and record["characters"] == ["Hero", "Rival"]
     assert_only_characters_and_hands_changed(pixels, record)
+    stages = [name for name, _ in record["stage_seconds"]]  # where the time went, stage by stage
+    assert stages[0] == "loading models" and "hands: 1 in one batch" in stages
+    assert all(seconds >= 0 for _, seconds in record["stage_seconds"])
     assert record["hands"]["control"] == "hand_depth" and len(record["hands"]["redrawn"]) == 1
     assert set(record["scores"]["identity_by_character"]) == {"Hero", "Rival"}
     assert record["job"]["characters"][0] == {"name": "Hero", "prompt": "a knight",
