@@ -48,7 +48,7 @@ def jobs(rng):
                             {"name": "Rival", "prompt": "a witch", "mask": b64(right),
                              "identity": {"images": [face(60)], "scale": 0.7,
                                           "embedding": list(rng.standard_normal(512) / 22.6)}}],
-                composite={"grow": 4, "feather": 2}, hands={"boxes": [[20, 40, 40, 60]]})
+                composite={"grow": 4, "feather": 2}, hands={"boxes": [[20, 40, 40, 60], [88, 40, 108, 60]]})
     jobs = {
         "posed_character": dict(common, kind="posed_character", controls=controls, identity=identity),
         "character_sheet": dict(common, kind="character_sheet", width=256, controls=controls | {
@@ -67,6 +67,10 @@ def jobs(rng):
     jobs["sheet (drawn only)"] = dict(jobs["character_sheet"], identity=identity, upscale={"factor": 1, "strength": 0},
                                       faces={"enabled": False})
     jobs["background (plain)"] = dict(jobs["background"], sharp=False)
+    # drafts: the draft LoRA loaded into offloaded / float8 denoisers, switched on and off again
+    jobs["posed (draft)"] = dict(jobs["posed_character"], draft=True)
+    jobs["shot (draft)"] = dict(shot, draft=True)
+    jobs["posed (final after draft)"] = jobs["posed_character"]
     return jobs
 
 

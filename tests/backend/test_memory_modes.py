@@ -82,3 +82,20 @@ def test_edit_families_stream_layers_and_store_float8(models_dir, profile):
     assert torch.float8_e4m3fn in {p.dtype for p in fp8.base().transformer.parameters()}
     assert all(p.dtype == fp8.dtype for p in fp8.base().text_encoder.parameters())
     assert not np.array_equal(stored, plain) and np.abs(stored.astype(int) - plain).mean() < 12
+
+
+@pytest.mark.parametrize("memory, weights", [("group_offload", "native"), ("auto", "fp8")])
+def test_a_draft_lora_loads_into_streamed_and_float8_denoisers(models_dir, memory, weights):
+    """The draft LoRA goes into a group-offloaded or float8 UNet (PEFT makes a LoRA float8 like
+    the layer it wraps: it must run in the compute dtype), and the final after a draft is the
+    final before it."""
+    from characterforge_addon.backend import shot
+    from characterforge_addon.core.job_spec import validate_job
+    engine = engine_in(models_dir, memory, weights)
+
+    def run(draft):
+        job = validate_job(shot_job(draft=draft))
+        return shot.run(engine, job, control_pngs(job), PROGRESS, NEVER, None, None)[0][1]
+    before = run(False)
+    assert not np.array_equal(run(True), before) and engine._draft_lora
+    assert np.array_equal(run(False), before)
