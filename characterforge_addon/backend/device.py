@@ -139,6 +139,12 @@ def memory_mode(requested, device, need=(16, 8.8)):
     return "model_offload" if device.free_gb >= offloaded else "group_offload"
 
 
+def side_streams(kind):
+    """Whether group offload can copy the next layer on a side stream while one computes: CUDA
+    streams (ROCm builds too, which torch reports as CUDA); elsewhere the copies wait their turn."""
+    return kind == "cuda"
+
+
 def weight_storage(requested, device):
     """The weight storage to use on `device`, or UserError when it cannot hold float8."""
     if requested == "fp8" and device.kind == "mps":

@@ -40,16 +40,16 @@ def offload_sequentially(pipe, device):
     pipe._offload_gpu_id, pipe._offload_device = device.index or 0, device
 
 
-def offload_in_groups(pipe, device):
+def offload_in_groups(pipe, device, use_stream):
     """diffusers' group offload, layer by layer, for the modules of `pipe` not offloaded yet: only
-    the layer running is on the GPU (on CUDA the next one is copied on a side stream while it
-    runs), so it is nearly as light as sequential offload and far faster. Not
+    the layer running is on the GPU (with `use_stream` the next one is copied on a side stream
+    while it runs), so it is nearly as light as sequential offload and far faster. Not
     `pipe.enable_group_offload()`, which would hook shared modules twice (see above)."""
     from diffusers.hooks import apply_group_offloading
     from diffusers.hooks.group_offloading import _is_group_offload_enabled
     _offload_each(pipe, device, lambda m: not _is_group_offload_enabled(m),
                   lambda m: apply_group_offloading(m, onload_device=device, offload_type="leaf_level",
-                                                   use_stream=device.type == "cuda"))
+                                                   use_stream=use_stream))
 
 
 def store_in_fp8(module, compute_dtype):

@@ -132,7 +132,7 @@ class Engine:
         elif self.memory == "model_offload":
             pipe.enable_model_cpu_offload()
         elif self.memory == "group_offload":
-            offload_in_groups(pipe, torch.device(self.device))
+            offload_in_groups(pipe, torch.device(self.device), device.side_streams(self.device))
         elif self.memory == "sequential_offload":
             offload_sequentially(pipe, torch.device(self.device))
         if self.vae_tiling:

@@ -98,3 +98,7 @@ def test_the_cpu_runs_half_precision_profiles_in_bfloat16_only_where_it_computes
     assert device.choose(native, "float16").dtype == "bfloat16"
     assert device.choose(native, "float32").dtype == "float32"  # a float32 profile (the tiny ones) stays so
     assert device.choose(device.Probe("2.14.1+cpu"), "bfloat16").dtype == "float32"  # emulated: slower than float32
+
+
+def test_only_cuda_copies_the_next_layer_on_a_side_stream():
+    assert device.side_streams("cuda") and not any(device.side_streams(k) for k in ("xpu", "mps", "cpu"))
