@@ -54,23 +54,20 @@ def offload_in_groups(pipe, device, use_stream):
 
 def store_in_fp8(module, compute_dtype):
     """Keep `module`'s weights in float8, each layer cast to `compute_dtype` while it runs
-    (diffusers' layerwise casting; norms and embeddings stay as they are). Hooked once; called
-    again after loading into it, it puts each layer right: hooked ones in float8 again (loading
-    IP-Adapters casts the whole UNet to the compute dtype: for that moment it takes its full
-    size), layers added since (a LoRA's, which PEFT makes float8 like the layer it wraps, with
-    no hook to cast them) in the compute dtype."""
+    (diffusers' layerwise casting; norms and embeddings are not hooked). Called again after
+    something was loaded into it, it puts every layer right by one rule: hooked layers in
+    float8 (loading IP-Adapters casts the whole UNet to the compute dtype: for that moment it
+    takes its full size), every other one in the compute dtype (new adapter layers; a LoRA's,
+    which PEFT makes float8 like the layer it wraps, with no hook to cast them)."""
     from diffusers.hooks.layerwise_casting import _is_layerwise_casting_active
     if not _is_layerwise_casting_active(module):
         module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
-        return
     for part in module.modules():
-        if next(part.children(), None) is not None:
-            continue  # leaves only: a hook sits on the layer it casts
         hook = part._diffusers_hook.get_hook("layerwise_casting") if hasattr(part, "_diffusers_hook") else None
-        if hook is not None:
-            part.to(dtype=hook.storage_dtype)
-        elif any(p.dtype == torch.float8_e4m3fn for p in part.parameters(recurse=False)):
-            part.to(dtype=compute_dtype)
+        wanted = hook.storage_dtype if hook is not None else compute_dtype
+        for param in part.parameters(recurse=False):
+            if param.dtype != wanted:
+                param.data = param.data.to(wanted)
 
 
 def remove_offload(pipes):

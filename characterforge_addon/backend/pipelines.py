@@ -114,19 +114,14 @@ class Engine:
         return self._controlnets[role]
 
     def _place(self, pipe):
+        stored_in_fp8 = getattr(pipe, self.family.denoiser) if self.weights == "fp8" else None
         for module in modules_of(pipe).values():
-            params = list(module.parameters())
-            if any(p.dtype in _STORAGE_DTYPES for p in params):  # stored in float8: cast only new layers (adapters)
-                for p in params:
-                    if p.dtype not in (self.dtype, *_STORAGE_DTYPES):
-                        p.data = p.data.to(self.dtype)
-            elif any(p.dtype != self.dtype for p in params):
+            if module is stored_in_fp8:
+                store_in_fp8(module, self.dtype)  # each layer in float8 or the compute dtype, by its own rule
+            elif any(p.dtype != self.dtype for p in module.parameters()):
                 module.to(self.dtype)
-        if "channels_last" in self.speedups:
-            for module in modules_of(pipe).values():
+            if "channels_last" in self.speedups:
                 to_channels_last(module)
-        if self.weights == "fp8":
-            store_in_fp8(getattr(pipe, self.family.denoiser), self.dtype)
         if self.memory in ("gpu", "cpu"):
             pipe.to(self.device)
         elif self.memory == "model_offload":
