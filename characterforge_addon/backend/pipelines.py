@@ -149,9 +149,13 @@ class Engine:
         for pipe in pipes:
             self._place(pipe)
 
-    def draft_settings(self):
-        """The family's few-step settings for a draft (steps, guidance, sampler)."""
-        return self.family.draft(self.profile)
+    def as_run(self, spec, sampler):
+        """(the spec as it runs, its sampler's name): a draft's steps and guidance are the
+        family's few-step settings; a final's, the job's own with `sampler`."""
+        if not spec.get("draft"):
+            return spec, sampler
+        draft = self.family.draft(self.profile)
+        return dict(spec, steps=draft.steps, guidance=draft.guidance), draft.sampler
 
     def _load_draft_lora(self):
         """The profile's draft LoRA into the denoiser, once (families that need none have no role)."""
@@ -182,7 +186,7 @@ class Engine:
                 pipe.disable_lora()
             yield spec, {}
             return
-        draft = self.draft_settings()
+        draft = self.family.draft(self.profile)
         self._load_draft_lora()
         if self._draft_lora:
             pipe.enable_lora()
@@ -190,7 +194,7 @@ class Engine:
         saved = pipe.scheduler
         pipe.scheduler = draft.make_scheduler(saved)
         try:
-            yield dict(spec, steps=draft.steps, guidance=draft.guidance), dict(draft.call)
+            yield self.as_run(spec, "")[0], dict(draft.call)
         finally:
             pipe.scheduler = saved
 

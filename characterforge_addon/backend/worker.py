@@ -120,10 +120,7 @@ class JobRunner:
                         faces, _ = self._face_tools(refine[0], True)
                 outputs = posed.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec), refine)
             progress.stage("saving")
-            ran, sampler = spec, SAMPLER
-            if spec["draft"]:  # the PNG says what ran: the draft's steps, guidance and sampler
-                draft = engine.draft_settings()
-                ran, sampler = dict(spec, steps=draft.steps, guidance=draft.guidance), draft.sampler
+            ran, sampler = engine.as_run(spec, SAMPLER)  # the PNG says what ran (a draft's own settings)
             for name, pixels, record in outputs:
                 png = metadata.png_with_metadata(pixels, ran, record.get("seed", spec["seed"]), engine.profile, sampler,
                                                  {"job_id": job_id, "memory_mode": engine.memory, "weights": engine.weights,
