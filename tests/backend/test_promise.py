@@ -159,7 +159,9 @@ def test_generated_valid_specs_are_mostly_accepted():
     rules refuse the rest), so the run below runs real jobs."""
     accepted = 0
 
-    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # derandomized: a fixed set of examples, so the share accepted is the same on every run
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(spec=specs())
     def count(spec):
         nonlocal accepted
