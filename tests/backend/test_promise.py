@@ -159,8 +159,8 @@ def test_generated_valid_specs_are_mostly_accepted():
     rules refuse the rest), so the run below runs real jobs."""
     accepted = 0
 
-    # derandomized: a fixed set of examples, so the share accepted is the same on every run
-    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
+    # 200 derandomized examples: about 30 % pass the cross-field rules, so 100 left the count near the bar
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(spec=specs())
     def count(spec):
