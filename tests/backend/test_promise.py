@@ -196,7 +196,9 @@ OUTCOMES = {}
 def test_every_accepted_spec_runs_to_completion(running):
     backend, client, headers = running
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # derandomized: random examples were all refused in about one run in twenty (8 examples, ~30 % accepted)
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(spec=specs())
     def run(spec):
         r = client.post("/jobs", content=json.dumps(spec), headers=dict(headers, **{"content-type": "application/json"}))
