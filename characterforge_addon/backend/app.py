@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import re
+import tempfile
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,11 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import UserError
 from ..core.job_spec import JOB_KINDS, JobSpecError, LIMITS, image_fields, json_schemas, validate_job
+from ..core.training_spec import SHA256_PATTERN
+from .lora_files import MAX_UPLOAD_BYTES, read_record
 from .pictures import decode_image_bytes
 
 TOKEN_HEADER = "x-characterforge-token"
 MAX_REQUEST_BYTES = 4 * LIMITS["max_control_bytes"] + 1024 * 1024
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+SHA256 = re.compile(SHA256_PATTERN)
+UPLOAD_PATH = re.compile(r"^/loras/[^/]+$")  # PUT here streams to disk: a LoRA is larger than any job
 
 
 def error(status, type_, message, details=None, fix=""):
@@ -30,9 +35,9 @@ def error(status, type_, message, details=None, fix=""):
                                                      "fix": fix})
 
 
-def _too_large(size):
-    return error(413, "too_large", f"request of {size} bytes is over the {MAX_REQUEST_BYTES}-byte limit",
-                 fix="send smaller control images")
+def _too_large(size, limit=MAX_REQUEST_BYTES):
+    return error(413, "too_large", f"request of {size} bytes is over the {limit}-byte limit",
+                 fix="send smaller control images" if limit == MAX_REQUEST_BYTES else "send a smaller file")
 
 
 class Guard:
@@ -48,6 +53,11 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         refusal = self._refusal(headers)
+        upload = scope["method"] == "PUT" and UPLOAD_PATH.match(scope["path"])
+        if refusal is None:
+            refusal = self._length_refusal(headers, MAX_UPLOAD_BYTES if upload else MAX_REQUEST_BYTES)
+        if refusal is None and upload:
+            return await self.app(scope, receive, send)  # the upload route counts and streams it to disk
         if refusal is None:
             body, refusal = await self._body(receive, headers)
         if refusal is not None:
@@ -72,9 +82,13 @@ class Guard:
         if not hmac.compare_digest(supplied.encode("utf-8", "replace"), self.token):
             return error(401, "unauthorized", "missing or wrong token" if supplied else "missing token",
                          fix=f"send the token from the backend's token file in the {TOKEN_HEADER} header")
+        return None
+
+    @staticmethod
+    def _length_refusal(headers, limit):
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return _too_large(length)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _too_large(length, limit)
         return None
 
     @staticmethod
@@ -116,7 +130,7 @@ def _parse_json(body):
         raise UserError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
 
 
-def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, version="0.1.0"):
+def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, version="0.1.0"):
     """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
@@ -225,6 +239,51 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
             return error(400, "invalid_name", str(exc))
         if not os.path.isfile(path):
             return error(404, "not_found", f"result file of {name!r} is gone from the data folder")
-        return FileResponse(path, media_type="image/png")
+        return FileResponse(path, media_type="image/png" if path.endswith(".png") else "application/octet-stream")
+
+    def _lora_or_error(sha256):
+        if not SHA256.match(sha256):
+            return error(400, "invalid_name", f"{sha256[:80]!r} is not a SHA-256", fix="name a LoRA by its SHA-256 in hex")
+        if loras is None or not loras.has(sha256):
+            return error(404, "not_found", f"this backend has no LoRA {sha256}", fix="send it with PUT /loras/SHA256")
+        return None
+
+    @app.get("/loras/{sha256}")
+    def lora(sha256: str):
+        """Whether this backend holds the LoRA (and what it records about its training)."""
+        missing = _lora_or_error(sha256)
+        if missing:
+            return missing
+        record, _ = read_record(loras.path(sha256))
+        return {"sha256": sha256, "bytes": os.path.getsize(loras.path(sha256)), "record": record}
+
+    @app.put("/loras/{sha256}", status_code=201)
+    async def upload_lora(sha256: str, request: Request):
+        """Keep a LoRA file (a .safetensors up to 2 GiB) under its SHA-256, which must match it."""
+        if not SHA256.match(sha256) or loras is None:
+            return _lora_or_error(sha256)
+        if loras.has(sha256):
+            return {"sha256": sha256, "kept": "already"}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=loras.folder)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        return _too_large(f"over {MAX_UPLOAD_BYTES}", MAX_UPLOAD_BYTES)
+                    f.write(chunk)
+            try:
+                loras.keep(tmp, sha256)
+            except ValueError as exc:
+                return error(400, "invalid_lora", f"the file sent as LoRA {sha256[:12]}…: {exc}",
+                             fix="send the .safetensors file the character's pack holds (lora/)")
+            return {"sha256": sha256, "kept": "now"}
+        except OSError as exc:
+            return error(507, "disk_full", f"could not keep the LoRA in {loras.folder} ({exc.strerror or exc})",
+                         fix="free disk space there and send it again")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     return app

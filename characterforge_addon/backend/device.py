@@ -233,3 +233,21 @@ def findings(p):
                     "the tiny profile and small sizes still work", "fix": ""})
     return out
 
+
+
+def grad_scaler(kind, dtype):
+    """Loss scaling for training through float16 weights (their gradients underflow without it);
+    None for bfloat16 and float32, which need none."""
+    if dtype != torch.float16 or kind not in ("cuda", "mps", "xpu"):
+        return None
+    return torch.amp.GradScaler(kind)
+
+
+def adam_8bit(kind):
+    """8-bit AdamW (bitsandbytes) where it is installed and the device is CUDA, else None: it
+    quarters the optimizer's memory; elsewhere torch's AdamW."""
+    import importlib.util
+    if kind != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+        return None
+    import bitsandbytes
+    return bitsandbytes.optim.AdamW8bit

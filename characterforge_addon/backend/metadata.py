@@ -4,6 +4,7 @@ import json
 import platform
 
 from ..core.image_io import encode_png
+from ..core.training_spec import prompt_with_trigger
 
 
 def versions():
@@ -31,12 +32,25 @@ def spec_without_images(spec):
 
 
 def _identity_summary(identity):
-    return {"references": len(identity["images"]), "scale": identity["scale"],
-            "embedding": "embedding" in identity}
+    out = {"references": len(identity.get("images", ())), "scale": identity.get("scale", 0.0),
+           "embedding": "embedding" in identity}
+    if "lora" in identity:
+        out["lora"] = identity["lora"]
+    return out
+
+
+def _loras(spec):
+    """Every character LoRA the job names: the spec's own and its characters'."""
+    identities = [spec.get("identity")] + [c.get("identity") for c in spec.get("characters", ())]
+    return [i["lora"] for i in identities if i and "lora" in i]
 
 
 def a1111_parameters(spec, seed, profile, sampler):
-    lines = [spec["prompt"]]
+    """A1111's `parameters` text; LoRAs as A1111 writes them: a <lora:name:weight> tag in the
+    prompt (after the trigger word) and their hashes."""
+    loras = _loras(spec)
+    prompt = prompt_with_trigger(spec["prompt"], spec.get("identity", {}).get("lora"))
+    lines = [" ".join([prompt] + [f"<lora:{lo['name']}:{lo['weight']}>" for lo in loras])]
     if spec.get("negative_prompt"):
         lines.append(f"Negative prompt: {spec['negative_prompt']}")
     controls = ", ".join(f"ControlNet {i}: \"Module: {n}, Weight: {c['strength']}, Guidance Start: {c['start']}, "
@@ -44,6 +58,8 @@ def a1111_parameters(spec, seed, profile, sampler):
     lines.append(f"Steps: {spec['steps']}, Sampler: {sampler}, CFG scale: {spec['guidance']}, Seed: {seed}, "
                  f"Size: {spec['width']}x{spec['height']}, Model: {profile.models['base'].location}, "
                  f"Profile: {profile.name}" + (", Draft: yes" if spec.get("draft") else "")
+                 + (", Lora hashes: \"" + ", ".join(f"{lo['name']}: {lo['sha256'][:12]}" for lo in loras) + "\""
+                    if loras else "")
                  + (f", {controls}" if controls else ""))
     return "\n".join(lines)
 

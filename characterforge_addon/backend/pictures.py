@@ -24,3 +24,9 @@ def decode_image_bytes(data, field):
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{field}: unreadable PNG ({exc})") from None
     return img.convert("RGB")
+
+
+def picture_size(data):
+    """(width, height) of a PNG already checked by `decode_image_bytes`, read from its header."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size

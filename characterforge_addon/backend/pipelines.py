@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 
 from ..core.errors import UserError
+from ..core.training_spec import prompt_with_trigger
 from . import device, models
 from .adapters import Adapters
+from .character_loras import CharacterLoras
 from .families import family_of, memory_need
 from .offload import offload_in_groups, offload_sequentially, remove_offload, store_in_fp8
 from .pictures import decode_image_bytes
@@ -57,7 +59,7 @@ class Engine:
     """A profile's components, loaded once, and the pipelines built on them."""
 
     def __init__(self, profile, models_dir, memory="auto", allow_download=False, probe=None, weights="native",
-                 speedups=None):
+                 speedups=None, lora_store=None):
         self.profile = profile
         self.models_dir = models_dir
         self.allow_download = allow_download
@@ -74,6 +76,8 @@ class Engine:
         self.adapters = Adapters(self)
         self._faces = None
         self._draft_lora = False  # the profile's draft LoRA is in the denoiser (adapter "draft")
+        self.loras = CharacterLoras(self, lora_store)  # characters' trained LoRAs, loaded as jobs name them
+        self._trained_adapter = None  # a LoRA being trained: on in its sample pictures
         self._preview_decoder = None  # the profile's tiny autoencoder, loaded at the first preview
         self.preview_note = ""  # why previews fall back to the linear map, when they do
 
@@ -142,12 +146,50 @@ class Engine:
         """Around loading into the shared modules (adapters, LoRAs): the offload hooks come off
         while it runs, and every pipeline is placed again after (new layers onto the device,
         float8 storage again)."""
-        pipes = [p for p in (self._base, *self._variants.values()) if p is not None]
+        pipes = self._pipes()
         if self.memory in ("group_offload", "sequential_offload"):
             remove_offload(pipes)
         yield
         for pipe in pipes:
             self._place(pipe)
+
+    def _pipes(self):
+        return [p for p in (self._base, *self._variants.values()) if p is not None]
+
+    def hold_for_training(self, on_device):
+        """Training places the models itself: every offload hook off, the modules `on_device` on
+        the device, the base's others on the CPU (all on the device in the "gpu" memory mode).
+        The identity adapters come out of the UNet (they would take the captions' last tokens for
+        a picture's); they load again at the next job that wants them."""
+        pipes = self._pipes()
+        remove_offload(pipes)
+        if self.adapters.loaded:
+            self._base.unload_ip_adapter()
+            self.adapters = Adapters(self)
+        for module in modules_of(self._base).values():
+            keep = self.memory in ("gpu", "cpu") or any(module is m for m in on_device)
+            module.to(self.device if keep else "cpu")
+
+    def rest(self, modules):
+        """Modules a training no longer needs off the device (unless every model stays there)."""
+        if self.memory not in ("gpu", "cpu"):
+            for module in modules:
+                module.to("cpu")
+            device.empty_cache(self.device)
+
+    def place_again(self):
+        """Every pipeline placed as the memory mode wants (after a training)."""
+        for pipe in self._pipes():
+            self._place(pipe)
+
+    @contextlib.contextmanager
+    def trained_adapter(self, name):
+        """While it is open, pictures are made with adapter `name` (a LoRA in training) on."""
+        self._trained_adapter = name
+        try:
+            yield
+        finally:
+            self._trained_adapter = None
 
     def as_run(self, spec, sampler):
         """(the spec as it runs, its sampler's name): a draft's steps and guidance are the
@@ -176,21 +218,36 @@ class Engine:
                                       "check that it is the draft LoRA for this profile's base model") from None
         self._draft_lora = True
 
+    def _lora_adapters(self, spec):
+        """{adapter: weight} a call runs with: the draft LoRA for a draft, the character LoRA of
+        the spec's identity (unless its weight is 0), the LoRA in training while it samples."""
+        active = {}
+        if spec.get("draft"):
+            self._load_draft_lora()
+            if self._draft_lora:
+                active["draft"] = 1.0
+        lora = spec.get("identity", {}).get("lora")
+        if lora and lora["weight"] > 0:
+            active[self.loras.adapter(lora)] = lora["weight"]
+        if self._trained_adapter:
+            active[self._trained_adapter] = 1.0
+        return active
+
     @contextlib.contextmanager
     def _sampling(self, pipe, spec):
-        """(the spec as it runs, extra pipeline arguments): a final runs the job's own steps and
-        guidance with the draft LoRA off; a draft, the family's few-step settings with its LoRA
-        on and its scheduler swapped in for the call."""
+        """(the spec as it runs, extra pipeline arguments): the LoRAs the call needs on and every
+        other one off; a final runs the job's own steps and guidance; a draft, the family's
+        few-step settings with its scheduler swapped in for the call."""
+        active = self._lora_adapters(spec)
+        if active:
+            pipe.enable_lora()
+            pipe.set_adapters(list(active), list(active.values()))
+        elif self._draft_lora or self.loras.loaded:
+            pipe.disable_lora()
         if not spec.get("draft"):
-            if self._draft_lora:
-                pipe.disable_lora()
             yield spec, {}
             return
         draft = self.family.draft(self.profile)
-        self._load_draft_lora()
-        if self._draft_lora:
-            pipe.enable_lora()
-            pipe.set_adapters(["draft"], [1.0])
         saved = pipe.scheduler
         pipe.scheduler = draft.make_scheduler(saved)
         try:
@@ -379,8 +436,11 @@ class Engine:
 
     @staticmethod
     def _prompts(spec, suffix=""):
-        prompt = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p) + suffix
-        return {"prompt": prompt, "negative_prompt": spec["negative_prompt"] or None}
+        """The prompt with the style, and the trigger word of a character LoRA that acts in front
+        (unless the user wrote it already)."""
+        prompt = ", ".join(p for p in (spec["prompt"].strip(), spec.get("style", "").strip()) if p)
+        prompt = prompt_with_trigger(prompt, spec.get("identity", {}).get("lora"))
+        return {"prompt": prompt + suffix, "negative_prompt": spec["negative_prompt"] or None}
 
     def _identity_kwargs(self, pipe, spec, references):
         """IP-Adapter arguments; FaceID gets the job's embedding, or one found in the references."""
@@ -478,6 +538,7 @@ class Engine:
         self._base = None
         self.adapters = Adapters(self)  # the base is loaded again: its identity adapters and LoRAs too
         self._draft_lora = False
+        self.loras = CharacterLoras(self, self.loras.store)
         device.empty_cache(self.device)
 
 

@@ -1,5 +1,6 @@
 """Start the backend: data folder, token, job store, engines, HTTP server."""
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -13,8 +14,10 @@ from filelock import FileLock, Timeout
 from ..core.errors import UserError
 from ..core.job_spec import needs
 from ..core.spec_fields import JobSpecError
-from . import device, models, profiles, speedups
+from . import device, models, profiles, speedups, training
 from .app import create_app
+from .lora_files import LoraStore
+from .pictures import picture_size
 from .families import family_of, refuse_unless_able
 from .pipelines import Engine
 from .store import JobStore
@@ -125,9 +128,11 @@ class Backend:
         self.store = JobStore(self.data_dir)
         for notice in self.store.notices:
             print(f"notice: {notice}", file=sys.stderr, flush=True)
+        self.loras = LoraStore(self.data_dir)
+        self.training_dir = os.path.join(self.data_dir, "training")
         self._engines = {}
-        self.runner = JobRunner(self.store, self.engine_for, max_pending)
-        self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable)
+        self.runner = JobRunner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
+        self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras)
 
     def engine_for(self, name):
         if name not in self._engines:
@@ -135,7 +140,7 @@ class Backend:
             self._engines.clear()
             self._engines[name] = Engine(profiles.load_profile(name, self.profile_dirs), self.models_dir,
                                          self.memory, self.allow_download, weights=self.weights,
-                                         speedups=self.speedups)
+                                         speedups=self.speedups, lora_store=self.loras)
         return self._engines[name]
 
     def check_runnable(self, job):
@@ -147,9 +152,17 @@ class Backend:
             raise JobSpecError("profile", str(exc), "choose a profile the doctor lists") from None
         wanted = needs(job)
         refuse_unless_able(profile, wanted, lambda: profiles.all_profiles(self.profile_dirs))
+        family = family_of(profile)
+        if job["kind"] == "train_lora":
+            sizes = [picture_size(base64.b64decode(p["image"])) for p in job["images"]]
+            training.check(job, profile, family, self.weights, self.training_dir, sizes)
+        identities = [("identity", job.get("identity"))] + [
+            (f"characters[{i}].identity", c.get("identity")) for i, c in enumerate(job.get("characters", ()))]
+        for field, identity in identities:
+            if identity and "lora" in identity:
+                self.loras.check(identity["lora"], profile, f"{field}.lora")
         if self.allow_download:
             return
-        family = family_of(profile)
         roles = {"base", "vae"} | {r for c in wanted for r in family.roles_for(c)}
         for role in sorted(roles & set(profile.models), key=list(profile.models).index):
             try:

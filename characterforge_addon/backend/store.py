@@ -8,6 +8,7 @@ temporary name and renamed, so a result listed in the index is always complete.
 import glob
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from ..core.errors import UserError
 from ..core.image_io import write_atomic
 from ..core.job_spec import safe_name
 
+FILE_RESULTS = (".safetensors",)  # results that are not PNGs keep their extension in their name
 STATUSES = ("pending", "running", "completed", "failed", "canceled")
 FINISHED = ("completed", "failed", "canceled")
 
@@ -139,10 +141,12 @@ class JobStore:
     # -- results ---------------------------------------------------------------------------
 
     def result_path(self, job_id, name):
-        """The file of result `name` of job `job_id`, always inside the results folder."""
+        """The file of result `name` of job `job_id`, always inside the results folder: a PNG, or
+        a file named with its own extension (a LoRA's .safetensors)."""
         safe_name(job_id, "job id")
         safe_name(name, "result name")
-        path = os.path.realpath(os.path.join(self.results_dir, job_id, f"{name}.png"))
+        file = name if name.endswith(FILE_RESULTS) else f"{name}.png"
+        path = os.path.realpath(os.path.join(self.results_dir, job_id, file))
         if os.path.commonpath([path, os.path.realpath(self.results_dir)]) != os.path.realpath(self.results_dir):
             raise ValueError(f"result {name!r} resolves outside the data folder")
         return path
@@ -151,6 +155,18 @@ class JobStore:
         path = self.result_path(job_id, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_atomic(path, png_bytes)
+        self._list_result(job_id, name)
+
+    def add_result_file(self, job_id, name, source):
+        """A finished file as result `name` (copied in under a temporary name, then renamed)."""
+        path = self.result_path(job_id, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+        self._list_result(job_id, name)
+
+    def _list_result(self, job_id, name):
         with self._lock:
             results = json.loads(self._db.execute("SELECT results FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
             if name not in results:

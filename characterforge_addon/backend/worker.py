@@ -8,7 +8,7 @@ import time
 import traceback
 
 from ..core.errors import UserError
-from . import background, expression, face_pass, metadata, posed, scoring, sheet, shot
+from . import background, expression, face_pass, metadata, posed, scoring, sheet, shot, training
 from .models import ModelMissing
 from .pipelines import Canceled
 
@@ -16,8 +16,10 @@ SAMPLER = "Euler"
 
 
 class JobRunner:
-    def __init__(self, store, engine_for, max_pending=32):
+    def __init__(self, store, engine_for, max_pending=32, loras=None, training_dir=None):
         self.store = store
+        self.loras = loras  # the LoRA store trainings put their LoRAs in
+        self.training_dir = training_dir  # trainings' checkpoints, one folder per job while it runs
         self.engine_for = engine_for  # profile name -> Engine (loaded lazily, cached)
         self.max_pending = max_pending
         self._queue = queue.Queue()
@@ -95,6 +97,12 @@ class JobRunner:
         progress = _Progress(self.store, job_id, self._speed, self.previews)
         try:
             engine = self.engine_for(spec["profile"])
+            if spec["kind"] == "train_lora":
+                training.run(engine, spec, job_id, progress, event, lambda: self._stopping, self.training_dir,
+                             self.loras, lambda name, png: self._save(job_id, name, png),
+                             lambda name, path: self.store.add_result_file(job_id, name, path))
+                self.store.finish(job_id, "completed")
+                return
             progress.stage("loading models")
             pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
             pngs["identity"] = [base64.b64decode(i) for i in spec.get("identity", {}).get("images", [])]
@@ -128,13 +136,10 @@ class JobRunner:
                                                   "stage_seconds": progress.timings,
                                                   "device": engine.device, "dtype": str(engine.dtype),
                                                   "identity_adapters": engine.adapters.names(), **record})
-                try:
-                    self.store.add_result(job_id, name, png)
-                except OSError as exc:  # disk full, quota, permissions: the file was never half written
-                    raise UserError(f"could not save result {name!r} in {self.store.results_dir} "
-                                    f"({exc.strerror or exc}): free disk space there (or fix its permissions) "
-                                    "and run the job again") from None
+                self._save(job_id, name, png)
             self.store.finish(job_id, "completed")
+        except training.Stopped:
+            pass  # still "running" in the index: the next start queues it again, and it resumes
         except Canceled:
             self.store.finish(job_id, "canceled")
         except UserError as exc:
@@ -148,6 +153,14 @@ class JobRunner:
                 self._cancel.pop(job_id, None)
             self._speed.pop(job_id, None)
             self.previews.pop(job_id, None)
+
+    def _save(self, job_id, name, png):
+        try:
+            self.store.add_result(job_id, name, png)
+        except OSError as exc:  # disk full, quota, permissions: the file was never half written
+            raise UserError(f"could not save result {name!r} in {self.store.results_dir} "
+                            f"({exc.strerror or exc}): free disk space there (or fix its permissions) "
+                            "and run the job again") from None
 
     @staticmethod
     def _face_tools(engine, wanted):
@@ -176,10 +189,11 @@ class _Progress:
         self.timings = []  # [stage, seconds] in order: every output's record says where the time went
         self._stage_started = time.monotonic()
 
-        def step(step, total, elapsed):
+        def step(step, total, elapsed, detail=""):
             self.speed[self.job_id] = elapsed / step
             self.done, self.total = step, total
-            self.store.progress(self.job_id, step, total, self.name or "denoising")
+            stage = self.name or "denoising"
+            self.store.progress(self.job_id, step, total, f"{stage}: {detail}" if detail else stage)
 
         step.preview = self.preview  # the engine looks for it: a step callback that keeps previews
         self.step = step
@@ -193,6 +207,10 @@ class _Progress:
             self._next_preview = now + max(0.5, 50 * (time.monotonic() - now))
             if png is not None:
                 self.previews[self.job_id] = png
+
+    def show(self, png):
+        """A picture as the job's preview now (a training's sample)."""
+        self.previews[self.job_id] = png
 
     def stage(self, name):
         """A new stage (the last one's time recorded); the step count stays until the stage's

@@ -9,9 +9,11 @@ that declaration; the few rules that tie fields together follow it.
 
 from .spec_fields import (Box, Choice, Const, Flag, Image, Integer, JobSpecError, ListOf, MapOf, Name, Number, Obj,
                           Text, image_values, safe_name)
+from .training_spec import lora_field
+from .training_spec import table as training_table
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression")
+JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -72,6 +74,7 @@ def _identity(doc):
         "embedding": ListOf(Number(-1e6, 1e6, "a component"), EMBEDDING_SIZE, EMBEDDING_SIZE,
                             f"the pack's mean insightface (ArcFace) embedding: {EMBEDDING_SIZE} numbers", omit=True,
                             fix="send the pack's mean embedding as it is, or none"),
+        "lora": lora_field(),
     }, doc, omit=True)
 
 
@@ -182,6 +185,10 @@ SCHEMAS = {
     "shot": Obj({**_common("shot", _POSE_CONTROLS), **_SHOT}, "characters composited into a background"),
     "expression": Obj({**_common("expression", _controls((), "none: an expression edit takes no maps")),
                        **_EXPRESSION}, "a face's expression redrawn"),
+    "train_lora": Obj(training_table({"version": Const(SPEC_VERSION, "job spec format version", SPEC_VERSION),
+                                      "kind": Const("train_lora", "what the job makes")},
+                                     LIMITS["max_control_bytes"], LIMITS["max_prompt_chars"]),
+                      "a character LoRA trained from an identity pack's pictures"),
 }
 
 
@@ -201,6 +208,8 @@ def validate_job(spec):
     if kind not in JOB_KINDS:
         raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
     out = SCHEMAS[kind].check(spec, "job", None, prefix="")
+    if kind == "train_lora":
+        return out
     if out["width"] * out["height"] > LIMITS["max_pixels"]:
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
     for name, control in out["controls"].items():
@@ -253,12 +262,17 @@ _RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _e
 def needs(spec):
     """What a validated job asks of its profile's model family, as capability names (the
     backend's families declare theirs): the maps it sends, the identities, the passes it runs."""
+    if spec["kind"] == "train_lora":
+        return {"train_lora"}
     controls, kind = spec["controls"], spec["kind"]
     wanted = {"pose_control"} if "openpose" in controls else set()
     if "depth" in controls or "hand_depth" in controls:
         wanted.add("depth_control")
-    if "identity" in spec or any("identity" in c for c in spec.get("characters", ())):
+    identities = [spec.get("identity")] + [c.get("identity") for c in spec.get("characters", ())]
+    if any(identities):
         wanted.add("identity")
+    if any(i and "lora" in i for i in identities):
+        wanted.add("lora")
     if kind in ("posed_character", "background", "character_sheet"):
         wanted.add("draw" if controls or "identity" in spec else "txt2img")
     if kind == "background" and spec["sharp"] and spec["detail"]["strength"] > 0:

@@ -170,6 +170,22 @@ class Name(Field):
         return _described({"type": "string", "pattern": NAME_PATTERN, "maxLength": 64}, self)
 
 
+class Pattern(Field):
+    """Text of one shape (a trigger word, a hash), given as a regular expression."""
+
+    def __init__(self, pattern, max_chars, what, doc="", **kw):
+        super().__init__(doc, **kw)
+        self.pattern, self.max_chars, self.what, self._regex = pattern, max_chars, what, re.compile(pattern)
+
+    def check(self, value, field, ctx):
+        if not isinstance(value, str) or len(value) > self.max_chars or not self._regex.match(value):
+            raise JobSpecError(field, f"{_show(value)} is not {self.what}", self.fix)
+        return value
+
+    def schema(self):
+        return _described({"type": "string", "pattern": self.pattern, "maxLength": self.max_chars}, self)
+
+
 def safe_name(value, field):
     if not isinstance(value, str) or not _NAME.match(value):
         raise JobSpecError(field, f"{_show(value)} is not a plain file name",

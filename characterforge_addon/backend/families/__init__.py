@@ -8,7 +8,8 @@ prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_con
 depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
-few-step draft: `families.draft`).
+few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
+train_lora (training one: `training.py`).
 """
 
 from ...core.spec_fields import JobSpecError
@@ -17,16 +18,18 @@ from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
 
 FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_gb=5.1, native_size=1024,
-                                     modules=("unet", "text_encoder", "text_encoder_2", "vae")),
+                                     modules=("unet", "text_encoder", "text_encoder_2", "vae"),
+                                     lora_size=(1_451_520, 401_408)),
             "sd15": StableDiffusion("sd15", gpu_gb=7, offload_gb=3.9, denoiser_gb=1.7, native_size=512,
-                                    modules=("unet", "text_encoder", "vae")),
+                                    modules=("unet", "text_encoder", "vae"), lora_size=(199_296, 73_728)),
             "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
                    "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding",
-                   "draft": "quick few-step drafts"}
+                   "draft": "quick few-step drafts", "lora": "a character's trained LoRA",
+                   "train_lora": "training a character LoRA"}
 
 
 def family_of(profile):

@@ -4,7 +4,8 @@ IP-Adapter plus-face and FaceID for identity."""
 
 from .draft import Draft
 
-CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft")
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft",
+                "lora", "train_lora")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
@@ -20,13 +21,22 @@ class StableDiffusion:
 
     denoiser = "unet"
 
-    def __init__(self, name, gpu_gb, offload_gb, denoiser_gb, native_size, modules):
+    def __init__(self, name, gpu_gb, offload_gb, denoiser_gb, native_size, modules, lora_size):
         self.name = name
         self.gpu_gb = gpu_gb  # free GPU memory that holds every model at once ("gpu" memory mode)
         self.offload_gb = offload_gb  # ... the UNet, ControlNets and adapters at once (model offload)
         self.denoiser_gb = denoiser_gb  # the UNet's weights
         self.native_size = native_size  # the side the model was trained at
         self.modules = modules  # the base repo's folders the pipeline loads (the downloader fetches them)
+        # numbers a LoRA of rank 1 on the attention projections holds: (UNet, text encoders)
+        self.lora_size = lora_size
+        # a character LoRA's training defaults: the rank and learning rate of diffusers' and
+        # kohya's character recipes; 1000 steps is about 50 passes over a sheet's pictures
+        self.train_defaults = {"rank": 16, "learning_rate": 1e-4, "steps": 1000}
+
+    def lora_params_per_rank(self, text_encoders):
+        """Numbers a rank-1 LoRA holds (for the disk a training needs before it loads anything)."""
+        return self.lora_size[0] + (self.lora_size[1] if text_encoders else 0)
 
     @staticmethod
     def roles_for(capability):
