@@ -2,9 +2,10 @@
 
 In place (default): the background is inpainted inside the characters' masks (grown, then
 feathered) with the combined OpenPose map (and hand depth) and each character's identity
-limited to its own mask; with several characters each then gets a pass of its own prompt
-in its own mask. Cut-out: the characters are generated on a plain ground, cut out by their
-masks, pasted at their place and harmonized by a low-strength img2img pass. Then each hand is
+limited to its own mask; with several characters (or one with a trained LoRA) each then gets
+a pass of its own prompt, identity and LoRA in its own mask. Cut-out: the characters are generated on a plain ground, cut out by their
+masks (a character with a LoRA redrawn in its mask first), pasted at their place and
+harmonized by a low-strength img2img pass. Then each hand is
 redrawn from the hand depth map. The background outside the grown masks is never changed.
 """
 
@@ -129,19 +130,27 @@ def _inputs(engine, spec, pngs):
 
 
 def _in_place(engine, shot, job, progress, cancel):
-    """The characters inpainted into the background; with several, each redrawn in its own mask
-    with its own prompt and identity."""
+    """The characters inpainted into the background; with several (or with a LoRA), each redrawn
+    in its own mask with its own prompt, identity and LoRA."""
     spec, c = shot.spec, shot.spec["composite"]
     grown = grow(shot.union, c["grow"])
     progress.stage("characters in place")
     made = engine.inpaint(job, shot.background, _l_image(grown), c["strength"], shot.first_references(), spec["seed"],
                           "", progress.step, cancel, controls=shot.steering(), identity=shot.identity(engine))
     image = paste(shot.background, made, feathered(grown, c["feather"]))
-    characters = spec["characters"]
-    if len(characters) < 2 or c["character_strength"] == 0:
+    several = len(spec["characters"]) > 1
+    return _own_passes(engine, shot, image, progress, cancel, lambda ch: several or "lora" in ch.get("identity", {}))
+
+
+def _own_passes(engine, shot, image, progress, cancel, wanted):
+    """Each character `wanted(character)` picks redrawn in its own mask with its own prompt,
+    identity and LoRA (a LoRA acts on one character only here)."""
+    spec, c = shot.spec, shot.spec["composite"]
+    characters = [(i, ch) for i, ch in enumerate(spec["characters"]) if wanted(ch)]
+    if c["character_strength"] == 0:
         return image
-    for i, ch in enumerate(characters):
-        progress.stage(f"character {i + 1} of {len(characters)}: {ch['name']}")
+    for n, (i, ch) in enumerate(characters):
+        progress.stage(f"character {n + 1} of {len(characters)}: {ch['name']}")
         own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
                    identity=ch.get("identity", {"scale": 0.0}))
         region = grow(shot.masks[i], max(2, c["grow"] // 3))
@@ -161,6 +170,7 @@ def _cut_out(engine, shot, job, progress, cancel):
     made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, _l_image(np.ones((h, w), bool)),
                           1.0, shot.first_references(), spec["seed"], "", progress.step, cancel,
                           controls=shot.steering(), identity=shot.identity(engine))
+    made = _own_passes(engine, shot, made, progress, cancel, lambda ch: "lora" in ch.get("identity", {}))
     pasted = paste(shot.background, made, feathered(grow(shot.union, CUTOUT_EDGE), 2))
     image = pasted
     if c["harmonize"] > 0:

@@ -243,6 +243,10 @@ def _sheet_rules(out):
 
 def _shot_rules(out):
     _unique(out["characters"], "characters", "characters")
+    for i, character in enumerate(out["characters"]):
+        if "lora" in character.get("identity", {}) and out["composite"]["character_strength"] == 0:
+            raise JobSpecError(f"characters[{i}].identity.lora", "acts in the character's own pass, which is off",
+                               "set composite.character_strength above 0, or send no LoRA")
     if not out["prompt"].strip() and not any(c["prompt"].strip() or "identity" in c for c in out["characters"]):
         raise JobSpecError("prompt", "is empty and no character has a prompt or an identity",
                            "describe the scene or the characters")

@@ -297,3 +297,39 @@ def test_a_lora_trained_for_another_family_is_refused(trained):
     job["profile"] = "tiny-qwen-edit"
     answer = client.post("/jobs", json=job, headers=headers).json()
     assert answer["details"]["field"] == "profile" and "a character's trained LoRA" in answer["message"]
+
+
+def _shot_pixels(client, headers, job):
+    response = client.post("/jobs", json=job, headers=headers)
+    assert response.status_code == 201, response.json()
+    status = wait(client, headers, response.json()["id"], timeout=300)
+    assert status["status"] == "completed", status
+    png = client.get(f"/jobs/{status['id']}/results/shot", headers=headers)
+    return image_of(png), json.loads(Image.open(io.BytesIO(png.content)).text["characterforge"])
+
+
+def test_in_a_shot_a_characters_lora_acts_in_its_own_mask_only(trained):
+    from test_shot_job import LEFT, RIGHT, grown, shot_job
+    backend, client, headers, status, path = trained
+    lora = {"sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(), "name": "mira", "weight": 1.0,
+            "trigger": "mira_knight"}
+    plain_job = shot_job(hands={"enabled": False})
+    with_lora = json.loads(json.dumps(plain_job))
+    with_lora["characters"][0]["identity"]["lora"] = lora
+    plain, _ = _shot_pixels(client, headers, plain_job)
+    hero, record = _shot_pixels(client, headers, with_lora)
+    own, other = grown(LEFT, 4 + 2), grown(RIGHT, 4 + 2)
+    change = np.abs(hero.astype(int) - plain.astype(int)).mean(axis=-1)
+    assert np.array_equal(hero[~(own | other)], plain[~(own | other)])  # the background as it was
+    # the Hero's pass ran with the LoRA; the Rival's saw a changed Hero only as its surroundings
+    assert change[own].mean() > 1.0 and change[own].mean() > 3 * change[other].mean()
+    assert record["job"]["characters"][0]["identity"]["lora"]["name"] == "mira"
+    # one character alone gets its own pass when it has a LoRA
+    single = json.loads(json.dumps(with_lora))
+    single["characters"] = single["characters"][:1]
+    _, record = _shot_pixels(client, headers, single)
+    assert "character 1 of 1: Hero" in [stage for stage, _ in record["stage_seconds"]]
+    off = json.loads(json.dumps(single))
+    off["composite"]["character_strength"] = 0
+    answer = client.post("/jobs", json=off, headers=headers).json()
+    assert answer["details"]["field"] == "characters[0].identity.lora" and "character_strength" in answer["fix"]
