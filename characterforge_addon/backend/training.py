@@ -1,7 +1,7 @@
 """Training a character LoRA (`train_lora` jobs) on the profile's base model, with the recipe of
 diffusers' SDXL LoRA script: PEFT adapters on the UNet's attention (and the text encoders' when
 asked), frozen weights in the engine's dtype and trained ones in float32, gradient
-checkpointing, latents and text embeddings computed once, min-SNR loss weighting, AdamW (8-bit
+checkpointing on GPUs, latents and text embeddings computed once, min-SNR loss weighting, AdamW (8-bit
 where bitsandbytes is installed on CUDA), gradients clipped at 1.
 
 It runs as a queued job: progress with the loss and time left, cancel between steps, a sample
@@ -279,6 +279,8 @@ class _Trainer:
                 param.requires_grad = f".{ADAPTER}." in name
             module.to(self.where)
             module.train()
+            if not device.gradient_checkpointing(self.engine.device):
+                continue
             if module is self.unet:
                 module.enable_gradient_checkpointing()
             else:

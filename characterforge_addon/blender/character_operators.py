@@ -1,12 +1,13 @@
-"""Operators of the Characters section: new sheet, list, rename, zip import/export, LoRA dataset."""
+"""Operators of the Characters section: new sheet, list, rename, zip import/export, LoRA dataset,
+LoRA training, its weight and samples."""
 
 import os
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..core import identity_pack, lora_dataset
+from ..core import character_lora, identity_pack, lora_dataset
 from ..core.errors import UserError
 from . import characters, job_inputs
 from .operator_base import Reporting, StartsJob
@@ -117,7 +118,48 @@ class CHARACTERFORGE_OT_export_dataset(Reporting, bpy.types.Operator):
                 f"{summary['min_side']} px, in {self.directory}")
 
 
+class CHARACTERFORGE_OT_train_lora(StartsJob, bpy.types.Operator):
+    """Train a LoRA of the selected character from its views and faces, in the backend; it goes
+    into the character's pack and every later job with the character uses it"""
+    bl_idname = "characterforge.train_lora"
+    bl_label = "Train LoRA"
+
+    def run(self, context):
+        characters.train_lora(context)
+        return None
+
+
+class CHARACTERFORGE_OT_set_lora_weight(Reporting, bpy.types.Operator):
+    """How strongly the selected character's LoRA acts in its jobs (0: off); kept in its pack"""
+    bl_idname = "characterforge.set_lora_weight"
+    bl_label = "LoRA Weight"
+
+    weight: FloatProperty(name="Weight", default=character_lora.DEFAULT_WEIGHT, min=0.0, max=2.0)
+
+    def invoke(self, context, event):
+        self.weight = job_inputs.active_pack(context.scene).lora_weight
+        return context.window_manager.invoke_props_dialog(self)
+
+    def run(self, context):
+        pack = job_inputs.active_pack(context.scene)
+        character_lora.set_weight(pack.folder, self.weight)
+        pack.lora_weight = self.weight
+        return f"{pack.name}'s LoRA acts at {self.weight:.2f}"
+
+
+class CHARACTERFORGE_OT_show_lora_samples(Reporting, bpy.types.Operator):
+    """Load the selected character's LoRA samples as images (the last one in the preview)"""
+    bl_idname = "characterforge.show_lora_samples"
+    bl_label = "Show LoRA Samples"
+
+    def run(self, context):
+        pack = job_inputs.active_pack(context.scene)
+        names = characters.show_lora_samples(context.scene, pack.folder)
+        return f"{len(names)} sample picture(s) of {pack.name}'s LoRA in the Image Editor"
+
+
 classes = (CHARACTERFORGE_OT_make_sheet, CHARACTERFORGE_OT_refresh_characters, CHARACTERFORGE_OT_rename_character,
            CHARACTERFORGE_OT_toggle_identity_face, CHARACTERFORGE_OT_export_character,
-           CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset)
+           CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset, CHARACTERFORGE_OT_train_lora,
+           CHARACTERFORGE_OT_set_lora_weight, CHARACTERFORGE_OT_show_lora_samples)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,16 +1,17 @@
 """Characters in Blender: render a rig's sheet maps, send the sheet job, turn its results into
-an identity pack and the sheet into an image plane; list, rename, import and export packs."""
+an identity pack and the sheet into an image plane; list, rename, import and export packs;
+train a character's LoRA from its pack and keep it there."""
 
 import functools
 import os
 
 import bpy
 
-from ..core import identity_pack, sheet_layout
+from ..core import character_lora, identity_pack, sheet_layout
 from ..core.errors import UserError
 from ..core.job_spec import character_sheet_spec, safe_name
-from . import jobs, planes, preferences
-from .job_inputs import active_pack, pick_seed, reference_pngs, resolve_dir
+from . import controls, jobs, planes, preferences
+from .job_inputs import active_pack, identity_inputs, pick_seed, resolve_dir
 from .rig import ROLE, rigs_in_scene
 from .sheet import render_sheet
 
@@ -65,12 +66,13 @@ def make_sheet(context, name=None, seed=None):
         if control in ("openpose",) or s.sheet_use_depth:
             with open(os.path.join(out_dir, "maps", f"{control}.png"), "rb") as f:
                 controls[control] = {"png": f.read(), "strength": strength}
+    references, _, lora = identity_inputs(context)  # a new sheet of the selected character keeps it
     spec = character_sheet_spec(
         s.prompt, controls, record, style=s.sheet_style, negative_prompt=s.negative_prompt, seed=seed,
         steps=s.steps, guidance=s.guidance, profile=preferences.job_profile(context), name=name,
-        references=reference_pngs(s), identity_scale=s.identity_scale, upscale=s.sheet_upscale,
+        references=references, identity_scale=s.identity_scale, upscale=s.sheet_upscale,
         upscale_strength=s.sheet_upscale_strength, tile=1024,
-        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength)
+        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength, lora=lora)
     jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
     return record["advice"]
 
@@ -118,16 +120,73 @@ def sheet_plane(scene, path, name, rig, job_id=""):
 
 
 def refresh(scene):
-    """Fill the panel's character list (and each one's faces) from the packs folder."""
+    """Fill the panel's character list (each one's faces and LoRA) from the packs folder."""
     s = scene.characterforge
     s.characters.clear()
     for name, folder, problem in identity_pack.list_packs(packs_root()):
         item = s.characters.add()
         item.name, item.folder, item.problem = name, folder, problem or ""
         if not problem:
-            for face in identity_pack.load_pack(folder)["faces"]:
+            manifest = identity_pack.load_pack(folder)
+            for face in manifest["faces"]:
                 entry = item.faces.add()
                 entry.name, entry.use = face["name"], bool(face.get("use_as_identity", True))
+            lora = manifest.get("lora")
+            if lora:
+                item.lora, item.lora_trigger, item.lora_weight = lora["name"], lora.get("trigger", ""), lora["weight"]
+                item.lora_info = lora_info(lora)
+
+
+def lora_info(lora):
+    """How a LoRA was trained, in one line for the panel."""
+    learned = ""
+    if lora.get("loss_before") and lora.get("loss_after"):
+        learned = f", loss {lora['loss_before']:.3f} → {lora['loss_after']:.3f}"
+    return f"rank {lora.get('rank')}, {lora.get('steps')} steps on {lora.get('profile') or 'its base'}{learned}"
+
+
+def train_lora(context):
+    """Send the selected character's pack as a LoRA training job; the LoRA and its samples go
+    into the pack when the job is complete (and only then)."""
+    s = context.scene.characterforge
+    pack = active_pack(context.scene)
+    if pack.problem:
+        raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
+    trigger = s.dataset_trigger or character_lora.default_trigger(pack.name)
+    spec = character_lora.train_spec(pack.folder, trigger, preferences.job_profile(context), s.dataset_flip,
+                                     steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution,
+                                     train_text_encoder=s.train_text_encoder, seed=pick_seed(s),
+                                     sample_every=max(1, s.train_steps // 5), checkpoint_every=max(1, s.train_steps // 10))
+    out_dir = os.path.join(resolve_dir(s.results_dir), "loras", pack.name)
+    return jobs.start(context, spec, out_dir, functools.partial(place_lora, pack.folder, pack.name))
+
+
+def place_lora(folder, name, scene, files, job_id):
+    """Main thread, when the training job is complete: the LoRA and its samples into the pack."""
+    lora = next((f for f in files if f.endswith(".safetensors")), None)
+    if lora is None:
+        raise UserError(f"the training job {job_id} returned no LoRA file")
+    samples = sorted(f for f in files if os.path.basename(f).startswith("sample_"))
+    entry = character_lora.add_lora(folder, lora, samples)
+    refresh(scene)
+    show_lora_samples(scene, folder)
+    return f"LoRA of '{name}' saved in its pack ({lora_info(entry)}); trigger word '{entry['trigger']}'"
+
+
+def show_lora_samples(scene, folder):
+    """The LoRA's sample pictures as Blender images ('<character> LoRA <sample>'), the last one
+    shown as the preview; returns their names."""
+    entry, _ = character_lora.pack_lora(folder)
+    if entry is None:
+        raise UserError(f"character {os.path.basename(folder)!r} has no LoRA yet: train one first")
+    names = []
+    for relative in entry["samples"]:
+        name = f"{entry['name']} LoRA {os.path.splitext(os.path.basename(relative))[0]}"
+        controls.show_image(name, os.path.join(folder, relative))
+        names.append(name)
+    if entry["samples"]:
+        controls.show_image(jobs.PREVIEW_IMAGE, os.path.join(folder, entry["samples"][-1]))
+    return names
 
 
 def toggle_identity_face(scene, index):

@@ -28,11 +28,11 @@ def generate(context, seed=None):
         seed = pick_seed(settings)
     settings.seed = seed
     w, h = manifest["resolution"]
-    references, embedding = identity_inputs(context)
+    references, embedding, lora = identity_inputs(context)
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
         settings.steps, settings.guidance, preferences.job_profile(context), name=f"seed{seed}",
-        references=references, identity_scale=settings.identity_scale, identity_embedding=embedding,
+        references=references, identity_scale=settings.identity_scale, identity_embedding=embedding, lora=lora,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     spec["draft"] = settings.draft
@@ -42,9 +42,11 @@ def generate(context, seed=None):
 
 
 def spec_summary(spec):
-    """The job as kept on its plane: everything but the pictures and the embedding."""
+    """The job as kept on its plane: everything but the pictures and the embedding (a LoRA by
+    name, weight, trigger and SHA-256)."""
     def identity(entry):
-        return {"references": len(entry["images"]), "scale": entry["scale"], "embedding": "embedding" in entry}
+        return {"references": len(entry["images"]), "scale": entry["scale"], "embedding": "embedding" in entry,
+                **({"lora": entry["lora"]} if "lora" in entry else {})}
     out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters")}
     if "identity" in spec:
         out["identity"] = identity(spec["identity"])

@@ -10,7 +10,7 @@ import tempfile
 import bpy
 import numpy as np
 
-from ..core import identity_pack, keypoints, shot_regions
+from ..core import character_lora, identity_pack, keypoints, shot_regions
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import LIMITS
@@ -88,17 +88,42 @@ def pack_identity(pack):
     return identity_pack.identity_faces(pack.folder), identity_pack.load_pack(pack.folder).get("embedding")
 
 
+def pack_lora(pack):
+    """The `lora` a job sends for a character (a PG_character): its pack's LoRA at the weight set
+    in the pack, or None without one."""
+    return character_lora.job_lora(pack.folder)[0] if pack is not None else None
+
+
 def identity_inputs(context):
-    """(reference PNGs, mean embedding or None): the selected character's identity faces when
-    Generate uses it, then the Reference picture if one is set."""
+    """(reference PNGs, mean embedding or None, LoRA or None): the selected character's identity
+    faces and LoRA when Generate uses it, then the Reference picture if one is set."""
     settings = context.scene.characterforge
-    references, embedding = list(reference_pngs(settings)), None
+    references, embedding, lora = list(reference_pngs(settings)), None, None
     if settings.use_character:
-        faces, embedding = pack_identity(active_pack(context.scene))
-        references = faces + references
+        pack = active_pack(context.scene)
+        faces, embedding = pack_identity(pack)
+        references, lora = faces + references, pack_lora(pack)
     if len(references) > LIMITS["max_references"]:
         references = references[:LIMITS["max_references"]]  # the first faces picked, then the picture
-    return references, embedding
+    return references, embedding, lora
+
+
+def lora_files(scene, spec):
+    """{sha256: file} of the character LoRAs `spec` names, from the packs in the Characters list
+    (sent to a backend that lacks them before the job)."""
+    wanted = {i["lora"]["sha256"] for i in [spec.get("identity")] + [c.get("identity") for c in
+                                                                     spec.get("characters", ())]
+              if i and "lora" in i}
+    out = {}
+    for pack in scene.characterforge.characters:
+        if wanted and not pack.problem and pack.lora:
+            lora, path = character_lora.job_lora(pack.folder)
+            if lora and lora["sha256"] in wanted:
+                out[lora["sha256"]] = path
+    missing = wanted - set(out)
+    if missing:
+        raise UserError(f"no character in the list holds the LoRA {sorted(missing)[0][:12]}…: refresh Characters")
+    return out
 
 
 def maps_people(controls_dir):

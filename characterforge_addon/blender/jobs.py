@@ -12,7 +12,7 @@ import bpy
 from ..client.backend_client import FINISHED, BackendClient, BackendError
 from ..core.errors import UserError
 from ..core.image_io import write_atomic
-from . import backend_process, controls, preferences
+from . import backend_process, controls, job_inputs, preferences
 
 POLL_S = 0.25
 PREVIEW_IMAGE = "CF preview"
@@ -23,8 +23,9 @@ _jobs = {}  # local key -> Job
 class Job:
     """One generation: spec out, results back. Its thread only reads and writes files and HTTP."""
 
-    def __init__(self, key, spec, out_dir, place):
+    def __init__(self, key, spec, out_dir, place, loras=None):
         self.key, self.spec, self.out_dir = key, spec, out_dir
+        self.loras = loras or {}  # {sha256: file} of the LoRAs the spec names, sent if the backend lacks them
         self.place = place  # main thread, when done: place(scene, files, job_id) -> message for the panel
         self.job_id = None
         self.cancel_requested = threading.Event()
@@ -33,6 +34,9 @@ class Job:
     def run(self, connect):
         try:
             client = connect(self)
+            for sha, path in self.loras.items():
+                if client.ensure_lora(sha, path):
+                    _messages.put((self.key, "progress", {"status": "starting", "stage": "LoRA sent to the backend"}))
             self.job_id = client.submit(self.spec)
             _messages.put((self.key, "submitted", {"job_id": self.job_id}))
             canceled_sent = False
@@ -52,8 +56,8 @@ class Job:
             if status["status"] == "completed":
                 files = []
                 os.makedirs(self.out_dir, exist_ok=True)
-                for name in status["results"]:
-                    path = os.path.join(self.out_dir, f"{name}.png")
+                for name in status["results"]:  # PNGs, and a training's .safetensors
+                    path = os.path.join(self.out_dir, name if name.endswith(".safetensors") else f"{name}.png")
                     with open(path, "wb") as f:
                         f.write(client.result(self.job_id, name))
                     files.append(path)
@@ -100,7 +104,7 @@ def _connector(prefs):
 
 def start(context, spec, out_dir, place):
     key = f"job{len(_jobs) + 1}-{int(time.time() * 1000)}"
-    job = Job(key, spec, out_dir, place)
+    job = Job(key, spec, out_dir, place, job_inputs.lora_files(context.scene, spec))
     _jobs[key] = job
     status = context.scene.characterforge
     status.job_key, status.job_state, status.job_message, status.job_progress = key, "starting", "Starting…", 0.0

@@ -70,6 +70,30 @@ class CHARACTERFORGE_PT_pose(_Sidebar, bpy.types.Panel):
             col.operator("characterforge.remove_joint_override", icon="REMOVE", text="")
 
 
+def draw_lora(layout, s, character):
+    """The character's LoRA (weight, samples) and how to train one or export its dataset."""
+    box = layout.box()
+    box.label(text="LoRA", icon="OUTLINER_COLLECTION")
+    if character.lora:
+        box.label(text=f"{character.lora}: trigger '{character.lora_trigger}'", icon="CHECKMARK")
+        box.label(text=character.lora_info)
+        row = box.row(align=True)
+        row.operator("characterforge.set_lora_weight", text=f"Weight {character.lora_weight:.2f}")
+        row.operator("characterforge.show_lora_samples", icon="IMAGE_DATA", text="Samples")
+    box.prop(s, "dataset_trigger")
+    row = box.row(align=True)
+    row.prop(s, "train_steps")
+    row.prop(s, "train_rank")
+    row = box.row(align=True)
+    row.prop(s, "train_resolution")
+    row.prop(s, "dataset_flip", text="Mirror")
+    box.prop(s, "train_text_encoder")
+    box.operator("characterforge.train_lora", icon="PLAY", text="Train LoRA again" if character.lora else "Train LoRA")
+    row = box.row(align=True)
+    row.prop(s, "dataset_repeats")
+    row.operator("characterforge.export_dataset", icon="EXPORT", text="Export dataset")
+
+
 class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
     bl_label = "Characters"
     bl_idname = "CHARACTERFORGE_PT_characters"
@@ -93,13 +117,7 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
                 layout.label(text="Identity faces:")
                 layout.template_list("CHARACTERFORGE_UL_faces", "", character, "faces", character, "active_face",
                                      rows=2)
-                box = layout.box()
-                box.label(text="LoRA dataset", icon="OUTLINER_COLLECTION")
-                box.prop(s, "dataset_trigger")
-                row = box.row(align=True)
-                row.prop(s, "dataset_repeats")
-                row.prop(s, "dataset_flip", text="Mirror")
-                box.operator("characterforge.export_dataset", icon="EXPORT")
+                draw_lora(layout, s, character)
 
         box = layout.box()
         box.label(text="New character sheet", icon="IMAGE_DATA")

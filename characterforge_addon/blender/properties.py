@@ -45,6 +45,11 @@ class CHARACTERFORGE_PG_character(bpy.types.PropertyGroup):
     problem: StringProperty(name="Problem", description="Why the pack cannot be used, if it cannot")
     faces: CollectionProperty(type=CHARACTERFORGE_PG_face)
     active_face: IntProperty()
+    # its trained LoRA, as the pack records it (changed by operators, written into the pack)
+    lora: StringProperty(name="LoRA", description="The character's trained LoRA; empty: none yet")
+    lora_trigger: StringProperty(name="Trigger word")
+    lora_weight: FloatProperty(name="LoRA weight", min=0.0, max=2.0)
+    lora_info: StringProperty(name="LoRA", description="How it was trained")
 
 
 class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
@@ -166,6 +171,14 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     dataset_repeats: IntProperty(name="Repeats", default=10, min=1, max=1000,
                                  description="kohya_ss: how often each image is seen per epoch")
     dataset_flip: BoolProperty(name="Mirrored copies", default=True)
+    train_steps: IntProperty(name="Steps", default=1000, min=10, max=10000,
+                             description="Training steps: about 50 passes over a sheet's pictures at 1000")
+    train_rank: IntProperty(name="Rank", default=16, min=1, max=128,
+                            description="LoRA rank: how much it can hold (16: a character; more: a bigger file)")
+    train_resolution: IntProperty(name="Resolution", default=0, min=0, max=2048, step=64,
+                                  description="Training side in pixels, a multiple of 64; 0: the model's own size")
+    train_text_encoder: BoolProperty(name="Train text encoders", default=False,
+                                     description="Also train the text encoders: more faithful, more memory")
 
     # The running job, as the panel shows it
     job_key: StringProperty(options={"SKIP_SAVE"})

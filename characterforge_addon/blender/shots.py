@@ -84,7 +84,7 @@ def make_shot(context, seed=None):
         references, embedding = job_inputs.pack_identity(pack) if pack else ([], None)
         characters.append({"name": job_inputs.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
                            "references": references[:LIMITS["max_references"]], "embedding": embedding,
-                           "scale": s.identity_scale})
+                           "scale": s.identity_scale, "lora": job_inputs.pack_lora(pack)})
     map_w, map_h, people = job_inputs.maps_people(controls_dir)
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
     if seed is None:
@@ -151,7 +151,7 @@ def make_expression(context, obj, seed=None):
                            s.expression_custom, box, s.negative_prompt, seed, s.steps, s.guidance,
                            preferences.job_profile(context), name=f"{stem}_{expression}"[:64],
                            strength=s.expression_strength, references=references[:LIMITS["max_references"]],
-                           embedding=embedding, identity_scale=s.identity_scale)
+                           embedding=embedding, identity_scale=s.identity_scale, lora=job_inputs.pack_lora(pack))
     spec["draft"] = s.draft
     camera = obj.parent
     if camera is None:

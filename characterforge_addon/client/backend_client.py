@@ -4,6 +4,7 @@ Blocking calls: the add-on runs them on a worker thread, never on Blender's main
 """
 
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -32,9 +33,13 @@ class BackendClient:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={TOKEN_HEADER: self.token, "Content-Type": "application/json"})
+        payload = self._send(request)
+        return payload if raw else json.loads(payload or b"{}")
+
+    def _send(self, request, timeout=None):
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = response.read()
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                return response.read()
         except urllib.error.HTTPError as exc:
             try:
                 detail = json.loads(exc.read() or b"{}")
@@ -46,7 +51,6 @@ class BackendClient:
             reason = getattr(exc, "reason", exc)
             raise BackendError(f"cannot reach the backend at {self.url} ({reason})", "unreachable",
                                "start it from the Backend panel, or check the URL and port in the preferences") from None
-        return payload if raw else json.loads(payload or b"{}")
 
     def health(self):
         return self._request("GET", "/health")
@@ -65,6 +69,22 @@ class BackendClient:
 
     def result(self, job_id, name):
         return self._request("GET", f"/jobs/{job_id}/results/{name}", raw=True)
+
+    def ensure_lora(self, sha256, path):
+        """Send the LoRA file `path` unless the backend holds it already; True when it was sent."""
+        try:
+            self._request("GET", f"/loras/{sha256}")
+            return False
+        except BackendError as exc:
+            if exc.status != 404:
+                raise
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:  # streamed from the file, not read into memory
+            request = urllib.request.Request(f"{self.url}/loras/{sha256}", data=f, method="PUT",
+                                             headers={TOKEN_HEADER: self.token, "Content-Length": str(size),
+                                                      "Content-Type": "application/octet-stream"})
+            self._send(request, timeout=max(self.timeout, size / 2**20))  # at least 1 MB/s
+        return True
 
     def preview(self, job_id):
         """PNG bytes of the running job's latest preview, or None when it has none."""

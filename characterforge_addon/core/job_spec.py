@@ -312,7 +312,7 @@ def image_fields(job):
 
 
 def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,
-             references, identity_scale):
+             references, identity_scale, lora=None):
     import base64
     spec = {
         # Blender's float properties are single precision: round so 0.8 stays 0.8 in the metadata
@@ -327,19 +327,21 @@ def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps
     if references:
         spec["identity"] = {"images": [base64.b64encode(png).decode("ascii") for png in references],
                             "scale": round(identity_scale, 4)}
+        if lora:
+            spec["identity"]["lora"] = lora
     return spec
 
 
 def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6,
-                         identity_embedding=None, keypoints=None, retry=None):
+                         identity_embedding=None, keypoints=None, retry=None, lora=None):
     """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
     "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter),
-    `identity_embedding` their pack's mean embedding; `keypoints`: {rig: 18 body joints} the
+    `identity_embedding` their pack's mean embedding, `lora` its trained LoRA; `keypoints`: {rig: 18 body joints} the
     output's pose is scored against; `retry`: {"min_identity", "max_tries"}. Width and height
     are rounded down to multiples of 8 (the render resolution need not be)."""
     spec = _encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
-                    profile, batch, name, references, identity_scale)
+                    profile, batch, name, references, identity_scale, lora)
     if identity_embedding is not None and "identity" in spec:
         spec["identity"]["embedding"] = list(identity_embedding)
     if keypoints:
@@ -351,12 +353,13 @@ def posed_character_spec(prompt, controls, width, height, negative_prompt="", se
 
 def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", name="sheet", references=(), identity_scale=0.6, upscale=2.0,
-                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=0):
+                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=0,
+                         lora=None):
     """A validated `character_sheet` spec from the sheet record that `render_sheet` wrote
-    (sheet.json: size and views with their boxes)."""
+    (sheet.json: size and views with their boxes); `lora`: the character's, with its references."""
     width, height = sheet["size"]
     spec = _encoded("character_sheet", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
-                    profile, 1, name, references, identity_scale)
+                    profile, 1, name, references, identity_scale, lora)
     spec.update(style=style, views=[{k: v[k] for k in ("name", "kind", "yaw", "box", "face_box")}
                                     for v in sheet["views"] if v.get("box")],
                 upscale={"factor": round(upscale, 4), "strength": round(upscale_strength, 4), "tile": tile,
@@ -380,13 +383,15 @@ def _b64(png):
     return base64.b64encode(png).decode("ascii")
 
 
-def _identity_entry(references, embedding, scale, faceid_scale=0.6):
+def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None):
     if not references:
         return None
     entry = {"images": [_b64(png) for png in references], "scale": round(scale, 4),
              "faceid_scale": round(faceid_scale, 4)}
     if embedding is not None:
         entry["embedding"] = list(embedding)
+    if lora:
+        entry["lora"] = lora
     return entry
 
 
@@ -394,14 +399,15 @@ def shot_spec(prompt, controls, width, height, background_png, characters, negat
               guidance=6.0, profile="sdxl", name="shot", mode="inpaint", grow=24, feather=12, strength=1.0,
               character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None):
     """A validated `shot` spec: the characters generated into the background. `characters`:
-    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale"}]."""
+    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale", "lora"}]."""
     spec = _encoded("shot", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, 1,
                     name, (), 0.0)
     spec["background"] = {"image": _b64(background_png)}
     spec["characters"] = []
     for c in characters:
         entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
-        identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6))
+        identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6),
+                                   lora=c.get("lora"))
         if identity:
             entry["identity"] = identity
         spec["characters"].append(entry)
@@ -415,13 +421,13 @@ def shot_spec(prompt, controls, width, height, background_png, characters, negat
 
 def expression_spec(image_png, width, height, expression, prompt="", custom="", face_box=None, negative_prompt="",
                     seed=0, steps=30, guidance=6.0, profile="sdxl", name="expression", strength=0.6,
-                    references=(), embedding=None, identity_scale=0.6, detector="auto"):
+                    references=(), embedding=None, identity_scale=0.6, detector="auto", lora=None):
     """A validated `expression` spec: the face in `image_png` redrawn with `expression`."""
     spec = _encoded("expression", prompt, {}, width, height, negative_prompt, seed, steps, guidance, profile, 1,
                     name, (), 0.0)
     spec.update(image=_b64(image_png), expression=expression, custom=custom, face_box=face_box, strength=strength,
                 detector=detector)
-    identity = _identity_entry(references, embedding, identity_scale)
+    identity = _identity_entry(references, embedding, identity_scale, lora=lora)
     if identity:
         spec["identity"] = identity
     return validate_job(spec)

@@ -195,5 +195,25 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     assert identity["status"] == "ok" and "closest_reference" in identity
     assert shot["characterforge_identity"] == identity["similarity"]
     assert planes.score_lines(shot)[0].startswith("Identity ")
+
+    # the character's LoRA, trained in the backend from its pack, then used by its jobs
+    s.dataset_trigger, s.train_steps, s.train_rank, s.train_resolution = "", 10, 4, 128
+    assert bpy.ops.characterforge.train_lora() == {"FINISHED"}
+    jobs.wait_all(timeout=600)
+    assert s.job_state == "completed", s.job_message
+    lora = identity_pack.load_pack(folder)["lora"]
+    assert lora["trigger"] == "Knight" and lora["rank"] == 4 and lora["weight"] == 0.8
+    assert os.path.isfile(os.path.join(folder, lora["file"])) and len(lora["samples"]) == 5
+    assert s.characters[0].lora == "Knight" and "rank 4, 10 steps" in s.characters[0].lora_info
+    assert bpy.ops.characterforge.show_lora_samples() == {"FINISHED"}
+    assert bpy.data.images.get("Knight LoRA sample_00010") is not None
+    assert bpy.ops.characterforge.set_lora_weight(weight=0.5) == {"FINISHED"}
+    s.shot = "With LoRA"
+    assert bpy.ops.characterforge.generate() == {"FINISHED"}
+    jobs.wait_all(timeout=600)
+    assert s.job_state == "completed", s.job_message
+    shot = next(iter(bpy.data.collections["CharacterForge Shots"].children["With LoRA"].objects))
+    assert json.loads(shot["characterforge_job"])["identity"]["lora"] == {
+        "sha256": lora["sha256"], "name": "Knight", "weight": 0.5, "trigger": "Knight"}
     assert bpy.ops.characterforge.rename_character(new_name="Knight_renamed") == {"FINISHED"}
     assert [c.name for c in s.characters] == ["Knight_2", "Knight_renamed"]
