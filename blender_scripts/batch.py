@@ -1,11 +1,12 @@
 """Headless batch: control maps (and generations) for frames x cameras x seeds from a TOML file.
 
-  python blender_scripts/batch.py --blend FILE --job batch.toml
-  blender -b FILE -P blender_scripts/batch.py -- --job batch.toml
+  python blender_scripts/batch.py --blend FILE --job batch.toml [--frames A-B]
+  blender -b FILE -P blender_scripts/batch.py -- --job batch.toml [--frames A-B]
 
 Resumable: finished units are listed in <output>/manifest.json and skipped on a re-run; a unit
-left half-done is redone from scratch. Several backend URLs share the generations. Exits
-non-zero with a summary when anything failed.
+left half-done is redone from scratch. Several backend URLs share the generations, each kept as
+busy as it runs jobs at once (a `serve-ray` URL: one unit per engine replica). Exits non-zero
+with a summary when anything failed.
 
 batch.toml:
   [batch]
@@ -95,6 +96,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="batch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--blend", help=".blend file to open (not needed under blender -b FILE)")
     parser.add_argument("--job", required=True, help="batch TOML file")
+    parser.add_argument("--frames", help="only these frames (\"A-B\", \"3, 5-10\"): one chunk of a farm's job, with "
+                                         "its own manifest (manifest.frames-A-B.json), so chunks on several machines "
+                                         "never write one file")
     args = parser.parse_args(script_args(argv))
     import bpy
     if args.blend:
@@ -109,11 +113,14 @@ def main(argv=None):
 
     try:
         plan = batch_plan.load_plan(args.job)
+        if args.frames:
+            plan["frames"] = batch_plan.parse_frames(args.frames, "--frames")
         scene = bpy.context.scene
         cameras = [joints.find_camera(scene, name) for name in plan["cameras"]] or [joints.find_camera(scene)]
         root = job_inputs.resolve_dir(plan["output"])
         os.makedirs(root, exist_ok=True)
-        manifest = batch_plan.Manifest(root)
+        manifest = batch_plan.Manifest(root, batch_plan.MANIFEST if not args.frames else
+                                       "manifest.frames-{}.json".format(args.frames.replace(" ", "").replace(",", "_")))
         todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
         total = len(batch_plan.units(plan, [c.name for c in cameras]))
         print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}", flush=True)
@@ -123,7 +130,9 @@ def main(argv=None):
         fail(str(exc))
 
     work, results = queue.Queue(), queue.Queue()
-    threads = [threading.Thread(target=backend_worker, args=(c, work, results), daemon=True) for c in clients]
+    # as many units in flight per backend as it runs at once (serve: 1; serve-ray: one per replica)
+    threads = [threading.Thread(target=backend_worker, args=(c, work, results), daemon=True)
+               for c in clients for _ in range(max(1, int(c.health().get("workers", 1))))]
     for t in threads:
         t.start()
     failed, done, started = [], total - len(todo), time.monotonic()

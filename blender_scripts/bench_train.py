@@ -97,7 +97,7 @@ def run_ours(args, engine, spec):
     never = type("Never", (), {"is_set": staticmethod(lambda: False)})()
     progress = Progress()
     training.run(engine, spec, "bench", progress, never, lambda: False, work, LoraStore(work),
-                 lambda name, png: None, lambda name, path: None)
+                 lambda name, data: None)
     return progress.ended - progress.started
 
 

@@ -93,7 +93,7 @@ def run_kind(engine, spec):
         training.check(spec, engine.profile, engine.family, engine.weights, work, [(64, 96)] * len(spec["images"]))
         samples = []
         training.run(engine, spec, "smoke", progress, never, lambda: False, work, LoraStore(work),
-                     lambda name, png: samples.append(png), lambda name, path: None)
+                     lambda name, data: samples.append(data) if name.startswith("sample_") else None)
         from characterforge_addon.core.image_io import decode_png
         return [(f"sample {i}", decode_png(png), {}) for i, png in enumerate(samples)]
     pngs = {n: base64.b64decode(c["image"]) for n, c in spec["controls"].items()}

@@ -1,7 +1,9 @@
-"""Command line: serve, doctor, download, convert, setup.
+"""Command line: serve, serve-ray, doctor, download, convert, setup.
 
   python -m characterforge_addon.backend serve [--host 127.0.0.1] [--port 7861] [--data DIR] [--profile sdxl]
                                                [--memory auto] [--weights native|fp8] [--without SPEEDUP ...]
+  python -m characterforge_addon.backend serve-ray [the serve options] [--replicas N | --autoscale MIN-MAX]
+                                               [--gpus-per-replica 1] [--address auto|HOST:PORT] [--local-gpus N]
   python -m characterforge_addon.backend doctor [--profile sdxl] [--data DIR] [--json]
   python -m characterforge_addon.backend download [--profile sdxl] [--role ROLE ...] [--accept-non-commercial] [--dry-run]
   python -m characterforge_addon.backend convert FILE.ckpt [OUT.safetensors]
@@ -30,19 +32,17 @@ def _parser():
     parser = argparse.ArgumentParser(prog="characterforge-backend", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7861)
-    serve.add_argument("--data", default=default_data_dir(), help="data folder (jobs, results, token, models)")
-    serve.add_argument("--profile", default="sdxl", help="default model profile (name or .toml path)")
-    serve.add_argument("--memory", default="auto",
-                       choices=("auto", "gpu", "model_offload", "group_offload", "sequential_offload"))
-    serve.add_argument("--weights", default="native", choices=("native", "fp8"),
-                       help="fp8: keep the denoiser's weights in float8 (half its memory, slightly different pictures)")
-    serve.add_argument("--without", action="append", default=[], choices=sorted(SPEEDUPS), metavar="SPEEDUP",
-                       help="turn one speed-up of the fast path off (repeatable): " + "; ".join(
-                           f"{name}: {what}" for name, what in SPEEDUPS.items()))
-    serve.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
-    serve.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
+    serve_ray = sub.add_parser("serve-ray", help="run the HTTP server with the jobs on engine replicas of a Ray "
+                                                 "Serve application (several GPUs or machines)")
+    for parser_ in (serve, serve_ray):
+        _serve_options(parser_)
+    serve_ray.add_argument("--replicas", type=int, default=1, help="engine replicas, one job at a time each")
+    serve_ray.add_argument("--autoscale", metavar="MIN-MAX", type=_bounds,
+                           help="let Serve scale the replicas between MIN and MAX with the queue")
+    serve_ray.add_argument("--gpus-per-replica", type=float, default=1.0, help="GPUs Ray reserves for each replica")
+    serve_ray.add_argument("--address", help="join this Ray cluster ('auto': the one on this machine; default: "
+                                             "start one here)")
+    serve_ray.add_argument("--local-gpus", type=int, help="GPUs a cluster started here offers (default: detected)")
     doctor = sub.add_parser("doctor", help="check a profile's models and the device")
     doctor.add_argument("--profile", default="sdxl")
     doctor.add_argument("--data", default=default_data_dir())
@@ -102,11 +102,34 @@ def _setup(args):
     return 0
 
 
+def _serve_options(parser):
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7861)
+    parser.add_argument("--data", default=default_data_dir(), help="data folder (jobs, results, token, models)")
+    parser.add_argument("--profile", default="sdxl", help="default model profile (name or .toml path)")
+    parser.add_argument("--memory", default="auto",
+                       choices=("auto", "gpu", "model_offload", "group_offload", "sequential_offload"))
+    parser.add_argument("--weights", default="native", choices=("native", "fp8"),
+                       help="fp8: keep the denoiser's weights in float8 (half its memory, slightly different pictures)")
+    parser.add_argument("--without", action="append", default=[], choices=sorted(SPEEDUPS), metavar="SPEEDUP",
+                       help="turn one speed-up of the fast path off (repeatable): " + "; ".join(
+                           f"{name}: {what}" for name, what in SPEEDUPS.items()).replace("%", "%%"))
+    parser.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
+    parser.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
+
+
+def _bounds(text):
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit()) or not 1 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError(f"{text!r}: give MIN-MAX replicas, e.g. 1-4")
+    return int(low), int(high)
+
+
 def main(argv=None):
     from ..core.errors import UserError
 
     args = _parser().parse_args(argv)
-    if args.command != "download" and (args.command != "serve" or not args.allow_download):
+    if args.command != "download" and (args.command not in ("serve", "serve-ray") or not args.allow_download):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         if args.command == "setup":
@@ -116,6 +139,15 @@ def main(argv=None):
             from . import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token,
                          weights=args.weights, without=args.without)
+        elif args.command == "serve-ray":
+            try:
+                from . import ray_serve
+            except ImportError as exc:
+                raise UserError(f"serve-ray needs Ray ({exc}): install it into this environment with "
+                                f"{sys.executable} -m pip install 'ray[serve]==2.60.0'") from None
+            ray_serve.serve_ray(args.host, args.port, args.data, args.profile, args.memory, args.allow_download,
+                                args.token, args.weights, args.without, args.replicas, args.autoscale,
+                                args.gpus_per_replica, args.address, args.local_gpus)
         elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))

@@ -153,7 +153,7 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
     @app.get("/health")
     def health():
         return {"status": "ok", "version": version, "pending": store.count("pending"),
-                "running": store.count("running"), "notices": store.notices}
+                "running": store.count("running"), "workers": runner.workers, "notices": store.notices}
 
     @app.get("/models")
     def models_report():

@@ -100,21 +100,43 @@ class TokenKeeper(threading.Thread):
                 print(f"token file {self.path} is missing and cannot be written ({exc})", file=sys.stderr, flush=True)
 
 
+class Engines:
+    """Engines by profile name for the jobs of one process, loaded at the first job that names
+    one; one at a time: a second profile's weights would double the memory."""
+
+    def __init__(self, data_dir, memory="auto", allow_download=False, weights="native", speedups_on=None):
+        self.profile_dirs = (os.path.join(data_dir, "profiles"),)
+        self.models_dir = os.path.join(data_dir, "models")
+        self.memory, self.allow_download, self.weights = memory, allow_download, weights
+        self.speedups = speedups.chosen() if speedups_on is None else speedups_on
+        self.loras = LoraStore(data_dir)
+        self._engines = {}
+
+    def __call__(self, name):
+        if name not in self._engines:
+            self._engines.clear()
+            self._engines[name] = Engine(profiles.load_profile(name, self.profile_dirs), self.models_dir,
+                                         self.memory, self.allow_download, weights=self.weights,
+                                         speedups=self.speedups, lora_store=self.loras)
+        return self._engines[name]
+
+
 class Backend:
-    """Everything one server process holds; `app` is the ASGI app."""
+    """Everything one server process holds; `app` is the ASGI app. `runner`: what runs the jobs
+    (JobRunner's signature; default: a JobRunner on this process's engines)."""
 
     def __init__(self, data_dir, profile_name="sdxl", memory="auto", allow_download=False, token=None,
-                 max_pending=32, weights="native", without=()):
+                 max_pending=32, weights="native", without=(), runner=JobRunner):
         self.data_dir = os.path.abspath(os.path.expanduser(data_dir))
         check_writable(self.data_dir)
         self._claim = claim(self.data_dir)
         try:
-            self._setup(profile_name, memory, allow_download, token, max_pending, weights, without)
+            self._setup(profile_name, memory, allow_download, token, max_pending, weights, without, runner)
         except BaseException:
             self._claim.release()
             raise
 
-    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights, without):
+    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights, without, runner):
         self.models_dir = os.path.join(self.data_dir, "models")
         self.profile_dirs = (os.path.join(self.data_dir, "profiles"),)
         self.default_profile = profiles.load_profile(profile_name, self.profile_dirs).name
@@ -128,20 +150,11 @@ class Backend:
         self.store = JobStore(self.data_dir)
         for notice in self.store.notices:
             print(f"notice: {notice}", file=sys.stderr, flush=True)
-        self.loras = LoraStore(self.data_dir)
+        self.engine_for = Engines(self.data_dir, memory, allow_download, weights, self.speedups)
+        self.loras = self.engine_for.loras
         self.training_dir = os.path.join(self.data_dir, "training")
-        self._engines = {}
-        self.runner = JobRunner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
+        self.runner = runner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
         self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras)
-
-    def engine_for(self, name):
-        if name not in self._engines:
-            # one engine at a time: a second profile's weights would double the memory
-            self._engines.clear()
-            self._engines[name] = Engine(profiles.load_profile(name, self.profile_dirs), self.models_dir,
-                                         self.memory, self.allow_download, weights=self.weights,
-                                         speedups=self.speedups, lora_store=self.loras)
-        return self._engines[name]
 
     def check_runnable(self, job):
         """Before a job is queued: its profile exists, its family can do what the job asks, and
@@ -188,12 +201,13 @@ class Backend:
 
 
 def serve(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None, log_level="info",
-          weights="native", without=()):
+          weights="native", without=(), runner=JobRunner):
     import uvicorn
     if not is_loopback(host) and not token:
         raise UserError(f"refusing to listen on {host}, which other machines can reach, without an explicit "
                         "--token: pass --token SECRET (and give it to the add-on), or use --host 127.0.0.1")
-    backend = Backend(data_dir, profile, memory, allow_download, token, weights=weights, without=without)
+    backend = Backend(data_dir, profile, memory, allow_download, token, weights=weights, without=without,
+                      runner=runner)
     backend.start()
     where = f"token file {backend.token_path}" if backend.token_path else "the --token given"
     print(f"CharacterForge backend on http://{host}:{port} (data {backend.data_dir}; {where})", flush=True)

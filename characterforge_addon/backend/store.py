@@ -8,7 +8,6 @@ temporary name and renamed, so a result listed in the index is always complete.
 import glob
 import json
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -131,6 +130,12 @@ class JobStore:
             self._db.execute("UPDATE jobs SET status=?, error=?, finished=? WHERE id=?",
                              (status, json.dumps(error) if error else None, time.time(), job_id))
 
+    def requeue(self, job_id):
+        """A running job whose worker was lost: pending again (its results so far are rewritten)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status='pending', step=0, stage='' WHERE id=? AND status='running'",
+                             (job_id,))
+
     def cancel_pending(self, job_id):
         """Cancel a job that has not started; returns False if it already runs or ended."""
         with self._lock:
@@ -155,15 +160,6 @@ class JobStore:
         path = self.result_path(job_id, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_atomic(path, png_bytes)
-        self._list_result(job_id, name)
-
-    def add_result_file(self, job_id, name, source):
-        """A finished file as result `name` (copied in under a temporary name, then renamed)."""
-        path = self.result_path(job_id, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
         self._list_result(job_id, name)
 
     def _list_result(self, job_id, name):

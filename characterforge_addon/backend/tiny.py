@@ -154,14 +154,19 @@ def _ip_adapter(folder, unet):
 
 
 def ensure(models_dir):
-    """The tiny components' folder, made on first use."""
+    """The tiny components' folder, made on first use; one process makes it while any other
+    (engine replicas starting together) waits for it."""
+    import shutil
+
+    from filelock import FileLock
     folder = folder_in(models_dir)
-    if not all(os.path.exists(os.path.join(folder, c)) for c in COMPONENTS):
-        tmp = folder + ".partial"
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        make(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+    os.makedirs(models_dir, exist_ok=True)
+    with FileLock(folder + ".lock"):
+        if not all(os.path.exists(os.path.join(folder, c)) for c in COMPONENTS):
+            tmp = folder + ".partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            make(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
     return folder

@@ -187,9 +187,9 @@ class TextEncoding:
 # ---------------------------------------------------------------------------------------------
 # The job
 
-def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, add_result, add_file):
-    """Train, then write the LoRA (`add_file(result name, path)`) into the LoRA store; samples go
-    to `add_result(name, png)`. Returns the LoRA's record. A canceled or failed training leaves
+def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, emit):
+    """Train, then keep the LoRA in the LoRA store and hand it, like the samples before it, to
+    `emit(result name, bytes)`. Returns the LoRA's record. A canceled or failed training leaves
     nothing but its results so far; a stopped one keeps its checkpoint for the next start."""
     s = settings(spec, engine.profile, engine.family)
     work = os.path.join(work_root, job_id)
@@ -197,7 +197,7 @@ def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, add_
     progress.stage("loading models")
     trainer, finished = None, False
     try:
-        trainer = _Trainer(engine, engine.base(), spec, s, progress, cancel, stopping, work, add_result)
+        trainer = _Trainer(engine, engine.base(), spec, s, progress, cancel, stopping, work, emit)
         record = trainer.train()
         tensors = lora_files.kohya_state_dict(trainer.layers(), s["alpha"])
         path = os.path.join(work, f"{s['name']}.safetensors")
@@ -205,7 +205,8 @@ def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, add_
         kept = loras.path(sha)
         shutil.copyfile(path, kept + ".tmp")
         os.replace(kept + ".tmp", kept)
-        add_file(f"{s['name']}.safetensors", path)
+        with open(path, "rb") as f:
+            emit(f"{s['name']}.safetensors", f.read())
         finished = True
         return dict(record, sha256=sha)
     except Stopped:
@@ -221,9 +222,9 @@ def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, add_
 
 
 class _Trainer:
-    def __init__(self, engine, pipe, spec, s, progress, cancel, stopping, work, add_result):
+    def __init__(self, engine, pipe, spec, s, progress, cancel, stopping, work, emit):
         self.engine, self.pipe, self.spec, self.s = engine, pipe, spec, s
-        self.progress, self.cancel, self.stopping, self.work, self.add_result = progress, cancel, stopping, work, add_result
+        self.progress, self.cancel, self.stopping, self.work, self.emit = progress, cancel, stopping, work, emit
         self.unet = pipe.unet
         self.text = TextEncoding(pipe)
         self.items = _items(spec, s)
@@ -470,7 +471,7 @@ class _Trainer:
         png = metadata.png_with_metadata(pixels, job, s["seed"], self.engine.profile, "Euler",
                                          {"layer": "lora_sample", "lora": {"name": s["name"], "step": step,
                                                                            "trigger": s["trigger"]}})
-        self.add_result(name, png)
+        self.emit(name, png)
         self.progress.show(png)
         self.samples.append(name)
         self.progress.stage("training")

@@ -16,15 +16,18 @@ def parse_frames(value, where):
         return [value]
     if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return sorted(set(value))
-    if isinstance(value, str):
-        first, _, last = value.partition("-")
-        try:
-            first, last = int(first), int(last or first)
-        except ValueError:
-            raise UserError(f"{where}: frames {value!r} must look like \"1-24\", 7 or [1, 5, 9]") from None
-        if last < first:
-            raise UserError(f"{where}: frames {value!r} end before they start")
-        return list(range(first, last + 1))
+    if isinstance(value, str):  # "1-24", "7", or Flamenco's "3, 5-10, 47"
+        frames = set()
+        for part in value.split(","):
+            first, _, last = part.strip().partition("-")
+            try:
+                first, last = int(first), int(last or first)
+            except ValueError:
+                raise UserError(f"{where}: frames {value!r} must look like \"1-24\", 7, \"3, 5-10\" or [1, 5, 9]") from None
+            if last < first:
+                raise UserError(f"{where}: frames {value!r} end before they start")
+            frames.update(range(first, last + 1))
+        return sorted(frames)
     raise UserError(f"{where}: frames must be \"A-B\", a number or a list of numbers")
 
 
@@ -76,8 +79,8 @@ def _safe(name):
 class Manifest:
     """Finished units and their files, rewritten atomically after each one."""
 
-    def __init__(self, folder):
-        self.path = os.path.join(folder, MANIFEST)
+    def __init__(self, folder, name=MANIFEST):
+        self.path = os.path.join(folder, name)
         self.done = {}
         if os.path.exists(self.path):
             try:

@@ -72,7 +72,7 @@ def completed_job(backend, job):
     """Submit `job` to `backend` (its runner started if needed) and wait for it to complete:
     (client, headers, final status)."""
     from fastapi.testclient import TestClient
-    if not backend.runner._thread.is_alive():
+    if not backend.runner.running():
         backend.start()
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
     response = client.post("/jobs", json=job, headers=headers)
@@ -90,9 +90,10 @@ def free_port():
 
 
 class Server:
-    """A real backend process (`python -m characterforge_addon.backend serve`) on a free port."""
+    """A real backend process (`python -m characterforge_addon.backend serve`, or `command`) on a
+    free port."""
 
-    def __init__(self, data, models_dir, extra_args=(), script=None, user=None, timeout=120):
+    def __init__(self, data, models_dir, extra_args=(), script=None, user=None, timeout=120, command="serve"):
         import os
         import subprocess
         import sys
@@ -103,11 +104,11 @@ class Server:
         self.data, self.port = str(data), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        command = [sys.executable, script] if script else [sys.executable, "-m", "characterforge_addon.backend"]
+        program = [sys.executable, script] if script else [sys.executable, "-m", "characterforge_addon.backend"]
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=root, OMP_NUM_THREADS="1")
         self.log = open(os.path.join(os.path.dirname(str(data)), f"server-{self.port}.log"), "w+")
         self.process = subprocess.Popen(
-            command + ["serve", "--profile", "tiny", "--data", self.data, "--port", str(self.port), *extra_args],
+            program + [command, "--profile", "tiny", "--data", self.data, "--port", str(self.port), *extra_args],
             cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT, user=user)
         self.token = None
         deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ def metadata_of(png):
 
 
 def run_job(backend, spec):
-    if not backend.runner._thread.is_alive():
+    if not backend.runner.running():
         backend.start()
     client = TestClient(backend.app)
     headers = {"x-characterforge-token": backend.token}

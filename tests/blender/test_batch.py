@@ -75,8 +75,8 @@ def write_job(path, output, urls=(), token="", generate=True, frames="1-6", draf
                     '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n' + ("draft = true\n" if draft else ""))
 
 
-def run(blend, job, **kw):
-    return subprocess.run([sys.executable, SCRIPT, "--blend", blend, "--job", str(job)], capture_output=True,
+def run(blend, job, *extra, **kw):
+    return subprocess.run([sys.executable, SCRIPT, "--blend", blend, "--job", str(job), *extra], capture_output=True,
                           text=True, cwd=ROOT, timeout=600, **kw)
 
 
@@ -147,3 +147,59 @@ def test_a_batch_of_drafts(two_camera_blend, tiny_backends, tmp_path):
     for camera in ("CamA", "CamB"):
         png = tmp_path / "drafts" / camera / "frame_0001" / "seed_3" / "seed3.png"
         assert "Steps: 6, Sampler: TCD" in Image.open(png).text["parameters"]  # the draft's, not the batch's 2
+
+
+@pytest.fixture(scope="module")
+def ray_backend(tmp_path_factory):
+    """`serve-ray`: a local Ray cluster with two logical GPUs, two engine replicas behind one URL."""
+    import psutil
+    data = tmp_path_factory.mktemp("batch-ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "characterforge_addon.backend", "serve-ray", "--port", str(port),
+                             "--data", str(data), "--profile", "tiny", "--token", "ray-secret", "--replicas", "2",
+                             "--local-gpus", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from characterforge_addon.client.backend_client import BackendClient, BackendError
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            BackendClient(url, "ray-secret").health()
+            break
+        except BackendError:
+            time.sleep(0.5)
+    yield url, "ray-secret"
+    family = [proc] + psutil.Process(proc.pid).children(recursive=True)
+    proc.terminate()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    for leftover in alive:
+        leftover.kill()
+
+
+def test_a_batch_through_the_ray_ingress_keeps_both_replicas_busy(two_camera_blend, ray_backend, tmp_path):
+    from PIL import Image
+    url, token = ray_backend
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    write_job(job, out, [url], token, frames="1-2")
+    result = run(two_camera_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "4/4 units" in result.stdout
+    workers = set()
+    for camera in ("CamA", "CamB"):
+        for frame in (1, 2):
+            png = out / camera / f"frame_{frame:04d}" / "seed_3" / "seed3.png"
+            workers.add(json.loads(Image.open(png).text["characterforge"])["worker"])
+    assert len(workers) == 2, workers  # two units at a time, one per replica
+
+
+def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blend, tmp_path):
+    """What each Flamenco task runs (blender_scripts/flamenco/characterforge_batch.js)."""
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    write_job(job, out, generate=False, frames="1-6")
+    result = run(two_camera_blend, job, "--frames", "2,5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (out / "CamA").iterdir()) == ["frame_0002", "frame_0005"]
+    assert not (out / "manifest.json").exists()
+    assert len(json.loads((out / "manifest.frames-2_5.json").read_text())["done"]) == 4
+    again = run(two_camera_blend, job, "--frames", "2,5")
+    assert again.returncode == 0 and "4 already done" in again.stdout

@@ -1,0 +1,52 @@
+// CharacterForge batch as a Flamenco job type: the frames of a CharacterForge batch (batch.toml:
+// cameras, seeds, the shot's settings, the backends) split into chunks, each chunk one task that
+// runs `blender -b FILE --python blender_scripts/batch.py -- --job BATCH --frames A-B` on a worker.
+// Each chunk keeps its own manifest, so a task run again skips what it finished.
+//
+// Install: copy this file into the Flamenco Manager's `scripts/` folder and restart it. Submit
+// with the GPU workers' tag (the Flamenco add-on's Tag field) when the workers generate locally,
+// or any workers when `backends` in the batch file points at a backend (serve or serve-ray).
+
+const JOB_TYPE = {
+    label: "CharacterForge Batch",
+    description: "Control maps and generations of a CharacterForge batch file, frame chunks per task",
+    settings: [
+        { key: "frames", type: "string", required: true,
+          eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
+          evalInfo: { showLinkButton: true, description: "Scene frame range" },
+          description: "Frames of the batch to run. Examples: '47', '1-30', '3, 5-10, 47-327'" },
+        { key: "chunk_size", type: "int32", default: 4, propargs: { min: 1, max: 10000 }, visible: "submission",
+          description: "Frames per task (each task opens the .blend once)" },
+        { key: "batch_file", type: "string", subtype: "file_path", required: true, visible: "submission",
+          description: "The batch TOML file (cameras, seeds, shot settings, backends), at a path the workers see" },
+        { key: "characterforge_root", type: "string", subtype: "dir_path", required: true, visible: "submission",
+          description: "The CharacterForge folder on the workers (the one holding blender_scripts/)" },
+        { key: "blendfile", type: "string", required: true, visible: "web",
+          description: "Path of the .blend file" },
+    ],
+};
+
+function compileJob(job) {
+    const settings = job.settings;
+    if (!String(settings.batch_file).toLowerCase().endsWith(".toml")) {
+        throw `batch_file "${settings.batch_file}" is not a batch file: choose the .toml that batch.py reads`;
+    }
+    if (!settings.characterforge_root) {
+        throw "characterforge_root is empty: give the CharacterForge folder as the workers see it";
+    }
+    if (!(settings.chunk_size >= 1)) {
+        throw `chunk_size ${settings.chunk_size} must be 1 or more`;
+    }
+    const script = path.join(settings.characterforge_root, "blender_scripts", "batch.py");
+    for (const chunk of frameChunker(settings.frames, settings.chunk_size)) {
+        const task = author.Task(`characterforge-${chunk}`, "blender");
+        task.addCommand(author.Command("blender-render", {
+            exe: "{blender}",
+            exeArgs: "{blenderArgs}",
+            argsBefore: [],
+            blendfile: settings.blendfile,
+            args: ["--python", script, "--", "--job", settings.batch_file, "--frames", chunk],
+        }));
+        job.addTask(task);
+    }
+}
