@@ -1,6 +1,6 @@
 """Headless batch: control maps (and generations) for frames x cameras x seeds from a TOML file.
 
-  python blender_scripts/batch.py --blend FILE --job batch.toml [--frames A-B]
+  python blender_scripts/batch.py --blend FILE --job batch.toml [--frames A-B] [--ray ADDRESS]
   blender -b FILE -P blender_scripts/batch.py -- --job batch.toml [--frames A-B]
 
 Resumable: finished units are listed in <output>/manifest.json and skipped on a re-run; a unit
@@ -17,6 +17,7 @@ batch.toml:
   generate = true                 # false: control maps only
   backends = ["http://127.0.0.1:7861"]   # empty: the bundled backend
   token = "..."                   # for the URLs above
+  retries = 2                     # --ray: how often a failed unit runs again
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -77,6 +78,49 @@ def backend_worker(client, work, results):
             results.put((folder, [], str(exc)))
 
 
+def unit_spec(shot, controls_dir, manifest_maps, seed):
+    """The posed-character job of one unit from its control maps (in `controls_dir`)."""
+    from characterforge_addon.blender import job_inputs
+    from characterforge_addon.core.job_spec import posed_character_spec
+    w, h = manifest_maps["resolution"]
+    spec = posed_character_spec(shot.prompt, job_inputs.control_inputs(shot, controls_dir), w, h, shot.negative_prompt,
+                                seed, shot.steps, shot.guidance, shot.profile, name=f"seed{seed}")
+    spec["draft"] = shot.draft
+    return spec
+
+
+def run_on_ray(address, plan, shot, todo, root, manifest, blend, report):
+    """Every unit as a Ray task (ray_units.py): maps rendered on the cluster's CPUs, generations
+    on the Serve application's replicas; each unit's files written here as it finishes.
+    `report(folder, error or None)` counts it."""
+    import ray_units  # before Ray: it sets how Ray authenticates
+    from characterforge_addon.core.image_io import write_atomic
+    remote_unit = ray_units.start(address, plan["retries"])
+    import ray
+    pending = {remote_unit.remote(blend, camera, frame, seed, vars(shot), plan["generate"]): folder
+               for camera, frame, seed, folder in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            folder = pending.pop(ready[0])
+            try:
+                files = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # after its retries
+                report(folder, str(exc).strip().splitlines()[-1][:300])
+                continue
+            unit_dir = os.path.join(root, folder)
+            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+            for relative, data in files.items():
+                os.makedirs(os.path.dirname(os.path.join(unit_dir, relative)), exist_ok=True)
+                write_atomic(os.path.join(unit_dir, relative), data)
+            kept = [r for r in files if not r.startswith("controls/")] if plan["generate"] else \
+                [r for r in files if r != "controls/controls.json"]
+            manifest.add(folder, [os.path.relpath(os.path.join(unit_dir, r), root) for r in kept])
+            report(folder, None)
+    finally:
+        ray.shutdown()
+
+
 def connect_backends(plan):
     from characterforge_addon.blender import backend_process, preferences
     from characterforge_addon.client.backend_client import BackendClient
@@ -96,6 +140,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="batch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--blend", help=".blend file to open (not needed under blender -b FILE)")
     parser.add_argument("--job", required=True, help="batch TOML file")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run the units as tasks on this Ray cluster (the address "
+                                                          "serve-ray prints): maps on its CPUs, generations on its "
+                                                          "engine replicas")
     parser.add_argument("--frames", help="only these frames (\"A-B\", \"3, 5-10\"): one chunk of a farm's job, with "
                                          "its own manifest (manifest.frames-A-B.json), so chunks on several machines "
                                          "never write one file")
@@ -109,7 +156,6 @@ def main(argv=None):
     from characterforge_addon.blender import backend_process, controls, job_inputs, joints
     from characterforge_addon.core import batch_plan
     from characterforge_addon.core.errors import UserError
-    from characterforge_addon.core.job_spec import posed_character_spec
 
     try:
         plan = batch_plan.load_plan(args.job)
@@ -125,7 +171,9 @@ def main(argv=None):
         total = len(batch_plan.units(plan, [c.name for c in cameras]))
         print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}", flush=True)
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
-        clients = connect_backends(plan) if plan["generate"] and todo else []
+        if args.ray and not bpy.data.filepath:
+            raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
+        clients = connect_backends(plan) if plan["generate"] and todo and not args.ray else []
     except UserError as exc:
         fail(str(exc))
 
@@ -137,22 +185,29 @@ def main(argv=None):
         t.start()
     failed, done, started = [], total - len(todo), time.monotonic()
 
-    def collect(block=False):
+    def report(folder, error):
         nonlocal done
+        if error:
+            failed.append(f"{folder}: {error}")
+        else:
+            done += 1
+        progress(done, total, len(failed), started)
+
+    def collect(block=False):
         while True:
             try:
                 folder, files, error = results.get(block=block, timeout=600 if block else None)
             except queue.Empty:
                 return
-            if error:
-                failed.append(f"{folder}: {error}")
-            else:
+            if not error:
                 manifest.add(folder, [os.path.relpath(f, root) for f in files])
-                done += 1
-            progress(done, total, len(failed), started)
+            report(folder, error)
             if block:
                 return
 
+    if args.ray:
+        run_on_ray(args.ray, plan, shot, todo, root, manifest, bpy.data.filepath, report)
+        todo = []
     try:
         for camera_name, frame, seed, folder in todo:
             unit_dir = os.path.join(root, folder)
@@ -168,12 +223,7 @@ def main(argv=None):
                 files = [os.path.join(unit_dir, "controls", f) for f in manifest_maps["files"]]
                 results.put((folder, files, None))
             else:
-                w, h = manifest_maps["resolution"]
-                spec = posed_character_spec(shot.prompt, job_inputs.control_inputs(shot, os.path.join(unit_dir, "controls")),
-                                            w, h, shot.negative_prompt, seed, shot.steps, shot.guidance, shot.profile,
-                                            name=f"seed{seed}")
-                spec["draft"] = shot.draft
-                work.put((folder, unit_dir, spec))
+                work.put((folder, unit_dir, unit_spec(shot, os.path.join(unit_dir, "controls"), manifest_maps, seed)))
             collect()
         for _ in threads:
             work.put(None)
@@ -181,7 +231,7 @@ def main(argv=None):
             collect(block=True)
         collect()
     finally:
-        if not plan["backends"]:
+        if not plan["backends"] and clients:
             backend_process.stop()
     if failed:
         print(f"batch finished with {len(failed)} failed unit(s) of {total}:", file=sys.stderr)

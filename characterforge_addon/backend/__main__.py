@@ -40,6 +40,8 @@ def _parser():
     serve_ray.add_argument("--autoscale", metavar="MIN-MAX", type=_bounds,
                            help="let Serve scale the replicas between MIN and MAX with the queue")
     serve_ray.add_argument("--gpus-per-replica", type=float, default=1.0, help="GPUs Ray reserves for each replica")
+    serve_ray.add_argument("--cpus-per-replica", type=float, default=1.0,
+                           help="CPUs Ray reserves for each replica (what is left runs batch.py --ray's map tasks)")
     serve_ray.add_argument("--address", help="join this Ray cluster ('auto': the one on this machine; default: "
                                              "start one here)")
     serve_ray.add_argument("--local-gpus", type=int, help="GPUs a cluster started here offers (default: detected)")
@@ -147,7 +149,7 @@ def main(argv=None):
                                 f"{sys.executable} -m pip install 'ray[serve]==2.60.0'") from None
             ray_serve.serve_ray(args.host, args.port, args.data, args.profile, args.memory, args.allow_download,
                                 args.token, args.weights, args.without, args.replicas, args.autoscale,
-                                args.gpus_per_replica, args.address, args.local_gpus)
+                                args.gpus_per_replica, args.address, args.local_gpus, args.cpus_per_replica)
         elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))

@@ -157,7 +157,7 @@ class RayJobRunner(JobRunner):
 
 def serve_ray(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None,
               weights="native", without=(), replicas=1, autoscale=None, gpus_per_replica=1.0, address=None,
-              local_gpus=None):
+              local_gpus=None, cpus_per_replica=1.0):
     """Start (or join, `address`) a Ray cluster, deploy the engine replicas (`replicas`, or
     `autoscale` = (min, max)), and serve the usual API in front of them."""
     from . import server
@@ -170,7 +170,7 @@ def serve_ray(host, port, data_dir, profile="sdxl", memory="auto", allow_downloa
     try:
         serve.start(proxy_location="Disabled")  # our ingress is the only HTTP entry point
         board = CancelBoard.options(name=BOARD, namespace=NAMESPACE, get_if_exists=True).remote()
-        options = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": 1}}
+        options = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica}}
         if autoscale:
             low, high = autoscale
             options["autoscaling_config"] = {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}

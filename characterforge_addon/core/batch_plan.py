@@ -31,6 +31,13 @@ def parse_frames(value, where):
     raise UserError(f"{where}: frames must be \"A-B\", a number or a list of numbers")
 
 
+def _retries(value, where):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise UserError(f"{where}: retries must be a whole number from 0 to 10 (how often a failed unit runs again "
+                        "on Ray)")
+    return value
+
+
 def load_plan(path):
     """The batch file as {"output", "frames", "cameras", "seeds", "generate", "backends", "token", "shot"}."""
     try:
@@ -58,7 +65,7 @@ def load_plan(path):
         raise UserError(f"{path}: [shot] needs a prompt to generate (or set generate = false for control maps only)")
     return {"output": str(batch.get("output", "//batch")), "frames": parse_frames(batch.get("frames", 1), path),
             "cameras": cameras, "seeds": seeds, "generate": generate, "backends": backends,
-            "token": str(batch.get("token", "")), "shot": shot}
+            "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path)}
 
 
 def units(plan, cameras):

@@ -49,8 +49,10 @@ def finished(server, ids, timeout=300):
     raise AssertionError(f"still running after {timeout} s: {statuses}")
 
 
-def replicas():
-    return [p for p in psutil.process_iter(["cmdline"]) if REPLICA in " ".join(p.info["cmdline"] or ())]
+def replicas(server):
+    """The engine replicas of this server's cluster (processes it started, not another test run's)."""
+    return [p for p in psutil.Process(server.process.pid).children(recursive=True)
+            if REPLICA in " ".join(p.cmdline())]
 
 
 def test_jobs_spread_over_both_replicas_and_each_completes_once(cluster):
@@ -73,7 +75,7 @@ def test_a_replica_killed_mid_job_its_job_runs_again_and_every_job_completes_onc
         if len(running) == 2:  # both replicas busy
             break
         time.sleep(0.05)
-    victims = replicas()
+    victims = replicas(cluster)
     assert len(victims) == 2 and len(running) == 2, (victims, running)
     os.kill(victims[0].pid, signal.SIGKILL)
     statuses = finished(cluster, ids, timeout=400)
@@ -84,9 +86,9 @@ def test_a_replica_killed_mid_job_its_job_runs_again_and_every_job_completes_onc
         folder = os.path.join(cluster.data, "results", job_id)
         assert os.listdir(folder) == ["result.png"]  # one file each, no temporary one left
     deadline = time.monotonic() + 120
-    while len(replicas()) < 2 and time.monotonic() < deadline:  # Serve brings the lost replica back
+    while len(replicas(cluster)) < 2 and time.monotonic() < deadline:  # Serve brings the lost replica back
         time.sleep(0.5)
-    assert len(replicas()) == 2
+    assert len(replicas(cluster)) == 2
 
 
 def test_cancel_reaches_the_replica_running_the_job(cluster):

@@ -1,6 +1,7 @@
 """The headless batch: frames x cameras x seeds, killed halfway and resumed."""
 
 import json
+import re
 import math
 import os
 import signal
@@ -75,9 +76,9 @@ def write_job(path, output, urls=(), token="", generate=True, frames="1-6", draf
                     '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n' + ("draft = true\n" if draft else ""))
 
 
-def run(blend, job, *extra, **kw):
+def run(blend, job, *extra, timeout=600, **kw):
     return subprocess.run([sys.executable, SCRIPT, "--blend", blend, "--job", str(job), *extra], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600, **kw)
+                          text=True, cwd=ROOT, timeout=timeout, **kw)
 
 
 def test_killed_halfway_then_resumed_gives_every_output_once(two_camera_blend, tiny_backends, tmp_path):
@@ -157,9 +158,11 @@ def ray_backend(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    log = open(data / "serve-ray.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "characterforge_addon.backend", "serve-ray", "--port", str(port),
                              "--data", str(data), "--profile", "tiny", "--token", "ray-secret", "--replicas", "2",
-                             "--local-gpus", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--local-gpus", "2", "--cpus-per-replica", "0.5"],  # a CPU left for map tasks
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     from characterforge_addon.client.backend_client import BackendClient, BackendError
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -168,7 +171,9 @@ def ray_backend(tmp_path_factory):
             break
         except BackendError:
             time.sleep(0.5)
-    yield url, "ray-secret"
+    log.seek(0)
+    address = re.search(r"Ray cluster at (\S+)", log.read()).group(1)
+    yield url, "ray-secret", address
     family = [proc] + psutil.Process(proc.pid).children(recursive=True)
     proc.terminate()
     _, alive = psutil.wait_procs(family, timeout=30)
@@ -178,7 +183,7 @@ def ray_backend(tmp_path_factory):
 
 def test_a_batch_through_the_ray_ingress_keeps_both_replicas_busy(two_camera_blend, ray_backend, tmp_path):
     from PIL import Image
-    url, token = ray_backend
+    url, token, _ = ray_backend
     out, job = tmp_path / "out", tmp_path / "batch.toml"
     write_job(job, out, [url], token, frames="1-2")
     result = run(two_camera_blend, job)
@@ -203,3 +208,25 @@ def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blen
     assert len(json.loads((out / "manifest.frames-2_5.json").read_text())["done"]) == 4
     again = run(two_camera_blend, job, "--frames", "2,5")
     assert again.returncode == 0 and "4 already done" in again.stdout
+
+
+def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_blend, ray_backend, tmp_path):
+    """batch.py --ray: the maps rendered by Ray tasks running the bpy module, the generations on
+    the Serve application's replicas, the files where the manifest expects them; a re-run skips all."""
+    from PIL import Image
+    _, _, address = ray_backend
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    write_job(job, out, frames="1-2")
+    result = run(two_camera_blend, job, "--ray", address, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "4/4 units" in result.stdout
+    done = json.loads((out / "manifest.json").read_text())["done"]
+    assert sorted(done) == sorted(f"{c}/frame_{f:04d}/seed_3" for c in ("CamA", "CamB") for f in (1, 2))
+    workers = set()
+    for folder, files in done.items():
+        assert files == [f"{folder}/seed3.png"]
+        assert (out / folder / "controls" / "openpose.png").exists()
+        workers.add(json.loads(Image.open(out / files[0]).text["characterforge"])["worker"])
+    assert len(workers) == 2, workers
+    again = run(two_camera_blend, job, "--ray", address, timeout=300)
+    assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
