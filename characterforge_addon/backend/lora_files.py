@@ -3,13 +3,13 @@
 spec's `modelspec.*`) and our own record; kept by the backend under their SHA-256 so that a job
 names a LoRA without sending it again."""
 
-import hashlib
 import json
 import os
 import tempfile
 import time
 from collections import Counter
 
+from ..core.character_lora import sha256_of
 from ..core.spec_fields import JobSpecError
 
 # What kohya and the SAI model spec call each family's base model.
@@ -59,14 +59,6 @@ def metadata(record, captions):
         "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
         RECORD_KEY: json.dumps(record),
     }
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save(path, tensors, meta):

@@ -97,12 +97,13 @@ def _with_lora(sha, weight, trigger="mira_knight"):
                                                                  "trigger": trigger}})
 
 
-def _picture(client, headers, job):
+def _picture(client, headers, job, result="result"):
+    """(pixels, PNG text chunks) of a completed job's result."""
     response = client.post("/jobs", json=job, headers=headers)
     assert response.status_code == 201, response.json()
     status = wait(client, headers, response.json()["id"], timeout=300)
     assert status["status"] == "completed", status
-    png = client.get(f"/jobs/{status['id']}/results/result", headers=headers)
+    png = client.get(f"/jobs/{status['id']}/results/{result}", headers=headers)
     return image_of(png), Image.open(io.BytesIO(png.content)).text
 
 
@@ -299,15 +300,6 @@ def test_a_lora_trained_for_another_family_is_refused(trained):
     assert answer["details"]["field"] == "profile" and "a character's trained LoRA" in answer["message"]
 
 
-def _shot_pixels(client, headers, job):
-    response = client.post("/jobs", json=job, headers=headers)
-    assert response.status_code == 201, response.json()
-    status = wait(client, headers, response.json()["id"], timeout=300)
-    assert status["status"] == "completed", status
-    png = client.get(f"/jobs/{status['id']}/results/shot", headers=headers)
-    return image_of(png), json.loads(Image.open(io.BytesIO(png.content)).text["characterforge"])
-
-
 def test_in_a_shot_a_characters_lora_acts_in_its_own_mask_only(trained):
     from test_shot_job import LEFT, RIGHT, grown, shot_job
     backend, client, headers, status, path = trained
@@ -316,8 +308,9 @@ def test_in_a_shot_a_characters_lora_acts_in_its_own_mask_only(trained):
     plain_job = shot_job(hands={"enabled": False})
     with_lora = json.loads(json.dumps(plain_job))
     with_lora["characters"][0]["identity"]["lora"] = lora
-    plain, _ = _shot_pixels(client, headers, plain_job)
-    hero, record = _shot_pixels(client, headers, with_lora)
+    plain, _ = _picture(client, headers, plain_job, "shot")
+    hero, text = _picture(client, headers, with_lora, "shot")
+    record = json.loads(text["characterforge"])
     own, other = grown(LEFT, 4 + 2), grown(RIGHT, 4 + 2)
     change = np.abs(hero.astype(int) - plain.astype(int)).mean(axis=-1)
     assert np.array_equal(hero[~(own | other)], plain[~(own | other)])  # the background as it was
@@ -327,8 +320,8 @@ def test_in_a_shot_a_characters_lora_acts_in_its_own_mask_only(trained):
     # one character alone gets its own pass when it has a LoRA
     single = json.loads(json.dumps(with_lora))
     single["characters"] = single["characters"][:1]
-    _, record = _shot_pixels(client, headers, single)
-    assert "character 1 of 1: Hero" in [stage for stage, _ in record["stage_seconds"]]
+    _, text = _picture(client, headers, single, "shot")
+    assert "character 1 of 1: Hero" in [stage for stage, _ in json.loads(text["characterforge"])["stage_seconds"]]
     off = json.loads(json.dumps(single))
     off["composite"]["character_strength"] = 0
     answer = client.post("/jobs", json=off, headers=headers).json()
