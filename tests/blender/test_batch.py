@@ -230,3 +230,27 @@ def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_b
     assert len(workers) == 2, workers
     again = run(two_camera_blend, job, "--ray", address, timeout=300)
     assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
+
+
+def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_camera_blend, ray_backend, tmp_path):
+    import psutil
+    url, _, address = ray_backend
+    server = next(p for p in psutil.process_iter(["cmdline"]) if url.rsplit(":", 1)[1] in " ".join(p.info["cmdline"] or ()))
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    write_job(job, out, frames="1-2")
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--blend", two_camera_blend, "--job", str(job), "--ray", address],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed, deadline = None, time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        for child in server.children(recursive=True):  # a Ray worker running a unit task
+            if "ray::unit" in " ".join(child.cmdline()):
+                child.kill()
+                killed = child.pid
+                break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed and proc.returncode == 0, (killed, stdout[-1500:], stderr[-2000:])
+    done = json.loads((out / "manifest.json").read_text())["done"]
+    assert len(done) == 4 and all(files == [f"{folder}/seed3.png"] for folder, files in done.items())
+    for folder in done:
+        assert sorted(p.name for p in (out / folder).iterdir()) == ["controls", "seed3.png"]
