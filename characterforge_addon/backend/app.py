@@ -17,10 +17,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.character_lora import lora_record
 from ..core.errors import UserError
 from ..core.job_spec import JOB_KINDS, JobSpecError, LIMITS, image_fields, json_schemas, validate_job
 from ..core.training_spec import SHA256_PATTERN
-from .lora_files import MAX_UPLOAD_BYTES, read_record
+from .lora_files import MAX_UPLOAD_BYTES
 from .pictures import decode_image_bytes
 
 TOKEN_HEADER = "x-characterforge-token"
@@ -254,7 +255,7 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
         missing = _lora_or_error(sha256)
         if missing:
             return missing
-        record, _ = read_record(loras.path(sha256))
+        record, _ = lora_record(loras.path(sha256))
         return {"sha256": sha256, "bytes": os.path.getsize(loras.path(sha256)), "record": record}
 
     @app.put("/loras/{sha256}", status_code=201)
@@ -275,7 +276,7 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
                     f.write(chunk)
             try:
                 loras.keep(tmp, sha256)
-            except ValueError as exc:
+            except UserError as exc:
                 return error(400, "invalid_lora", f"the file sent as LoRA {sha256[:12]}…: {exc}",
                              fix="send the .safetensors file the character's pack holds (lora/)")
             return {"sha256": sha256, "kept": "now"}

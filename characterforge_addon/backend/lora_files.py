@@ -9,13 +9,13 @@ import tempfile
 import time
 from collections import Counter
 
-from ..core.character_lora import sha256_of
+from ..core.character_lora import RECORD_KEY, lora_record, sha256_of
+from ..core.errors import UserError
 from ..core.spec_fields import JobSpecError
 
 # What kohya and the SAI model spec call each family's base model.
 BASE_VERSION = {"sdxl": "sdxl_base_v1-0", "sd15": "sd_v1"}
 ARCHITECTURE = {"sdxl": "stable-diffusion-xl-v1-base/lora", "sd15": "stable-diffusion-v1/lora"}
-RECORD_KEY = "characterforge"
 MAX_UPLOAD_BYTES = 2 * 2**30  # rank 128 on SDXL with both text encoders is about 0.9 GB in fp16
 
 
@@ -78,23 +78,6 @@ def save(path, tensors, meta):
     return digest
 
 
-def read_record(path):
-    """(our training record or {}, the file's metadata); ValueError when it is no LoRA."""
-    from safetensors import safe_open
-    try:
-        with safe_open(path, "pt") as f:
-            meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as exc:  # safetensors raises its own error types for a damaged header
-        raise ValueError(f"not a readable .safetensors file ({str(exc).splitlines()[0]})") from None
-    if not any(k.endswith((".lora_down.weight", ".lora_A.weight")) for k in keys):
-        raise ValueError("holds no LoRA weights (no lora_down/lora_A keys)")
-    try:
-        record = json.loads(meta.get(RECORD_KEY, "{}"))
-    except ValueError:
-        record = {}
-    return record, meta
-
-
 class LoraStore:
     """<data>/loras/<sha256>.safetensors: the LoRAs this backend trained or was sent."""
 
@@ -109,12 +92,12 @@ class LoraStore:
         return os.path.isfile(self.path(sha256))
 
     def keep(self, tmp_path, sha256=None):
-        """Move a finished file in (checked and hashed); returns its SHA-256. ValueError when it
+        """Move a finished file in (checked and hashed); returns its SHA-256. UserError when it
         is no LoRA or not the file `sha256` names."""
         actual = sha256_of(tmp_path)
         if sha256 is not None and actual != sha256:
-            raise ValueError(f"its SHA-256 is {actual}, not {sha256}: the upload was damaged or is another file")
-        read_record(tmp_path)
+            raise UserError(f"its SHA-256 is {actual}, not {sha256}: the upload was damaged or is another file")
+        lora_record(tmp_path)
         os.replace(tmp_path, self.path(actual))
         return actual
 
@@ -124,7 +107,7 @@ class LoraStore:
         if not self.has(lora["sha256"]):
             raise JobSpecError(f"{field}.sha256", f"this backend has no LoRA {lora['name']!r} ({lora['sha256'][:12]}…)",
                                "send the file first (PUT /loras/SHA256); the add-on does this itself")
-        record, meta = read_record(self.path(lora["sha256"]))
+        record, meta = lora_record(self.path(lora["sha256"]))
         base = record.get("family") or {v: k for k, v in BASE_VERSION.items()}.get(meta.get("ss_base_model_version"))
         if base and base != profile.family:
             raise JobSpecError(f"{field}.name", f"LoRA {lora['name']!r} was trained on a {base} model; profile "

@@ -111,7 +111,7 @@ class CHARACTERFORGE_OT_export_dataset(Reporting, bpy.types.Operator):
     def run(self, context):
         s = context.scene.characterforge
         pack = job_inputs.active_pack(context.scene)
-        trigger = s.dataset_trigger or pack.name
+        trigger = s.dataset_trigger or character_lora.default_trigger(pack.name)
         summary = lora_dataset.export(pack.folder, bpy.path.abspath(self.directory), trigger,
                                       repeats=s.dataset_repeats, flip=s.dataset_flip)
         return (f"{summary['images']} images with captions ({summary['mirrored']} mirrored), smallest side "

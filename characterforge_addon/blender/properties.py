@@ -166,8 +166,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     characters: CollectionProperty(type=CHARACTERFORGE_PG_character, options={"SKIP_SAVE"})
     active_character: IntProperty(name="Character")
     dataset_trigger: StringProperty(name="Trigger word", default="",
-                                    description="The word that calls up the character in the trained LoRA; "
-                                    "empty: the character's name")
+                                    description="The word that calls up the character in the trained LoRA "
+                                    "(letters, digits and '_'); empty: the character's name as one word")
     dataset_repeats: IntProperty(name="Repeats", default=10, min=1, max=1000,
                                  description="kohya_ss: how often each image is seen per epoch")
     dataset_flip: BoolProperty(name="Mirrored copies", default=True)

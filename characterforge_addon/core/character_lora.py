@@ -3,9 +3,11 @@ finished file kept in the pack (`lora/`, its samples in `lora/samples/`, the man
 entry written last, so a LoRA appears only when complete), and the `lora` a later job names.
 """
 
+import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 
@@ -13,24 +15,34 @@ from .errors import UserError
 from .identity_pack import MANIFEST, PackError, _inside, _save_manifest, load_pack
 from .job_spec import validate_job
 from .lora_dataset import plan
-from .spec_fields import JobSpecError
-from .training_spec import TRIGGER_FIX, TRIGGER_PATTERN
+from .training_spec import TRIGGER_PATTERN
 
 DEFAULT_WEIGHT = 0.8
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit on a header
+RECORD_KEY = "characterforge"  # the metadata key of our training record
 
 
-def lora_metadata(path):
-    """The `__metadata__` of a .safetensors file (read from its header alone)."""
+def lora_record(path):
+    """(our training record or {}, the file's metadata) of a LoRA .safetensors, read from its
+    header alone; PackError when it cannot be read or holds no LoRA weights."""
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
             if size > MAX_HEADER_BYTES:
                 raise ValueError(f"a header of {size} bytes")
             header = json.loads(f.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a table of tensors")
     except (OSError, struct.error, ValueError) as exc:
         raise PackError(f"{path} is not a readable LoRA (.safetensors) file ({exc})") from None
-    return header.get("__metadata__") or {}
+    if not any(k.endswith((".lora_down.weight", ".lora_A.weight")) for k in header):
+        raise PackError(f"{path} holds no LoRA weights (no lora_down/lora_A keys)")
+    meta = header.get("__metadata__") or {}
+    try:
+        record = json.loads(meta.get(RECORD_KEY, "{}"))
+    except ValueError:
+        record = {}
+    return record, meta
 
 
 def sha256_of(path):
@@ -43,7 +55,6 @@ def sha256_of(path):
 
 def default_trigger(name):
     """A trigger word from a character's name: letters, digits and '_' only, from a letter."""
-    import re
     word = re.sub(r"[^A-Za-z0-9_]", "_", name)[:32]
     return word if re.match(TRIGGER_PATTERN, word) else f"c_{word}"[:32].ljust(3, "x")
 
@@ -51,10 +62,6 @@ def default_trigger(name):
 def train_spec(pack_folder, trigger, profile, flip=True, **settings):
     """A validated `train_lora` spec from the pack's views and faces with their captions (the
     dataset export's); `settings`: the spec's training fields (steps, rank, resolution...)."""
-    import base64
-    import re
-    if not re.match(TRIGGER_PATTERN, trigger or ""):
-        raise JobSpecError("trigger", f"{trigger!r} is not one word", TRIGGER_FIX)
     manifest = load_pack(pack_folder)
     pictures, seen = [], {}
     for stem, path, mirrored, caption in plan(pack_folder, trigger, flip):
@@ -76,11 +83,7 @@ def add_lora(pack_folder, lora_path, sample_paths, weight=DEFAULT_WEIGHT):
     """Keep a finished LoRA (and its sample pictures) in the pack, replacing an earlier one.
     Returns the manifest's new `lora` entry."""
     manifest = load_pack(pack_folder)
-    meta = lora_metadata(lora_path)
-    try:
-        record = json.loads(meta.get("characterforge", "{}"))
-    except ValueError:
-        record = {}
+    record, meta = lora_record(lora_path)
     name = os.path.splitext(os.path.basename(lora_path))[0]
     folder = os.path.join(pack_folder, "lora")
     os.makedirs(os.path.join(folder, "samples"), exist_ok=True)

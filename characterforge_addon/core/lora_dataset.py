@@ -14,7 +14,7 @@ import numpy as np
 from .errors import UserError
 from .identity_pack import _inside, load_pack
 from .image_io import decode_png, encode_png, write_atomic
-from .job_spec import safe_name
+from .training_spec import check_trigger
 
 LAYOUTS = ("kohya", "diffusers")
 
@@ -58,7 +58,7 @@ def plan(pack_folder, trigger, flip=True):
 
 def export(pack_folder, out_dir, trigger, layouts=LAYOUTS, repeats=10, flip=True):
     """Write the dataset; returns (and writes as dataset.json) a summary: images, sizes, captions."""
-    safe_name(trigger, "trigger word")
+    check_trigger(trigger)
     unknown = set(layouts) - set(LAYOUTS)
     if unknown or not layouts:
         raise UserError(f"dataset layout {sorted(unknown)[0] if unknown else 'none'!r} is not known: use kohya and/or diffusers")

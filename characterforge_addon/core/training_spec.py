@@ -17,6 +17,11 @@ def trigger_field(doc, **kw):
     return Pattern(TRIGGER_PATTERN, 32, "one word", doc, fix=TRIGGER_FIX, **kw)
 
 
+def check_trigger(word, field="trigger word"):
+    """`word` if it is one trigger word (the one rule for training, datasets and jobs)."""
+    return trigger_field("").check(word, field, None)
+
+
 def lora_field():
     """The `lora` of an identity: a LoRA the backend holds (by its SHA-256), at a weight."""
     return Obj({"sha256": Pattern(SHA256_PATTERN, 64, "a SHA-256 in lowercase hex", "the LoRA file's SHA-256 (the backend keeps files by it)",

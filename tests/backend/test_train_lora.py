@@ -200,14 +200,18 @@ def test_a_killed_backend_resumes_from_its_last_checkpoint_to_the_same_weights(s
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
 
 
+def _until_step(backend, job_id, step, timeout=120):
+    deadline = time.monotonic() + timeout
+    while backend.store.get(job_id)["step"] < step and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_a_stopped_backend_checkpoints_as_it_stops_and_resumes_at_the_next_start(make_backend, tmp_path):
     first = make_backend(tmp_path / "data")
     first.start()
     client, headers = TestClient(first.app), {"x-characterforge-token": first.token}
     job_id = client.post("/jobs", json=training(steps=30, checkpoint_every=25), headers=headers).json()["id"]
-    deadline = time.monotonic() + 120
-    while first.store.get(job_id)["step"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until_step(first, job_id, 3)
     first.stop()  # between two checkpoints: it writes one as it stops
     saved = torch.load(os.path.join(first.data_dir, "training", job_id, "checkpoint.pt"), weights_only=True)
     assert 3 <= saved["step"] < 25
@@ -226,9 +230,7 @@ def test_a_canceled_training_leaves_no_lora_and_no_checkpoint(make_backend):
     backend.start()
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
     job_id = client.post("/jobs", json=training(steps=400, checkpoint_every=2), headers=headers).json()["id"]
-    deadline = time.monotonic() + 120
-    while backend.store.get(job_id)["step"] < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until_step(backend, job_id, 5)
     client.post(f"/jobs/{job_id}/cancel", headers=headers)
     status = wait(client, headers, job_id, timeout=60)
     assert status["status"] == "canceled" and status["step"] < 400
