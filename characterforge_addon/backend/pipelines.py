@@ -146,12 +146,10 @@ class Engine:
         """Around loading into the shared modules (adapters, LoRAs): the offload hooks come off
         while it runs, and every pipeline is placed again after (new layers onto the device,
         float8 storage again)."""
-        pipes = self._pipes()
         if self.memory in ("group_offload", "sequential_offload"):
-            remove_offload(pipes)
+            remove_offload(self._pipes())
         yield
-        for pipe in pipes:
-            self._place(pipe)
+        self.place_again()
 
     def _pipes(self):
         return [p for p in (self._base, *self._variants.values()) if p is not None]
@@ -178,7 +176,7 @@ class Engine:
             device.empty_cache(self.device)
 
     def place_again(self):
-        """Every pipeline placed as the memory mode wants (after a training)."""
+        """Every pipeline placed as the memory mode wants (after loading into them, or a training)."""
         for pipe in self._pipes():
             self._place(pipe)
 
