@@ -14,6 +14,9 @@ Cases:
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
   dtype    one UNet pass (batch 1) in float32, float32 channels-last and the chosen half type
+  compile  one UNet step (batch 2: CFG) plain against the `compile` speed-up's regional
+           compilation, each in a new process twice on one compile cache: the first call of
+           the cold start (compiling), of the warm start (the cache), and the steady step
 
 Every case runs in the dtype the backend's device layer picks for an SDXL profile here
 (float16 on a GPU; bfloat16 on a CPU that computes it natively, else float32). Prints one line
@@ -45,8 +48,16 @@ def main():
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cases", default="plain,draft,skip,preview")
+    parser.add_argument("--compile-cache", help=argparse.SUPPRESS)  # the compile case's own processes
     args = parser.parse_args()
     cases = args.cases.split(",")
+    if args.compile_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = args.compile_cache
+    if "compile" in cases:
+        compile_starts(args)
+        cases.remove("compile")
+        if not cases:
+            return
     chosen = devices.choose(devices.probe(), "float16")
     device, dtype = chosen.kind, chosen.torch_dtype
     parts, controlnet = sdxl_components(dtype)
@@ -128,6 +139,9 @@ def main():
         figures["preview"] = (t_tiny, t_full)
         print(f"one preview: TAESD decode + PNG {t_tiny * 1000:.0f} ms; the full VAE decode {t_full * 1000:.0f} ms; "
               f"previews are made at most twice a second", flush=True)
+    if args.compile_cache:
+        one_step_compiled(pipe, args.size, embeds, pooled, timed)
+        return
     if "dtype" in cases:
         x = torch.randn(1, 4, args.size // 8, args.size // 8, generator=generator.manual_seed(4))
         added = {"text_embeds": pooled, "time_ids": torch.tensor([[args.size, args.size, 0, 0, args.size, args.size]])}
@@ -150,6 +164,54 @@ def main():
     if "plain" in figures and "draft" in figures:
         print(f"draft against plain: {figures['plain'] / figures['draft']:.1f}x faster "
               f"({figures['draft']:.1f} s against {figures['plain']:.1f} s)")
+
+
+def compile_starts(args):
+    """The compile case: this script twice in new processes on one empty compile cache."""
+    import json
+    import subprocess
+    import tempfile
+    cache = tempfile.mkdtemp(prefix="characterforge-compile-")
+    runs = []
+    for start in ("cold", "warm"):
+        out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--cases", "none",
+                              "--compile-cache", cache], capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = runs[-1]
+        print(f"{start} start: plain step {r['plain']:.2f} s; compiled: first call {r['first']:.1f} s "
+              f"(cache hits {r['hits']}, misses {r['misses']}), then {r['steady']:.2f} s a step "
+              f"({r['plain'] / r['steady']:.2f}x plain)", flush=True)
+
+
+def one_step_compiled(pipe, size, embeds, pooled, timed):
+    """One UNet step (batch 2) plain, then with its blocks compiled into `TORCHINDUCTOR_CACHE_DIR`
+    as the engine compiles them: one JSON line of seconds and cache counts."""
+    import json
+
+    import torch
+    from torch._dynamo.utils import counters
+
+    from characterforge_addon.backend.pipelines import compile_blocks
+    unet = pipe.unet
+    x = torch.randn(2, 4, size // 8, size // 8).to(unet.device, unet.dtype)
+    cond = embeds.expand(2, -1, -1)
+    added = {"text_embeds": pooled.expand(2, -1),
+             "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2).to(unet.device, unet.dtype)}
+
+    def step():
+        return unet(x, torch.tensor([500.0], device=unet.device), cond, added_cond_kwargs=added)
+
+    with torch.inference_mode():
+        step()  # warm-up
+        plain, _ = timed(step)
+        compile_blocks(unet)
+        first, _ = timed(step)
+        steady, _ = timed(step)
+    print(json.dumps({"plain": plain, "first": first, "steady": steady,
+                      "hits": counters["inductor"]["fxgraph_cache_hit"],
+                      "misses": counters["inductor"]["fxgraph_cache_miss"]}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Command line: serve, serve-ray, doctor, download, convert, setup.
 
   python -m characterforge_addon.backend serve [--host 127.0.0.1] [--port 7861] [--data DIR] [--profile sdxl]
-                                               [--memory auto] [--weights native|fp8] [--without SPEEDUP ...]
+                                               [--memory auto] [--weights native|fp8] [--without SPEEDUP ...] [--with SPEEDUP ...]
   python -m characterforge_addon.backend serve-ray [the serve options] [--replicas N | --autoscale MIN-MAX]
                                                [--gpus-per-replica 1] [--address auto|HOST:PORT] [--local-gpus N]
   python -m characterforge_addon.backend doctor [--profile sdxl] [--data DIR] [--json]
@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from .speedups import SPEEDUPS
+from .speedups import ON_WHERE, SPEEDUPS
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -116,6 +116,9 @@ def _serve_options(parser):
     parser.add_argument("--without", action="append", default=[], choices=sorted(SPEEDUPS), metavar="SPEEDUP",
                        help="turn one speed-up of the fast path off (repeatable): " + "; ".join(
                            f"{name}: {what}" for name, what in SPEEDUPS.items()).replace("%", "%%"))
+    parser.add_argument("--with", dest="also", action="append", default=[], choices=sorted(ON_WHERE), metavar="SPEEDUP",
+                       help="turn on a speed-up that is on by default only where it pays: " + "; ".join(
+                           f"{name}: on {where}" for name, where in ON_WHERE.items()))
     parser.add_argument("--allow-download", action="store_true", help="download missing models from the Hugging Face hub")
     parser.add_argument("--token", help="use this token instead of the generated token file (required off loopback)")
 
@@ -140,7 +143,7 @@ def main(argv=None):
         if args.command == "serve":
             from . import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token,
-                         weights=args.weights, without=args.without)
+                         weights=args.weights, without=args.without, also=args.also)
         elif args.command == "serve-ray":
             try:
                 from . import ray_serve
@@ -149,7 +152,7 @@ def main(argv=None):
                                 f"{sys.executable} -m pip install 'ray[serve]==2.60.0'") from None
             ray_serve.serve_ray(args.host, args.port, args.data, args.profile, args.memory, args.allow_download,
                                 args.token, args.weights, args.without, args.replicas, args.autoscale,
-                                args.gpus_per_replica, args.address, args.local_gpus, args.cpus_per_replica)
+                                args.gpus_per_replica, args.address, args.local_gpus, args.cpus_per_replica, args.also)
         elif args.command in ("doctor", "download"):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))

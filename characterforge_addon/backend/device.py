@@ -235,6 +235,16 @@ def findings(p):
 
 
 
+def compile_helps(p=None, has_triton=None):
+    """torch.compile pays on this machine (or probe `p`): a CUDA or ROCm GPU, and Triton, which
+    its GPU code generator needs (Windows builds of torch ship without it: `pip install
+    triton-windows`)."""
+    import importlib.util
+    if has_triton is None:
+        has_triton = importlib.util.find_spec("triton") is not None
+    return choose(p or probe()).kind == "cuda" and has_triton
+
+
 def grad_scaler(kind, dtype):
     """Loss scaling for training through float16 weights (their gradients underflow without it);
     None for bfloat16 and float32, which need none."""

@@ -126,6 +126,8 @@ class Engine:
                 module.to(self.dtype)
             if "channels_last" in self.speedups:
                 to_channels_last(module)
+            if "compile" in self.speedups and self.memory in ("gpu", "cpu"):
+                compile_blocks(module)  # offload hooks move weights under compiled code: not there
         if self.memory in ("gpu", "cpu"):
             pipe.to(self.device)
         elif self.memory == "model_offload":
@@ -546,6 +548,20 @@ def to_channels_last(module):
     weights = [p for p in module.parameters() if p.dim() == 4]
     if weights and not weights[0].is_contiguous(memory_format=torch.channels_last):
         module.to(memory_format=torch.channels_last)
+
+
+def compile_blocks(module):
+    """Regional compilation: each of `module`'s repeated blocks (the diffusers model's
+    `_repeated_blocks`; a UNet's or ControlNet's transformer blocks, where most of its work is)
+    compiled once; torch.compile makes the code at the first call, in TORCHINDUCTOR_CACHE_DIR.
+    A block torch cannot compile runs as it is (suppress_errors): a compiler problem on a
+    user's machine costs speed, not the job."""
+    import torch._dynamo
+    torch._dynamo.config.suppress_errors = True
+    kinds = set(getattr(module, "_repeated_blocks", None) or ("BasicTransformerBlock",))
+    for block in module.modules():
+        if type(block).__name__ in kinds and block._compiled_call_impl is None:
+            block.compile()
 
 
 def _bad(images):

@@ -67,10 +67,10 @@ class _Events:
 class EngineReplica:
     """One engine, warm, on the GPU Ray gave this replica."""
 
-    def __init__(self, data_dir, memory, allow_download, weights, without):
+    def __init__(self, data_dir, memory, allow_download, weights, without, also):
         from . import speedups
         from .server import Engines
-        engines = Engines(data_dir, memory, allow_download, weights, speedups.chosen(without))
+        engines = Engines(data_dir, memory, allow_download, weights, speedups.chosen(without, also))
         self.executor = Executor(engines, engines.loras, os.path.join(data_dir, "training"))
         self.board = ray.get_actor(BOARD, namespace=NAMESPACE)
 
@@ -157,7 +157,7 @@ class RayJobRunner(JobRunner):
 
 def serve_ray(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None,
               weights="native", without=(), replicas=1, autoscale=None, gpus_per_replica=1.0, address=None,
-              local_gpus=None, cpus_per_replica=1.0):
+              local_gpus=None, cpus_per_replica=1.0, also=()):
     """Start (or join, `address`) a Ray cluster, deploy the engine replicas (`replicas`, or
     `autoscale` = (min, max)), and serve the usual API in front of them."""
     from . import server
@@ -178,12 +178,12 @@ def serve_ray(host, port, data_dir, profile="sdxl", memory="auto", allow_downloa
         else:
             options["num_replicas"] = workers = replicas
         handle = serve.run(EngineReplica.options(**options).bind(data_dir, memory, allow_download, weights,
-                                                                 tuple(without)), name=APP, route_prefix=None)
+                                                                 tuple(without), tuple(also)), name=APP, route_prefix=None)
         runner = functools.partial(RayJobRunner, handle=handle, board=board, workers=workers)
         print(f"Ray Serve: {workers if not autoscale else f'{autoscale[0]}-{autoscale[1]}'} engine replica(s), "
               f"{gpus_per_replica} GPU each", flush=True)
         server.serve(host, port, data_dir, profile, memory, allow_download, token, weights=weights, without=without,
-                     runner=runner)
+                     runner=runner, also=also)
     finally:
         if address:  # a cluster that goes on: our replicas leave it
             serve.delete(APP)

@@ -109,6 +109,8 @@ class Engines:
         self.models_dir = os.path.join(data_dir, "models")
         self.memory, self.allow_download, self.weights = memory, allow_download, weights
         self.speedups = speedups.chosen() if speedups_on is None else speedups_on
+        if "compile" in self.speedups:  # compiled code kept with the data for the next start (torch reads it at use)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(data_dir, "compile_cache")
         self.loras = LoraStore(data_dir)
         self._engines = {}
 
@@ -126,17 +128,17 @@ class Backend:
     (JobRunner's signature; default: a JobRunner on this process's engines)."""
 
     def __init__(self, data_dir, profile_name="sdxl", memory="auto", allow_download=False, token=None,
-                 max_pending=32, weights="native", without=(), runner=JobRunner):
+                 max_pending=32, weights="native", without=(), runner=JobRunner, also=()):
         self.data_dir = os.path.abspath(os.path.expanduser(data_dir))
         check_writable(self.data_dir)
         self._claim = claim(self.data_dir)
         try:
-            self._setup(profile_name, memory, allow_download, token, max_pending, weights, without, runner)
+            self._setup(profile_name, memory, allow_download, token, max_pending, weights, without, runner, also)
         except BaseException:
             self._claim.release()
             raise
 
-    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights, without, runner):
+    def _setup(self, profile_name, memory, allow_download, token, max_pending, weights, without, runner, also):
         self.models_dir = os.path.join(self.data_dir, "models")
         self.profile_dirs = (os.path.join(self.data_dir, "profiles"),)
         self.default_profile = profiles.load_profile(profile_name, self.profile_dirs).name
@@ -144,7 +146,7 @@ class Backend:
         if weights != "native":  # refused at start where the device cannot hold them, not at the first job
             device.weight_storage(weights, device.choose(device.probe()))
         self.weights = weights
-        self.speedups = speedups.chosen(without)
+        self.speedups = speedups.chosen(without, also)
         self.token, self.token_path = load_or_make_token(self.data_dir, token)
         self._token_keeper = TokenKeeper(self.token_path, self.token) if self.token_path else None
         self.store = JobStore(self.data_dir)
@@ -201,13 +203,13 @@ class Backend:
 
 
 def serve(host, port, data_dir, profile="sdxl", memory="auto", allow_download=False, token=None, log_level="info",
-          weights="native", without=(), runner=JobRunner):
+          weights="native", without=(), runner=JobRunner, also=()):
     import uvicorn
     if not is_loopback(host) and not token:
         raise UserError(f"refusing to listen on {host}, which other machines can reach, without an explicit "
                         "--token: pass --token SECRET (and give it to the add-on), or use --host 127.0.0.1")
     backend = Backend(data_dir, profile, memory, allow_download, token, weights=weights, without=without,
-                      runner=runner)
+                      runner=runner, also=also)
     backend.start()
     where = f"token file {backend.token_path}" if backend.token_path else "the --token given"
     print(f"CharacterForge backend on http://{host}:{port} (data {backend.data_dir}; {where})", flush=True)

@@ -1,6 +1,7 @@
 """The fast path: speed-ups on by default, each one switchable off for a user who hits a
-problem with it (`serve --without NAME`, repeatable). Exact ones give the same pixels as
-without them (tests check each); BENCHMARKS.md has their figures."""
+problem with it (`serve --without NAME`, repeatable); those that pay only on some machines
+are on there and turned on elsewhere with `serve --with NAME`. Exact ones give the same pixels
+as without them (tests check each); BENCHMARKS.md has their figures."""
 
 from ..core.errors import UserError
 
@@ -11,12 +12,23 @@ SPEEDUPS = {
                      "model's full size)",
     "channels_last": "the UNet's, ControlNets' and VAE's convolutions in channels-last memory order (the layout "
                      "GPU convolution kernels prefer); the same pixels within float rounding",
+    "compile": "torch.compile of the denoiser's and ControlNets' repeated blocks (regional compilation: one "
+               "compile per block shape, a short cold start), the compiled code kept in <data>/compile_cache "
+               "so the next start reuses it; in the gpu and cpu memory modes; the same pixels within float "
+               "rounding",
 }
+# Where each speed-up that pays only on some machines is on by default (device.compile_helps
+# decides for this machine); compiling on a CPU or Apple GPU costs more than it gains.
+ON_WHERE = {"compile": "CUDA and ROCm GPUs with Triton"}
 
 
-def chosen(without=()):
-    """The speed-ups on: all but those in `without` (UserError naming an unknown one)."""
-    unknown = sorted(set(without) - set(SPEEDUPS))
-    if unknown:
-        raise UserError(f"--without {unknown[0]}: no such speed-up; they are {', '.join(SPEEDUPS)}")
-    return frozenset(SPEEDUPS) - set(without)
+def chosen(without=(), also=()):
+    """The speed-ups on: all but those in `without`, those of ON_WHERE only where they help
+    or when named in `also` (UserError naming an unknown one)."""
+    for option, names in (("--without", without), ("--with", also)):
+        unknown = sorted(set(names) - set(SPEEDUPS))
+        if unknown:
+            raise UserError(f"{option} {unknown[0]}: no such speed-up; they are {', '.join(SPEEDUPS)}")
+    from .device import compile_helps  # imports torch: only when a backend starts, not for the CLI's help
+    helps = {"compile"} if compile_helps() else set()
+    return frozenset(n for n in SPEEDUPS if n not in ON_WHERE or n in helps or n in also) - set(without)

@@ -2,10 +2,15 @@
 without it, and does less work (counted, never timed: figures are in BENCHMARKS.md)."""
 
 import base64
+import io
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import png_b64, spec
 
@@ -126,3 +131,34 @@ def test_qwen_edit_previews_unpack_its_latents_into_the_wan_colour_map(models_di
     assert Image.open(io.BytesIO(e.preview_png(unpacked))).size == (8, 8)
     tiny = e.family.preview_latents(pipe, pipe._pack_latents(latents[:, :4], 1, 4, 8, 8), size)
     assert e.preview_png(tiny) is None
+
+
+def test_compiled_blocks_give_the_same_picture_and_a_second_start_reuses_the_compile_cache(make_backend, models_dir,
+                                                                                           tmp_path):
+    """`--with compile` on this CPU (on by default only on CUDA GPUs): the picture is the
+    uncompiled one within float rounding; the first start compiles into <data>/compile_cache,
+    the second (a new process) finds every compiled graph there."""
+    from conftest import completed_job, image_of
+    plain = make_backend()
+    assert "compile" not in plain.speedups  # no CUDA here: off unless asked for
+    client, headers, status = completed_job(plain, spec(steps=2, width=64, height=64))
+    expected = image_of(client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers))
+
+    data = tmp_path / "compiled"
+    data.mkdir()
+    (data / "models").symlink_to(models_dir)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    script = os.path.join(os.path.dirname(__file__), "compile_check.py")
+
+    def start():
+        out = subprocess.run([sys.executable, script, str(data)], capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    cold, warm = start(), start()
+    assert "compile" in cold["speedups"] and cold["cache"] == str(data / "compile_cache")
+    assert cold["misses"] >= 1 and warm["misses"] == 0 and warm["hits"] >= cold["misses"]
+    for run in (cold, warm):
+        picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(run["png"]))))
+        assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 2
