@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bootstrap import ROOT, fail, follow_jobs, register_addon, script_args  # noqa: E402
+import make_set  # noqa: E402
 import make_shot  # noqa: E402
 
 PROMPT = "full body, a young knight in silver armour and a red cloak, walking, studio lighting, detailed"
@@ -57,6 +58,17 @@ def make_character(bpy, settings):
         fail(f"character sheet {state}: {message}")
     print(message, flush=True)
     return os.path.join(characters.packs_root(), "Hero")
+
+
+def second_camera(bpy, scene):
+    """A camera 50 degrees round the scene from the first, aimed at the same spot."""
+    from mathutils import Vector
+    cam = bpy.data.objects.new("Camera B", bpy.data.cameras.new("Camera B"))
+    scene.collection.objects.link(cam)
+    cam.location = (4.4, -2.6, 1.4)
+    cam.rotation_euler = (Vector((0.8, 0.4, 0.8)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+    cam.data.lens = 35
+    return cam
 
 
 def main(argv=None):
@@ -117,14 +129,18 @@ def main(argv=None):
                 scene.objects["Hero"].characterforge.prompt = CHARACTER
                 scene.objects["Kid"].characterforge.prompt = KID
                 summary["shown"] = [o.name for o in make_shot.shoot(bpy, "happy", "Hero")]
+            if settings.job_state == "completed":  # a second angle of the same set: projected, then filled
+                summary["set"] = make_set.paint(bpy, ["Camera", second_camera(bpy, scene).name],
+                                                ["Demo shot", "Demo shot B"], dome=True)
+                scene.camera, settings.shot = scene.objects["Camera"], "Demo shot"
         finally:
             backend_process.stop()
         if settings.job_state != "completed":
             fail(f"generation {settings.job_state}: {settings.job_message}")
-        shots = bpy.data.collections["CharacterForge Shots"].children["Demo shot"]
-        summary["generated"] = [planes.file_of(o) for o in shots.objects]
+        shots = bpy.data.collections["CharacterForge Shots"].children
+        summary["generated"] = [planes.file_of(o) for shot in ("Demo shot", "Demo shot B") for o in shots[shot].objects]
         print(f"generated {', '.join(summary['generated'])}; image planes in 'CharacterForge Shots/Demo shot', "
-              f"shown: {', '.join(summary['shown'])}")
+              f"shown: {', '.join(summary['shown'])}; the set from a second camera: {'; '.join(summary['set'])}")
     blend = os.path.join(out, "demo.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     summary["blend"] = blend

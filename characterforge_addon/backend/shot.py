@@ -62,11 +62,11 @@ def paste(under, over, alpha):
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def _l_image(mask):
+def mask_image(mask):
     return Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)))
 
 
-def _decode(png, field, size=None, mode="RGB"):
+def decode_picture(png, field, size=None, mode="RGB"):
     image = decode_image_bytes(png, field).convert(mode)
     return image.resize(size, Image.NEAREST if mode == "L" else Image.LANCZOS) if size and image.size != size else image
 
@@ -108,15 +108,15 @@ class Shot:
 
 def _inputs(engine, spec, pngs):
     w, h = spec["width"], spec["height"]
-    background = cover(_decode(base64.b64decode(spec["background"]["image"]), "background.image"), w, h)
-    maps = {n: np.asarray(_decode(pngs[n], f"controls.{n}.image", (w, h)))
+    background = cover(decode_picture(base64.b64decode(spec["background"]["image"]), "background.image"), w, h)
+    maps = {n: np.asarray(decode_picture(pngs[n], f"controls.{n}.image", (w, h)))
             for n in ("openpose", "depth", "hand_depth") if n in pngs}
     characters = spec["characters"]
-    masks = [np.asarray(_decode(base64.b64decode(ch["mask"]), f"characters[{i}].mask", (w, h), "L")) > 127
+    masks = [np.asarray(decode_picture(base64.b64decode(ch["mask"]), f"characters[{i}].mask", (w, h), "L")) > 127
              for i, ch in enumerate(characters)]
     if not np.logical_or.reduce(masks).any():
         raise UserError("the characters' masks are empty: no rig is in the camera's view; frame them and try again")
-    references = [[_decode(base64.b64decode(b), f"characters[{i}].identity.images[{j}]")
+    references = [[decode_picture(base64.b64decode(b), f"characters[{i}].identity.images[{j}]")
                    for j, b in enumerate(ch["identity"]["images"])] if "identity" in ch else []
                   for i, ch in enumerate(characters)]
     # Each character's identity acts in its own mask, grown but never over another character.
@@ -125,7 +125,7 @@ def _inputs(engine, spec, pngs):
         identity = ch.get("identity", {})
         area = grow(masks[i], spec["composite"]["grow"]) & ~_others(masks, i)
         regions.append(Region(references[i], _embedding(engine, identity, references[i]), identity.get("scale", 0.0),
-                              identity.get("faceid_scale", 0.0), _l_image(area)))
+                              identity.get("faceid_scale", 0.0), mask_image(area)))
     return Shot(spec, background, maps, masks, references, regions)
 
 
@@ -135,7 +135,7 @@ def _in_place(engine, shot, job, progress, cancel):
     spec, c = shot.spec, shot.spec["composite"]
     grown = grow(shot.union, c["grow"])
     progress.stage("characters in place")
-    made = engine.inpaint(job, shot.background, _l_image(grown), c["strength"], shot.first_references(), spec["seed"],
+    made = engine.inpaint(job, shot.background, mask_image(grown), c["strength"], shot.first_references(), spec["seed"],
                           "", progress.step, cancel, controls=shot.steering(), identity=shot.identity(engine))
     image = paste(shot.background, made, feathered(grown, c["feather"]))
     several = len(spec["characters"]) > 1
@@ -154,7 +154,7 @@ def _own_passes(engine, shot, image, progress, cancel, wanted):
         own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
                    identity=ch.get("identity", {"scale": 0.0}))
         region = grow(shot.masks[i], max(2, c["grow"] // 3))
-        made = engine.inpaint(own, image, _l_image(region), c["character_strength"], shot.references[i],
+        made = engine.inpaint(own, image, mask_image(region), c["character_strength"], shot.references[i],
                               spec["seed"] + 11 + i, "", progress.step, cancel, controls=shot.steering()[:1])
         image = paste(image, made, feathered(region, max(2, c["feather"] // 2)))
     return image
@@ -167,7 +167,7 @@ def _cut_out(engine, shot, job, progress, cancel):
     h, w = shot.background.shape[:2]
     progress.stage("characters")
     ground = np.full((h, w, 3), 200, dtype=np.uint8)
-    made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, _l_image(np.ones((h, w), bool)),
+    made = engine.inpaint(dict(job, prompt=job["prompt"] + CUTOUT_GROUND), ground, mask_image(np.ones((h, w), bool)),
                           1.0, shot.first_references(), spec["seed"], "", progress.step, cancel,
                           controls=shot.steering(), identity=shot.identity(engine))
     made = _own_passes(engine, shot, made, progress, cancel, lambda ch: "lora" in ch.get("identity", {}))

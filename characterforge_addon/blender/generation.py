@@ -12,7 +12,7 @@ from ..core.job_spec import background_spec, posed_character_spec
 from . import controls, jobs, joints, passes, planes, preferences
 from .job_inputs import (control_inputs, identity_inputs, pick_seed, resolve_dir, rig_faces, rig_keypoints,
                          subject_distance)
-from .rig import character_meshes, rigs_in_scene
+from .set_projection import characters, dome
 
 
 def generate(context, seed=None):
@@ -87,11 +87,12 @@ BACKGROUND_AT = 0.98  # of the camera's clip end: the background plane stands at
 
 
 def set_depth_png(context, camera):
-    """The depth of the set as seen by `camera`, characters left out, as a depth-ControlNet
-    PNG; None when the camera sees no set geometry."""
+    """The depth of the set as seen by `camera`, characters and the far dome left out (its
+    distance would flatten the set's depth range), as a depth-ControlNet PNG; None when the
+    camera sees no set geometry."""
     scene = context.scene
     context.view_layer.update()
-    hide = [o for rig in rigs_in_scene(scene) for o in sum(character_meshes(rig), [])]
+    hide = characters(scene) + [o for o in (dome(scene),) if o is not None]
     depth, _ = passes.render_passes(scene, camera, {}, hide=hide)
     image = control_maps.depth_image(depth)
     return encode_png(image) if image.any() else None

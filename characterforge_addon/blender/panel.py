@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import jobs, planes, profile_chooser
+from . import jobs, planes, profile_chooser, set_projection
 from .rig import rigs_in_scene
 
 
@@ -203,6 +203,16 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row.prop(s, "background_sharp")
         box.prop(s, "background_image")
         box.operator("characterforge.make_background", icon="WORLD")
+        box = layout.box()
+        layers = set_projection.layers(context.scene)
+        box.label(text=f"Set: {len(layers)} projection(s)" if layers else "Set: one background for every camera",
+                  icon="SCENE_DATA")
+        row = box.row(align=True)
+        row.operator("characterforge.add_set_dome", icon="MESH_UVSPHERE")
+        row.operator("characterforge.project_background", icon="MOD_UVPROJECT")
+        row = box.row(align=True)
+        row.operator("characterforge.fill_set", icon="BRUSH_DATA")
+        row.operator("characterforge.remove_set_projection", icon="X", text="")
         box = layout.box()
         box.label(text="Characters in the shot", icon="COMMUNITY")
         for rig in rigs_in_scene(context.scene):

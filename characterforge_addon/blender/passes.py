@@ -19,7 +19,7 @@ from .rig import ROLE
 INDEX_BASE = 1000
 
 
-def _exclude_our_planes(tmp):
+def exclude_our_planes(tmp):
     """Exclude the result-plane collection in the throw-away scene's view layer (the user's
     scene is untouched); returns the names of the objects that hides."""
     from .planes import SHOTS_COLLECTION
@@ -81,7 +81,7 @@ def render_passes(scene, camera, index_of, hide=()):
     path = os.path.join(folder, "passes.exr")
     image = None
     try:
-        hidden = _exclude_our_planes(tmp)
+        hidden = exclude_our_planes(tmp)
         for obj in scene.objects:  # result planes moved out of our collection by the user, and `hide`
             if (obj.get(ROLE) in OUTPUT_ROLES or obj in hide) and obj.name not in hidden and not obj.hide_render:
                 saved.setdefault(obj, ("hide_render", False))

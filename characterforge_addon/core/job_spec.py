@@ -174,6 +174,12 @@ _EXPRESSION = {
 _BACKGROUND = {
     "sharp": Flag("prompt against shallow depth of field and refine tile by tile", True),
     "detail": _tile("detail", 0.25),
+    # A second camera's view of a set already painted from another: only the mask is made
+    "fill": Obj({"image": Image(LIMITS["max_control_bytes"], "the set as this camera sees it so far (the context), "
+                                "base64 PNG"),
+                 "mask": Image(LIMITS["max_control_bytes"], "where the set is not painted yet (white: generate), "
+                               "base64 PNG")},
+                "fill only the unpainted part of a set seen from another camera", default=None, omit=True),
 }
 
 SCHEMAS = {
@@ -277,7 +283,9 @@ def needs(spec):
         wanted.add("identity")
     if any(i and "lora" in i for i in identities):
         wanted.add("lora")
-    if kind in ("posed_character", "background", "character_sheet"):
+    if kind == "background" and "fill" in spec:
+        wanted.add("inpaint")
+    elif kind in ("posed_character", "background", "character_sheet"):
         wanted.add("draw" if controls or "identity" in spec else "txt2img")
     if kind == "background" and spec["sharp"] and spec["detail"]["strength"] > 0:
         wanted.add("img2img")
@@ -369,12 +377,15 @@ def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", 
 
 
 def background_spec(prompt, width, height, depth_png=None, depth_strength=0.6, negative_prompt="", seed=0, steps=30,
-                    guidance=6.0, profile="sdxl", name="background", sharp=True, detail_strength=0.25):
-    """A validated `background` spec: a set from a prompt, guided by the set's depth if given."""
+                    guidance=6.0, profile="sdxl", name="background", sharp=True, detail_strength=0.25, fill=None):
+    """A validated `background` spec: a set from a prompt, guided by the set's depth if given;
+    `fill`: (context PNG, mask PNG) to make only the mask's part of a set painted before."""
     controls = {"depth": {"png": depth_png, "strength": depth_strength}} if depth_png else {}
     spec = _encoded("background", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile,
                     1, name, (), 0.0)
     spec.update(sharp=sharp, detail={"strength": round(detail_strength, 4), "tile": 1024, "overlap": 128})
+    if fill:
+        spec["fill"] = {"image": _b64(fill[0]), "mask": _b64(fill[1])}
     return validate_job(spec)
 
 

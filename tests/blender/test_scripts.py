@@ -98,3 +98,23 @@ def test_make_shot_headless_from_a_blend(demo_blend, tmp_path):
     assert bad.returncode == 1 and "has no background yet" in bad.stderr
     bad = run("make_shot.py", *common, "--background-image", str(picture), "--character", "Hero=Missing")
     assert bad.returncode == 1 and "plays character 'Missing', which is not in Characters" in bad.stderr
+
+
+def test_make_set_paints_one_set_for_two_cameras_headless(demo_blend, tmp_path):
+    two = tmp_path / "two_cameras.blend"
+    add_camera = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); s = bpy.context.scene; "
+                  "c = bpy.data.objects.new('Side', bpy.data.cameras.new('Side')); s.collection.objects.link(c); "
+                  "c.location = (4.4, -2.6, 1.4); c.rotation_euler = (1.35, 0, 1.0); "
+                  "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])")
+    made = subprocess.run([sys.executable, "-c", add_camera, demo_blend, str(two)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    common = ["--blend", str(two), "--profile", "tiny", "--steps", "2", "--data", str(tmp_path / "backend"),
+              "--out", str(tmp_path / "out"), "--no-sharp"]
+    result = run("make_set.py", *common, "--cameras", "Camera,Side", "--prompt", "a quiet yard", "--dome",
+                 "--save", str(tmp_path / "set.blend"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Projected 'background_seed0.png' onto 3 set object(s) from Camera" in result.stdout
+    assert "of Side's view of the set; the rest kept as painted" in result.stdout
+    assert os.path.exists(tmp_path / "out" / "Side" / "set_fill_Side_seed0.png") and os.path.exists(tmp_path / "set.blend")
+    bad = run("make_set.py", *common, "--cameras", "Camera,Nowhere")
+    assert bad.returncode == 1 and "no camera named 'Nowhere'" in bad.stderr
