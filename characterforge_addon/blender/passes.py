@@ -39,8 +39,9 @@ def exclude_our_planes(tmp):
     found.exclude = True
     return {o.name for o in found.collection.all_objects}
 
-def _compositor(scene):
-    """Route Depth into red and Object Index into green of the output, for both 4.2 and 5.x."""
+def _compositor(scene, motion=False):
+    """Route Depth into red and Object Index into green of the output, for both 4.2 and 5.x;
+    with `motion`, the Vector pass's motion to the previous frame into blue and alpha."""
     if hasattr(scene, "compositing_node_group"):  # Blender 5
         tree = bpy.data.node_groups.new(".characterforge_passes", "CompositorNodeTree")
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
@@ -57,12 +58,18 @@ def _compositor(scene):
     index = layers.outputs.get("Object Index") or layers.outputs["IndexOB"]
     tree.links.new(layers.outputs["Depth"], combine.inputs[0])
     tree.links.new(index, combine.inputs[1])
+    if motion:
+        vector = tree.nodes.new("CompositorNodeSeparateColor")
+        tree.links.new(layers.outputs["Vector"], vector.inputs[0])
+        tree.links.new(vector.outputs[0], combine.inputs[2])
+        tree.links.new(vector.outputs[1], combine.inputs[3])
     tree.links.new(combine.outputs[0], out.inputs[0])
     return tree if hasattr(scene, "compositing_node_group") else None
 
 
-def render_passes(scene, camera, index_of, hide=()):
-    """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution.
+def render_passes(scene, camera, index_of, hide=(), motion=False):
+    """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution;
+    with `motion` also (H, W, 2): Blender's Vector pass towards the previous frame, in pixels.
 
     `index_of`: {object: pass index}; `hide`: objects left out of this render. Renders a throw-away copy of the scene so the user's
     render settings and compositor stay untouched. Objects are changed only where they must
@@ -99,9 +106,13 @@ def render_passes(scene, camera, index_of, hide=()):
         layer = tmp.view_layers[0]
         layer.use_pass_z = True
         layer.use_pass_object_index = True
-        group = _compositor(tmp)
+        if motion:
+            layer.use_pass_vector = True
+            tmp.render.use_motion_blur = False  # Cycles writes the Vector pass only without motion blur
+        group = _compositor(tmp, motion)
         settings = tmp.render.image_settings
         settings.file_format = "OPEN_EXR"
+        settings.color_mode = "RGBA" if motion else "RGB"
         settings.color_depth = "16"  # half floats: depth to 0.05 %, object ids exact up to 2048
         settings.exr_codec = "NONE"  # a scratch file read straight back: no time on compression
         tmp.render.filepath = path
@@ -113,6 +124,8 @@ def render_passes(scene, camera, index_of, hide=()):
         buf = np.empty(w * h * 4, dtype=np.float32)
         image.pixels.foreach_get(buf)
         buf = buf.reshape(h, w, 4)[::-1]  # Blender stores rows bottom-up
+        if motion:
+            return buf[..., 0].astype(np.float64), buf[..., 1].copy(), buf[..., 2:4].astype(np.float64)
         return buf[..., 0].astype(np.float64), buf[..., 1].copy()
     finally:
         if image is not None:
