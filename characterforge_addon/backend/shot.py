@@ -86,10 +86,15 @@ class Shot:
     masks: list       # per character, bool HxW
     references: list  # per character, PIL images
     regions: list     # per character, its identity and where it acts (adapters.Region)
+    previous: tuple = None  # a moving shot's later frame: (warped previous frame, holes, strength)
 
     @property
     def union(self):
         return np.logical_or.reduce(self.masks)
+
+    def carried(self, strength):
+        """A later pass's strength: in a moving shot's later frame no more than the frame's own."""
+        return strength if self.previous is None else min(strength, self.previous[2])
 
     def first_references(self):
         """Each character's first picture: the identity of families that take pictures, not adapters."""
@@ -126,7 +131,13 @@ def _inputs(engine, spec, pngs):
         area = grow(masks[i], spec["composite"]["grow"]) & ~_others(masks, i)
         regions.append(Region(references[i], _embedding(engine, identity, references[i]), identity.get("scale", 0.0),
                               identity.get("faceid_scale", 0.0), mask_image(area)))
-    return Shot(spec, background, maps, masks, references, regions)
+    previous = None
+    if "previous" in spec:
+        p = spec["previous"]
+        previous = (cover(decode_picture(base64.b64decode(p["image"]), "previous.image"), w, h),
+                    np.asarray(decode_picture(base64.b64decode(p["holes"]), "previous.holes", (w, h), "L")) > 127,
+                    p["strength"])
+    return Shot(spec, background, maps, masks, references, regions, previous)
 
 
 def _in_place(engine, shot, job, progress, cancel):
@@ -134,12 +145,30 @@ def _in_place(engine, shot, job, progress, cancel):
     in its own mask with its own prompt, identity and LoRA."""
     spec, c = shot.spec, shot.spec["composite"]
     grown = grow(shot.union, c["grow"])
+    start, strength = shot.background, c["strength"]
+    if shot.previous is not None:
+        start, strength = _carried_over(engine, shot, job, grown, progress, cancel)
     progress.stage("characters in place")
-    made = engine.inpaint(job, shot.background, mask_image(grown), c["strength"], shot.first_references(), spec["seed"],
+    made = engine.inpaint(job, start, mask_image(grown), strength, shot.first_references(), spec["seed"],
                           "", progress.step, cancel, controls=shot.steering(), identity=shot.identity(engine))
     image = paste(shot.background, made, feathered(grown, c["feather"]))
     several = len(spec["characters"]) > 1
     return _own_passes(engine, shot, image, progress, cancel, lambda ch: several or "lora" in ch.get("identity", {}))
+
+
+def _carried_over(engine, shot, job, grown, progress, cancel):
+    """(start picture, strength) of a moving shot's later frame: the previous frame warped onto
+    this one, the background's own pixels where it has nothing to carry over, and the
+    characters' newly visible parts generated in full first."""
+    carried, holes, strength = shot.previous
+    start = np.where(holes[..., None], shot.background, carried)
+    hidden = grow(holes & grown, 4)
+    if (holes & grown).any():
+        progress.stage("newly visible parts")
+        made = engine.inpaint(job, start, mask_image(hidden), 1.0, shot.first_references(), shot.spec["seed"], "",
+                              progress.step, cancel, controls=shot.steering(), identity=shot.identity(engine))
+        start = paste(start, made, feathered(hidden, 2))
+    return start, strength
 
 
 def _own_passes(engine, shot, image, progress, cancel, wanted):
@@ -147,14 +176,15 @@ def _own_passes(engine, shot, image, progress, cancel, wanted):
     identity and LoRA (a LoRA acts on one character only here)."""
     spec, c = shot.spec, shot.spec["composite"]
     characters = [(i, ch) for i, ch in enumerate(spec["characters"]) if wanted(ch)]
-    if c["character_strength"] == 0:
+    strength = shot.carried(c["character_strength"])
+    if strength == 0:
         return image
     for n, (i, ch) in enumerate(characters):
         progress.stage(f"character {n + 1} of {len(characters)}: {ch['name']}")
         own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
                    identity=ch.get("identity", {"scale": 0.0}))
         region = grow(shot.masks[i], max(2, c["grow"] // 3))
-        made = engine.inpaint(own, image, mask_image(region), c["character_strength"], shot.references[i],
+        made = engine.inpaint(own, image, mask_image(region), strength, shot.references[i],
                               spec["seed"] + 11 + i, "", progress.step, cancel, controls=shot.steering()[:1])
         image = paste(image, made, feathered(region, max(2, c["feather"] // 2)))
     return image
@@ -188,7 +218,8 @@ def _fix_hands(engine, shot, job, image, progress, cancel):
     """(image with each hand redrawn from the hand depth map, the record of it)."""
     spec = shot.spec
     hands = {"enabled": spec["hands"]["enabled"], "boxes": spec["hands"]["boxes"], "redrawn": []}
-    if not spec["hands"]["enabled"] or not spec["hands"]["boxes"] or spec["hands"]["strength"] == 0:
+    strength = shot.carried(spec["hands"]["strength"])
+    if not spec["hands"]["enabled"] or not spec["hands"]["boxes"] or strength == 0:
         return image, hands
     hand_job = dict(job, negative_prompt=", ".join(p for p in (spec["negative_prompt"], HAND_NEGATIVE) if p))
     hand_maps = [("hand_depth", shot.maps["hand_depth"])] if "hand_depth" in shot.maps else []
@@ -196,14 +227,14 @@ def _fix_hands(engine, shot, job, image, progress, cancel):
     if "batched_hands" in engine.speedups and engine.family.batched_inpaint:
         boxes = spec["hands"]["boxes"]
         progress.stage(f"hands: {len(boxes)} in one batch")
-        image, changed = redraw.redraw_boxes(engine, image, boxes, hand_job, spec["hands"]["strength"],
+        image, changed = redraw.redraw_boxes(engine, image, boxes, hand_job, strength,
                                              spec["seed"] + 200, progress, cancel, engine.profile.native_size,
                                              HAND_GROW, HAND_SUFFIX, controls=hand_maps)
         hands["redrawn"] = [c for c in changed if c]
         return image, hands
     for i, box in enumerate(spec["hands"]["boxes"]):
         progress.stage(f"hands: hand {i + 1} of {len(spec['hands']['boxes'])}")
-        image, where = redraw.redraw_box(engine, image, box, hand_job, spec["hands"]["strength"], spec["seed"] + 200 + i,
+        image, where = redraw.redraw_box(engine, image, box, hand_job, strength, spec["seed"] + 200 + i,
                                          [], progress, cancel, engine.profile.native_size, HAND_GROW, HAND_SUFFIX,
                                          controls=hand_maps)
         if where:
@@ -218,6 +249,10 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
                                                                              for ch in spec["characters"]] if p))
     record = {"mode": spec["composite"]["mode"], "characters": [ch["name"] for ch in spec["characters"]],
               "composite": spec["composite"]}
+    if shot.previous is not None:
+        _, holes, strength = shot.previous
+        record["previous"] = {"strength": strength, "holes": round(float(holes.mean()), 4),
+                              "newly_visible": round(float((holes & shot.union).mean()), 4)}
     cutouts = []
     if spec["composite"]["mode"] == "inpaint":
         image = _in_place(engine, shot, job, progress, cancel)

@@ -158,6 +158,13 @@ _SHOT = {
                                      least=MIN_STRENGTH),
                   "boxes": ListOf(Box(LIMITS["max_side"], "a hand's box"), 0, LIMITS["max_hands"],
                                   "the hands' boxes", [])}, "the hands' fix pass", default={}),
+    # A moving shot's frame after the first starts from the previous frame's result, warped onto it
+    "previous": Obj({"image": Image(LIMITS["max_control_bytes"], "the previous frame's result warped onto this "
+                                    "frame by its motion, base64 PNG"),
+                     "holes": Image(LIMITS["max_control_bytes"], "where it has nothing to carry over (white: "
+                                    "disoccluded, generated in full), base64 PNG"),
+                     "strength": Number(0.05, 1.0, "how much the carried-over frame is redrawn", 0.5)},
+                    "start from the previous frame (a moving shot)", default=None, omit=True),
 }
 
 _EXPRESSION = {
@@ -249,6 +256,9 @@ def _sheet_rules(out):
 
 def _shot_rules(out):
     _unique(out["characters"], "characters", "characters")
+    if "previous" in out and out["composite"]["mode"] != "inpaint":
+        raise JobSpecError("previous", "carries a frame over only in composite.mode inpaint",
+                           "use composite.mode inpaint for a moving shot")
     for i, character in enumerate(out["characters"]):
         if "lora" in character.get("identity", {}) and out["composite"]["character_strength"] == 0:
             raise JobSpecError(f"characters[{i}].identity.lora", "acts in the character's own pass, which is off",
@@ -408,9 +418,11 @@ def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None):
 
 def shot_spec(prompt, controls, width, height, background_png, characters, negative_prompt="", seed=0, steps=30,
               guidance=6.0, profile="sdxl", name="shot", mode="inpaint", grow=24, feather=12, strength=1.0,
-              character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None):
+              character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None,
+              previous=None):
     """A validated `shot` spec: the characters generated into the background. `characters`:
-    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale", "lora"}]."""
+    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale", "lora"}];
+    `previous`: (warped previous frame PNG, holes PNG, strength) for a moving shot's later frames."""
     spec = _encoded("shot", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, 1,
                     name, (), 0.0)
     spec["background"] = {"image": _b64(background_png)}
@@ -427,6 +439,8 @@ def shot_spec(prompt, controls, width, height, background_png, characters, negat
     spec["hands"] = {"enabled": bool(hands), "strength": round(hand_strength, 4), "boxes": [list(b) for b in hand_boxes]}
     if keypoints:
         spec["keypoints"] = keypoints
+    if previous:
+        spec["previous"] = {"image": _b64(previous[0]), "holes": _b64(previous[1]), "strength": round(previous[2], 4)}
     return validate_job(spec)
 
 

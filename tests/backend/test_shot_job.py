@@ -231,3 +231,33 @@ def test_sequential_offload_keeps_every_shared_variant_working(models_dir):
             assert hasattr(engine.base().unet, "_hf_hook") and engine.base().unet.conv_in.weight.device.type == "meta"
     for plain, offloaded in zip(*outputs):
         assert np.abs(plain.astype(int) - offloaded).max() <= 1
+
+
+def test_a_moving_shots_later_frame_starts_from_the_previous_one(make_backend):
+    """Frame 2 of a still shot: carried over at low strength it stays near frame 1 (far nearer
+    than a fresh frame with another seed is), the newly visible part is generated first, the
+    background outside the masks is still untouched; cut-out mode refuses it."""
+    backend = make_backend()
+    still = dict(hands={"enabled": False})
+    (first, _), = results(backend, shot_job(**still)).values()
+    (other_seed, _), = results(backend, shot_job(seed=9, **still)).values()
+    no_holes = np.zeros((H, W), np.uint8)
+    (carried, record), = results(backend, shot_job(previous={"image": b64(first), "holes": b64(no_holes),
+                                                             "strength": 0.2}, **still)).values()
+    inside = (LEFT > 0) | (RIGHT > 0)
+    near = np.abs(carried[inside].astype(int) - first[inside]).mean()
+    fresh = np.abs(other_seed[inside].astype(int) - first[inside]).mean()
+    assert near < fresh / 2 and record["previous"] == {"strength": 0.2, "holes": 0.0, "newly_visible": 0.0}
+    stages = [name for name, _ in record["stage_seconds"]]
+    assert "newly visible parts" not in stages
+    outside = ~(grown(LEFT, 6) | grown(RIGHT, 6))
+    assert np.array_equal(carried[outside], pattern()[outside])
+    holes = mask(16, 28)  # half the Hero was hidden before
+    (_, record), = results(backend, shot_job(previous={"image": b64(first), "holes": b64(holes), "strength": 0.2},
+                                             **still)).values()
+    assert "newly visible parts" in [name for name, _ in record["stage_seconds"]]
+    assert record["previous"]["newly_visible"] == pytest.approx((holes > 0).mean(), abs=0.01)
+    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    r = client.post("/jobs", json=shot_job(composite={"mode": "cutout"}, previous={
+        "image": b64(first), "holes": b64(no_holes)}), headers=headers)
+    assert r.status_code == 400 and r.json()["details"]["field"] == "previous", r.json()
