@@ -18,6 +18,10 @@ batch.toml:
   backends = ["http://127.0.0.1:7861"]   # empty: the bundled backend
   token = "..."                   # for the URLs above
   retries = 2                     # --ray: how often a failed unit runs again
+  kind = "posed"                  # posed: a posed character per unit; shot: the scene's shot (its set,
+                                  #   background, characters and identities), a moving shot frame by frame
+  temporal = true                 # shot: each frame starts from the one before, carried over by Blender's
+                                  #   motion (false: every frame on its own, to compare)
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -53,29 +57,88 @@ def progress(done, total, failed, started):
     print(f"[{bar}] {done}/{total} units, {failed} failed, {rate:.1f} s/unit", flush=True)
 
 
+def generate(client, spec, unit_dir):
+    """Run `spec` on `client` to the end; its results saved in `unit_dir`; returns their paths."""
+    from characterforge_addon.client.backend_client import FINISHED, BackendError
+    job = client.submit(spec)
+    while (status := client.status(job))["status"] not in FINISHED:
+        time.sleep(0.2)
+    if status["status"] != "completed":
+        raise BackendError((status.get("error") or {}).get("message", status["status"]))
+    files = []
+    for name in status["results"]:
+        path = os.path.join(unit_dir, f"{name}.png")
+        with open(path, "wb") as f:
+            f.write(client.result(job, name))
+        files.append(path)
+    return files
+
+
 def backend_worker(client, work, results):
     """One backend: take units, generate, save the result next to the unit's control maps."""
-    from characterforge_addon.client.backend_client import FINISHED, BackendError
+    from characterforge_addon.client.backend_client import BackendError
     while True:
         item = work.get()
         if item is None:
             return
         folder, unit_dir, spec = item
         try:
-            job = client.submit(spec)
-            while (status := client.status(job))["status"] not in FINISHED:
-                time.sleep(0.2)
-            if status["status"] != "completed":
-                raise BackendError((status.get("error") or {}).get("message", status["status"]))
-            files = []
-            for name in status["results"]:
-                path = os.path.join(unit_dir, f"{name}.png")
-                with open(path, "wb") as f:
-                    f.write(client.result(job, name))
-                files.append(path)
-            results.put((folder, files, None))
+            results.put((folder, generate(client, spec, unit_dir), None))
         except (BackendError, OSError) as exc:
             results.put((folder, [], str(exc)))
+
+
+def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, report):
+    """A moving shot: every unit is the scene's shot at its frame, one after another (a frame
+    carries the one before over), its picture gathered into the camera's and seed's image
+    sequence; then each finished sequence's flicker."""
+    from characterforge_addon.blender import moving_shots
+    from characterforge_addon.client.backend_client import BackendError
+    from characterforge_addon.core import batch_plan
+    from characterforge_addon.core.errors import UserError
+    from characterforge_addon.core.image_io import write_atomic
+    scene = context.scene
+    s = scene.characterforge
+    if shot.prompt:  # the batch's prompts over the scene's: the characters' default and the negative
+        s.prompt = shot.prompt
+    if shot.negative_prompt:
+        s.negative_prompt = shot.negative_prompt
+    for camera_name, frame, seed, folder in todo:
+        unit_dir = os.path.join(root, folder)
+        shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+        previous = batch_plan.previous_unit(plan, camera_name, frame, seed)
+        scene.frame_set(frame)
+        try:
+            if previous and not manifest.finished(previous, root):
+                raise UserError(f"frame {frame - 1}, which this frame carries over, did not finish")
+            spec = moving_shots.frame_job(context, scene.objects[camera_name], unit_dir, seed,
+                                          os.path.join(root, previous) if previous else None)
+            spec.update(name=f"seed{seed}", steps=shot.steps, guidance=shot.guidance, profile=shot.profile,
+                        draft=shot.draft)
+            files = generate(client, spec, unit_dir)
+            picture = os.path.join(unit_dir, moving_shots.RESULT)
+            os.replace(files[0], picture)
+            sequence = os.path.join(root, batch_plan.sequence_folder(camera_name, seed))
+            os.makedirs(sequence, exist_ok=True)
+            with open(picture, "rb") as f:
+                write_atomic(os.path.join(sequence, f"frame_{frame:04d}.png"), f.read())
+        except (UserError, BackendError, OSError) as exc:
+            report(folder, str(exc))
+            continue
+        manifest.add(folder, [os.path.relpath(p, root) for p in (
+            picture, os.path.join(sequence, f"frame_{frame:04d}.png"))])
+        report(folder, None)
+    for camera_name in cameras:
+        for seed in plan["seeds"]:
+            folders = [os.path.join(root, batch_plan.unit_folder(camera_name, f, seed)) for f in plan["frames"]]
+            if all(manifest.finished(os.path.relpath(f, root), root) for f in folders):
+                per_frame, mean = moving_shots.flicker(folders)
+                print(f"flicker {camera_name} seed {seed}: {mean:.2f} (mean absolute difference to the frame before, "
+                      f"carried over by the motion; {'from the frame before' if plan['temporal'] else 'every frame on its own'})",
+                      flush=True)
+                moving_shots.write_sequence_record(os.path.join(root, batch_plan.sequence_folder(camera_name, seed)), {
+                    "camera": camera_name, "seed": seed, "frames": plan["frames"], "temporal": plan["temporal"],
+                    "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot)})
 
 
 def unit_spec(shot, controls_dir, manifest_maps, seed):
@@ -173,6 +236,11 @@ def main(argv=None):
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
+        if args.ray and plan["kind"] == "shot":
+            raise UserError("kind = \"shot\" runs on one machine (each frame carries the one before over): run "
+                            "it without --ray, or split the frames between machines with --frames")
+        if plan["kind"] == "shot" and not plan["generate"]:
+            raise UserError("kind = \"shot\" generates the shot: set generate = true, or kind = \"posed\" for maps only")
         clients = connect_backends(plan) if plan["generate"] and todo and not args.ray else []
     except UserError as exc:
         fail(str(exc))
@@ -207,6 +275,13 @@ def main(argv=None):
 
     if args.ray:
         run_on_ray(args.ray, plan, shot, todo, root, manifest, bpy.data.filepath, report)
+        todo = []
+    if plan["kind"] == "shot":
+        try:
+            run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], todo, root, manifest, clients[0] if clients else None, report)
+        finally:
+            if not plan["backends"] and clients:
+                backend_process.stop()
         todo = []
     try:
         for camera_name, frame, seed, folder in todo:

@@ -6,6 +6,7 @@ Joints come from `joints` (projection and occlusion); depth and object index fro
 depth render plus drawing.
 """
 
+import io
 import json
 import os
 import time
@@ -64,8 +65,12 @@ def _safe_name(name):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True, normals=False):
-    """Write the control maps for the scene camera (or `camera`) at the current frame.
+MOTION = "motion.npz"  # with motion: the frame's Vector pass, depth and object index, for the next frame
+
+
+def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True, normals=False, motion=False):
+    """Write the control maps for the scene camera (or `camera`) at the current frame; with
+    `motion`, also MOTION from the same render (`read_motion` reads it).
 
     Returns the manifest (also written as controls.json, last, once every map is in place).
     """
@@ -117,12 +122,14 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
         # Blender's own threads; numpy and zlib release the GIL).
         drawing = pool.submit(draw)
         t2 = time.perf_counter()
-        depth, index = render_passes(scene, camera, index_of)
+        depth, index, *vectors = render_passes(scene, camera, index_of, motion=motion)
         timings["render_s"] = time.perf_counter() - t2
         files = drawing.result()
         t3 = time.perf_counter()
         maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals)
         files.update(maps)
+        if motion:
+            files[MOTION] = _motion_bytes(vectors[0], depth, index)
         timings["encode_s"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         for written in [pool.submit(write_atomic, os.path.join(out_dir, f), data) for f, data in files.items()]:
@@ -145,6 +152,18 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     if preview:
         load_previews(out_dir, files)
     return manifest
+
+
+def _motion_bytes(vectors, depth, index):
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vectors=vectors.astype(np.float32), depth=depth.astype(np.float32), index=index)
+    return buf.getvalue()
+
+
+def read_motion(controls_dir):
+    """(vectors towards the previous frame, depth, object index) a motion render wrote."""
+    with np.load(os.path.join(controls_dir, MOTION)) as data:
+        return data["vectors"].astype(np.float64), data["depth"].astype(np.float64), data["index"]
 
 
 def show_image(name, path):

@@ -66,8 +66,28 @@ def make_shot(context, seed=None):
     shot = s.shot or "Shot"
     background = job_inputs.picture_png(background_file(scene, shot), "background")
     shot_dir = os.path.join(job_inputs.resolve_dir(s.results_dir), shot)
+    if seed is None:
+        seed = job_inputs.pick_seed(s)
+    s.seed = seed
+    spec, rigs, (w, h) = shot_job(context, camera, background, os.path.join(shot_dir, "controls"), seed)
     controls_dir = os.path.join(shot_dir, "controls")
-    manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
+    # each character's cut-out stands at its own rig's depth, so it can be moved on its own
+    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
+               for rig in rigs}
+    place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
+                              distances=cutouts, extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
+    return jobs.start(context, spec, shot_dir, place)
+
+
+def shot_job(context, camera, background, controls_dir, seed, previous=None, manifest=None):
+    """(the validated shot spec of the scene's shot as `camera` sees it now, the rigs in view,
+    the maps' resolution): maps rendered into `controls_dir`, the rigs' packs and prompts,
+    the hands' boxes, on `background` (PNG bytes); `previous`: a moving shot's carried frame;
+    `manifest`: the maps' manifest when they are rendered already."""
+    scene = context.scene
+    s = scene.characterforge
+    if manifest is None:
+        manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
     w, h = manifest["resolution"]
     seen = []  # (rig, mask PNG) of the rigs the camera sees
     for rig in rigs_in_scene(scene):
@@ -87,22 +107,14 @@ def make_shot(context, seed=None):
                            "scale": s.identity_scale, "lora": job_inputs.pack_lora(pack)})
     map_w, map_h, people = job_inputs.maps_people(controls_dir)
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
-    if seed is None:
-        seed = job_inputs.pick_seed(s)
-    s.seed = seed
     spec = shot_spec(s.background_prompt, job_inputs.control_inputs(s, controls_dir), w, h, background, characters,
                      s.negative_prompt, seed, s.steps, s.guidance, preferences.job_profile(context),
                      name=f"shot_seed{seed}", mode=s.composite_mode.lower(), grow=s.composite_grow,
                      feather=s.composite_feather, character_strength=s.character_strength, harmonize=s.harmonize,
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
-                     keypoints=job_inputs.rig_keypoints(controls_dir, w, h))
+                     keypoints=job_inputs.rig_keypoints(controls_dir, w, h), previous=previous)
     spec["draft"] = s.draft
-    # each character's cut-out stands at its own rig's depth, so it can be moved on its own
-    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
-               for rig in rigs}
-    place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
-    return jobs.start(context, spec, shot_dir, place)
+    return spec, rigs, (w, h)
 
 
 def expression_face(scene, obj, width, height):

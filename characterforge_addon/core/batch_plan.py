@@ -9,6 +9,7 @@ from .errors import UserError
 from .image_io import write_atomic
 
 MANIFEST = "manifest.json"
+KINDS = ("posed", "shot")
 
 
 def parse_frames(value, where):
@@ -39,7 +40,8 @@ def _retries(value, where):
 
 
 def load_plan(path):
-    """The batch file as {"output", "frames", "cameras", "seeds", "generate", "backends", "token", "shot"}."""
+    """The batch file as {"output", "frames", "cameras", "seeds", "generate", "backends", "token", "shot",
+    "retries", "kind", "temporal"}."""
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -61,11 +63,16 @@ def load_plan(path):
         raise UserError(f"{path}: backends must be a list of http:// URLs")
     shot = doc.get("shot", {})
     generate = bool(batch.get("generate", True))
-    if generate and not str(shot.get("prompt", "")).strip():
+    kind = batch.get("kind", "posed")
+    if kind not in KINDS:
+        raise UserError(f"{path}: kind must be one of {', '.join(KINDS)} (posed: a posed character per unit; shot: "
+                        "the scene's shot, its set and characters, frame by frame)")
+    if generate and kind == "posed" and not str(shot.get("prompt", "")).strip():
         raise UserError(f"{path}: [shot] needs a prompt to generate (or set generate = false for control maps only)")
     return {"output": str(batch.get("output", "//batch")), "frames": parse_frames(batch.get("frames", 1), path),
             "cameras": cameras, "seeds": seeds, "generate": generate, "backends": backends,
-            "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path)}
+            "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path),
+            "kind": kind, "temporal": bool(batch.get("temporal", True))}
 
 
 def units(plan, cameras):
@@ -74,9 +81,26 @@ def units(plan, cameras):
     for camera in cameras:
         for frame in plan["frames"]:
             for seed in (plan["seeds"] if plan["generate"] else [None]):
-                folder = os.path.join(_safe(camera), f"frame_{frame:04d}") + ("" if seed is None else f"/seed_{seed}")
-                out.append((camera, frame, seed, folder))
+                out.append((camera, frame, seed, unit_folder(camera, frame, seed)))
     return out
+
+
+def previous_unit(plan, camera, frame, seed):
+    """The folder of the unit a moving shot's frame carries over (the frame before, same camera
+    and seed), or None: the first frame, a frame whose predecessor is not in the batch (the
+    motion vectors reach one frame back), or `temporal = false`."""
+    if not plan["temporal"] or frame - 1 not in plan["frames"]:
+        return None
+    return unit_folder(camera, frame - 1, seed)
+
+
+def unit_folder(camera, frame, seed):
+    return os.path.join(_safe(camera), f"frame_{frame:04d}") + ("" if seed is None else f"/seed_{seed}")
+
+
+def sequence_folder(camera, seed):
+    """Where a moving shot's frames are gathered as an image sequence."""
+    return os.path.join(_safe(camera), f"seed_{seed}_sequence")
 
 
 def _safe(name):

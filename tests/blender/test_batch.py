@@ -254,3 +254,71 @@ def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_ca
     assert len(done) == 4 and all(files == [f"{folder}/seed3.png"] for folder, files in done.items())
     for folder in done:
         assert sorted(p.name for p in (out / folder).iterdir()) == ["controls", "seed3.png"]
+
+
+@pytest.fixture(scope="module")
+def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
+    """The walking Hero in front of a wall and floor painted from CamA (a gradient stands in
+    for a generated background), saved: a moving shot's scene."""
+    from characterforge_addon.blender import set_projection
+    from characterforge_addon.core.image_io import encode_png
+    bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
+    bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 0, 0))
+    bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 4, 5), rotation=(math.pi / 2, 0, 0))
+    folder = tmp_path_factory.mktemp("moving")
+    yy, xx = __import__("numpy").mgrid[0:96, 0:96]
+    picture = __import__("numpy").stack([xx * 2, yy * 2, 128 + 0 * xx], -1).astype("uint8")
+    (folder / "set.png").write_bytes(encode_png(picture))
+    set_projection.project(bpy.context, bpy.data.objects["CamA"], str(folder / "set.png"))
+    path = str(folder / "moving.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    return path
+
+
+def write_shot_job(path, output, url, token, temporal=True):
+    path.write_text(f'[batch]\noutput = "{output}"\nframes = "1-6"\ncameras = ["CamA"]\nseeds = [3]\nkind = "shot"\n'
+                    f'temporal = {"true" if temporal else "false"}\nbackends = ["{url}"]\ntoken = "{token}"\n'
+                    '[shot]\nprompt = "a knight walking"\nsteps = 2\nprofile = "tiny"\n')
+
+
+def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny_backends, tmp_path):
+    """Six frames of the shot: each after the first carried over from the one before (its
+    record says so, with the strength), a kill after three frames and a resume that redoes
+    none, the image sequence gathered, the flicker printed and recorded; the same seeds with
+    every frame on its own for comparison."""
+    from PIL import Image
+    urls, token, _ = tiny_backends
+    out, job = tmp_path / "out", tmp_path / "shot.toml"
+    write_shot_job(job, out, urls[0], token)
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--blend", moving_shot_blend, "--job", str(job)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.loads(manifest.read_text())["done"]
+    assert 3 <= len(first) < 6
+    result = run(moving_shot_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{len(first)} already done" in result.stdout and "6/6 units" in result.stdout
+    sequence = out / "CamA" / "seed_3_sequence"
+    assert sorted(os.listdir(sequence)) == [f"frame_{f:04d}.png" for f in range(1, 7)] + ["sequence.json"]
+    for frame in range(1, 7):
+        record = json.loads(Image.open(out / "CamA" / f"frame_{frame:04d}" / "seed_3" / "frame.png").text["characterforge"])
+        assert ("previous" in record) == (frame > 1), frame
+        if frame > 1:
+            assert 0.35 <= record["previous"]["strength"] <= 0.75 and record["previous"]["newly_visible"] < 0.2
+    flicker = float(re.search(r"flicker CamA seed 3: ([0-9.]+)", result.stdout).group(1))
+    assert json.loads((sequence / "sequence.json").read_text())["flicker"] == pytest.approx(flicker, abs=0.01)
+
+    alone = tmp_path / "alone.toml"
+    write_shot_job(alone, tmp_path / "alone", urls[0], token, temporal=False)
+    result = run(moving_shot_blend, alone)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "every frame on its own" in result.stdout
+    record = json.loads(Image.open(tmp_path / "alone" / "CamA" / "frame_0004" / "seed_3" / "frame.png").text["characterforge"])
+    assert "previous" not in record

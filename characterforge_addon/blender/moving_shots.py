@@ -1,0 +1,85 @@
+"""A shot over an animation, frame by frame: each frame's maps and motion rendered, its
+background the painted set as this frame's camera sees it (else the shot's background), and
+each frame after the first started from the previous frame's result carried over by
+Blender's own motion (core.motion): only what changed is generated again."""
+
+import json
+import os
+
+import numpy as np
+
+from ..core import motion
+from ..core.image_io import decode_png, encode_png, write_atomic
+from . import controls, job_inputs, set_projection, shots
+
+RESULT = "frame.png"  # each frame's picture in its folder (what the next frame carries over)
+
+
+def background_png(scene, camera):
+    """The frame's background: the painted set seen from `camera` now (a moving camera sees the
+    same set), else the shot's background picture."""
+    if set_projection.layers(scene):
+        return encode_png(set_projection.render_view(scene, camera))
+    return job_inputs.picture_png(shots.background_file(scene, scene.characterforge.shot or "Shot"), "background")
+
+
+def carried_over(frame_dir, previous_dir, masks):
+    """(warped previous picture PNG, holes PNG, strength, holes bool) for a frame whose maps and
+    motion are in `frame_dir/controls`, from the frame in `previous_dir`; `masks`: the
+    characters' pixels (bool, the maps' size)."""
+    vectors, depth, index = controls.read_motion(os.path.join(frame_dir, "controls"))
+    _, previous_depth, previous_index = controls.read_motion(os.path.join(previous_dir, "controls"))
+    positions = motion.previous_positions(vectors)
+    hole = motion.holes(positions, index, depth, previous_index, previous_depth)
+    with open(os.path.join(previous_dir, RESULT), "rb") as f:
+        picture = decode_png(f.read())[..., :3]
+    h, w = index.shape
+    scale = np.array([picture.shape[1] / w, picture.shape[0] / h])  # the picture is the job's size (multiple of 8)
+    carried = motion.warp(picture, (positions + 0.5) * scale - 0.5)
+    hidden = (hole & masks).sum() / max(1, masks.sum())
+    return encode_png(carried), encode_png(np.where(hole, np.uint8(255), np.uint8(0))), motion.frame_strength(hidden), hole
+
+
+def frame_job(context, camera, frame_dir, seed, previous_dir=None):
+    """The shot job of the current frame (maps and motion rendered into `frame_dir/controls`),
+    carried over from the frame in `previous_dir` when given."""
+    scene = context.scene
+    controls_dir = os.path.join(frame_dir, "controls")
+    manifest = controls.render_controls(context, controls_dir, camera, scene.characterforge.drop_occluded,
+                                        preview=False, motion=True)
+    previous = None
+    if previous_dir is not None:
+        masks = np.zeros(tuple(manifest["resolution"][::-1]), bool)
+        for name in manifest["masks"].values():
+            with open(os.path.join(controls_dir, name), "rb") as f:
+                masks |= decode_png(f.read()) > 127
+        previous = carried_over(frame_dir, previous_dir, masks)[:3]
+    spec, _, _ = shots.shot_job(context, camera, background_png(scene, camera), controls_dir, seed, previous,
+                                manifest)
+    return spec
+
+
+def flicker(frame_dirs):
+    """The sequence's flicker (core.motion.flicker) from its frames' folders, in order: each
+    frame against its predecessor carried over by the motion, over the pixels that stay
+    visible. Returns (per-frame figures, mean)."""
+    pictures, positions, valid = [], [], []
+    for i, folder in enumerate(frame_dirs):
+        with open(os.path.join(folder, RESULT), "rb") as f:
+            pictures.append(decode_png(f.read())[..., :3])
+        if i:
+            vectors, depth, index = controls.read_motion(os.path.join(folder, "controls"))
+            _, previous_depth, previous_index = controls.read_motion(os.path.join(frame_dirs[i - 1], "controls"))
+            where = motion.previous_positions(vectors)
+            h, w = index.shape
+            scale = np.array([pictures[-1].shape[1] / w, pictures[-1].shape[0] / h])
+            # compared at the picture's size: the maps' pixels picked at each picture pixel
+            ys = np.minimum((np.arange(pictures[-1].shape[0]) / scale[1]).astype(int), h - 1)
+            xs = np.minimum((np.arange(pictures[-1].shape[1]) / scale[0]).astype(int), w - 1)
+            positions.append(((where + 0.5) * scale - 0.5)[ys][:, xs])
+            valid.append(~motion.holes(where, index, depth, previous_index, previous_depth)[ys][:, xs])
+    return motion.flicker(pictures, positions, valid)
+
+
+def write_sequence_record(folder, record):
+    write_atomic(os.path.join(folder, "sequence.json"), json.dumps(record, indent=1).encode("utf-8"))
