@@ -22,6 +22,7 @@ batch.toml:
                                   #   background, characters and identities), a moving shot frame by frame
   temporal = true                 # shot: each frame starts from the one before, carried over by Blender's
                                   #   motion (false: every frame on its own, to compare)
+  video = false                   # shot: also sequence.mp4 (H.264, the scene's frame rate) per camera and seed
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -88,11 +89,12 @@ def backend_worker(client, work, results):
             results.put((folder, [], str(exc)))
 
 
-def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, report):
+def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, report, place=False):
     """A moving shot: every unit is the scene's shot at its frame, one after another (a frame
     carries the one before over), its picture gathered into the camera's and seed's image
-    sequence; then each finished sequence's flicker."""
-    from characterforge_addon.blender import moving_shots
+    sequence; then each finished sequence's flicker, video (`video`) and, with `place`, a
+    plane playing it in the shot's collection."""
+    from characterforge_addon.blender import moving_shots, planes
     from characterforge_addon.client.backend_client import BackendError
     from characterforge_addon.core import batch_plan
     from characterforge_addon.core.errors import UserError
@@ -132,13 +134,24 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
         for seed in plan["seeds"]:
             folders = [os.path.join(root, batch_plan.unit_folder(camera_name, f, seed)) for f in plan["frames"]]
             if all(manifest.finished(os.path.relpath(f, root), root) for f in folders):
+                sequence = os.path.join(root, batch_plan.sequence_folder(camera_name, seed))
                 per_frame, mean = moving_shots.flicker(folders)
                 print(f"flicker {camera_name} seed {seed}: {mean:.2f} (mean absolute difference to the frame before, "
                       f"carried over by the motion; {'from the frame before' if plan['temporal'] else 'every frame on its own'})",
                       flush=True)
-                moving_shots.write_sequence_record(os.path.join(root, batch_plan.sequence_folder(camera_name, seed)), {
-                    "camera": camera_name, "seed": seed, "frames": plan["frames"], "temporal": plan["temporal"],
-                    "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot)})
+                record = {"camera": camera_name, "seed": seed, "frames": plan["frames"], "temporal": plan["temporal"],
+                          "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot)}
+                if plan["video"]:
+                    record["video"] = moving_shots.write_video(sequence, plan["frames"], scene.render.fps,
+                                                               os.path.join(sequence, "sequence.mp4"))
+                    print(f"video {record['video']}", flush=True)
+                moving_shots.write_sequence_record(sequence, record)
+                frames = plan["frames"]
+                if place and frames == list(range(frames[0], frames[-1] + 1)):
+                    camera = scene.objects[camera_name]
+                    moving_shots.sequence_plane(context, sequence, frames, camera, camera.data.clip_end * 0.97,
+                                                planes.shot_collection(scene, f"{camera_name} seed {seed}"),
+                                                f"{camera_name} seed {seed} sequence")
 
 
 def unit_spec(shot, controls_dir, manifest_maps, seed):
@@ -209,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--frames", help="only these frames (\"A-B\", \"3, 5-10\"): one chunk of a farm's job, with "
                                          "its own manifest (manifest.frames-A-B.json), so chunks on several machines "
                                          "never write one file")
+    parser.add_argument("--save", help="kind = \"shot\": save the .blend here with a plane playing each finished "
+                                       "sequence in front of its camera")
     args = parser.parse_args(script_args(argv))
     import bpy
     if args.blend:
@@ -278,10 +293,14 @@ def main(argv=None):
         todo = []
     if plan["kind"] == "shot":
         try:
-            run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], todo, root, manifest, clients[0] if clients else None, report)
+            run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], todo, root, manifest,
+                            clients[0] if clients else None, report, place=bool(args.save))
         finally:
             if not plan["backends"] and clients:
                 backend_process.stop()
+        if args.save:
+            bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.save))
+            print(f"saved {args.save}", flush=True)
         todo = []
     try:
         for camera_name, frame, seed, folder in todo:

@@ -6,11 +6,12 @@ Blender's own motion (core.motion): only what changed is generated again."""
 import json
 import os
 
+import bpy
 import numpy as np
 
 from ..core import motion
 from ..core.image_io import decode_png, encode_png, write_atomic
-from . import controls, job_inputs, set_projection, shots
+from . import controls, job_inputs, planes, set_projection, shots
 
 RESULT = "frame.png"  # each frame's picture in its folder (what the next frame carries over)
 
@@ -83,3 +84,47 @@ def flicker(frame_dirs):
 
 def write_sequence_record(folder, record):
     write_atomic(os.path.join(folder, "sequence.json"), json.dumps(record, indent=1).encode("utf-8"))
+
+
+def write_video(folder, frames, fps, path):
+    """The sequence's frames (`frame_NNNN.png` in `folder`) as an H.264 MP4 at `fps`, written by
+    Blender's own FFmpeg through the sequencer in a throw-away scene."""
+    names = [f"frame_{f:04d}.png" for f in frames]
+    with open(os.path.join(folder, names[0]), "rb") as f:
+        h, w = decode_png(f.read()).shape[:2]
+    scene = bpy.data.scenes.new("CharacterForge video")
+    try:
+        editor = scene.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 5.x / 4.2
+        strip = strips.new_image("frames", os.path.join(folder, names[0]), 1, 1)
+        for name in names[1:]:
+            strip.elements.append(name)
+        scene.frame_start, scene.frame_end = 1, len(names)
+        scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = w, h, 100
+        scene.render.fps = fps
+        settings = scene.render.image_settings
+        if hasattr(settings, "media_type"):  # Blender 5: pick video before the FFmpeg format
+            settings.media_type = "VIDEO"
+        settings.file_format = "FFMPEG"
+        scene.render.ffmpeg.format, scene.render.ffmpeg.codec = "MPEG4", "H264"
+        scene.render.use_sequencer = True
+        scene.render.filepath = path
+        bpy.ops.render.render(animation=True, scene=scene.name)
+    finally:
+        bpy.data.scenes.remove(scene)
+    return path
+
+
+def sequence_plane(context, folder, frames, camera, distance, collection, name):
+    """The sequence on a camera-filling plane that plays with the timeline (Blender's image
+    sequence: frame F shows frame_F.png)."""
+    obj = planes.import_plane(context, os.path.join(folder, f"frame_{frames[0]:04d}.png"), camera, distance,
+                              collection, name)
+    for node in obj.active_material.node_tree.nodes:
+        if node.type == "TEX_IMAGE":
+            node.image.source = "SEQUENCE"
+            user = node.image_user
+            user.frame_duration, user.frame_start, user.frame_offset = len(frames), frames[0], frames[0] - 1
+            user.use_auto_refresh = True
+    obj[planes.LAYER] = planes.PICTURE
+    return obj

@@ -41,7 +41,7 @@ def _retries(value, where):
 
 def load_plan(path):
     """The batch file as {"output", "frames", "cameras", "seeds", "generate", "backends", "token", "shot",
-    "retries", "kind", "temporal"}."""
+    "retries", "kind", "temporal", "video"}."""
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -72,7 +72,7 @@ def load_plan(path):
     return {"output": str(batch.get("output", "//batch")), "frames": parse_frames(batch.get("frames", 1), path),
             "cameras": cameras, "seeds": seeds, "generate": generate, "backends": backends,
             "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path),
-            "kind": kind, "temporal": bool(batch.get("temporal", True))}
+            "kind": kind, "temporal": bool(batch.get("temporal", True)), "video": bool(batch.get("video", False))}
 
 
 def units(plan, cameras):

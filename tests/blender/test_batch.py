@@ -277,11 +277,12 @@ def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
 
 def write_shot_job(path, output, url, token, temporal=True):
     path.write_text(f'[batch]\noutput = "{output}"\nframes = "1-6"\ncameras = ["CamA"]\nseeds = [3]\nkind = "shot"\n'
-                    f'temporal = {"true" if temporal else "false"}\nbackends = ["{url}"]\ntoken = "{token}"\n'
+                    f'temporal = {"true" if temporal else "false"}\nvideo = true\nbackends = ["{url}"]\n'
+                    f'token = "{token}"\n'
                     '[shot]\nprompt = "a knight walking"\nsteps = 2\nprofile = "tiny"\n')
 
 
-def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny_backends, tmp_path):
+def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny_backends, tmp_path, bpy):
     """Six frames of the shot: each after the first carried over from the one before (its
     record says so, with the strength), a kill after three frames and a resume that redoes
     none, the image sequence gathered, the flicker printed and recorded; the same seeds with
@@ -302,11 +303,18 @@ def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny
     proc.wait()
     first = json.loads(manifest.read_text())["done"]
     assert 3 <= len(first) < 6
-    result = run(moving_shot_blend, job)
+    result = run(moving_shot_blend, job, "--save", str(tmp_path / "played.blend"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{len(first)} already done" in result.stdout and "6/6 units" in result.stdout
     sequence = out / "CamA" / "seed_3_sequence"
-    assert sorted(os.listdir(sequence)) == [f"frame_{f:04d}.png" for f in range(1, 7)] + ["sequence.json"]
+    assert sorted(os.listdir(sequence)) == [f"frame_{f:04d}.png" for f in range(1, 7)] + ["sequence.json",
+                                                                                       "sequence.mp4"]
+    clip = bpy.data.movieclips.load(str(sequence / "sequence.mp4"))
+    assert clip.frame_duration == 6 and tuple(clip.size) == (96, 96)
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "played.blend"))
+    plane = bpy.data.objects["CamA seed 3 sequence"]
+    image = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert image.image.source == "SEQUENCE" and image.image_user.frame_duration == 6
     for frame in range(1, 7):
         record = json.loads(Image.open(out / "CamA" / f"frame_{frame:04d}" / "seed_3" / "frame.png").text["characterforge"])
         assert ("previous" in record) == (frame > 1), frame
