@@ -71,6 +71,32 @@ def second_camera(bpy, scene):
     return cam
 
 
+def moving_shot(bpy, scene, out, profile, steps, frames=4):
+    """The Hero walks for `frames` frames across the painted set: batch.py's moving shot, carried
+    over frame to frame, back as an image sequence, an MP4 and a .blend whose plane plays it."""
+    hero = scene.objects["Hero"]
+    start = hero.location.copy()
+    for frame in (1, frames):
+        hero.location = (start.x + 0.12 * (frame - 1), start.y, start.z)
+        hero.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 1, frames
+    blend = os.path.join(out, "walk.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
+    job = os.path.join(out, "walk.toml")
+    with open(job, "w") as f:
+        f.write(f'[batch]\noutput = "{os.path.join(out, "walk")}"\nframes = "1-{frames}"\nseeds = [1234]\n'
+                f'kind = "shot"\nvideo = true\n[shot]\nsteps = {steps}\nprofile = "{profile}"\n')
+    run = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "batch.py"),
+                          "--blend", blend, "--job", job, "--save", os.path.join(out, "walk_played.blend")],
+                         capture_output=True, text=True)
+    if run.returncode:
+        fail(f"moving shot: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
+    flicker = next((line for line in run.stdout.splitlines() if line.startswith("flicker")), "")
+    print(f"moving shot: {frames} frames in {os.path.join(out, 'walk')}; {flicker}; plays in walk_played.blend",
+          flush=True)
+    return {"frames": frames, "folder": os.path.join(out, "walk"), "flicker": flicker}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make_demo.py", description="Build the CharacterForge demo")
     parser.add_argument("--out", default="out/demo", help="output folder")
@@ -137,6 +163,7 @@ def main(argv=None):
             backend_process.stop()
         if settings.job_state != "completed":
             fail(f"generation {settings.job_state}: {settings.job_message}")
+        summary["moving_shot"] = moving_shot(bpy, scene, out, args.profile, settings.steps)
         shots = bpy.data.collections["CharacterForge Shots"].children
         summary["generated"] = [planes.file_of(o) for shot in ("Demo shot", "Demo shot B") for o in shots[shot].objects]
         print(f"generated {', '.join(summary['generated'])}; image planes in 'CharacterForge Shots/Demo shot', "
