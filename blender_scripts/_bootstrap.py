@@ -66,6 +66,12 @@ def apply_job_options(args, settings):
     settings.results_dir = os.path.abspath(args.out)
 
 
+def save_blend(bpy, path):
+    """Save the .blend at `path` (a script's --save), saying where."""
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(path))
+    print(f"saved {path}", flush=True)
+
+
 def fail(message, code=1):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)

@@ -43,7 +43,7 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import fail, register_addon, script_args  # noqa: E402
+from _bootstrap import fail, register_addon, save_blend, script_args  # noqa: E402
 
 SHOT_DEFAULTS = dict(prompt="", negative_prompt="", steps=30, guidance=6.0, draft=False, profile="sdxl",
                      openpose_strength=1.0,
@@ -299,8 +299,7 @@ def main(argv=None):
             if not plan["backends"] and clients:
                 backend_process.stop()
         if args.save:
-            bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.save))
-            print(f"saved {args.save}", flush=True)
+            save_blend(bpy, args.save)
         todo = []
     try:
         for camera_name, frame, seed, folder in todo:

@@ -13,7 +13,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import add_job_options, apply_job_options, fail, follow_jobs, register_addon, script_args  # noqa: E402
+from _bootstrap import (add_job_options, apply_job_options, fail, follow_jobs, register_addon, save_blend,  # noqa: E402
+                        script_args)
 
 
 def parse(argv):
@@ -88,8 +89,7 @@ def main(argv=None):
         backend_process.stop()
     print(f"set painted for {', '.join(cameras)} in {time.perf_counter() - start:.1f} s; shots: {', '.join(shots)}")
     if args.save:
-        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.save))
-        print(f"saved {args.save}")
+        save_blend(bpy, args.save)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,16 @@ def set_depth_png(context, camera):
     return encode_png(image) if image.any() else None
 
 
+def place_background_picture(context, path, camera, shot, distance):
+    """A picture (not a job's result) shown as the shot's background plane, covering the frame."""
+    obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(context.scene, shot),
+                              f"{shot}_background", cover=True)
+    obj["characterforge_background"] = path
+    obj[planes.LAYER] = "background"
+    planes.show_variant(obj)
+    return obj
+
+
 def make_background(context, seed=None):
     """A background for the shot: the user's own picture as a plane at once, or a generated one
     (following the set's depth when asked) placed when the job ends."""
@@ -110,11 +120,7 @@ def make_background(context, seed=None):
         path = bpy.path.abspath(s.background_image)
         if not os.path.isfile(path):
             raise UserError(f"background picture {path} not found: choose another file or clear Background picture")
-        obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(scene, shot),
-                                  f"{shot}_background", cover=True)
-        obj["characterforge_background"] = path
-        obj[planes.LAYER] = "background"
-        planes.show_variant(obj)
+        place_background_picture(context, path, camera, shot, distance)
         return None
     if not s.background_prompt.strip():
         raise UserError("describe the background (Background prompt), or choose a Background picture")

@@ -56,7 +56,7 @@ def fill_from_camera(context, seed=None):
     if not missing.any():
         path = os.path.join(out_dir, f"set_view_{bpy.path.clean_name(camera.name)}.png")
         write_atomic(path, encode_png(painted))
-        _place_view(scene, shot, camera, distance, path)
+        generation.place_background_picture(context, path, camera, shot, distance)
         return None
     if not s.background_prompt.strip():
         raise UserError("describe the set (Background prompt): it guides what is generated where no camera painted it")
@@ -82,10 +82,3 @@ def place_fill(spec, shot, camera_name, distance, missing, scene, files, job_id)
     generation.place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer="background")
     return f"Filled {missing.mean():.0%} of {camera_name}'s view of the set; the rest kept as painted"
 
-
-def _place_view(scene, shot, camera, distance, path):
-    obj = planes.import_plane(bpy.context, path, camera, distance, planes.shot_collection(scene, shot),
-                              f"{shot}_background")
-    obj["characterforge_background"] = path
-    obj[planes.LAYER] = "background"
-    planes.show_variant(obj)
