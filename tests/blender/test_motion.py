@@ -2,6 +2,7 @@
 moving a known number of pixels per frame, and a frame warped onto the next by it."""
 
 import numpy as np
+import pytest
 
 
 def moving_plane(bpy, scene):
@@ -21,6 +22,7 @@ def moving_plane(bpy, scene):
     return cam, plane
 
 
+@pytest.mark.smoke
 def test_the_vector_pass_gives_the_known_motion_and_warps_one_frame_onto_the_next(bpy, scene):
     from characterforge_addon.blender import passes
     from characterforge_addon.core import motion

@@ -61,6 +61,7 @@ def seen_from(bpy, scene, viewer, painter):
     return good, seen, (iy.reshape(H, W), ix.reshape(H, W)), surface
 
 
+@pytest.mark.smoke
 def test_a_projection_is_seen_by_a_second_camera_where_the_first_painted_and_a_fill_paints_only_the_holes(
         bpy, scene, tmp_path):
     from characterforge_addon.blender import set_projection
@@ -106,6 +107,7 @@ def test_a_projection_is_seen_by_a_second_camera_where_the_first_painted_and_a_f
     assert set_projection.MATERIAL not in bpy.data.materials
 
 
+@pytest.mark.smoke
 def test_the_dome_makes_the_sky_part_of_the_set_but_stays_out_of_the_depth_control(bpy, scene, tmp_path):
     from characterforge_addon.blender import generation, set_projection
     from characterforge_addon.core import set_projection as rule
