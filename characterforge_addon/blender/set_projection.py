@@ -24,7 +24,7 @@ from .rig import ROLE, character_meshes, rigs_in_scene
 SET_COLLECTION = "CharacterForge Set"
 MATERIAL = "CharacterForge Set"
 LAYERS = "characterforge_set_layers"  # on the scene: JSON list of the layers, painting order
-SAVED = "characterforge_set_materials"  # on each set object: its own materials, by slot
+SAVED = "characterforge_set_materials"  # on each set object: its own [material, link] by slot
 DOME = "characterforge_dome"
 HOLE = (1.0, 0.0, 1.0, 1.0)  # magenta, Blender's colour for a missing texture: no camera painted it
 DOME_AT = 0.9  # of the camera's clip end: inside the frustum, behind everything the set holds
@@ -236,7 +236,8 @@ def _assign(scene):
     material = bpy.data.materials[MATERIAL]
     for obj in set_objects(scene):
         if SAVED not in obj:
-            obj[SAVED] = json.dumps([slot.material.name if slot.material else "" for slot in obj.material_slots])
+            obj[SAVED] = json.dumps([[slot.material.name if slot.material else "", slot.link]
+                                     for slot in obj.material_slots])
         if not obj.material_slots:
             obj.data.materials.append(material)
         for slot in obj.material_slots:
@@ -250,9 +251,12 @@ def remove(scene):
         saved = obj.get(SAVED)
         if saved is None:
             continue
-        for slot, name in zip(obj.material_slots, json.loads(saved)):
+        kept = json.loads(saved)
+        for slot, (name, link) in zip(obj.material_slots, kept):
+            slot.link = link
             slot.material = bpy.data.materials.get(name) if name else None
-            slot.link = "DATA"
+        if not kept:  # an object that had no material: the slot it was given goes
+            obj.data.materials.clear()
         del obj[SAVED]
     for layer in layers(scene):
         projector = bpy.data.objects.get(layer["projector"])

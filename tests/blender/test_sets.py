@@ -104,6 +104,7 @@ def test_a_projection_is_seen_by_a_second_camera_where_the_first_painted_and_a_f
     # removing the projection gives every object its own materials back
     set_projection.remove(scene)
     assert wall.material_slots[0].material == own and "characterforge_set_layers" not in scene
+    assert not bpy.data.objects["Plane"].material_slots  # the floor had no material: it has none again
     assert set_projection.MATERIAL not in bpy.data.materials
 
 
