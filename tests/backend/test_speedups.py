@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_b64, spec
+from conftest import completed_job, image_of, png_b64, spec
 
 
 def engine(models_dir, without=()):
@@ -138,7 +138,6 @@ def test_compiled_blocks_give_the_same_picture_and_a_second_start_reuses_the_com
     """`--with compile` on this CPU (on by default only on CUDA GPUs): the picture is the
     uncompiled one within float rounding; the first start compiles into <data>/compile_cache,
     the second (a new process) finds every compiled graph there."""
-    from conftest import completed_job, image_of
     plain = make_backend()
     assert "compile" not in plain.speedups  # no CUDA here: off unless asked for
     client, headers, status = completed_job(plain, spec(steps=2, width=64, height=64))
