@@ -14,6 +14,9 @@ Cases:
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
   dtype    one UNet pass (batch 1) in float32, float32 channels-last and the chosen half type
+  fused    one ControlNet + UNet step (batch 2: CFG) with the projections as they are against
+           the `fused_qkv` speed-up, interleaved --repeat times; the largest difference in the
+           output and the parameter storage before and after fusing
   compile  one UNet step (batch 2: CFG) plain against the `compile` speed-up's regional
            compilation, each in a new process twice on one compile cache: the first call of
            the cold start (compiling), of the warm start (the cache), and the steady step
@@ -48,6 +51,7 @@ def main():
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cases", default="plain,draft,skip,preview")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of the fused case")
     parser.add_argument("--compile-cache", help=argparse.SUPPRESS)  # the compile case's own processes
     args = parser.parse_args()
     cases = args.cases.split(",")
@@ -161,9 +165,60 @@ def main():
                    for kind, fmt in runs]
         pipe.unet.to(dtype, memory_format=torch.contiguous_format)
         print("one UNet pass: " + ", ".join(f"{label} {t:.2f} s" for label, t in results), flush=True)
+    if "fused" in cases:
+        fused_step(pipe, controlnet, args, embeds, pooled, timed)
     if "plain" in figures and "draft" in figures:
         print(f"draft against plain: {figures['plain'] / figures['draft']:.1f}x faster "
               f"({figures['draft']:.1f} s against {figures['plain']:.1f} s)")
+
+
+def step_inputs(unet, size, embeds, pooled):
+    """A denoising step's inputs at `size` for batch 2 (CFG): latents, timestep, text, added."""
+    import torch
+    x = torch.randn(2, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(5)).to(unet.device, unet.dtype)
+    added = {"text_embeds": pooled.expand(2, -1),
+             "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2).to(unet.device, unet.dtype)}
+    return x, torch.tensor([500.0], device=unet.device), embeds.expand(2, -1, -1), added
+
+
+def fused_step(pipe, controlnet, args, embeds, pooled, timed):
+    """The fused case: one ControlNet + UNet step of batch 2, plain and fused, in pairs."""
+    import statistics
+
+    import torch
+
+    from characterforge_addon.backend.fused_attention import fused_attention
+    unet = pipe.unet
+    x, t, cond, added = step_inputs(unet, args.size, embeds, pooled)
+    control = torch.zeros(2, 3, args.size, args.size).to(unet.device, unet.dtype)
+
+    def step():
+        down, mid = controlnet(x, t, cond, control, added_cond_kwargs=added, return_dict=False)
+        return unet(x, t, cond, added_cond_kwargs=added, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+
+    def stored():
+        return sum({p.untyped_storage().data_ptr(): p.untyped_storage().nbytes()
+                    for m in (unet, controlnet) for p in m.parameters()}.values())
+
+    before = stored()
+    plain, fused = [], []
+    with torch.inference_mode():
+        step()  # warm-up
+        with fused_attention([unet, controlnet]):
+            step()  # warm-up, and the one-time fusing
+        for _ in range(args.repeat):
+            t_plain, a = timed(step)
+            with fused_attention([unet, controlnet]) as count:
+                t_fused, b = timed(step)
+            plain.append(t_plain)
+            fused.append(t_fused)
+    diff = (a.float() - b.float()).abs().max().item()
+    p, f = statistics.median(plain), statistics.median(fused)
+    print(f"one ControlNet + UNet step, batch 2: plain {p:.2f} s, fused QKV ({count} attentions) {f:.2f} s "
+          f"({p / f:.2f}x; medians of {args.repeat} pairs: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(plain, fused))}); "
+          f"largest output difference {diff:.2e} (output scale {a.float().abs().max().item():.2f}); parameter "
+          f"storage {before / 2**30:.3f} GiB before fusing, {stored() / 2**30:.3f} GiB after", flush=True)
 
 
 def compile_starts(args):
@@ -195,13 +250,10 @@ def one_step_compiled(pipe, size, embeds, pooled, timed):
 
     from characterforge_addon.backend.pipelines import compile_blocks
     unet = pipe.unet
-    x = torch.randn(2, 4, size // 8, size // 8).to(unet.device, unet.dtype)
-    cond = embeds.expand(2, -1, -1)
-    added = {"text_embeds": pooled.expand(2, -1),
-             "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2).to(unet.device, unet.dtype)}
+    x, t, cond, added = step_inputs(unet, size, embeds, pooled)
 
     def step():
-        return unet(x, torch.tensor([500.0], device=unet.device), cond, added_cond_kwargs=added)
+        return unet(x, t, cond, added_cond_kwargs=added)
 
     with torch.inference_mode():
         step()  # warm-up

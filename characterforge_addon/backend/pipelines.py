@@ -236,7 +236,7 @@ class Engine:
     @contextlib.contextmanager
     def _sampling(self, pipe, spec):
         """(the spec as it runs, extra pipeline arguments): the LoRAs the call needs on and every
-        other one off; a final runs the job's own steps and guidance; a draft, the family's
+        other one off, the plain attentions fused; a final runs the job's own steps and guidance; a draft, the family's
         few-step settings with its scheduler swapped in for the call."""
         active = self._lora_adapters(spec)
         if active:
@@ -244,16 +244,26 @@ class Engine:
             pipe.set_adapters(list(active), list(active.values()))
         elif self._draft_lora or self.loras.loaded:
             pipe.disable_lora()
-        if not spec.get("draft"):
-            yield spec, {}
-            return
-        draft = self.family.draft(self.profile)
-        saved = pipe.scheduler
-        pipe.scheduler = draft.make_scheduler(saved)
-        try:
-            yield self.as_run(spec, "")[0], dict(draft.call)
-        finally:
-            pipe.scheduler = saved
+        with self._fused_attention(pipe):
+            if not spec.get("draft"):
+                yield spec, {}
+                return
+            draft = self.family.draft(self.profile)
+            saved = pipe.scheduler
+            pipe.scheduler = draft.make_scheduler(saved)
+            try:
+                yield self.as_run(spec, "")[0], dict(draft.call)
+            finally:
+                pipe.scheduler = saved
+
+    def _fused_attention(self, pipe):
+        """Fused QKV projections for one call, where the speed-up is on and the weights never
+        move (the fused layer shares their storage: see fused_attention)."""
+        if "fused_qkv" not in self.speedups or self.memory not in ("gpu", "cpu") or self.weights != "native":
+            return contextlib.nullcontext()
+        from .fused_attention import fused_attention
+        return fused_attention([m for m in (getattr(pipe, self.family.denoiser), getattr(pipe, "controlnet", None))
+                                if m is not None])
 
     def tiny_autoencoder(self):
         """The profile's tiny autoencoder (TAESD), loaded once; None without one, or when it is

@@ -12,14 +12,19 @@ SPEEDUPS = {
                      "model's full size)",
     "channels_last": "the UNet's, ControlNets' and VAE's convolutions in channels-last memory order (the layout "
                      "GPU convolution kernels prefer); the same pixels within float rounding",
+    "fused_qkv": "each plain attention's query, key and value projections (a cross-attention's key and value) "
+                 "in one matrix multiply, for the length of a call and only where no LoRA or IP-Adapter acts on "
+                 "them; no extra memory; in the gpu and cpu memory modes with native weights; the same pixels "
+                 "within float rounding",
     "compile": "torch.compile of the denoiser's and ControlNets' repeated blocks (regional compilation: one "
                "compile per block shape, a short cold start), the compiled code kept in <data>/compile_cache "
                "so the next start reuses it; in the gpu and cpu memory modes; the same pixels within float "
                "rounding",
 }
 # Where each speed-up that pays only on some machines is on by default (device.compile_helps
-# decides for this machine); compiling on a CPU or Apple GPU costs more than it gains.
-ON_WHERE = {"compile": "CUDA and ROCm GPUs with Triton"}
+# decides for this machine); compiling on a CPU or Apple GPU costs more than it gains, and fused
+# projections were slower on a CPU (BENCHMARKS.md) and pay on a GPU mostly under torch.compile.
+ON_WHERE = {"compile": "CUDA and ROCm GPUs with Triton", "fused_qkv": "CUDA and ROCm GPUs with Triton"}
 
 
 def chosen(without=(), also=()):
@@ -30,5 +35,5 @@ def chosen(without=(), also=()):
         if unknown:
             raise UserError(f"{option} {unknown[0]}: no such speed-up; they are {', '.join(SPEEDUPS)}")
     from .device import compile_helps  # imports torch: only when a backend starts, not for the CLI's help
-    helps = {"compile"} if compile_helps() else set()
+    helps = set(ON_WHERE) if compile_helps() else set()
     return frozenset(n for n in SPEEDUPS if n not in ON_WHERE or n in helps or n in also) - set(without)

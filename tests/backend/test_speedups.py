@@ -15,9 +15,9 @@ from PIL import Image
 from conftest import completed_job, image_of, png_b64, spec
 
 
-def engine(models_dir, without=()):
+def engine(models_dir, without=(), also=()):
     from characterforge_addon.backend import pipelines, profiles, speedups
-    return pipelines.Engine(profiles.load_profile("tiny"), models_dir, speedups=speedups.chosen(without))
+    return pipelines.Engine(profiles.load_profile("tiny"), models_dir, speedups=speedups.chosen(without, also))
 
 
 def posed(engine, controls):
@@ -161,3 +161,56 @@ def test_compiled_blocks_give_the_same_picture_and_a_second_start_reuses_the_com
     for run in (cold, warm):
         picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(run["png"]))))
         assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 2
+
+
+def processors_seen(model):
+    """The processor classes `model`'s attentions run with, call by call (a pre-hook on each)."""
+    from diffusers.models.attention_processor import Attention
+    seen = []
+    for attn in model.modules():
+        if isinstance(attn, Attention):
+            attn.register_forward_pre_hook(lambda m, args, name=attn.is_cross_attention:
+                                           seen.append((name, type(m.processor).__name__)))
+    return seen
+
+
+def storage_bytes(module):
+    """Bytes of the distinct storages behind `module`'s parameters (views counted once)."""
+    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in module.parameters()}
+    return sum(storages.values())
+
+
+def test_fused_qkv_keeps_the_picture_costs_no_memory_and_hands_back_the_processors(models_dir):
+    controls = {"openpose": {"image": png_b64(color=(255, 255, 255))}, "depth": {"image": png_b64(color=(90,) * 3)}}
+    plain, _ = posed(engine(models_dir), controls)
+    e = engine(models_dir, also=("fused_qkv",))  # on by default only on GPUs
+    assert "fused_qkv" not in engine(models_dir).speedups
+    unet, net = e.base().unet, e.controlnet("controlnet_depth")
+    before = storage_bytes(unet), storage_bytes(net)
+    in_unet, in_net = processors_seen(unet), processors_seen(net)
+    fast, _ = posed(e, controls)
+    assert {p for _, p in in_unet} == {p for _, p in in_net} == {"FusedAttnProcessor2_0"}
+    assert (storage_bytes(unet), storage_bytes(net)) == before  # the fused layers are the projections' storage
+    assert {type(p).__name__ for p in unet.attn_processors.values()} == {"AttnProcessor2_0"}  # for the next user
+    assert np.abs(fast.astype(int) - plain).max() <= 2
+
+
+def test_fused_qkv_leaves_an_acting_lora_and_the_identity_adapters_in_charge(make_backend, tmp_path):
+    """A draft (its LoRA on every attention projection of the UNet): nothing in the UNet is
+    fused and the picture is the unfused one exactly. With reference pictures, the IP-Adapter's
+    cross-attentions keep their processor and only the self-attentions are fused."""
+    def run(also, job):
+        backend = make_backend(tmp_path / f"{also}{len(os.listdir(tmp_path))}", also=also)
+        e = backend.engine_for("tiny")
+        seen = processors_seen(e.base().unet)
+        client, headers, status = completed_job(backend, job)
+        return image_of(client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers)), seen
+
+    draft = spec(steps=2, draft=True)
+    (unfused, _), (fused, seen) = run((), draft), run(("fused_qkv",), draft)
+    assert np.array_equal(fused, unfused) and {p for _, p in seen} == {"AttnProcessor2_0"}
+    identity = spec(steps=2, identity={"images": [png_b64(64, 64, (250, 20, 20))], "scale": 1.0})
+    (unfused, _), (fused, seen) = run((), identity), run(("fused_qkv",), identity)
+    assert set(seen) == {(False, "FusedAttnProcessor2_0"), (True, "IPAdapterAttnProcessor2_0")}
+    assert np.abs(fused.astype(int) - unfused).max() <= 2
+
