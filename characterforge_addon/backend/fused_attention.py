@@ -7,8 +7,8 @@ query/key/value layers is skipped (the fused layer holds the base weights only),
 pictures and in a training alike. Here an attention is fused only for the length of one call,
 and only where it is plain: diffusers' default processor (not an IP-Adapter's) and no LoRA
 acting on its projections. The fused layer's weight is the originals' storage (each original
-keeps a view into it), so fusing costs no memory; that holds while the weights stay where they
-are, which is why the engine fuses only in the memory modes that never move them.
+keeps a view into it), so fusing costs no memory. Weights that move (offloading) would be fused
+again at every call, which is why the engine fuses only in the memory modes that never move them.
 """
 
 import contextlib
@@ -42,14 +42,17 @@ def fusable(attn):
 
 @torch.no_grad()
 def fuse_in_place(attn):
-    """Give `attn` its fused layers, once, over the projections' own storage: the concatenated
-    weight is made once and every projection (the base layer under a LoRA) then holds a view
-    into it. A self-attention gets `to_qkv` and also `to_kv` (its last rows), since some are
-    called with other states as keys and values (the IP-Adapter's resampler); a
-    cross-attention gets `to_kv`."""
-    if hasattr(attn, "to_kv"):
-        return
+    """Give `attn` its fused layers over the projections' own storage: the concatenated weight
+    is made once and every projection (the base layer under a LoRA) then holds a view into it.
+    A self-attention gets `to_qkv` and also `to_kv` (its last rows), since some are called with
+    other states as keys and values (the IP-Adapter's resampler); a cross-attention gets `to_kv`.
+    The fused layers are plain attributes, not submodules: the model's state dict, parameters
+    and moves stay as diffusers made them. Made again if the projections' weights are no longer
+    views into them (moved to another device, or replaced)."""
     layers = [getattr(getattr(attn, n), "base_layer", getattr(attn, n)) for n in _projections(attn)]
+    fused = attn.__dict__.get("to_qkv", attn.__dict__.get("to_kv"))
+    if fused is not None and all(_same_storage(layer.weight, fused.weight) for layer in layers):
+        return
     weight = torch.cat([layer.weight for layer in layers])
     bias = torch.cat([layer.bias for layer in layers]) if attn.use_bias else None
     start = 0
@@ -60,10 +63,14 @@ def fuse_in_place(attn):
             layer.bias.data = bias[start:start + rows]
         start += rows
     if not attn.is_cross_attention:
-        attn.to_qkv = _linear(weight, bias)
+        attn.__dict__["to_qkv"] = _linear(weight, bias)
         q = layers[0].weight.shape[0]
         weight, bias = weight[q:], bias[q:] if bias is not None else None
-    attn.to_kv = _linear(weight, bias)
+    attn.__dict__["to_kv"] = _linear(weight, bias)
+
+
+def _same_storage(a, b):
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def _linear(weight, bias):

@@ -187,30 +187,40 @@ def test_fused_qkv_keeps_the_picture_costs_no_memory_and_hands_back_the_processo
     assert "fused_qkv" not in engine(models_dir).speedups
     unet, net = e.base().unet, e.controlnet("controlnet_depth")
     before = storage_bytes(unet), storage_bytes(net)
+    keys = list(unet.state_dict())
     in_unet, in_net = processors_seen(unet), processors_seen(net)
     fast, _ = posed(e, controls)
     assert {p for _, p in in_unet} == {p for _, p in in_net} == {"FusedAttnProcessor2_0"}
     assert (storage_bytes(unet), storage_bytes(net)) == before  # the fused layers are the projections' storage
+    assert list(unet.state_dict()) == keys  # and no submodules of the model
     assert {type(p).__name__ for p in unet.attn_processors.values()} == {"AttnProcessor2_0"}  # for the next user
     assert np.abs(fast.astype(int) - plain).max() <= 2
 
 
 def test_fused_qkv_leaves_an_acting_lora_and_the_identity_adapters_in_charge(make_backend, tmp_path):
-    """A draft (its LoRA on every attention projection of the UNet): nothing in the UNet is
-    fused and the picture is the unfused one exactly. With reference pictures, the IP-Adapter's
-    cross-attentions keep their processor and only the self-attentions are fused."""
-    def run(also, job):
-        backend = make_backend(tmp_path / f"{also}{len(os.listdir(tmp_path))}", also=also)
-        e = backend.engine_for("tiny")
-        seen = processors_seen(e.base().unet)
-        client, headers, status = completed_job(backend, job)
-        return image_of(client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers)), seen
+    """On one backend, in this order: a plain picture (every attention fused), a draft (its
+    LoRA, loaded after the fusing, on every attention projection of the UNet: nothing there
+    fused, the unfused picture exactly), reference pictures (the IP-Adapter loaded after the
+    fusing: its cross-attentions keep their processor, only the self-attentions are fused)."""
+    jobs = [spec(steps=2), spec(steps=2, draft=True),
+            spec(steps=2, identity={"images": [png_b64(64, 64, (250, 20, 20))], "scale": 1.0})]
 
-    draft = spec(steps=2, draft=True)
-    (unfused, _), (fused, seen) = run((), draft), run(("fused_qkv",), draft)
-    assert np.array_equal(fused, unfused) and {p for _, p in seen} == {"AttnProcessor2_0"}
-    identity = spec(steps=2, identity={"images": [png_b64(64, 64, (250, 20, 20))], "scale": 1.0})
-    (unfused, _), (fused, seen) = run((), identity), run(("fused_qkv",), identity)
-    assert set(seen) == {(False, "FusedAttnProcessor2_0"), (True, "IPAdapterAttnProcessor2_0")}
-    assert np.abs(fused.astype(int) - unfused).max() <= 2
+    def run(also):
+        backend = make_backend(tmp_path / f"fused{bool(also)}", also=also)
+        seen = processors_seen(backend.engine_for("tiny").base().unet)
+        pictures = []
+        for job in jobs:
+            seen.clear()
+            client, headers, status = completed_job(backend, job)
+            answer = client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers)
+            pictures.append((image_of(answer), set(seen)))
+        return pictures
+
+    (plain, _), (draft, _), (identity, _) = run(())
+    (fused_plain, seen_plain), (fused_draft, seen_draft), (fused_identity, seen_identity) = run(("fused_qkv",))
+    assert seen_plain == {(False, "FusedAttnProcessor2_0"), (True, "FusedAttnProcessor2_0")}
+    assert np.abs(fused_plain.astype(int) - plain).max() <= 2
+    assert seen_draft == {(False, "AttnProcessor2_0"), (True, "AttnProcessor2_0")} and np.array_equal(fused_draft, draft)
+    assert seen_identity == {(False, "FusedAttnProcessor2_0"), (True, "IPAdapterAttnProcessor2_0")}
+    assert np.abs(fused_identity.astype(int) - identity).max() <= 2
 
