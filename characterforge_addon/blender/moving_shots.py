@@ -24,19 +24,26 @@ def background_png(scene, camera):
     return job_inputs.picture_png(shots.background_file(scene, scene.characterforge.shot or "Shot"), "background")
 
 
+def _motion_since(frame_dir, previous_dir, picture_shape):
+    """(where each map pixel of the frame was in the previous frame, in the pixels of a picture
+    of `picture_shape`; the map pixels with nothing to carry over: newly visible or moved behind
+    something), from both frames' rendered motion and depth."""
+    vectors, depth, index = controls.read_motion(os.path.join(frame_dir, "controls"))
+    _, previous_depth, previous_index = controls.read_motion(os.path.join(previous_dir, "controls"))
+    where = motion.previous_positions(vectors)
+    h, w = index.shape
+    scale = np.array([picture_shape[1] / w, picture_shape[0] / h])  # a job's picture is a multiple of 8
+    return (where + 0.5) * scale - 0.5, motion.holes(where, index, depth, previous_index, previous_depth)
+
+
 def carried_over(frame_dir, previous_dir, masks):
     """(warped previous picture PNG, holes PNG, strength, holes bool) for a frame whose maps and
     motion are in `frame_dir/controls`, from the frame in `previous_dir`; `masks`: the
     characters' pixels (bool, the maps' size)."""
-    vectors, depth, index = controls.read_motion(os.path.join(frame_dir, "controls"))
-    _, previous_depth, previous_index = controls.read_motion(os.path.join(previous_dir, "controls"))
-    positions = motion.previous_positions(vectors)
-    hole = motion.holes(positions, index, depth, previous_index, previous_depth)
     with open(os.path.join(previous_dir, RESULT), "rb") as f:
         picture = decode_png(f.read())[..., :3]
-    h, w = index.shape
-    scale = np.array([picture.shape[1] / w, picture.shape[0] / h])  # the picture is the job's size (multiple of 8)
-    carried = motion.warp(picture, (positions + 0.5) * scale - 0.5)
+    positions, hole = _motion_since(frame_dir, previous_dir, picture.shape)
+    carried = motion.warp(picture, positions)
     hidden = (hole & masks).sum() / max(1, masks.sum())
     return encode_png(carried), encode_png(np.where(hole, np.uint8(255), np.uint8(0))), motion.frame_strength(hidden), hole
 
@@ -69,16 +76,13 @@ def flicker(frame_dirs):
         with open(os.path.join(folder, RESULT), "rb") as f:
             pictures.append(decode_png(f.read())[..., :3])
         if i:
-            vectors, depth, index = controls.read_motion(os.path.join(folder, "controls"))
-            _, previous_depth, previous_index = controls.read_motion(os.path.join(frame_dirs[i - 1], "controls"))
-            where = motion.previous_positions(vectors)
-            h, w = index.shape
-            scale = np.array([pictures[-1].shape[1] / w, pictures[-1].shape[0] / h])
+            where, hole = _motion_since(folder, frame_dirs[i - 1], pictures[-1].shape)
             # compared at the picture's size: the maps' pixels picked at each picture pixel
-            ys = np.minimum((np.arange(pictures[-1].shape[0]) / scale[1]).astype(int), h - 1)
-            xs = np.minimum((np.arange(pictures[-1].shape[1]) / scale[0]).astype(int), w - 1)
-            positions.append(((where + 0.5) * scale - 0.5)[ys][:, xs])
-            valid.append(~motion.holes(where, index, depth, previous_index, previous_depth)[ys][:, xs])
+            (h, w), (ph, pw) = hole.shape, pictures[-1].shape[:2]
+            ys = np.minimum(np.arange(ph) * h // ph, h - 1)
+            xs = np.minimum(np.arange(pw) * w // pw, w - 1)
+            positions.append(where[ys][:, xs])
+            valid.append(~hole[ys][:, xs])
     return motion.flicker(pictures, positions, valid)
 
 
