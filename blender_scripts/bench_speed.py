@@ -14,6 +14,8 @@ Cases:
            IdleSkippingControlNets; the two outputs must be identical
   preview  one preview: TAESDXL-shaped tiny autoencoder decode + PNG against the full VAE decode
   dtype    one UNet pass (batch 1) in float32, float32 channels-last and the chosen half type
+  union    one step (batch 2) with an OpenPose and a depth ControlNet against one ControlNet-Union
+           (full-size, random) taking both maps, interleaved --repeat times, and their weights
   fused    one ControlNet + UNet step (batch 2: CFG) with the projections as they are against
            the `fused_qkv` speed-up, interleaved --repeat times; the largest difference in the
            output and the parameter storage before and after fusing
@@ -167,6 +169,8 @@ def main():
         print("one UNet pass: " + ", ".join(f"{label} {t:.2f} s" for label, t in results), flush=True)
     if "fused" in cases:
         fused_step(pipe, controlnet, args, embeds, pooled, timed)
+    if "union" in cases:
+        union_step(pipe, controlnet, args, embeds, pooled, timed)
     if "plain" in figures and "draft" in figures:
         print(f"draft against plain: {figures['plain'] / figures['draft']:.1f}x faster "
               f"({figures['draft']:.1f} s against {figures['plain']:.1f} s)")
@@ -179,6 +183,49 @@ def step_inputs(unet, size, embeds, pooled):
     added = {"text_embeds": pooled.expand(2, -1),
              "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2).to(unet.device, unet.dtype)}
     return x, torch.tensor([500.0], device=unet.device), embeds.expand(2, -1, -1), added
+
+
+def union_step(pipe, controlnet, args, embeds, pooled, timed):
+    """The union case: the UNet with two ControlNets (pose, depth) against one ControlNet-Union
+    taking both maps in its modes 0 and 1, in pairs; the ControlNets' weights side by side."""
+    import statistics
+
+    import torch
+    from diffusers import ControlNetModel, ControlNetUnionModel
+    unet = pipe.unet
+    torch.manual_seed(1)
+    depth = ControlNetModel.from_unet(unet).to(unet.device, unet.dtype)
+    union = ControlNetUnionModel.from_unet(unet).to(unet.device, unet.dtype)
+    x, t, cond, added = step_inputs(unet, args.size, embeds, pooled)
+    maps = [torch.rand(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(i)).to(unet.device, unet.dtype)
+            for i in (6, 7)]
+    control_type = torch.zeros(2, union.config.num_control_type).to(unet.device, unet.dtype)
+    control_type[:, :2] = 1
+
+    def two():
+        down, mid = controlnet(x, t, cond, maps[0], added_cond_kwargs=added, return_dict=False)
+        d2, m2 = depth(x, t, cond, maps[1], added_cond_kwargs=added, return_dict=False)
+        return unet(x, t, cond, added_cond_kwargs=added, down_block_additional_residuals=[a + b for a, b in zip(down, d2)],
+                    mid_block_additional_residual=mid + m2).sample
+
+    def one():
+        down, mid = union(x, t, cond, maps, control_type, [0, 1], [1.0, 1.0], added_cond_kwargs=added,
+                          return_dict=False)
+        return unet(x, t, cond, added_cond_kwargs=added, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+
+    def weights(*models):
+        return sum(p.numel() * p.element_size() for m in models for p in m.parameters()) / 2**30
+
+    pairs = []
+    with torch.inference_mode():
+        two(), one()  # warm-up
+        for _ in range(args.repeat):
+            pairs.append((timed(two)[0], timed(one)[0]))
+    a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    print(f"one step, batch 2, OpenPose + depth: two ControlNets {a:.2f} s, one ControlNet-Union {b:.2f} s ({a / b:.2f}x; "
+          f"pairs: {', '.join(f'{p:.2f}/{q:.2f}' for p, q in pairs)}); ControlNet weights {weights(controlnet, depth):.2f} "
+          f"GiB against {weights(union):.2f} GiB", flush=True)
 
 
 def fused_step(pipe, controlnet, args, embeds, pooled, timed):

@@ -6,7 +6,7 @@ CPU) that a CPU run cannot show. A kind a family cannot do is listed as refused,
 would refuse it.
 
   python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload group_offload sequential_offload] [--weights native fp8]
-                                      [--profiles tiny tiny-qwen-edit tiny-flux2-klein]
+                                      [--profiles tiny tiny-union tiny-qwen-edit tiny-flux2-klein]
 
 Prints one line per profile, job kind and mode: ok with seconds and peak GPU memory, or the error.
 """
@@ -115,8 +115,8 @@ def main():
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     parser.add_argument("--memory", nargs="+", default=["gpu", "model_offload", "group_offload", "sequential_offload"])
     parser.add_argument("--weights", nargs="+", default=["native", "fp8"])
-    parser.add_argument("--profiles", nargs="+", default=["tiny", "tiny-qwen-edit", "tiny-flux2-klein"],
-                        help="built-in tiny profiles, one per model family")
+    parser.add_argument("--profiles", nargs="+", default=["tiny", "tiny-union", "tiny-qwen-edit", "tiny-flux2-klein"],
+                        help="built-in tiny profiles: one per model family, and SDXL with a ControlNet-Union")
     args = parser.parse_args()
     import numpy as np
     import torch

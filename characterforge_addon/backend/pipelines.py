@@ -113,8 +113,9 @@ class Engine:
 
     def controlnet(self, role):
         if role not in self._controlnets:
-            from diffusers import ControlNetModel
-            self._controlnets[role] = self.load(ControlNetModel, role).to(self.dtype)
+            from diffusers import ControlNetModel, ControlNetUnionModel
+            cls = ControlNetUnionModel if role == "controlnet_union" else ControlNetModel
+            self._controlnets[role] = self.load(cls, role).to(self.dtype)
         return self._controlnets[role]
 
     def _place(self, pipe):
@@ -340,23 +341,21 @@ class Engine:
         controls = spec["controls"]
         # hand depth uses the depth ControlNet a second time, on the hands only
         names = [n for n in ("openpose", "depth", "hand_depth") if n in controls]
-        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
-        missing = [r for r in roles if r not in self.profile.models]
+        missing = [r for r in (self.family.control_role(self.profile.models, n) for n in names)
+                   if r not in self.profile.models]
         if missing:
             raise GenerationError(f"profile {self.profile.name} has no {missing[0]}: drop that control or add "
                                   f"[models.{missing[0]}] to the profile")
         images = [decode_image_bytes(pngs[n], f"controls.{n}.image") for n in names]
         images = [im.resize((spec["width"], spec["height"])) if im.size != (spec["width"], spec["height"]) else im
                   for im in images]
+        roles, control = self.family.control_call(self.profile.models, "txt2img", names, images, controls)
 
         def run():
             pipe = self.pipeline("txt2img", roles)
             return self._generate(pipe, spec, spec["seed"], spec["batch"], on_step, cancel_event,
                                   **self._prompts(spec), **self._identity_kwargs(pipe, spec, references),
-                                  image=images, width=spec["width"], height=spec["height"],
-                                  controlnet_conditioning_scale=[controls[n]["strength"] for n in names],
-                                  control_guidance_start=[controls[n]["start"] for n in names],
-                                  control_guidance_end=[controls[n]["end"] for n in names])
+                                  width=spec["width"], height=spec["height"], **control)
         return self._with_oom_retry(run)
 
     def txt2img(self, spec, on_step, cancel_event):
@@ -398,20 +397,13 @@ class Engine:
                                  controls=(), identity=None):
         """Stable Diffusion's inpainting at `strength`, the controls steering it with the spec's
         strengths, identity through the adapters (`identity`, else from `references`)."""
-        names = [n for n, _ in controls]
-        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
-        roles, names, images = zip(*[(r, n, im) for r, n, (_, im) in zip(roles, names, controls)
-                                     if r in self.profile.models]) if controls else ((), (), ())
+        models = self.profile.models
+        kept = [(n, im) for n, im in controls if self.family.control_role(models, n) in models]
+        roles, extra = self.family.control_call(models, "inpaint", *zip(*kept), spec["controls"]) if kept else ([], {})
 
         def run():
-            pipe = self.pipeline("inpaint", list(roles))
+            pipe = self.pipeline("inpaint", roles)
             h, w = pixels.shape[:2]
-            extra = {}
-            if roles:
-                c = spec["controls"]
-                extra = dict(control_image=list(images), controlnet_conditioning_scale=[c[n]["strength"] for n in names],
-                             control_guidance_start=[c[n]["start"] for n in names],
-                             control_guidance_end=[c[n]["end"] for n in names])
             kwargs = identity(pipe) if identity is not None else self._identity_kwargs(pipe, spec, references)
             return self._generate(pipe, spec, seed, 1, on_step, cancel_event, strength=strength,
                                   image=Image.fromarray(pixels), mask_image=mask, width=w, height=h,
@@ -421,21 +413,17 @@ class Engine:
     def inpaint_batch(self, spec, pictures, masks, strength, seeds, suffix, on_step, cancel_event, controls, names):
         """Regions of one size inpainted in one batch (Stable Diffusion): picture i with mask i,
         seed i and controls[i] (its maps, one per name in `names`), the same prompt; no identity."""
-        roles = ["controlnet_openpose" if n == "openpose" else "controlnet_depth" for n in names]
-        kept = [i for i, r in enumerate(roles) if r in self.profile.models]
+        models = self.profile.models
+        kept = [i for i, n in enumerate(names) if self.family.control_role(models, n) in models]
+        # one batch per map, as a tensor: diffusers takes no nested lists of pictures
+        batches = [torch.stack([torch.from_numpy(np.asarray(maps[i], dtype=np.float32) / 255).permute(2, 0, 1)
+                                for maps in controls]) for i in kept]
+        roles, extra = self.family.control_call(models, "inpaint", [names[i] for i in kept], batches,
+                                                spec["controls"]) if kept else ([], {})
 
         def run():
-            pipe = self.pipeline("inpaint", [roles[i] for i in kept])
+            pipe = self.pipeline("inpaint", roles)
             h, w = pictures[0].shape[:2]
-            extra = {}
-            if kept:
-                c = spec["controls"]
-                # one batch per ControlNet, as a tensor: diffusers takes no nested lists of pictures
-                extra = dict(control_image=[torch.stack([torch.from_numpy(np.asarray(maps[i], dtype=np.float32) / 255)
-                                                         .permute(2, 0, 1) for maps in controls]) for i in kept],
-                             controlnet_conditioning_scale=[c[names[i]]["strength"] for i in kept],
-                             control_guidance_start=[c[names[i]]["start"] for i in kept],
-                             control_guidance_end=[c[names[i]]["end"] for i in kept])
             prompts = self._prompts(spec, suffix)
             return self._generate(pipe, spec, list(seeds), 1, on_step, cancel_event, strength=strength,
                                   image=[Image.fromarray(p) for p in pictures], mask_image=list(masks), width=w,

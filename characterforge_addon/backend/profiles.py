@@ -15,6 +15,7 @@ ROLES = {
     "base": "every job", "vae": "every job (decoding without fp16 overflow)",
     "controlnet_openpose": "the pose of posed characters, sheets and shots",
     "controlnet_depth": "depth and hand-depth control (posed characters, backgrounds, shots)",
+    "controlnet_union": "pose, depth and hand depth in one ControlNet (SDXL; instead of the two above)",
     "image_encoder": "identity from reference images (IP-Adapter plus-face)",
     "ip_adapter_plus_face": "identity from reference images (IP-Adapter plus-face)",
     "ip_adapter_faceid": "identity from a face embedding (IP-Adapter FaceID)",
@@ -23,7 +24,7 @@ ROLES = {
     "preview_decoder": "previews while a job denoises (a tiny autoencoder: TAESD)",
 }
 # What a posed character needs: the profile is ready when these (those it names) are present.
-CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth")
+CORE_ROLES = ("base", "vae", "controlnet_openpose", "controlnet_depth", "controlnet_union")
 SOURCE_KINDS = ("repo", "folder", "file", "tiny")
 
 
@@ -95,9 +96,7 @@ def parse_profile(text, where="profile"):
     unknown = sorted(set(models) - set(ROLES))
     if unknown:
         raise UserError(f"{where}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
-    missing = [r for r in FAMILIES[family].required_roles if r not in models]
-    if missing:
-        raise UserError(f"{where}: no model for {', '.join(missing)}: add [models.{missing[0]}] with repo, folder or file")
+    FAMILIES[family].check_roles(models, where)
     native = doc.get("native_size", FAMILIES[family].native_size)
     if isinstance(native, bool) or not isinstance(native, int) or native % 8 or not 64 <= native <= 2048:
         raise UserError(f"{where}: native_size {native!r} must be a multiple of 8 from 64 to 2048")

@@ -178,7 +178,7 @@ class Backend:
                 self.loras.check(identity["lora"], profile, f"{field}.lora")
         if self.allow_download:
             return
-        roles = {"base", "vae"} | {r for c in wanted for r in family.roles_for(c)}
+        roles = {"base", "vae"} | {r for c in wanted for r in family.roles_for(c, profile.models)}
         for role in sorted(roles & set(profile.models), key=list(profile.models).index):
             try:
                 models.check(profile.models[role], self.models_dir)

@@ -8,8 +8,8 @@ as safetensors diffusers folders, then loaded like any other local model. They p
 import os
 
 TINY_SEED = 0
-VERSION = 10  # bump when the shapes change: older folders are left alone, a new one is made
-COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "image_encoder", "ip_adapter_plus_face.safetensors",
+VERSION = 11  # bump when the shapes change: older folders are left alone, a new one is made
+COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "controlnet_union", "image_encoder", "ip_adapter_plus_face.safetensors",
               "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein", "draft_lora_sdxl",
               "draft_lora_qwen_edit", "preview_decoder")
 
@@ -47,9 +47,10 @@ def _unet_kwargs():
 
 
 def make(folder):
-    """Write the tiny components into `folder` (base pipeline + two ControlNets)."""
+    """Write the tiny components into `folder` (base pipeline, two ControlNets and a Union, ...)."""
     import torch
-    from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (AutoencoderKL, ControlNetModel, ControlNetUnionModel, EulerDiscreteScheduler,
+                           StableDiffusionXLPipeline, UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(TINY_SEED)
@@ -86,6 +87,17 @@ def make(folder):
                            controlnet.controlnet_cond_embedding.conv_out]:
                 module.weight.normal_(0.0, 0.05)
         controlnet.save_pretrained(os.path.join(folder, name), safe_serialization=True)
+    torch.manual_seed(TINY_SEED + 3)  # ControlNet-Union: one network, a control mode per map
+    union = ControlNetUnionModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), num_trans_channel=32,
+                                 num_trans_head=4, num_proj_channel=32, **_unet_kwargs())
+    with torch.no_grad():  # (and a map embedding strong enough that a tiny map changes the picture)
+        embedding = union.controlnet_cond_embedding
+        for module in [embedding.conv_in, *embedding.blocks]:
+            module.weight.normal_(0.0, 0.3)
+        for module in [*union.controlnet_down_blocks, union.controlnet_mid_block, embedding.conv_out,
+                       union.spatial_ch_projs]:
+            module.weight.normal_(0.0, 0.05)
+    union.save_pretrained(os.path.join(folder, "controlnet_union"), safe_serialization=True)
     _ip_adapter(folder, unet)
     from . import tiny_edit, tiny_faces, tiny_lora
     tiny_lora.make(os.path.join(folder, "draft_lora_sdxl"), StableDiffusionXLPipeline, unet, "unet_lora_layers")

@@ -1,6 +1,7 @@
 """Every model role a built-in profile names is read by a job: no user downloads a model that
-nothing uses. The tiny profile names every role; one draft posed character with depth and
-identity reads them all."""
+nothing uses. The tiny profile names every role but the ControlNet-Union, which tiny-union names
+in place of the two ControlNets; one draft posed character with depth and identity on each
+reads them all."""
 
 import pytest
 
@@ -25,11 +26,17 @@ def test_every_role_is_read_by_a_job(make_backend, monkeypatch):
     monkeypatch.setattr(models, "check", check_seen)
     job = spec(identity={"images": [png_b64(64, 64, (250, 250, 250))], "scale": 0.8},
                controls={"openpose": {"image": png_b64()}, "depth": {"image": png_b64()}}, draft=True)
-    completed_job(make_backend(), job)
-    assert read == set(profiles.ROLES) == set(profiles.load_profile("tiny").models)
+    backend = make_backend()
+    completed_job(backend, job)
+    assert read == set(profiles.load_profile("tiny").models) == set(profiles.ROLES) - {"controlnet_union"}
+    read.clear()
+    completed_job(backend, dict(job, profile="tiny-union"))
+    assert read == set(profiles.load_profile("tiny-union").models) == (
+        set(profiles.ROLES) - {"controlnet_openpose", "controlnet_depth"})
 
 
-@pytest.mark.parametrize("name", ["sdxl", "sd15", "tiny", "qwen-edit", "tiny-qwen-edit", "flux2-klein", "tiny-flux2-klein"])
+@pytest.mark.parametrize("name", ["sdxl", "sdxl-union", "sd15", "tiny", "tiny-union", "qwen-edit", "tiny-qwen-edit",
+                                  "flux2-klein", "tiny-flux2-klein"])
 def test_builtin_profiles_name_only_roles_jobs_read(name):
     assert set(profiles.load_profile(name).models) <= set(profiles.ROLES)
 

@@ -224,3 +224,55 @@ def test_fused_qkv_leaves_an_acting_lora_and_the_identity_adapters_in_charge(mak
     assert seen_identity == {(False, "FusedAttnProcessor2_0"), (True, "IPAdapterAttnProcessor2_0")}
     assert np.abs(fused_identity.astype(int) - identity).max() <= 2
 
+
+def union_engine(models_dir):
+    from characterforge_addon.backend import pipelines, profiles
+    return pipelines.Engine(profiles.load_profile("tiny-union"), models_dir)
+
+
+def test_a_controlnet_union_profile_steers_by_every_map_in_one_pass_a_step(models_dir):
+    """Pose, depth and hand depth through the one ControlNet-Union: one network call a step
+    (against one per map), each map in its control mode, and each map matters."""
+    from characterforge_addon.core.job_spec import validate_job
+    from test_shot_job import b64, pattern
+    never = type("E", (), {"is_set": staticmethod(lambda: False)})()
+    e = union_engine(models_dir)
+    calls = []
+    e.controlnet("controlnet_union").register_forward_hook(
+        lambda module, args, kwargs, out: calls.append(kwargs["control_type_idx"]), with_kwargs=True)
+
+    def draw(depth_seed):
+        controls = {"openpose": {"image": b64(pattern(64, 64, seed=1))},
+                    "depth": {"image": b64(pattern(64, 64, seed=depth_seed))},
+                    "hand_depth": {"image": png_b64(color=(30, 30, 30)), "strength": 0.5}}
+        job = validate_job(spec(profile="tiny-union", steps=3, controls=controls))
+        pngs = {name: base64.b64decode(c["image"]) for name, c in job["controls"].items()}
+        return e.posed_character(job, pngs, lambda *a: None, never)[0]
+    first = draw(2)
+    assert calls == [[0, 1, 1]] * 3  # OpenPose, depth, hand depth: one call a step
+    assert "controlnet_openpose" not in e._controlnets and "controlnet_depth" not in e._controlnets
+    assert np.abs(draw(3).astype(int) - first).mean() > 1.0  # the depth map steers it
+
+
+def test_a_controlnet_union_profile_makes_a_shot_and_its_hands(make_backend):
+    """Inpainting with the Union (characters in place, hands redrawn in a batch from the hand
+    depth), nothing changed outside the characters and hands."""
+    from test_shot_job import assert_only_characters_and_hands_changed, results, shot_job
+    backend = make_backend(profile="tiny-union")
+    job = shot_job(profile="tiny-union", hands={"boxes": [[20, 20, 36, 36], [88, 24, 100, 36]], "strength": 0.5})
+    (pixels, record), = results(backend, job).values()
+    assert len(record["hands"]["redrawn"]) == 2
+    assert_only_characters_and_hands_changed(pixels, record)
+    assert set(backend.engine_for("tiny-union")._controlnets) == {"controlnet_union"}
+
+
+def test_controlnet_union_is_refused_for_sd15_and_stands_in_for_the_pose_controlnet():
+    from characterforge_addon.backend import profiles
+    from characterforge_addon.backend.families import capabilities
+    from characterforge_addon.core.errors import UserError
+    union = '[models.controlnet_union]\nrepo = "xinsir/controlnet-union-sdxl-1.0"\n'
+    with pytest.raises(UserError, match="controlnet_union.*is for SDXL profiles"):
+        profiles.parse_profile('name = "x"\nfamily = "sd15"\n[models.base]\nrepo = "a/b"\n' + union)
+    profile = profiles.parse_profile('name = "x"\nfamily = "sdxl"\n[models.base]\nrepo = "a/b"\n' + union)
+    assert {"pose_control", "depth_control"} <= capabilities(profile)
+    assert {"pose_control", "depth_control"} <= capabilities(profiles.load_profile("sdxl-union"))

@@ -46,7 +46,7 @@ def memory_need(family, weights="native"):
 def capabilities(profile):
     """What `profile` can do: its family's capabilities whose models the profile names."""
     family = family_of(profile)
-    return {c for c in family.CAPABILITIES if all(r in profile.models for r in family.roles_for(c))}
+    return {c for c in family.CAPABILITIES if all(r in profile.models for r in family.roles_for(c, profile.models))}
 
 
 def refuse_unless_able(profile, wanted, other_profiles=list):
@@ -58,5 +58,5 @@ def refuse_unless_able(profile, wanted, other_profiles=list):
     able = [p.name for p in other_profiles() if p.name != profile.name and set(wanted) <= capabilities(p)]
     what = "; ".join(f"{CAPABILITY_TEXT[c]} ({c})" for c in missing)
     fix = (f"use profile {' or '.join(able)}" if able else
-           f"add the models for it to the profile ({', '.join(sorted({r for c in missing for r in family_of(profile).roles_for(c)}))})")
+           f"add the models for it to the profile ({', '.join(sorted({r for c in missing for r in family_of(profile).roles_for(c, profile.models)}))})")
     raise JobSpecError("profile", f"profile {profile.name} (family {profile.family}) cannot do {what}", fix)

@@ -9,6 +9,7 @@ so jobs that need it are refused before queueing in favour of a profile that can
 
 from PIL import Image
 
+from ...core.errors import UserError
 from ..pictures import decode_image_bytes
 
 _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth": "a depth map of the hands"}
@@ -16,7 +17,6 @@ _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth
 
 class EditFamily:
     CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "identity", "draft")
-    required_roles = ("base",)
     region_strength = False  # an edit decides how much it changes
     batched_inpaint = False  # Qwen-Image-Edit refuses batches: regions are edited one by one
     taesd_latents = False  # packed latents of another VAE
@@ -26,8 +26,14 @@ class EditFamily:
     denoiser = "transformer"
 
     @staticmethod
-    def roles_for(capability):
+    def roles_for(capability, models=()):
         return ()
+
+    @staticmethod
+    def check_roles(models, where):
+        """Raise UserError unless a profile naming the roles `models` can run this family."""
+        if "base" not in models:
+            raise UserError(f"{where}: no model for base: add [models.base] with repo, folder or file")
 
     def load_base(self, engine):
         import diffusers

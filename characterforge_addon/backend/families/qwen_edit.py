@@ -18,7 +18,7 @@ class QwenEdit(EditFamily):
     modules = ("transformer", "text_encoder", "vae")
 
     @staticmethod
-    def roles_for(capability):
+    def roles_for(capability, models=()):
         return ("draft_lora",) if capability == "draft" else ()
 
     @staticmethod

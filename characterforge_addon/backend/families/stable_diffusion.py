@@ -1,7 +1,8 @@
 """The Stable Diffusion families (SDXL, SD 1.5): a diffusers text-to-image base, its img2img and
-inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth,
-IP-Adapter plus-face and FaceID for identity."""
+inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth (or,
+on SDXL, one ControlNet-Union for both), IP-Adapter plus-face and FaceID for identity."""
 
+from ...core.errors import UserError
 from .draft import Draft
 
 CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft",
@@ -10,11 +11,14 @@ _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlne
           "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
 _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}
+UNION = "controlnet_union"
+# The control modes of xinsir's ControlNet-Union for SDXL (0 OpenPose, 1 depth); hand depth is a
+# second depth map.
+UNION_MODES = {"openpose": 0, "depth": 1, "hand_depth": 1}
 
 
 class StableDiffusion:
     CAPABILITIES = CAPABILITIES
-    required_roles = ("base", "controlnet_openpose")
     region_strength = True  # inpainting redraws a region as strongly as asked
     batched_inpaint = True  # several regions of one size inpainted in one batch
     taesd_latents = True  # a tiny autoencoder (TAESD) decodes its latents: previews, drafts
@@ -38,10 +42,46 @@ class StableDiffusion:
         """Numbers a rank-1 LoRA holds (for the disk a training needs before it loads anything)."""
         return self.lora_size[0] + (self.lora_size[1] if text_encoders else 0)
 
-    @staticmethod
-    def roles_for(capability):
-        """The profile roles a capability needs beyond the base model."""
+    def roles_for(self, capability, models=()):
+        """The profile roles a capability needs beyond the base model, in a profile naming the
+        roles `models` (pose and depth come from its ControlNet-Union when it has one)."""
+        if UNION in models and capability in ("pose_control", "depth_control"):
+            return (UNION,)
         return _ROLES.get(capability, ())
+
+    def check_roles(self, models, where):
+        """Raise UserError unless a profile naming the roles `models` can run this family."""
+        if UNION in models and self.name != "sdxl":
+            raise UserError(f"{where}: [models.{UNION}] is for SDXL profiles (diffusers has no ControlNet-Union "
+                            f"pipelines for {self.name}): use controlnet_openpose and controlnet_depth")
+        for role in ("base", "controlnet_openpose" if UNION not in models else UNION):
+            if role not in models:
+                raise UserError(f"{where}: no model for {role}: add [models.{role}] with repo, folder or file "
+                                f"(SDXL profiles may name one [models.{UNION}] instead of the pose and depth ones)")
+
+    @staticmethod
+    def control_role(models, name):
+        """The ControlNet role that reads map `name` (openpose, depth, hand_depth) in a profile
+        naming the roles `models`."""
+        if UNION in models:
+            return UNION
+        return "controlnet_openpose" if name == "openpose" else "controlnet_depth"
+
+    def control_call(self, models, mode, names, images, controls):
+        """(the ControlNet roles of the pipeline, its call arguments) for the maps `names` with
+        `images` (one per name: pictures, or a batch as a tensor), steered by the spec's
+        `controls`: a ControlNet per map, or the one ControlNet-Union taking every map with its
+        control mode and each map's strength and start-end range."""
+        roles = [self.control_role(models, n) for n in names]
+        union = UNION in roles
+        call = {"image" if mode == "txt2img" and not union else "control_image": list(images),
+                "controlnet_conditioning_scale": [controls[n]["strength"] for n in names],
+                "control_guidance_start": [controls[n]["start"] for n in names],
+                "control_guidance_end": [controls[n]["end"] for n in names]}
+        if union:
+            roles = [UNION]
+            call["control_mode"] = [UNION_MODES[n] for n in names]
+        return roles, call
 
     def load_base(self, engine):
         """The text-to-image pipeline, with the profile's own VAE when it names one."""
@@ -54,14 +94,17 @@ class StableDiffusion:
         return engine.load(getattr(diffusers, _PIPELINES[self.name].format(_MODES["txt2img"])), "base", **extra)
 
     def variant(self, engine, mode, roles):
-        """`mode` (txt2img, img2img, inpaint) with these ControlNet roles, on the base's weights
-        (`from_pipe` is told the dtype: it casts to float32 otherwise)."""
+        """`mode` (txt2img, img2img, inpaint) with these ControlNet roles (or the one Union), on
+        the base's weights (`from_pipe` is told the dtype: it casts to float32 otherwise)."""
         import diffusers
 
         from ..controlnets import IdleSkippingControlNets
-        name = _PIPELINES[self.name].format(("ControlNet" if roles else "") + _MODES[mode])
+        union = roles == [UNION]
+        name = _PIPELINES[self.name].format(("ControlNetUnion" if union else "ControlNet" if roles else "") +
+                                            _MODES[mode])
         nets = IdleSkippingControlNets if "skip_idle_controlnets" in engine.speedups else diffusers.MultiControlNetModel
-        extra = {"controlnet": nets([engine.controlnet(r) for r in roles])} if roles else {}
+        extra = {"controlnet": engine.controlnet(UNION) if union else nets([engine.controlnet(r) for r in roles])
+                 } if roles else {}
         return getattr(diffusers, name).from_pipe(engine.base(), dtype=engine.dtype, **extra)
 
     @staticmethod
