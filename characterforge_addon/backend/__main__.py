@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from .speedups import ON_WHERE, SPEEDUPS
+from ..core.speedups import ON_WHERE, SPEEDUPS
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

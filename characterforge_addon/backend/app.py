@@ -131,8 +131,10 @@ def _parse_json(body):
         raise UserError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
 
 
-def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, version="0.1.0"):
-    """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it."""
+def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, speedups=(),
+               version="0.1.0"):
+    """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it;
+    `speedups`: the fast path's speed-ups on (said by /health)."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
     app.add_middleware(Guard, token=token)
@@ -154,7 +156,8 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
     @app.get("/health")
     def health():
         return {"status": "ok", "version": version, "pending": store.count("pending"),
-                "running": store.count("running"), "workers": runner.workers, "notices": store.notices}
+                "running": store.count("running"), "workers": runner.workers, "notices": store.notices,
+                "speedups": sorted(speedups)}
 
     @app.get("/models")
     def models_report():

@@ -156,7 +156,8 @@ class Backend:
         self.loras = self.engine_for.loras
         self.training_dir = os.path.join(self.data_dir, "training")
         self.runner = runner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
-        self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras)
+        self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras,
+                              self.speedups)
 
     def check_runnable(self, job):
         """Before a job is queued: its profile exists, its family can do what the job asks, and

@@ -68,8 +68,8 @@ def _follow_setup():
         prefs = preferences.get()
         if hasattr(prefs, "bl_rna"):  # real preferences (saved with Blender's); headless defaults are not
             prefs.python = current["python"]
-        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile, prefs.memory,
-                              prefs.weights)
+        backend_process.start(current["python"], prefs.port, preferences.data_dir(prefs), prefs.profile,
+                              preferences.serve_options(prefs))
     return None
 
 
@@ -187,7 +187,7 @@ class CHARACTERFORGE_OT_start_backend(bpy.types.Operator):
         prefs = preferences.get(context)
         try:
             backend_process.start(preferences.backend_python(prefs), prefs.port, preferences.data_dir(prefs),
-                                  prefs.profile, prefs.memory, prefs.weights)
+                                  prefs.profile, preferences.serve_options(prefs))
         except Exception as exc:  # BackendError: the Python cannot be started
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

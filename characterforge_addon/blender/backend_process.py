@@ -16,17 +16,18 @@ _process = None
 _log_path = None
 
 
-def command(python, port, data_dir, profile, memory="auto", weights="native"):
+def command(python, port, data_dir, profile, options=()):
+    """`options`: further `serve` options (preferences.serve_options: memory, weights, speed-ups)."""
     package = os.path.basename(ADDON_DIR)
     return [python, "-m", f"{package}.backend", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--data", data_dir, "--profile", profile, "--memory", memory, "--weights", weights]
+            "--data", data_dir, "--profile", profile, *options]
 
 
 def is_running():
     return _process is not None and _process.poll() is None
 
 
-def start(python, port, data_dir, profile, memory="auto", weights="native"):
+def start(python, port, data_dir, profile, options=()):
     """Start the backend (once); returns at once. Output goes to <data>/backend.log."""
     global _process, _log_path
     if is_running():
@@ -38,7 +39,7 @@ def start(python, port, data_dir, profile, memory="auto", weights="native"):
     env.setdefault("HF_HUB_OFFLINE", "1")
     log = open(_log_path, "ab")
     try:
-        _process = subprocess.Popen(command(python, port, data_dir, profile, memory, weights), stdout=log, stderr=subprocess.STDOUT,
+        _process = subprocess.Popen(command(python, port, data_dir, profile, options), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     except OSError as exc:
         raise BackendError(f"cannot start the backend with {python} ({exc.strerror or exc})", "start_failed",

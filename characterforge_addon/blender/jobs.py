@@ -90,14 +90,14 @@ def _connector(prefs):
         return lambda job: BackendClient(url, token)
     python, port = preferences.backend_python(prefs), prefs.port
     data, profile, auto = preferences.data_dir(prefs), prefs.profile, prefs.auto_start
-    memory, weights = prefs.memory, prefs.weights
+    options = preferences.serve_options(prefs)
     url = f"http://127.0.0.1:{port}"
 
     def connect(job):
         if not backend_process.is_running():
             if not auto:
                 raise BackendError("the backend is not running", "unreachable", "press Start in the Backend panel")
-            backend_process.start(python, port, data, profile, memory, weights)
+            backend_process.start(python, port, data, profile, options)
         return backend_process.wait_ready(url, data, cancelled=job.cancel_requested.is_set)
     return connect
 

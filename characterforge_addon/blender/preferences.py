@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from ..core.speedups import ON_WHERE, SPEEDUPS
+
 ADDON_ID = __package__.rpartition(".")[0]  # the add-on's root package, whatever Blender calls it
 
 
@@ -39,6 +41,14 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
         ("native", "As published", "The profile's dtype (bfloat16 or float16)"),
         ("fp8", "float8 storage", "The denoiser's weights kept in float8 and cast as each layer runs: half its "
          "memory (Qwen-Image-Edit 41 -> 20 GB), pictures slightly different; not on Apple Silicon")])
+    speedups_off: EnumProperty(name="Speed-ups off", options={"ENUM_FLAG"}, default=set(),
+                               items=[(n, n, what) for n, what in SPEEDUPS.items()],
+                               description="Speed-ups of the fast path to turn off, if one gives you trouble "
+                                           "(the backend starts with --without for each)")
+    speedups_on: EnumProperty(name="Speed-ups on", options={"ENUM_FLAG"}, default=set(),
+                              items=[(n, n, f"on by default only on {where}; turn it on here elsewhere")
+                                     for n, where in ON_WHERE.items()],
+                              description="Speed-ups that are on by default only where they pay, to turn on here")
     gpu: EnumProperty(name="GPU for set-up", default="AUTO", items=[
         ("AUTO", "Detect", "Ask nvidia-smi, rocminfo and the system which GPU this computer has"),
         ("nvidia", "NVIDIA (CUDA)", "PyTorch's CUDA build (Windows and Linux)"),
@@ -57,6 +67,8 @@ class CHARACTERFORGE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "auto_start")
             layout.prop(self, "memory")
             layout.prop(self, "weights")
+            layout.prop(self, "speedups_off")
+            layout.prop(self, "speedups_on")
             layout.prop(self, "gpu")
         else:
             layout.prop(self, "url")
@@ -81,7 +93,21 @@ def get(context=None):
                            characters_dir=env("CHARACTERFORGE_CHARACTERS", ""),
                            profile=env("CHARACTERFORGE_PROFILE", "sdxl"), port=int(env("CHARACTERFORGE_PORT", "7861")),
                            memory=env("CHARACTERFORGE_MEMORY", "auto"), weights=env("CHARACTERFORGE_WEIGHTS", "native"),
-                           gpu=env("CHARACTERFORGE_GPU", "AUTO"))
+                           speedups_off=_names(env("CHARACTERFORGE_WITHOUT", "")),
+                           speedups_on=_names(env("CHARACTERFORGE_WITH", "")), gpu=env("CHARACTERFORGE_GPU", "AUTO"))
+
+
+def _names(text):
+    return {n.strip() for n in text.split(",") if n.strip()}
+
+
+def serve_options(prefs):
+    """The bundled backend's options from the preferences: memory mode, weights, speed-ups."""
+    options = ["--memory", prefs.memory, "--weights", prefs.weights]
+    for flag, names in (("--without", prefs.speedups_off), ("--with", prefs.speedups_on)):
+        for name in sorted(names):
+            options += [flag, name]
+    return options
 
 
 def backend_python(prefs):

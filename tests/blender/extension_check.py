@@ -5,6 +5,7 @@ as a user extension, enable, use, disable, and check nothing is left behind; ena
 Prints one JSON line with what it saw; exits non-zero on the first failure.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -51,6 +52,12 @@ scene.characterforge.output_dir = out
 assert bpy.ops.characterforge.add_rig() == {"FINISHED"}
 assert bpy.ops.characterforge.render_controls() == {"FINISHED"}
 used = sorted(os.listdir(out))
+# the real preferences (registered, not the headless defaults) give the backend's options
+prefs = bpy.context.preferences.addons[MODULE].preferences
+prefs.speedups_off, prefs.speedups_on = {"batched_hands", "channels_last"}, {"compile"}
+options = importlib.import_module(f"{MODULE}.blender.preferences").serve_options(prefs)
+assert options == ["--memory", "auto", "--weights", "native", "--without", "batched_hands", "--without",
+                   "channels_last", "--with", "compile"], options
 
 addon_utils.disable(MODULE, default_set=True)
 disabled = snapshot()

@@ -157,15 +157,23 @@ def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env
         bpy.ops.characterforge.generate()
 
 
-def test_start_and_stop_buttons_and_the_results_folder(bpy, scene, tmp_path, backend_env):
+def test_start_and_stop_buttons_and_the_results_folder(bpy, scene, tmp_path, backend_env, monkeypatch):
+    """The backend starts with the preferences' options: a speed-up turned off, one turned on
+    that is on by default only on GPUs (headless, the preferences come from CHARACTERFORGE_*)."""
     from characterforge_addon.blender import backend_process, preferences
     backend_process.stop()
+    monkeypatch.setenv("CHARACTERFORGE_WITHOUT", "batched_hands")
+    monkeypatch.setenv("CHARACTERFORGE_WITH", "fused_qkv")
     assert bpy.ops.characterforge.start_backend() == {"FINISHED"}
     assert backend_process.is_running()
     prefs = preferences.get()
     url = f"http://127.0.0.1:{prefs.port}"
-    assert backend_process.wait_ready(url, preferences.data_dir(prefs)).health()["status"] == "ok"
-    assert "--memory" in backend_process.command("python", 1, "d", "tiny", prefs.memory)
+    health = backend_process.wait_ready(url, preferences.data_dir(prefs)).health()
+    assert health["status"] == "ok"
+    assert "fused_qkv" in health["speedups"] and "batched_hands" not in health["speedups"]
+    assert "skip_idle_controlnets" in health["speedups"]
+    assert preferences.serve_options(prefs) == ["--memory", "auto", "--weights", "native", "--without", "batched_hands",
+                                                "--with", "fused_qkv"]
     assert bpy.ops.characterforge.stop_backend() == {"FINISHED"}
     assert not backend_process.is_running()
     scene.characterforge.results_dir = str(tmp_path / "results here")
