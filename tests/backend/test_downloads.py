@@ -3,6 +3,7 @@ the files the loader reads are fetched (and the engine then loads them), progres
 resumed where it stopped, gated repos, full disks, licences; FaceID's pickle arrives as
 safetensors."""
 
+import fnmatch
 import io
 import json
 import os
@@ -214,7 +215,7 @@ def test_licences_and_roles_are_checked_before_downloading(repos, profile_path, 
         assert hub.fetched == []
 
 
-@pytest.mark.parametrize("name", ["sdxl", "sd15", "qwen-edit", "flux2-klein"])
+@pytest.mark.parametrize("name", ["sdxl", "sdxl-union", "sd15", "qwen-edit", "flux2-klein"])
 def test_builtin_profiles_download_named_files_never_a_whole_repo(name):
     profile = profiles.load_profile(name)
     for role, source in profile.models.items():
@@ -227,6 +228,8 @@ def test_builtin_profiles_download_named_files_never_a_whole_repo(name):
         if source.variant:
             assert all(f".{source.variant}" in p for p in files.include if p.endswith(".safetensors"))
         assert files.hf_command().startswith(f"hf download {source.location} --include ")
+        # a repo's other weights are not fetched (the Union repo's ProMax copy: another 2.5 GB)
+        assert not any(fnmatch.fnmatch("diffusion_pytorch_model_promax.safetensors", p) for p in files.include)
     base = profile.models["base"].files.include
     vae_in_base = any(p.startswith("vae/") for p in base)
     assert vae_in_base == ("vae" not in profile.models)
