@@ -138,7 +138,8 @@ def doctor(profile, models_dir):
     return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
             "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
             "roles": roles, "device": hardware,
-            "cards": {weights: device.card_modes(families.memory_need(families.family_of(profile), weights),
+            "cards": {weights: device.card_modes(families.memory_need(families.family_of(profile), weights,
+                                                                      profile.models),
                                                  profile.gpu_dtype) for weights in device.WEIGHTS}}
 
 

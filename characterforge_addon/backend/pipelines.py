@@ -68,7 +68,8 @@ class Engine:
         self.family = family_of(profile)
         self.weights = device.weight_storage(weights, self.hardware)
         self.speedups = chosen() if speedups is None else speedups
-        self.memory = device.memory_mode(memory, self.hardware, memory_need(self.family, self.weights))
+        need = memory_need(self.family, self.weights, profile.models)
+        self.memory = device.memory_mode(memory, self.hardware, need)
         self.vae_tiling = False
         self._base = None
         self._controlnets = {}

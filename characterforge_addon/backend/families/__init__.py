@@ -17,10 +17,12 @@ from .flux2_klein import Flux2Klein
 from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
 
-FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_gb=5.1, native_size=1024,
+FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_gb=5.1, controlnet_gb=2.5,
+                                     native_size=1024,
                                      modules=("unet", "text_encoder", "text_encoder_2", "vae"),
                                      lora_size=(1_451_520, 401_408)),
-            "sd15": StableDiffusion("sd15", gpu_gb=7, offload_gb=3.9, denoiser_gb=1.7, native_size=512,
+            "sd15": StableDiffusion("sd15", gpu_gb=7, offload_gb=3.9, denoiser_gb=1.7, controlnet_gb=0.7,
+                                    native_size=512,
                                     modules=("unet", "text_encoder", "vae"), lora_size=(199_296, 73_728)),
             "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
@@ -36,10 +38,11 @@ def family_of(profile):
     return FAMILIES[profile.family]
 
 
-def memory_need(family, weights="native"):
+def memory_need(family, weights="native", roles=()):
     """GB `family` takes with every model on the GPU, and at the peak of model offloading, with
-    its denoiser's weights stored `weights` (fp8 halves them)."""
-    saved = family.denoiser_gb / 2 if weights == "fp8" else 0
+    its denoiser's weights stored `weights` (fp8 halves them), for a profile naming `roles` (a
+    ControlNet-Union instead of two ControlNets saves one)."""
+    saved = (family.denoiser_gb / 2 if weights == "fp8" else 0) + family.saved_gb(roles)
     return round(family.gpu_gb - saved, 1), round(family.offload_gb - saved, 1)
 
 

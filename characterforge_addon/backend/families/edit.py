@@ -30,6 +30,10 @@ class EditFamily:
         return ()
 
     @staticmethod
+    def saved_gb(roles):
+        return 0
+
+    @staticmethod
     def check_roles(models, where):
         """Raise UserError unless a profile naming the roles `models` can run this family."""
         if "base" not in models:

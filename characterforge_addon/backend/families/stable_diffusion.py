@@ -25,11 +25,12 @@ class StableDiffusion:
 
     denoiser = "unet"
 
-    def __init__(self, name, gpu_gb, offload_gb, denoiser_gb, native_size, modules, lora_size):
+    def __init__(self, name, gpu_gb, offload_gb, denoiser_gb, controlnet_gb, native_size, modules, lora_size):
         self.name = name
         self.gpu_gb = gpu_gb  # free GPU memory that holds every model at once ("gpu" memory mode)
         self.offload_gb = offload_gb  # ... the UNet, ControlNets and adapters at once (model offload)
         self.denoiser_gb = denoiser_gb  # the UNet's weights
+        self.controlnet_gb = controlnet_gb  # one ControlNet's weights (the sizes above hold two)
         self.native_size = native_size  # the side the model was trained at
         self.modules = modules  # the base repo's folders the pipeline loads (the downloader fetches them)
         # numbers a LoRA of rank 1 on the attention projections holds: (UNet, text encoders)
@@ -48,6 +49,11 @@ class StableDiffusion:
         if UNION in models and capability in ("pose_control", "depth_control"):
             return (UNION,)
         return _ROLES.get(capability, ())
+
+    def saved_gb(self, roles):
+        """GB a profile naming `roles` takes less than the sizes above: one ControlNet-Union
+        in place of the pose and depth ControlNets."""
+        return self.controlnet_gb if UNION in roles else 0
 
     def check_roles(self, models, where):
         """Raise UserError unless a profile naming the roles `models` can run this family."""
