@@ -549,15 +549,20 @@ def to_channels_last(module):
         module.to(memory_format=torch.channels_last)
 
 
+# Regions compiled where a model names no `_repeated_blocks`: a UNet's or ControlNet's
+# transformer blocks (most of their work), and a VAE decoder's up blocks (most of a decode: the
+# last ones run at the picture's full size).
+BLOCKS = ("BasicTransformerBlock", "UpDecoderBlock2D")
+
+
 def compile_blocks(module):
     """Regional compilation: each of `module`'s repeated blocks (the diffusers model's
-    `_repeated_blocks`; a UNet's or ControlNet's transformer blocks, where most of its work is)
-    compiled once; torch.compile makes the code at the first call, in TORCHINDUCTOR_CACHE_DIR.
-    A block torch cannot compile runs as it is (suppress_errors): a compiler problem on a
-    user's machine costs speed, not the job."""
+    `_repeated_blocks`, else BLOCKS) compiled once; torch.compile makes the code at the first
+    call, in TORCHINDUCTOR_CACHE_DIR. A block torch cannot compile runs as it is
+    (suppress_errors): a compiler problem on a user's machine costs speed, not the job."""
     import torch._dynamo
     torch._dynamo.config.suppress_errors = True
-    kinds = set(getattr(module, "_repeated_blocks", None) or ("BasicTransformerBlock",))
+    kinds = set(getattr(module, "_repeated_blocks", None) or BLOCKS)
     for block in module.modules():
         if type(block).__name__ in kinds and block._compiled_call_impl is None:
             block.compile()

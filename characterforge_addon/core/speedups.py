@@ -13,8 +13,9 @@ SPEEDUPS = {
                  "in one matrix multiply, for the length of a call and only where no LoRA or IP-Adapter acts on "
                  "them; no extra memory; in the gpu and cpu memory modes with native weights; the same pixels "
                  "within float rounding",
-    "compile": "torch.compile of the denoiser's and ControlNets' repeated blocks (regional compilation: one "
-               "compile per block shape, a short cold start), the compiled code kept in <data>/compile_cache "
+    "compile": "torch.compile of the denoiser's and ControlNets' repeated blocks and the VAE decoder's up blocks "
+               "(regional compilation: one compile per block shape, a short cold start), the compiled code kept "
+               "in <data>/compile_cache "
                "so the next start reuses it; in the gpu and cpu memory modes; the same pixels within float "
                "rounding",
 }

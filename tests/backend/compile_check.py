@@ -1,6 +1,7 @@
 """Run in its own process (a warm start needs one: torch keeps compiled code in memory too):
 a backend started with `--with compile` on DATA_DIR runs one posed job, then prints as one
-JSON line the result PNG, the speed-ups its metadata names, and torch's compile-cache counts.
+JSON line the result PNG, the speed-ups its metadata names, torch's compile-cache counts and
+the compiled blocks of each model.
 
   python tests/backend/compile_check.py DATA_DIR
 """
@@ -25,9 +26,12 @@ backend.start()
 try:
     client, headers, status = completed_job(backend, spec(steps=2, width=64, height=64))
     png = client.get(f"/jobs/{status['id']}/results/{status['results'][0]}", headers=headers).content
+    base = backend.engine_for("tiny").base()
+    compiled = {name: sum(b._compiled_call_impl is not None for b in getattr(base, name).modules())
+                for name in ("unet", "vae")}
 finally:
     backend.stop()
 record = json.loads(Image.open(io.BytesIO(png)).text["characterforge"])
 print(json.dumps({"png": base64.b64encode(png).decode(), "speedups": record["speedups"],
                   "hits": counters["inductor"]["fxgraph_cache_hit"], "misses": counters["inductor"]["fxgraph_cache_miss"],
-                  "cache": os.environ["TORCHINDUCTOR_CACHE_DIR"]}))
+                  "cache": os.environ["TORCHINDUCTOR_CACHE_DIR"], "compiled": compiled}))

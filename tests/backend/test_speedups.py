@@ -136,7 +136,8 @@ def test_qwen_edit_previews_unpack_its_latents_into_the_wan_colour_map(models_di
 def test_compiled_blocks_give_the_same_picture_and_a_second_start_reuses_the_compile_cache(make_backend, models_dir,
                                                                                            tmp_path):
     """`--with compile` on this CPU (on by default only on CUDA GPUs): the picture is the
-    uncompiled one within float rounding; the first start compiles into <data>/compile_cache,
+    uncompiled one within float rounding; the UNet's transformer blocks and the VAE decoder's up
+    blocks are compiled; the first start compiles into <data>/compile_cache,
     the second (a new process) finds every compiled graph there."""
     plain = make_backend()
     assert "compile" not in plain.speedups  # no CUDA here: off unless asked for
@@ -157,6 +158,7 @@ def test_compiled_blocks_give_the_same_picture_and_a_second_start_reuses_the_com
 
     cold, warm = start(), start()
     assert "compile" in cold["speedups"] and cold["cache"] == str(data / "compile_cache")
+    assert cold["compiled"] == {"unet": 12, "vae": 4}  # its transformer blocks; the VAE decoder's up blocks
     assert cold["misses"] >= 1 and warm["misses"] == 0 and warm["hits"] >= cold["misses"]
     for run in (cold, warm):
         picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(run["png"]))))
