@@ -197,16 +197,16 @@ def union_step(pipe, controlnet, args, embeds, pooled, timed):
     depth = ControlNetModel.from_unet(unet).to(unet.device, unet.dtype)
     union = ControlNetUnionModel.from_unet(unet).to(unet.device, unet.dtype)
     x, t, cond, added = step_inputs(unet, args.size, embeds, pooled)
-    maps = [torch.rand(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(i)).to(unet.device, unet.dtype)
-            for i in (6, 7)]
+    maps = [torch.rand(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(i))
+            .to(unet.device, unet.dtype) for i in (6, 7)]
     control_type = torch.zeros(2, union.config.num_control_type).to(unet.device, unet.dtype)
     control_type[:, :2] = 1
 
     def two():
         down, mid = controlnet(x, t, cond, maps[0], added_cond_kwargs=added, return_dict=False)
         d2, m2 = depth(x, t, cond, maps[1], added_cond_kwargs=added, return_dict=False)
-        return unet(x, t, cond, added_cond_kwargs=added, down_block_additional_residuals=[a + b for a, b in zip(down, d2)],
-                    mid_block_additional_residual=mid + m2).sample
+        return unet(x, t, cond, added_cond_kwargs=added, mid_block_additional_residual=mid + m2,
+                    down_block_additional_residuals=[a + b for a, b in zip(down, d2)]).sample
 
     def one():
         down, mid = union(x, t, cond, maps, control_type, [0, 1], [1.0, 1.0], added_cond_kwargs=added,
@@ -223,9 +223,10 @@ def union_step(pipe, controlnet, args, embeds, pooled, timed):
         for _ in range(args.repeat):
             pairs.append((timed(two)[0], timed(one)[0]))
     a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-    print(f"one step, batch 2, OpenPose + depth: two ControlNets {a:.2f} s, one ControlNet-Union {b:.2f} s ({a / b:.2f}x; "
-          f"pairs: {', '.join(f'{p:.2f}/{q:.2f}' for p, q in pairs)}); ControlNet weights {weights(controlnet, depth):.2f} "
-          f"GiB against {weights(union):.2f} GiB", flush=True)
+    listed = ", ".join(f"{p:.2f}/{q:.2f}" for p, q in pairs)
+    print(f"one step, batch 2, OpenPose + depth: two ControlNets {a:.2f} s, one ControlNet-Union {b:.2f} s "
+          f"({a / b:.2f}x; pairs: {listed}); ControlNet weights {weights(controlnet, depth):.2f} GiB against "
+          f"{weights(union):.2f} GiB", flush=True)
 
 
 def fused_step(pipe, controlnet, args, embeds, pooled, timed):
@@ -262,10 +263,11 @@ def fused_step(pipe, controlnet, args, embeds, pooled, timed):
             fused.append(t_fused)
     diff = (a.float() - b.float()).abs().max().item()
     p, f = statistics.median(plain), statistics.median(fused)
+    listed = ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(plain, fused))
     print(f"one ControlNet + UNet step, batch 2: plain {p:.2f} s, fused QKV ({count} attentions) {f:.2f} s "
-          f"({p / f:.2f}x; medians of {args.repeat} pairs: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(plain, fused))}); "
-          f"largest output difference {diff:.2e} (output scale {a.float().abs().max().item():.2f}); parameter "
-          f"storage {before / 2**30:.3f} GiB before fusing, {stored() / 2**30:.3f} GiB after", flush=True)
+          f"({p / f:.2f}x; medians of {args.repeat} pairs: {listed}); largest output difference {diff:.2e} "
+          f"(output scale {a.float().abs().max().item():.2f}); parameter storage {before / 2**30:.3f} GiB "
+          f"before fusing, {stored() / 2**30:.3f} GiB after", flush=True)
 
 
 def compile_starts(args):

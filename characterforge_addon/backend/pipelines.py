@@ -238,8 +238,8 @@ class Engine:
     @contextlib.contextmanager
     def _sampling(self, pipe, spec):
         """(the spec as it runs, extra pipeline arguments): the LoRAs the call needs on and every
-        other one off, the plain attentions fused; a final runs the job's own steps and guidance; a draft, the family's
-        few-step settings with its scheduler swapped in for the call."""
+        other one off, the plain attentions fused; a final runs the job's own steps and guidance;
+        a draft, the family's few-step settings with its scheduler swapped in for the call."""
         active = self._lora_adapters(spec)
         if active:
             pipe.enable_lora()

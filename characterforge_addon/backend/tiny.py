@@ -9,9 +9,9 @@ import os
 
 TINY_SEED = 0
 VERSION = 11  # bump when the shapes change: older folders are left alone, a new one is made
-COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "controlnet_union", "image_encoder", "ip_adapter_plus_face.safetensors",
-              "ip_adapter_faceid.safetensors", "insightface", "qwen_edit", "flux2_klein", "draft_lora_sdxl",
-              "draft_lora_qwen_edit", "preview_decoder")
+COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "controlnet_union", "image_encoder",
+              "ip_adapter_plus_face.safetensors", "ip_adapter_faceid.safetensors", "insightface", "qwen_edit",
+              "flux2_klein", "draft_lora_sdxl", "draft_lora_qwen_edit", "preview_decoder")
 
 
 def _byte_level_vocab():
@@ -88,8 +88,8 @@ def make(folder):
                 module.weight.normal_(0.0, 0.05)
         controlnet.save_pretrained(os.path.join(folder, name), safe_serialization=True)
     torch.manual_seed(TINY_SEED + 3)  # ControlNet-Union: one network, a control mode per map
-    union = ControlNetUnionModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), num_trans_channel=32,
-                                 num_trans_head=4, num_proj_channel=32, **_unet_kwargs())
+    union = ControlNetUnionModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32),
+                                 num_trans_channel=32, num_trans_head=4, num_proj_channel=32, **_unet_kwargs())
     with torch.no_grad():  # (and a map embedding strong enough that a tiny map changes the picture)
         embedding = union.controlnet_cond_embedding
         for module in [embedding.conv_in, *embedding.blocks]:

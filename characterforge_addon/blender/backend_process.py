@@ -39,8 +39,8 @@ def start(python, port, data_dir, profile, options=()):
     env.setdefault("HF_HUB_OFFLINE", "1")
     log = open(_log_path, "ab")
     try:
-        _process = subprocess.Popen(command(python, port, data_dir, profile, options), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        _process = subprocess.Popen(command(python, port, data_dir, profile, options), stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     except OSError as exc:
         raise BackendError(f"cannot start the backend with {python} ({exc.strerror or exc})", "start_failed",
                            "set the backend's Python in the add-on preferences") from None

@@ -222,7 +222,8 @@ def test_fused_qkv_leaves_an_acting_lora_and_the_identity_adapters_in_charge(mak
     (fused_plain, seen_plain), (fused_draft, seen_draft), (fused_identity, seen_identity) = run(("fused_qkv",))
     assert seen_plain == {(False, "FusedAttnProcessor2_0"), (True, "FusedAttnProcessor2_0")}
     assert np.abs(fused_plain.astype(int) - plain).max() <= 2
-    assert seen_draft == {(False, "AttnProcessor2_0"), (True, "AttnProcessor2_0")} and np.array_equal(fused_draft, draft)
+    assert seen_draft == {(False, "AttnProcessor2_0"), (True, "AttnProcessor2_0")}
+    assert np.array_equal(fused_draft, draft)
     assert seen_identity == {(False, "FusedAttnProcessor2_0"), (True, "IPAdapterAttnProcessor2_0")}
     assert np.abs(fused_identity.astype(int) - identity).max() <= 2
 

@@ -60,6 +60,6 @@ def refuse_unless_able(profile, wanted, other_profiles=list):
         return
     able = [p.name for p in other_profiles() if p.name != profile.name and set(wanted) <= capabilities(p)]
     what = "; ".join(f"{CAPABILITY_TEXT[c]} ({c})" for c in missing)
-    fix = (f"use profile {' or '.join(able)}" if able else
-           f"add the models for it to the profile ({', '.join(sorted({r for c in missing for r in family_of(profile).roles_for(c, profile.models)}))})")
+    roles = sorted({r for c in missing for r in family_of(profile).roles_for(c, profile.models)})
+    fix = f"use profile {' or '.join(able)}" if able else f"add the models for it to the profile ({', '.join(roles)})"
     raise JobSpecError("profile", f"profile {profile.name} (family {profile.family}) cannot do {what}", fix)
