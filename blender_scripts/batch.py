@@ -208,7 +208,7 @@ def connect_backends(plan):
     prefs = preferences.get()
     data = preferences.data_dir(prefs)
     backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile),
-                          prefs.memory, prefs.weights)
+                          preferences.serve_options(prefs))
     return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
 
 
