@@ -113,10 +113,9 @@ class Engine:
         return self._base
 
     def controlnet(self, role):
+        """The ControlNet of `role`, loaded once as the family's class for it."""
         if role not in self._controlnets:
-            from diffusers import ControlNetModel, ControlNetUnionModel
-            cls = ControlNetUnionModel if role == "controlnet_union" else ControlNetModel
-            self._controlnets[role] = self.load(cls, role).to(self.dtype)
+            self._controlnets[role] = self.load(self.family.controlnet_class(role), role).to(self.dtype)
         return self._controlnets[role]
 
     def _place(self, pipe):

@@ -66,6 +66,12 @@ class StableDiffusion:
                                 f"(SDXL profiles may name one [models.{UNION}] instead of the pose and depth ones)")
 
     @staticmethod
+    def controlnet_class(role):
+        """The diffusers class a ControlNet role loads as."""
+        import diffusers
+        return diffusers.ControlNetUnionModel if role == UNION else diffusers.ControlNetModel
+
+    @staticmethod
     def control_role(models, name):
         """The ControlNet role that reads map `name` (openpose, depth, hand_depth) in a profile
         naming the roles `models`."""
