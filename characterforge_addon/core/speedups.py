@@ -15,9 +15,8 @@ SPEEDUPS = {
                  "within float rounding",
     "compile": "torch.compile of the denoiser's and ControlNets' repeated blocks and the VAE decoder's up blocks "
                "(regional compilation: one compile per block shape, a short cold start), the compiled code kept "
-               "in <data>/compile_cache "
-               "so the next start reuses it; in the gpu and cpu memory modes; the same pixels within float "
-               "rounding",
+               "in <data>/compile_cache so the next start reuses it; in the gpu and cpu memory modes; the same "
+               "pixels within float rounding",
 }
 # Where each speed-up that pays only on some machines is on by default (device.compile_helps
 # decides for this machine); compiling on a CPU or Apple GPU costs more than it gains, and fused
