@@ -37,10 +37,10 @@ demo: $(VENV)/.installed
 	$(PY) blender_scripts/make_demo.py --out $(OUT)/demo --profile $(PROFILE)
 
 bench: $(VENV)/.installed
-	$(PY) blender_scripts/bench_controls.py
+	$(PY) blender_scripts/bench/bench_controls.py
 
 extension: $(VENV)/.installed
-	$(PY) blender_scripts/build_extension.py --validate
+	$(PY) blender_scripts/dev/build_extension.py --validate
 
 clean:
 	rm -rf build dist $(OUT) .pytest_cache

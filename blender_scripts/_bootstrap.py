@@ -83,7 +83,7 @@ def follow_jobs(timeout=3600):
     import time
 
     import bpy
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     settings = bpy.context.scene.characterforge
     last = ""
     deadline = time.monotonic() + timeout

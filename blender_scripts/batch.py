@@ -44,6 +44,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bootstrap import fail, register_addon, save_blend, script_args  # noqa: E402
+from batch_units import unit_spec  # noqa: E402
 
 SHOT_DEFAULTS = dict(prompt="", negative_prompt="", steps=30, guidance=6.0, draft=False, profile="sdxl",
                      openpose_strength=1.0,
@@ -94,9 +95,10 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
     carries the one before over), its picture gathered into the camera's and seed's image
     sequence; then each finished sequence's flicker, video (`video`) and, with `place`, a
     plane playing it in the shot's collection."""
-    from characterforge_addon.blender import moving_shots, planes
+    from characterforge_addon.blender.generation import planes
+    from characterforge_addon.blender.shots import moving_shots
     from characterforge_addon.client.backend_client import BackendError
-    from characterforge_addon.core import batch_plan
+    from characterforge_addon.core.batch import batch_plan
     from characterforge_addon.core.errors import UserError
     from characterforge_addon.core.image_io import write_atomic
     scene = context.scene
@@ -154,17 +156,6 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
                                                 f"{camera_name} seed {seed} sequence")
 
 
-def unit_spec(shot, controls_dir, manifest_maps, seed):
-    """The posed-character job of one unit from its control maps (in `controls_dir`)."""
-    from characterforge_addon.blender import job_inputs
-    from characterforge_addon.core.job_spec import posed_character_spec
-    w, h = manifest_maps["resolution"]
-    spec = posed_character_spec(shot.prompt, job_inputs.control_inputs(shot, controls_dir), w, h, shot.negative_prompt,
-                                seed, shot.steps, shot.guidance, shot.profile, name=f"seed{seed}")
-    spec["draft"] = shot.draft
-    return spec
-
-
 def run_on_ray(address, plan, shot, todo, root, manifest, blend, report):
     """Every unit as a Ray task (ray_units.py): maps rendered on the cluster's CPUs, generations
     on the Serve application's replicas; each unit's files written here as it finishes.
@@ -198,7 +189,8 @@ def run_on_ray(address, plan, shot, todo, root, manifest, blend, report):
 
 
 def connect_backends(plan):
-    from characterforge_addon.blender import backend_process, preferences
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender import preferences
     from characterforge_addon.client.backend_client import BackendClient
     if plan["backends"]:
         clients = [BackendClient(url, plan["token"]) for url in plan["backends"]]
@@ -231,8 +223,11 @@ def main(argv=None):
             fail(f"--blend {args.blend}: no such file")
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
     register_addon()
-    from characterforge_addon.blender import backend_process, controls, job_inputs, joints
-    from characterforge_addon.core import batch_plan
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.generation import job_inputs
+    from characterforge_addon.blender.maps import controls
+    from characterforge_addon.blender.rig import joints
+    from characterforge_addon.core.batch import batch_plan
     from characterforge_addon.core.errors import UserError
 
     try:

@@ -5,7 +5,7 @@ import math
 
 
 def build(bpy, resolution=(768, 768)):
-    from characterforge_addon.blender import posing, rig
+    from characterforge_addon.blender.rig import posing, rig
 
     bpy.ops.wm.read_homefile(use_empty=True)
     context = bpy.context

@@ -43,7 +43,8 @@ def make_character(bpy, settings):
     """The Hero's sheet in A-pose (his walking pose comes back for the shot) and its pack."""
     import shutil
 
-    from characterforge_addon.blender import characters, posing
+    from characterforge_addon.blender.characters import characters
+    from characterforge_addon.blender.rig import posing
     hero = bpy.data.objects["Hero"]
     shutil.rmtree(os.path.join(characters.packs_root(), "Hero"), ignore_errors=True)  # a re-run makes it anew
     settings.character_name, settings.prompt = "Hero", CHARACTER
@@ -110,7 +111,9 @@ def main(argv=None):
     import bpy
     import demo_scene
     register_addon()
-    from characterforge_addon.blender import backend_process, controls, generation, planes
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.generation import generation, planes
+    from characterforge_addon.blender.maps import controls
     from characterforge_addon.core.errors import UserError
 
     start = time.perf_counter()

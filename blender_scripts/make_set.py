@@ -34,7 +34,9 @@ def parse(argv):
 
 def paint(bpy, cameras, shots, prompt=None, dome=False):
     """Project the first camera's background, fill from the others; returns one line per camera."""
-    from characterforge_addon.blender import generation, joints, set_projection, sets
+    from characterforge_addon.blender.generation import generation
+    from characterforge_addon.blender.rig import joints
+    from characterforge_addon.blender.sets import set_projection, sets
     context, scene = bpy.context, bpy.context.scene
     s = scene.characterforge
     cameras = [joints.find_camera(scene, name) for name in cameras]
@@ -67,7 +69,7 @@ def main(argv=None):
     args = parse(script_args(argv))
     import bpy
     register_addon()
-    from characterforge_addon.blender import backend_process
+    from characterforge_addon.blender.backend import backend_process
     from characterforge_addon.core.errors import UserError
 
     if args.blend:

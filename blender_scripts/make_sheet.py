@@ -48,8 +48,10 @@ def main(argv=None):
     args = parse(script_args(argv))
     import bpy
     register_addon()
-    from characterforge_addon.blender import backend_process, characters, posing, rig
-    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.characters import characters
+    from characterforge_addon.blender.rig import posing, rig
+    from characterforge_addon.blender.characters.sheet import render_sheet
     from characterforge_addon.core.errors import UserError
 
     if args.blend:

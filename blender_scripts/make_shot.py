@@ -69,7 +69,8 @@ def run_job(start):
 def shoot(bpy, expression=None, expression_rig=""):
     """Composite the shot's characters, then (optionally) change one face's expression.
     Returns the planes shown in the shot afterwards."""
-    from characterforge_addon.blender import planes, shots
+    from characterforge_addon.blender.generation import planes
+    from characterforge_addon.blender.shots import shots
     context = bpy.context
     s = context.scene.characterforge
     run_job(lambda: shots.make_shot(context))
@@ -86,8 +87,9 @@ def main(argv=None):
     args = parse(script_args(argv))
     import bpy
     register_addon()
-    from characterforge_addon.blender import backend_process, generation
-    from characterforge_addon.blender.rig import rigs_in_scene
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.generation import generation
+    from characterforge_addon.blender.rig.rig import rigs_in_scene
     from characterforge_addon.core.errors import UserError
 
     if args.blend:

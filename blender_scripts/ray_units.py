@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Joining a cluster sends its token (~/.ray/auth_token or RAY_AUTH_TOKEN); Ray reads the mode when
 # it is imported, so this module is imported before Ray.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
-APP = "characterforge-replicas"  # backend/ray_serve.py's application
+APP = "characterforge-replicas"  # backend/serving/ray_serve.py's application
 _opened = {}  # this worker process's .blend: {"path": ...}
 
 
@@ -35,8 +35,8 @@ def unit(blend, camera, frame, seed, shot, generate):
     generations when `generate` (`shot`: the batch's [shot] settings)."""
     import bpy
 
-    from batch import unit_spec
-    from characterforge_addon.blender import controls
+    from batch_units import unit_spec
+    from characterforge_addon.blender.maps import controls
     scene = _scene(blend)
     scene.frame_set(frame)
     with tempfile.TemporaryDirectory(prefix="characterforge-unit-") as folder:

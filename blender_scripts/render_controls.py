@@ -51,7 +51,8 @@ def main(argv=None):
     elif not bpy.data.filepath and not any(o.type == "ARMATURE" for o in bpy.data.objects):
         fail("no .blend given: pass --blend FILE (or run under blender -b FILE)")
     register_addon()
-    from characterforge_addon.blender import controls, joints
+    from characterforge_addon.blender.maps import controls
+    from characterforge_addon.blender.rig import joints
     from characterforge_addon.core.errors import UserError
 
     scene = bpy.context.scene

@@ -76,22 +76,87 @@ def module_graph():
     return {m: {i for i in deps if i in graph and i != m} for m, deps in graph.items()}
 
 
-def test_no_import_cycles_between_modules_of_one_layer():
-    graph = module_graph()
+def find_cycles(graph):
     cycles = []
+    done = set()
 
     def visit(node, trail):
         for nxt in graph[node]:
             if nxt in trail:
-                cycle = trail[trail.index(nxt):]
-                if len({layer(m.replace(".", os.sep) + ".py") for m in cycle}) == 1:
-                    cycles.append(" -> ".join(cycle + [nxt]))
+                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
             elif nxt not in done:
                 visit(nxt, trail + [nxt])
         done.add(node)
 
-    done = set()
     for start in sorted(graph):
         if start not in done:
             visit(start, [start])
-    assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles)))
+    return sorted(set(cycles))
+
+
+def test_no_import_cycles_in_the_add_on():
+    cycles = find_cycles(module_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]
+
+
+SCRIPTS = os.path.join(ROOT, "blender_scripts")
+
+
+def script_graph():
+    """blender_scripts' modules and the sibling modules each imports by name (they put their
+    folders on sys.path)."""
+    paths = {}
+    for folder, _, files in os.walk(SCRIPTS):
+        for f in files:
+            if f.endswith(".py"):
+                paths[f[:-3]] = os.path.join(folder, f)
+    return {name: set(imports(path)) & set(paths) - {name} for name, path in paths.items()}
+
+
+def test_no_import_cycles_in_the_scripts():
+    cycles = find_cycles(script_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+# Which room may not import which: a room's code never reaches into a room above it.
+FORBIDDEN = {
+    "characterforge_addon.core": ("characterforge_addon.blender", "characterforge_addon.backend",
+                                  "characterforge_addon.client"),
+    "characterforge_addon.client": ("characterforge_addon.blender", "characterforge_addon.backend"),
+    "characterforge_addon.backend.jobs": ("characterforge_addon.backend.serving",),
+    "characterforge_addon.backend.engine": ("characterforge_addon.backend.jobs", "characterforge_addon.backend.serving"),
+    "characterforge_addon.backend.families": ("characterforge_addon.backend.jobs",
+                                              "characterforge_addon.backend.serving"),
+    "characterforge_addon.backend.models": ("characterforge_addon.backend.jobs", "characterforge_addon.backend.serving"),
+    "characterforge_addon.backend.tiny": ("characterforge_addon.backend.engine", "characterforge_addon.backend.jobs",
+                                          "characterforge_addon.backend.serving",
+                                          "characterforge_addon.backend.families"),
+}
+# ui/ draws every room; no room imports the sidebar.
+FORBIDDEN.update({f"characterforge_addon.blender.{room}": ("characterforge_addon.blender.ui",)
+                  for room in ("rig", "maps", "generation", "characters", "shots", "sets", "backend")})
+
+
+def test_rooms_import_only_what_their_rule_allows():
+    broken = []
+    for module, deps in module_graph().items():
+        for room, forbidden in FORBIDDEN.items():
+            if module == room or module.startswith(room + "."):
+                broken += [f"{module} imports {d}" for d in deps if d.startswith(forbidden)]
+    assert not broken, "\n".join(sorted(broken))
+
+
+def test_every_folder_says_what_lives_there_and_stays_small():
+    for folder, dirs, files in os.walk(ADDON):
+        dirs[:] = [d for d in dirs if not d.startswith("__")]
+        modules = [f for f in files if f.endswith(".py") and f != "__init__.py"]
+        if not modules and not dirs:
+            continue  # a data folder (profiles, locks)
+        init = os.path.join(folder, "__init__.py")
+        assert os.path.isfile(init), f"{folder} has no __init__.py"
+        assert ast.get_docstring(ast.parse(open(init, encoding="utf-8").read())), f"{init}: no docstring"
+        assert len(modules) <= 16, f"{folder} holds {len(modules)} modules: split it by role"

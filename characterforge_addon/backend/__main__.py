@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from ..core.speedups import ON_WHERE, SPEEDUPS
+from ..core.spec.speedups import ON_WHERE, SPEEDUPS
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -73,8 +73,8 @@ def _parser():
 def _setup(args):
     import shutil
 
-    from ..core import install_plan, installer
-    from ..core.gpus import detect_gpus, main_vendor
+    from ..core.setup import install_plan, installer
+    from ..core.setup.gpus import detect_gpus, main_vendor
     system = install_plan.platform_name(args.platform)
     here = system == install_plan.platform_name()  # else: a plan for another machine, to read
     gpus = detect_gpus(install_plan.SYSTEMS[system]) if here else []
@@ -139,14 +139,14 @@ def main(argv=None):
     try:
         if args.command == "setup":
             return _setup(args)
-        from . import models, profiles
+        from .models import models, profiles
         if args.command == "serve":
-            from . import server
+            from .serving import server
             server.serve(args.host, args.port, args.data, args.profile, args.memory, args.allow_download, args.token,
                          weights=args.weights, without=args.without, also=args.also)
         elif args.command == "serve-ray":
             try:
-                from . import ray_serve
+                from .serving import ray_serve
             except ImportError as exc:
                 raise UserError(f"serve-ray needs Ray ({exc}): install it into this environment with "
                                 f"{sys.executable} -m pip install 'ray[serve]==2.60.0'") from None
@@ -157,7 +157,7 @@ def main(argv=None):
             data = os.path.abspath(os.path.expanduser(args.data))
             profile = profiles.load_profile(args.profile, (os.path.join(data, "profiles"),))
             if args.command == "download":
-                from . import downloads
+                from .models import downloads
                 return downloads.main(profile, args.role, args.accept_non_commercial, args.dry_run, args.json)
             report = models.doctor(profile, os.path.join(data, "models"))
             print(json.dumps(report, indent=1) if args.json else models.format_doctor(report))

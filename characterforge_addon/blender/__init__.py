@@ -1,10 +1,20 @@
-"""Blender-side code: the only package that imports bpy."""
+"""Blender-side code: the only package that imports bpy. Each room (rig, maps, generation,
+characters, shots, sets, backend) holds the code of one part of the workflow and its operators;
+ui/ draws the sidebar; the settings (properties, preferences) and what operators share are here."""
 
-from . import (backend_panel, character_operators, jobs, operators, panel, preferences, profile_chooser, properties,
-               set_operators)
+from . import preferences, properties
+from .backend import operators as backend_operators
+from .characters import operators as character_operators
+from .generation import jobs, profile_chooser
+from .generation import operators as generation_operators
+from .maps import operators as map_operators
+from .rig import operators as rig_operators
+from .sets import operators as set_operators
+from .shots import operators as shot_operators
+from .ui import backend_panel, panel
 
-_modules = (preferences, properties, operators, character_operators, set_operators, profile_chooser, panel,
-            backend_panel)
+_modules = (preferences, properties, rig_operators, map_operators, generation_operators, shot_operators,
+            character_operators, set_operators, backend_operators, profile_chooser, panel, backend_panel)
 
 
 def register():

@@ -1,7 +1,7 @@
 """What operators share: errors reported rather than raised, and job operators greyed out while a job runs."""
 
 from ..core.errors import UserError
-from . import jobs
+from .generation import jobs
 
 
 class Reporting:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from ..core.speedups import ON_WHERE, SPEEDUPS
+from ..core.spec.speedups import ON_WHERE, SPEEDUPS
 
 ADDON_ID = __package__.rpartition(".")[0]  # the add-on's root package, whatever Blender calls it
 
@@ -114,7 +114,8 @@ def backend_python(prefs):
     return bpy.path.abspath(prefs.python) if prefs.python else sys.executable
 
 
-BUILTIN_PROFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend", "profiles")
+BUILTIN_PROFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "backend", "models", "profiles")
 
 
 def job_profile(context):

@@ -1,11 +1,19 @@
 """All add-on settings: one PropertyGroup on the Scene, one on each Object (rigs)."""
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
-from ..core import poses, rig_layout, sheet_layout
-from ..core.rig_mapping import joint_keys
+from ..core.characters import sheet_layout
+from ..core.rig import poses, rig_layout
+from ..core.rig.rig_mapping import joint_keys
 
 PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
 POSE_ITEMS = [(key, label, desc) for key, (label, desc) in poses.LIBRARY.items()]

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import torch  # noqa: E402
-from characterforge_addon.backend.server import Backend  # noqa: E402
+from characterforge_addon.backend.serving.server import Backend  # noqa: E402
 from conftest import completed_job, spec  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch._dynamo.utils import counters  # noqa: E402

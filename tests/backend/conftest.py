@@ -20,7 +20,7 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture
 def make_backend(tmp_path, models_dir):
-    from characterforge_addon.backend.server import Backend
+    from characterforge_addon.backend.serving.server import Backend
     made = []
 
     def make(data=None, **kw):

@@ -14,7 +14,7 @@ import time
 
 data, limit = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from characterforge_addon.backend.server import Backend  # noqa: E402
+from characterforge_addon.backend.serving.server import Backend  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 backend = Backend(data, "tiny")

@@ -9,7 +9,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from characterforge_addon.backend import models, pipelines, profiles, server
+from characterforge_addon.backend.engine import pipelines
+from characterforge_addon.backend.models import models, profiles
+from characterforge_addon.backend.serving import server
 from characterforge_addon.core.errors import UserError
 from conftest import png_b64, spec, wait
 
@@ -265,7 +267,7 @@ def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     import base64
 
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.core.spec.job_spec import validate_job
     job = validate_job(spec(seed=4))
     pngs = {"openpose": base64.b64decode(png_b64())}
     never = __import__("threading").Event()
@@ -276,7 +278,7 @@ def test_a_single_file_checkpoint_loads_and_generates_like_the_folder(models_dir
 
 
 def test_native_size_comes_from_the_profile_or_its_family():
-    from characterforge_addon.backend import profiles
+    from characterforge_addon.backend.models import profiles
     from characterforge_addon.core.errors import UserError
     assert [profiles.load_profile(n).native_size for n in ("sdxl", "sd15", "tiny")] == [1024, 512, 256]
     base = 'name = "x"\nfamily = "sdxl"\n[models.base]\nrepo = "a/b"\n[models.controlnet_openpose]\nrepo = "c/d"\n'

@@ -77,7 +77,7 @@ def test_a_fill_makes_only_the_unpainted_part_and_keeps_every_painted_pixel(make
 
 
 def test_a_fill_asks_for_inpainting_and_refuses_a_missing_mask(make_backend):
-    from characterforge_addon.core.job_spec import needs, validate_job
+    from characterforge_addon.core.spec.job_spec import needs, validate_job
     spec = validate_job(job(fill={"image": png_b64(128, 64), "mask": png_b64(128, 64)}))
     assert "inpaint" in needs(spec) and "txt2img" not in needs(spec)
     backend = make_backend()

@@ -5,9 +5,9 @@ this machine's real probe runs on its CPU."""
 import pytest
 import torch
 
-from characterforge_addon.backend import device
+from characterforge_addon.backend.engine import device
 from characterforge_addon.core.errors import UserError
-from characterforge_addon.core.gpus import GPU
+from characterforge_addon.core.setup.gpus import GPU
 
 GIB = 2**30
 RTX = GPU("nvidia", "NVIDIA GeForce RTX 4070", "nvidia-smi", "566.36", 12282)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from characterforge_addon.backend import models, profiles
+from characterforge_addon.backend.models import models, profiles
 from characterforge_addon.backend.families import FAMILIES
 from hub_server import Hub
 
@@ -134,7 +134,7 @@ def test_only_the_files_the_loader_reads_arrive_and_the_engine_loads_them(repos,
     profile = profiles.load_profile(profile_path)
     faceid = models.check(profile.models["ip_adapter_faceid"], str(tmp_path))
     assert faceid.endswith("ip-adapter-faceid_sdxl.safetensors")  # converted on arrival, weights only
-    from characterforge_addon.backend.pipelines import Engine
+    from characterforge_addon.backend.engine.pipelines import Engine
     engine = Engine(profile, str(tmp_path / "models"))
     pipe = engine.pipeline("txt2img", ["controlnet_openpose"])
     engine.ip_adapter()

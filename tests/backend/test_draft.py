@@ -45,7 +45,7 @@ def test_a_draft_runs_the_familys_few_steps_and_a_final_after_it_is_unchanged(ma
 
 def test_the_draft_lora_is_what_makes_an_sdxl_draft(make_backend, tmp_path, monkeypatch):
     """The same few TCD steps without the LoRA give another picture."""
-    from characterforge_addon.backend import pipelines
+    from characterforge_addon.backend.engine import pipelines
     with_lora, _, _ = picture(make_backend(), spec(draft=True))
     monkeypatch.setattr(pipelines.Engine, "_load_draft_lora", lambda engine: None)
     without, record, _ = picture(make_backend(tmp_path / "other"), spec(draft=True))
@@ -57,7 +57,7 @@ def test_a_profile_without_draft_settings_refuses_drafts_before_queueing(make_ba
 
     from fastapi.testclient import TestClient
 
-    from characterforge_addon.backend import profiles
+    from characterforge_addon.backend.models import profiles
     backend = make_backend()
     os.makedirs(backend.profile_dirs[0], exist_ok=True)
     with open(os.path.join(profiles.BUILTIN_DIR, "tiny.toml")) as f:

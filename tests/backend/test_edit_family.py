@@ -103,7 +103,7 @@ def test_the_face_pass_keeps_the_higher_identity_score_and_records_both(make_bac
     backend = make_backend()
     folder = tmp_path / "data" / "profiles"
     folder.mkdir(exist_ok=True)
-    text = open(qwen_edit.__file__.replace("families/qwen_edit.py", "profiles/tiny-qwen-edit.toml")).read()
+    text = open(qwen_edit.__file__.replace("families/qwen_edit.py", "models/profiles/tiny-qwen-edit.toml")).read()
     (folder / "edit-plain.toml").write_text(text.replace('name = "tiny-qwen-edit"', 'name = "edit-plain"')
                                             .replace('face_refine = "tiny"', ""))
     decided = set()

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from characterforge_addon.backend import families, profiles
-from characterforge_addon.core.job_spec import needs, validate_job
+from characterforge_addon.backend import families
+from characterforge_addon.backend.models import profiles
+from characterforge_addon.core.spec.job_spec import needs, validate_job
 
 from conftest import png_b64, spec
 
@@ -97,7 +98,7 @@ def test_the_engine_builds_its_pipelines_through_its_family(make_backend):
 ])
 def test_the_doctor_says_what_each_card_size_gets(name, cards, fp8, tmp_path):
     """12, 16 and 24 GB cards, with the weights as published and stored in float8."""
-    from characterforge_addon.backend import models
+    from characterforge_addon.backend.models import models
     report = models.doctor(profiles.load_profile(name), str(tmp_path))
     assert list(report["cards"]["native"].values()) == cards and list(report["cards"]["fp8"].values()) == fp8
     assert report["family"] == profiles.load_profile(name).family

@@ -34,7 +34,7 @@ def test_a_damaged_job_index_is_moved_aside_and_the_server_starts(make_backend, 
 
 
 def test_a_job_index_locked_by_another_program_is_named(make_backend, tmp_path):
-    from characterforge_addon.backend.store import JobStore
+    from characterforge_addon.backend.serving.store import JobStore
     data = tmp_path / "data"
     data.mkdir()
     JobStore(str(data)).close()

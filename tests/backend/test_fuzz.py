@@ -78,7 +78,7 @@ def expression_spec():
 
 
 def test_the_specs_mutated_below_are_valid():
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.core.spec.job_spec import validate_job
     for base in (spec(), sheet_spec(), shot_spec(), expression_spec()):
         validate_job(base)
 
@@ -91,7 +91,7 @@ def test_the_specs_mutated_below_are_valid():
                                        "characters.0.identity.embedding", "composite.mode", "composite.grow",
                                        "hands.boxes", "hands.strength"]), value=json_values)
 def test_validator_refuses_any_mutation_with_a_field_error(base, field, value):
-    from characterforge_addon.core.job_spec import JobSpecError, validate_job
+    from characterforge_addon.core.spec.job_spec import JobSpecError, validate_job
     mutated = json.loads(json.dumps(base))
     target, *rest = field.split(".")
     holder = mutated

@@ -16,14 +16,15 @@ NEVER = type("E", (), {"is_set": staticmethod(lambda: False)})()
 
 def shot_pixels(engine):
     """A two-character shot with hands: ControlNet, inpaint and identity-adapter variants."""
-    from characterforge_addon.backend import shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.core.spec.job_spec import validate_job
     spec = validate_job(shot_job())
     return shot.run(engine, spec, control_pngs(spec), PROGRESS, NEVER, None, None)[0][1]
 
 
 def engine_in(models_dir, memory="auto", weights="native", profile="tiny"):
-    from characterforge_addon.backend import pipelines, profiles
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.models import profiles
     engine = pipelines.Engine(profiles.load_profile(profile), models_dir, weights=weights)
     if memory != "auto":
         engine.memory = memory  # the CPU offers no offloading; the hooks onload to the CPU instead
@@ -51,7 +52,7 @@ def test_group_offload_gives_the_same_pixels_and_steps_down(models_dir, plain):
 
 
 def test_float8_storage_halves_the_denoiser_and_keeps_the_picture(models_dir, plain):
-    from characterforge_addon.backend import pipelines
+    from characterforge_addon.backend.engine import pipelines
     engine = engine_in(models_dir, weights="fp8")
     engine.ip_adapter()  # loading adapters casts the UNet back to the compute dtype: stored in float8 again at once
     unet = engine.base().unet
@@ -69,7 +70,7 @@ def test_float8_storage_halves_the_denoiser_and_keeps_the_picture(models_dir, pl
 
 @pytest.mark.parametrize("profile", ["tiny-qwen-edit", "tiny-flux2-klein"])
 def test_edit_families_stream_layers_and_store_float8(models_dir, profile):
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.core.spec.job_spec import validate_job
     job = validate_job(spec(profile=profile, identity={"images": [png_b64(64, 64, (250, 20, 20))]}))
     pngs = dict(control_pngs(job), identity=[__import__("base64").b64decode(i) for i in job["identity"]["images"]])
 
@@ -89,8 +90,8 @@ def test_a_draft_lora_loads_into_streamed_and_float8_denoisers(models_dir, memor
     """The draft LoRA goes into a group-offloaded or float8 UNet (PEFT makes a LoRA float8 like
     the layer it wraps: it must run in the compute dtype), and the final after a draft is the
     final before it."""
-    from characterforge_addon.backend import shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.core.spec.job_spec import validate_job
     engine = engine_in(models_dir, memory, weights)
 
     def run(draft):

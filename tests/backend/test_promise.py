@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import wait
-from characterforge_addon.core.job_spec import JobSpecError, json_schemas, validate_job
+from characterforge_addon.core.spec.job_spec import JobSpecError, json_schemas, validate_job
 
 EXAMPLES = int(os.environ.get("CHARACTERFORGE_PROMISE_EXAMPLES", "8"))
 SCHEMAS = json_schemas()
@@ -181,7 +181,7 @@ def _accepted(spec):
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory, models_dir):
-    from characterforge_addon.backend.server import Backend
+    from characterforge_addon.backend.serving.server import Backend
     data = tmp_path_factory.mktemp("promise")
     (data / "models").symlink_to(models_dir)
     backend = Backend(str(data), "tiny")

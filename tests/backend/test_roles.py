@@ -5,7 +5,7 @@ reads them all."""
 
 import pytest
 
-from characterforge_addon.backend import models, profiles
+from characterforge_addon.backend.models import models, profiles
 
 from conftest import completed_job, png_b64, spec
 

@@ -64,7 +64,7 @@ def test_pose_score_runs_the_real_detector_when_its_weights_are_cached(make_back
     from controlnet_aux.open_pose.face import FaceNet
     from controlnet_aux.open_pose.model import bodypose_model, handpose_model
 
-    from characterforge_addon.backend import models
+    from characterforge_addon.backend.models import models
     snapshot = tmp_path / "hub" / "models--lllyasviel--Annotators" / "snapshots" / "0"
     snapshot.mkdir(parents=True)
     torch.manual_seed(0)

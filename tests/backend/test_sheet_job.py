@@ -97,7 +97,7 @@ def test_stages_change_what_they_should(make_backend):
 
 
 def test_upscale_tiles_blend_without_seams():
-    from characterforge_addon.backend.sheet import feather, tile_boxes
+    from characterforge_addon.backend.jobs.sheet import feather, tile_boxes
     boxes = tile_boxes(3072, 2048, 1024, 128)
     covered = np.zeros((2048, 3072))
     for x0, y0, x1, y1 in boxes:
@@ -138,8 +138,8 @@ def test_progress_names_every_stage_in_order(make_backend):
     import base64
     import threading
 
-    from characterforge_addon.backend import sheet
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.jobs import sheet
+    from characterforge_addon.core.spec.job_spec import validate_job
     backend = make_backend()
     engine = backend.engine_for("tiny")
     spec = validate_job(sheet_spec())

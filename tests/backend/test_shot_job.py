@@ -65,7 +65,7 @@ def results(backend, spec):
 
 
 def grown(m, px):
-    from characterforge_addon.backend.shot import grow
+    from characterforge_addon.backend.jobs.shot import grow
     return grow(m > 0, px)
 
 
@@ -111,8 +111,10 @@ def test_cut_out_characters_come_with_alpha_and_are_harmonized(make_backend):
 def test_regional_masks_reach_the_attention_processors(models_dir, monkeypatch):
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-    from characterforge_addon.backend import pipelines, profiles, shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.backend.models import profiles
+    from characterforge_addon.core.spec.job_spec import validate_job
     seen = []
     real = IPAdapterAttnProcessor2_0.__call__
 
@@ -138,8 +140,10 @@ def test_regional_masks_reach_the_attention_processors(models_dir, monkeypatch):
 
 def test_identities_stay_in_their_own_region(models_dir):
     """Swapping who wears which identity changes each character's own region."""
-    from characterforge_addon.backend import pipelines, profiles, shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.backend.models import profiles
+    from characterforge_addon.core.spec.job_spec import validate_job
     engine = pipelines.Engine(profiles.load_profile("tiny"), models_dir)
     progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
@@ -215,8 +219,10 @@ def test_sequential_offload_keeps_every_shared_variant_working(models_dir):
     ControlNets, the adapters loaded midway) share the offloaded modules and give the same
     pixels as without offloading. (CPU stands in for the GPU: the hooks and meta weights are
     the same.)"""
-    from characterforge_addon.backend import expression, pipelines, profiles, shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import expression, shot
+    from characterforge_addon.backend.models import profiles
+    from characterforge_addon.core.spec.job_spec import validate_job
     progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
     outputs = []

@@ -16,12 +16,13 @@ from conftest import completed_job, image_of, png_b64, spec
 
 
 def engine(models_dir, without=(), also=()):
-    from characterforge_addon.backend import pipelines, profiles, speedups
+    from characterforge_addon.backend.engine import pipelines, speedups
+    from characterforge_addon.backend.models import profiles
     return pipelines.Engine(profiles.load_profile("tiny"), models_dir, speedups=speedups.chosen(without, also))
 
 
 def posed(engine, controls):
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.core.spec.job_spec import validate_job
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
     job = validate_job(spec(steps=4, controls=controls))
     pngs = {name: base64.b64decode(c["image"]) for name, c in job["controls"].items()}
@@ -46,7 +47,7 @@ def test_controlnets_outside_their_range_do_no_work_and_change_no_pixel(models_d
 
 
 def test_an_unknown_speed_up_is_refused_naming_them_all():
-    from characterforge_addon.backend import speedups
+    from characterforge_addon.backend.engine import speedups
     from characterforge_addon.core.errors import UserError
     with pytest.raises(UserError, match="no such speed-up; they are skip_idle_controlnets"):
         speedups.chosen(["skip_controlnets"])
@@ -56,8 +57,8 @@ def test_a_shots_hands_are_redrawn_in_one_batch_at_the_size_they_need(models_dir
     """Three hands: one UNet call a step for all (CFG doubles it) at half the native size,
     against one call per hand at the native size; outside the masks and the hands nothing
     changes either way."""
-    from characterforge_addon.backend import shot
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.core.spec.job_spec import validate_job
     from test_shot_job import assert_only_characters_and_hands_changed, control_pngs, shot_job
     progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
@@ -85,7 +86,8 @@ def test_previews_are_decoded_by_the_tiny_autoencoder_else_the_linear_map(models
     import torch
     from PIL import Image
 
-    from characterforge_addon.backend import pipelines, profiles
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.models import profiles
     latents = torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(0))
 
     def preview_of(engine):
@@ -120,7 +122,8 @@ def test_qwen_edit_previews_unpack_its_latents_into_the_wan_colour_map(models_di
     import torch
     from PIL import Image
 
-    from characterforge_addon.backend import pipelines, profiles
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.models import profiles
     e = pipelines.Engine(profiles.load_profile("tiny-qwen-edit"), models_dir)
     pipe = e.base()
     latents = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -229,14 +232,15 @@ def test_fused_qkv_leaves_an_acting_lora_and_the_identity_adapters_in_charge(mak
 
 
 def union_engine(models_dir):
-    from characterforge_addon.backend import pipelines, profiles
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.models import profiles
     return pipelines.Engine(profiles.load_profile("tiny-union"), models_dir)
 
 
 def test_a_controlnet_union_profile_steers_by_every_map_in_one_pass_a_step(models_dir):
     """Pose, depth and hand depth through the one ControlNet-Union: one network call a step
     (against one per map), each map in its control mode, and each map matters."""
-    from characterforge_addon.core.job_spec import validate_job
+    from characterforge_addon.core.spec.job_spec import validate_job
     from test_shot_job import b64, pattern
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
     e = union_engine(models_dir)
@@ -270,7 +274,7 @@ def test_a_controlnet_union_profile_makes_a_shot_and_its_hands(make_backend):
 
 
 def test_controlnet_union_is_refused_for_sd15_and_stands_in_for_the_pose_controlnet():
-    from characterforge_addon.backend import profiles
+    from characterforge_addon.backend.models import profiles
     from characterforge_addon.backend.families import capabilities
     from characterforge_addon.core.errors import UserError
     union = '[models.controlnet_union]\nrepo = "xinsir/controlnet-union-sdxl-1.0"\n'

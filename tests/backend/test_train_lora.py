@@ -48,7 +48,7 @@ def lora_record(path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, models_dir):
     """One finished training on a started backend: (backend, client, headers, status, LoRA path)."""
-    from characterforge_addon.backend.server import Backend
+    from characterforge_addon.backend.serving.server import Backend
     data = tmp_path_factory.mktemp("train")
     (data / "models").symlink_to(models_dir)
     backend = Backend(str(data), "tiny")
@@ -259,7 +259,7 @@ def test_bad_trainings_are_refused_before_queueing_with_the_fix(make_backend, ch
 
 def test_too_little_disk_for_the_checkpoints_is_refused(make_backend, monkeypatch):
     import shutil
-    from characterforge_addon.backend import training as training_module
+    from characterforge_addon.backend.jobs import training as training_module
     backend = make_backend()
     monkeypatch.setattr(training_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
     response = TestClient(backend.app).post("/jobs", json=training(rank=64),

@@ -57,7 +57,7 @@ def backend_env(tmp_path_factory):
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     yield data
-    from characterforge_addon.blender import backend_process
+    from characterforge_addon.blender.backend import backend_process
     backend_process.stop()
     for k, v in old.items():
         if v is None:

@@ -45,14 +45,14 @@ def wheels(tmp_path):
 
 
 def probe_target(check="import cfprobe, cfextra; print(cfprobe.VERSION)"):
-    from characterforge_addon.core.install_plan import Target
+    from characterforge_addon.core.setup.install_plan import Target
     return Target("linux", "none", "", "probe packages", check)
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_setup_creates_the_env_installs_and_checks_it(bpy, tmp_path, wheels, installer):
-    from characterforge_addon.blender import backend_setup
-    from characterforge_addon.core import install_plan, installer as runner
+    from characterforge_addon.blender.backend import backend_setup
+    from characterforge_addon.core.setup import install_plan, installer as runner
     folder, locks = wheels
     env = tmp_path / "user" / "backend-env"
     offline = ("--no-index", "--find-links", str(folder))
@@ -67,8 +67,8 @@ def test_setup_creates_the_env_installs_and_checks_it(bpy, tmp_path, wheels, ins
 
 
 def test_a_failed_install_says_what_and_where_the_log_is_and_nothing_looks_ready(bpy, tmp_path, wheels):
-    from characterforge_addon.blender import backend_setup
-    from characterforge_addon.core import installer as runner
+    from characterforge_addon.blender.backend import backend_setup
+    from characterforge_addon.core.setup import installer as runner
     folder, locks = wheels
     env = tmp_path / "backend-env"
     offline = ("--no-index", "--find-links", str(folder))
@@ -85,8 +85,8 @@ def test_a_failed_install_says_what_and_where_the_log_is_and_nothing_looks_ready
 
 def test_a_torch_of_the_wrong_build_fails_the_check(bpy, tmp_path, wheels):
     """The check runs last: an install whose torch is not the planned build is never marked ready."""
-    from characterforge_addon.blender import backend_setup
-    from characterforge_addon.core import installer as runner
+    from characterforge_addon.blender.backend import backend_setup
+    from characterforge_addon.core.setup import installer as runner
     folder, locks = wheels
     env = tmp_path / "backend-env"
     backend_setup.start(str(env), probe_target("import cfprobe; assert cfprobe.VERSION == '9', 'a CPU build'"), uv=UV,
@@ -97,25 +97,26 @@ def test_a_torch_of_the_wrong_build_fails_the_check(bpy, tmp_path, wheels):
 
 
 def test_bundled_requirements_pin_every_package():
-    from characterforge_addon.core import install_plan
+    from characterforge_addon.core.setup import install_plan
     lines = [line for line in open(install_plan.REQUIREMENTS) if line.strip() and not line.startswith("#")]
     assert lines and all("==" in line for line in lines)
     assert {"torch", "diffusers", "fastapi", "uvicorn", "insightface"} <= {line.split("==")[0] for line in lines}
 
 
 def test_backend_operators(bpy, scene, tmp_path, monkeypatch):
-    from characterforge_addon.blender import backend_panel, backend_process
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.backend import operators
     assert not bpy.app.online_access  # headless default: set-up must not reach the network
     with pytest.raises(RuntimeError, match="Online access is off"):
         bpy.ops.characterforge.setup_backend()
     monkeypatch.setenv("CHARACTERFORGE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("CHARACTERFORGE_PROFILE", "sdxl")
     assert bpy.ops.characterforge.check_models() == {"FINISHED"}
-    while backend_panel._doctor["running"]:
+    while operators.doctor["running"]:
         import time
         time.sleep(0.2)
-    report = backend_panel._doctor["report"]
-    assert report is not None, backend_panel._doctor["error"]
+    report = operators.doctor["report"]
+    assert report is not None, operators.doctor["error"]
     base = next(r for r in report["roles"] if r["role"] == "base")
     assert base["status"] == "missing" and "hf download stabilityai/stable-diffusion-xl-base-1.0 --include" in base["fix"]
     assert bpy.ops.characterforge.copy_text(text=base["fix"]) == {"FINISHED"}  # (headless has no clipboard to read)
@@ -127,7 +128,7 @@ def test_download_models_runs_the_backends_download_with_progress_cancel_and_res
     import time
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend"))
     from hub_server import Hub
-    from characterforge_addon.blender import model_download
+    from characterforge_addon.blender.backend import model_download
     with pytest.raises(RuntimeError, match="Online access is off"):
         bpy.ops.characterforge.download_models()
     wm = bpy.context.window_manager

@@ -9,7 +9,7 @@ import pytest
 
 
 def set_scene(bpy, scene, with_set=True):
-    from characterforge_addon.blender import rig
+    from characterforge_addon.blender.rig import rig
     scene.render.resolution_x, scene.render.resolution_y = 96, 64
     rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
     if with_set:
@@ -29,7 +29,7 @@ def frame_corners_px(bpy, scene, obj):
 
 
 def test_set_depth_leaves_the_characters_out(bpy, scene):
-    from characterforge_addon.blender import generation
+    from characterforge_addon.blender.generation import generation
     from characterforge_addon.core.image_io import decode_png
     set_scene(bpy, scene, with_set=False)
     assert generation.set_depth_png(bpy.context, scene.camera) is None  # only a character: no set
@@ -42,7 +42,7 @@ def test_set_depth_leaves_the_characters_out(bpy, scene):
 def test_generated_background_fills_the_frame_at_the_far_end(bpy, scene, tmp_path, backend_env):
     from PIL import Image
 
-    from characterforge_addon.blender import generation, jobs
+    from characterforge_addon.blender.generation import generation, jobs
     set_scene(bpy, scene)
     s = scene.characterforge
     s.background_prompt, s.steps, s.random_seed, s.seed = "a stone courtyard", 2, False, 4

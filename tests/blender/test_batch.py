@@ -18,7 +18,7 @@ SCRIPT = os.path.join(ROOT, "blender_scripts", "batch.py")
 
 @pytest.fixture(scope="module")
 def two_camera_blend(tmp_path_factory, bpy):
-    from characterforge_addon.blender import posing, rig
+    from characterforge_addon.blender.rig import posing, rig
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = 96, 96
@@ -260,7 +260,7 @@ def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_ca
 def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
     """The walking Hero in front of a wall and floor painted from CamA (a gradient stands in
     for a generated background), saved: a moving shot's scene."""
-    from characterforge_addon.blender import set_projection
+    from characterforge_addon.blender.sets import set_projection
     from characterforge_addon.core.image_io import encode_png
     bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
     bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 0, 0))

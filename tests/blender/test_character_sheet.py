@@ -11,14 +11,14 @@ import pytest
 
 
 def sheet_rig(bpy, pose="A_POSE"):
-    from characterforge_addon.blender import posing, rig
+    from characterforge_addon.blender.rig import posing, rig
     hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0.5, 0.3, 0.0))
     posing.apply_library_pose(bpy.context, hero, pose)
     return hero
 
 
 def people_by_view(folder):
-    from characterforge_addon.core import keypoints
+    from characterforge_addon.core.rig import keypoints
     with open(os.path.join(folder, "openpose.json")) as f:
         return keypoints.from_openpose_dict(json.load(f))[2]  # (width, height, people)
 
@@ -26,8 +26,8 @@ def people_by_view(folder):
 @pytest.mark.smoke
 @pytest.mark.parametrize("pose", ["A_POSE", "WALKING"])
 def test_each_box_holds_its_views_keypoints_and_no_others(bpy, scene, tmp_path, pose):
-    from characterforge_addon.blender.sheet import render_sheet
-    from characterforge_addon.core import sheet_layout
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import sheet_layout
     from characterforge_addon.core.image_io import decode_png
     hero = sheet_rig(bpy, pose)
     hero.rotation_euler = (0, 0, 0.7)  # the sheet follows the character's own front, not the world's
@@ -65,8 +65,8 @@ def test_each_box_holds_its_views_keypoints_and_no_others(bpy, scene, tmp_path, 
 
 
 def test_body_views_share_one_scale(bpy, scene, tmp_path):
-    from characterforge_addon.blender.sheet import render_sheet
-    from characterforge_addon.core import sheet_layout
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import sheet_layout
     hero = sheet_rig(bpy)
     record = render_sheet(bpy.context, hero, str(tmp_path), sheet_layout.plan_sheet(768, 512, face_views=()),
                           depth=False)
@@ -85,8 +85,9 @@ def _fills(record):
 
 @pytest.mark.smoke
 def test_the_default_sheet_fills_its_cells_and_leaves_the_rig_alone(bpy, scene, tmp_path):
-    from characterforge_addon.blender import characters, posing
-    from characterforge_addon.blender.sheet import render_sheet
+    from characterforge_addon.blender.characters import characters
+    from characterforge_addon.blender.rig import posing
+    from characterforge_addon.blender.characters.sheet import render_sheet
     hero = sheet_rig(bpy)  # the user left the rig in an A-pose
     channels, objects = posing.pose_channels(hero), sorted(o.name for o in bpy.data.objects)
     wrist = hero.pose.bones["hand.L"].head.copy()
@@ -104,8 +105,8 @@ def test_the_default_sheet_fills_its_cells_and_leaves_the_rig_alone(bpy, scene, 
 def test_body_views_fill_as_much_as_the_pose_allows(bpy, scene, tmp_path, pose, views):
     """Each body view as tall as the widest view lets it be: at least 80 % of the cell, or the
     width is what stops it (some view spans its cell's width) and the advice says what helps."""
-    from characterforge_addon.blender.sheet import render_sheet
-    from characterforge_addon.core import sheet_layout
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import sheet_layout
     hero = sheet_rig(bpy)
     body = {None: sheet_layout.BODY_VIEWS, 3: ("front", "side", "back"), 7: SEVEN}[views]
     record = render_sheet(bpy.context, hero, str(tmp_path), sheet_layout.plan_sheet(1536, 1024, body), pose=pose)
@@ -122,7 +123,7 @@ def test_body_views_fill_as_much_as_the_pose_allows(bpy, scene, tmp_path, pose, 
 
 
 def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
-    from characterforge_addon.blender import characters
+    from characterforge_addon.blender.characters import characters
     from characterforge_addon.core.errors import UserError
     s = scene.characterforge
     s.sheet_width = 1000
@@ -133,15 +134,16 @@ def test_bad_sheet_settings_are_refused_with_the_fix(bpy, scene, tmp_path):
         characters.layout_from(s)
     with pytest.raises(UserError, match="no OpenPose rig"):
         characters.sheet_rig(bpy.context)
-    from characterforge_addon.blender.sheet import render_sheet
-    from characterforge_addon.core import sheet_layout
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import sheet_layout
     with pytest.raises(UserError, match="unknown sheet pose 'dab'.*relaxed"):
         render_sheet(bpy.context, sheet_rig(bpy), str(tmp_path), sheet_layout.plan_sheet(512, 512), pose="dab")
 
 
 def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path, backend_env, monkeypatch):
-    from characterforge_addon.blender import characters, jobs, planes
-    from characterforge_addon.core import identity_pack
+    from characterforge_addon.blender.characters import characters
+    from characterforge_addon.blender.generation import jobs, planes
+    from characterforge_addon.core.characters import identity_pack
     monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", str(tmp_path / "characters"))
     hero = sheet_rig(bpy)
     bpy.context.view_layer.objects.active = hero

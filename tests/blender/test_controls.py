@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from characterforge_addon.core import keypoints
+from characterforge_addon.core.rig import keypoints
 from characterforge_addon.core.errors import UserError
 
 
@@ -17,14 +17,14 @@ def png(folder, name):
 
 
 def add_rig(bpy, name="Character", pose="A_POSE", location=(0, 0, 0), preset="ADULT", height=1.75):
-    from characterforge_addon.blender import posing, rig
+    from characterforge_addon.blender.rig import posing, rig
     obj = rig.add_rig(bpy.context, name, height, preset, location)
     posing.apply_library_pose(bpy.context, obj, pose)
     return obj
 
 
 def render(bpy, out, **kw):
-    from characterforge_addon.blender import controls
+    from characterforge_addon.blender.maps import controls
     return controls.render_controls(bpy.context, str(out), **kw)
 
 

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 @pytest.fixture(scope="module")
 def extension_zip(tmp_path_factory):
-    sys.path.insert(0, os.path.join(ROOT, "blender_scripts"))
+    sys.path.insert(0, os.path.join(ROOT, "blender_scripts", "dev"))
     import build_extension
     return build_extension.build(str(tmp_path_factory.mktemp("dist")), validate=True)
 

@@ -12,7 +12,7 @@ import pytest
 def wait_running(settings, timeout=120):
     import time
 
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     deadline = time.monotonic() + timeout
     while settings.job_state != "running" and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -21,7 +21,7 @@ def wait_running(settings, timeout=120):
 
 
 def posed_scene(bpy, scene, tmp_path, steps=3):
-    from characterforge_addon.blender import posing, rig
+    from characterforge_addon.blender.rig import posing, rig
     scene.render.resolution_x, scene.render.resolution_y = 96, 128
     obj = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
     posing.apply_library_pose(bpy.context, obj, "RELAXED")
@@ -35,7 +35,7 @@ def posed_scene(bpy, scene, tmp_path, steps=3):
 def test_generate_brings_back_a_plane_filling_the_frame(bpy, scene, tmp_path, backend_env):
     from bpy_extras.object_utils import world_to_camera_view
 
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     posed_scene(bpy, scene, tmp_path)
     assert bpy.ops.characterforge.generate() == {"FINISHED"}
     jobs.wait_all(timeout=300)
@@ -59,7 +59,7 @@ def test_generate_brings_back_a_plane_filling_the_frame(bpy, scene, tmp_path, ba
     # our plane stays out of the next control maps
     assert plane["characterforge_role"] == "result_plane"
     # the rig's keypoints went out for the pose score; without detector weights it says which are missing
-    from characterforge_addon.blender.planes import score_lines
+    from characterforge_addon.blender.generation.planes import score_lines
     job = json.loads(plane["characterforge_job"])
     assert set(job["keypoints"]) == {"Hero"} and len(job["keypoints"]["Hero"]) == 18
     assert "lllyasviel/Annotators" in json.loads(plane["characterforge_scores"])["pose"]["reason"]
@@ -69,7 +69,7 @@ def test_generate_brings_back_a_plane_filling_the_frame(bpy, scene, tmp_path, ba
 def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend_env):
     from PIL import Image
 
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     posed_scene(bpy, scene, tmp_path)
     bpy.ops.characterforge.generate()
     jobs.wait_all(timeout=300)
@@ -86,7 +86,7 @@ def test_regenerate_same_seed_reproduces_the_image(bpy, scene, tmp_path, backend
 def test_a_draft_is_labelled_and_regenerates_as_the_final_with_its_seed(bpy, scene, tmp_path, backend_env):
     from PIL import Image
 
-    from characterforge_addon.blender import jobs, planes
+    from characterforge_addon.blender.generation import jobs, planes
     posed_scene(bpy, scene, tmp_path)
     s = scene.characterforge
     s.draft = True
@@ -106,7 +106,7 @@ def test_a_draft_is_labelled_and_regenerates_as_the_final_with_its_seed(bpy, sce
 
 
 def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     posed_scene(bpy, scene, tmp_path, steps=150)
     bpy.ops.characterforge.generate()
     s = scene.characterforge
@@ -125,7 +125,8 @@ def test_cancel_mid_job(bpy, scene, tmp_path, backend_env):
 
 
 def test_killed_backend_gives_a_clear_message(bpy, scene, tmp_path, backend_env):
-    from characterforge_addon.blender import backend_process, jobs
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender.generation import jobs
     posed_scene(bpy, scene, tmp_path, steps=150)
     bpy.ops.characterforge.generate()
     s = scene.characterforge
@@ -140,7 +141,7 @@ def test_killed_backend_gives_a_clear_message(bpy, scene, tmp_path, backend_env)
 def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env):
     from PIL import Image
 
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     ref = tmp_path / "hero.jpg"
     Image.new("RGB", (40, 60), (180, 30, 30)).save(ref)
     posed_scene(bpy, scene, tmp_path)
@@ -160,7 +161,8 @@ def test_a_reference_picture_goes_with_the_job(bpy, scene, tmp_path, backend_env
 def test_start_and_stop_buttons_and_the_results_folder(bpy, scene, tmp_path, backend_env, monkeypatch):
     """The backend starts with the preferences' options: a speed-up turned off, one turned on
     that is on by default only on GPUs (headless, the preferences come from CHARACTERFORGE_*)."""
-    from characterforge_addon.blender import backend_process, preferences
+    from characterforge_addon.blender.backend import backend_process
+    from characterforge_addon.blender import preferences
     backend_process.stop()
     monkeypatch.setenv("CHARACTERFORGE_WITHOUT", "batched_hands")
     monkeypatch.setenv("CHARACTERFORGE_WITH", "fused_qkv")
@@ -186,7 +188,7 @@ def test_the_scenes_profile_runs_the_edit_family_end_to_end(bpy, scene, tmp_path
     posed character from the reference picture and the rig's pose map."""
     from PIL import Image
 
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     ref = tmp_path / "hero.png"
     Image.new("RGB", (64, 64), (180, 30, 30)).save(ref)
     posed_scene(bpy, scene, tmp_path, steps=2)

@@ -114,7 +114,7 @@ class CheckingLayout:
 
 def draw_all(bpy):
     """Draw every CharacterForge panel; returns what was drawn, per panel."""
-    from characterforge_addon.blender import backend_panel, panel
+    from characterforge_addon.blender.ui import backend_panel, panel
     drawn = {}
     for cls in panel.classes + backend_panel.classes:
         if issubclass(cls, bpy.types.Panel):
@@ -135,8 +135,10 @@ def test_panels_draw_in_an_empty_scene(bpy, scene):
 
 
 def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bpy, scene, tmp_path, monkeypatch):
-    from characterforge_addon.blender import backend_panel, characters, rig
-    from characterforge_addon.core import identity_pack
+    from characterforge_addon.blender.characters import characters
+    from characterforge_addon.blender.rig import rig
+    from characterforge_addon.blender.backend import operators
+    from characterforge_addon.core.characters import identity_pack
     from characterforge_addon.core.image_io import encode_png
     import numpy as np
     hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT")
@@ -151,7 +153,7 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
     assert [c.name for c in s.characters] == ["Broken", "Knight"]
     s.job_state, s.job_message, s.job_progress = "running", "sheet 3/30", 0.1
     preview = bpy.data.images.new("CF preview", 4, 4)
-    monkeypatch.setitem(backend_panel._doctor, "report", {"ready": False, "family": "sdxl", "cards": {
+    monkeypatch.setitem(operators.doctor, "report", {"ready": False, "family": "sdxl", "cards": {
         "native": {"12 GB": "model_offload", "24 GB": "gpu"}, "fp8": {"12 GB": "gpu", "24 GB": "gpu"}}, "device": {
         "device": "cpu", "name": "CPU (x86_64)", "torch_build": "CPU only (+cpu)", "dtype": "float32", "free_gb": 20.0,
         "total_gb": 32.0, "findings": [{"level": "MISSING", "message": "an NVIDIA GPU RTX is present but torch is +cpu",
@@ -214,7 +216,8 @@ def test_the_checking_layout_catches_typos(bpy, scene):
 
 
 def test_results_switch_variants_and_the_status_bar_shows_the_job(bpy, scene):
-    from characterforge_addon.blender import panel, planes
+    from characterforge_addon.blender.generation import planes
+    from characterforge_addon.blender.ui import panel
     shot = planes.shot_collection(scene, "Shot 1")
     made = []
     for i in range(3):
@@ -249,7 +252,8 @@ def test_esc_cancels_a_running_job_and_passes_through_otherwise(bpy, scene):
 
 def test_the_profile_chooser_lists_each_profile_with_its_family_and_jobs_use_the_choice(bpy, scene, tmp_path,
                                                                                           monkeypatch):
-    from characterforge_addon.blender import preferences, profile_chooser
+    from characterforge_addon.blender.generation import profile_chooser
+    from characterforge_addon.blender import preferences
     monkeypatch.setenv("CHARACTERFORGE_DATA", str(tmp_path / "data"))
     (tmp_path / "data" / "profiles").mkdir(parents=True)
     (tmp_path / "data" / "profiles" / "mine.toml").write_text('name = "mine"\nfamily = "qwen_edit"\n')

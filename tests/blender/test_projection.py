@@ -21,8 +21,8 @@ def test_projection_matches_world_to_camera_view(bpy, scene, case):
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
 
-    from characterforge_addon.blender.joints import camera_model
-    from characterforge_addon.core import projection
+    from characterforge_addon.blender.rig.joints import camera_model
+    from characterforge_addon.core.rig import projection
 
     cam = scene.camera
     cam.data.type = case["type"]

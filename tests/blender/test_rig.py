@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from characterforge_addon.core import rig_layout
+from characterforge_addon.core.rig import rig_layout
 from characterforge_addon.core.errors import UserError
 
 
@@ -103,7 +103,7 @@ def test_pose_file_round_trip_across_heights(bpy, scene, tmp_path):
 
 
 def test_corrupt_pose_file_is_refused_and_pose_kept(bpy, scene, tmp_path):
-    from characterforge_addon.blender import posing
+    from characterforge_addon.blender.rig import posing
     rig = add(bpy)
     bpy.ops.characterforge.apply_pose(pose="WALKING")
     before = world(rig, "foot.L")
@@ -143,7 +143,8 @@ def make_mixamo(bpy, scene, name="Mixamo"):
 
 
 def test_own_mixamo_rig_is_mapped_and_errors_name_missing_bones(bpy, scene, tmp_path):
-    from characterforge_addon.blender import controls, joints
+    from characterforge_addon.blender.maps import controls
+    from characterforge_addon.blender.rig import joints
     own = make_mixamo(bpy, scene)
     assert bpy.ops.characterforge.use_own_rig() == {"FINISHED"}
     assert own.characterforge.is_rig
@@ -158,5 +159,5 @@ def test_own_mixamo_rig_is_mapped_and_errors_name_missing_bones(bpy, scene, tmp_
         controls.render_controls(bpy.context, str(tmp_path / "bad"))
     assert not (tmp_path / "bad" / "controls.json").exists()
     with pytest.raises(UserError, match="not a CharacterForge rig"):
-        from characterforge_addon.blender import posing
+        from characterforge_addon.blender.rig import posing
         posing.apply_library_pose(bpy.context, own, "A_POSE")

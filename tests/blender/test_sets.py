@@ -44,9 +44,10 @@ def gradient(path):
 def seen_from(bpy, scene, viewer, painter):
     """Where each pixel of `viewer` lands in `painter`'s picture, and whether `painter` paints
     it well: the projection rule worked in numpy from the two cameras' depth renders."""
-    from characterforge_addon.blender import joints, set_projection
-    from characterforge_addon.core import projection
-    from characterforge_addon.core import set_projection as rule
+    from characterforge_addon.blender.rig import joints
+    from characterforge_addon.blender.sets import set_projection
+    from characterforge_addon.core.rig import projection
+    from characterforge_addon.core.shots import set_projection as rule
     mv, mp = joints.camera_model(scene, viewer), joints.camera_model(scene, painter)
     dv, dp = set_projection.set_depth(scene, viewer), set_projection.set_depth(scene, painter)
     surface = dv < rule.BACKGROUND_DEPTH
@@ -64,8 +65,8 @@ def seen_from(bpy, scene, viewer, painter):
 @pytest.mark.smoke
 def test_a_projection_is_seen_by_a_second_camera_where_the_first_painted_and_a_fill_paints_only_the_holes(
         bpy, scene, tmp_path):
-    from characterforge_addon.blender import set_projection
-    from characterforge_addon.core import set_projection as rule
+    from characterforge_addon.blender.sets import set_projection
+    from characterforge_addon.core.shots import set_projection as rule
     from characterforge_addon.core.image_io import encode_png
     (a, b), wall, own = build_set(bpy, scene)
     picture = gradient(tmp_path / "a.png")
@@ -110,8 +111,9 @@ def test_a_projection_is_seen_by_a_second_camera_where_the_first_painted_and_a_f
 
 @pytest.mark.smoke
 def test_the_dome_makes_the_sky_part_of_the_set_but_stays_out_of_the_depth_control(bpy, scene, tmp_path):
-    from characterforge_addon.blender import generation, set_projection
-    from characterforge_addon.core import set_projection as rule
+    from characterforge_addon.blender.generation import generation
+    from characterforge_addon.blender.sets import set_projection
+    from characterforge_addon.core.shots import set_projection as rule
     (a, b), _, _ = build_set(bpy, scene)
     b.rotation_euler = (math.pi, 0, 0)  # looking straight up at the sky
     bpy.context.view_layer.update()
@@ -137,8 +139,9 @@ def test_from_the_sidebar_a_background_projected_from_one_camera_and_filled_from
     shot background, and B then sees no hole."""
     from PIL import Image
 
-    from characterforge_addon.blender import jobs, set_projection, sets
-    from characterforge_addon.core import set_projection as rule
+    from characterforge_addon.blender.generation import jobs
+    from characterforge_addon.blender.sets import set_projection, sets
+    from characterforge_addon.core.shots import set_projection as rule
     (a, b), _, _ = build_set(bpy, scene)
     s = scene.characterforge
     s.background_prompt, s.steps, s.random_seed, s.seed = "a stone courtyard", 2, False, 3

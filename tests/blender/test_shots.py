@@ -13,7 +13,7 @@ from test_background import frame_corners_px
 
 
 def two_rigs(bpy, scene, tmp_path):
-    from characterforge_addon.blender import rig
+    from characterforge_addon.blender.rig import rig
     from characterforge_addon.core.image_io import encode_png
     scene.render.resolution_x, scene.render.resolution_y = 192, 128
     scene.camera.location = (0.0, -2.6, 1.35)
@@ -34,7 +34,7 @@ def two_rigs(bpy, scene, tmp_path):
 
 
 def run(bpy, operator):
-    from characterforge_addon.blender import jobs
+    from characterforge_addon.blender.generation import jobs
     assert operator() == {"FINISHED"}
     jobs.wait_all(timeout=600)
     s = bpy.context.scene.characterforge
@@ -47,7 +47,8 @@ def shown(collection, layer):
 
 
 def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
-    from characterforge_addon.blender import job_inputs, shots
+    from characterforge_addon.blender.generation import job_inputs
+    from characterforge_addon.blender.shots import shots
     s = two_rigs(bpy, scene, tmp_path)
     shot = bpy.data.collections["Duel"]
     run(bpy, bpy.ops.characterforge.make_shot)
@@ -116,7 +117,7 @@ def test_composite_cutout_and_expression(bpy, scene, tmp_path, backend_env):
 
 
 def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
-    from characterforge_addon.blender import rig
+    from characterforge_addon.blender.rig import rig
     rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
     s = scene.characterforge
     s.shot, s.results_dir = "Empty", str(tmp_path / "r")
@@ -136,7 +137,7 @@ def test_shot_errors_say_what_to_do(bpy, scene, tmp_path):
 
 def test_new_seeds_fit_blenders_int_properties(bpy, scene):
     """A random seed becomes the Seed field and a custom property of the plane: both signed 32-bit."""
-    from characterforge_addon.blender import job_inputs
+    from characterforge_addon.blender.generation import job_inputs
     s = scene.characterforge
     s.random_seed = True
     seeds = [job_inputs.pick_seed(s) for _ in range(2000)]

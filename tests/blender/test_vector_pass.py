@@ -24,8 +24,8 @@ def moving_plane(bpy, scene):
 
 @pytest.mark.smoke
 def test_the_vector_pass_gives_the_known_motion_and_warps_one_frame_onto_the_next(bpy, scene):
-    from characterforge_addon.blender import passes
-    from characterforge_addon.core import motion
+    from characterforge_addon.blender.maps import passes
+    from characterforge_addon.core.shots import motion
     cam, plane = moving_plane(bpy, scene)
     frames = {}
     for frame in (2, 3):

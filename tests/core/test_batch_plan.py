@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from characterforge_addon.core import batch_plan
+from characterforge_addon.core.batch import batch_plan
 from characterforge_addon.core.errors import UserError
 
 

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from characterforge_addon.core import character_lora, identity_pack
+from characterforge_addon.core.characters import character_lora, identity_pack
 from characterforge_addon.core.errors import UserError
-from characterforge_addon.core.spec_fields import JobSpecError
+from characterforge_addon.core.spec.spec_fields import JobSpecError
 
 from test_sheet_and_packs import result_png, sheet_results
 

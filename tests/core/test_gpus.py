@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from characterforge_addon.core.gpus import detect_gpus, main_vendor
+from characterforge_addon.core.setup.gpus import detect_gpus, main_vendor
 
 ROCMINFO = """ROCk module is loaded
 *******

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from characterforge_addon.core import install_plan
+from characterforge_addon.core.setup import install_plan
 from characterforge_addon.core.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -125,5 +125,5 @@ def test_each_platform_lock_pins_every_requirement_at_its_version(system):
             assert name not in locked  # from the PyTorch index that matches the GPU
         else:
             assert locked.get(name) == version, f"{system} lock: {name} {locked.get(name)} != {version}: " \
-                                                "run python blender_scripts/lock_backend.py"
+                                                "run python blender_scripts/dev/lock_backend.py"
     assert not any(n.startswith(("nvidia-", "triton")) for n in locked)

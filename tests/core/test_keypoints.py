@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from characterforge_addon.core import keypoints
-from characterforge_addon.core.keypoints import Person
+from characterforge_addon.core.rig import keypoints
+from characterforge_addon.core.rig.keypoints import Person
 
 
 def test_openpose_json_layout_and_round_trip():

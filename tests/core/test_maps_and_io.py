@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from characterforge_addon.core import control_maps, image_io, projection
+from characterforge_addon.core import image_io
+from characterforge_addon.core.maps import control_maps
+from characterforge_addon.core.rig import projection
 
 
 def test_png_round_trip_with_pillow():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from characterforge_addon.core import motion
+from characterforge_addon.core.shots import motion
 
 
 def moving_square(shift, size=(40, 60)):

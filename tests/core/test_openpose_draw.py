@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from characterforge_addon.core import openpose_draw, skeleton as sk
-from characterforge_addon.core.keypoints import Person
+from characterforge_addon.core.maps import openpose_draw
+from characterforge_addon.core.rig import skeleton as sk
+from characterforge_addon.core.rig.keypoints import Person
 
 util = pytest.importorskip("controlnet_aux.open_pose.util", reason="reference drawing needs controlnet_aux (dev env)")
 from controlnet_aux.open_pose import PoseResult, draw_poses  # noqa: E402

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from characterforge_addon.core import poses
-from characterforge_addon.core.poses import PoseFileError
+from characterforge_addon.core.rig import poses
+from characterforge_addon.core.rig.poses import PoseFileError
 
 
 def good_doc(**changes):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from characterforge_addon.core import proxy_mesh, rig_layout
+from characterforge_addon.core.rig import proxy_mesh, rig_layout
 
 
 @pytest.mark.parametrize("preset", list(rig_layout.PROPORTIONS))

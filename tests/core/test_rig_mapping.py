@@ -1,8 +1,8 @@
 import pytest
 
-from characterforge_addon.core import rig_mapping
-from characterforge_addon.core.rig_layout import build_layout
-from characterforge_addon.core.rig_mapping import RigMappingError
+from characterforge_addon.core.rig import rig_mapping
+from characterforge_addon.core.rig.rig_layout import build_layout
+from characterforge_addon.core.rig.rig_mapping import RigMappingError
 
 MIXAMO = ["mixamorig:Hips", "mixamorig:Neck", "mixamorig:Head"] + [
     f"mixamorig:{side}{bone}" for side in ("Left", "Right")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from characterforge_addon.core import scores
+from characterforge_addon.core.characters import scores
 
 
 def unit(*v):

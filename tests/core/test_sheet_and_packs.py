@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from characterforge_addon.core import identity_pack, lora_dataset, sheet_layout
+from characterforge_addon.core.characters import identity_pack, lora_dataset, sheet_layout
 from characterforge_addon.core.image_io import PNGError, decode_png, encode_png, read_png_text
 
 

@@ -12,7 +12,7 @@ few-step draft: `families.draft`), lora (a character's trained LoRA loaded into 
 train_lora (training one: `training.py`).
 """
 
-from ...core.spec_fields import JobSpecError
+from ...core.spec.spec_fields import JobSpecError
 from .flux2_klein import Flux2Klein
 from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion

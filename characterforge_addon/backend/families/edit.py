@@ -10,7 +10,7 @@ so jobs that need it are refused before queueing in favour of a profile that can
 from PIL import Image
 
 from ...core.errors import UserError
-from ..pictures import decode_image_bytes
+from ..engine.pictures import decode_image_bytes
 
 _MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth": "a depth map of the hands"}
 

@@ -110,7 +110,7 @@ class StableDiffusion:
         the base's weights (`from_pipe` is told the dtype: it casts to float32 otherwise)."""
         import diffusers
 
-        from ..controlnets import IdleSkippingControlNets
+        from ..engine.controlnets import IdleSkippingControlNets
         union = roles == [UNION]
         name = _PIPELINES[self.name].format(("ControlNetUnion" if union else "ControlNet" if roles else "") +
                                             _MODES[mode])

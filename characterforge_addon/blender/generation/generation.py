@@ -1,0 +1,147 @@
+"""Turning the scene into a job: control maps for the camera, the spec, where results go."""
+
+import functools
+import os
+
+import bpy
+
+from ...core.errors import UserError
+from ...core.image_io import encode_png
+from ...core.maps import control_maps
+from ...core.spec.job_spec import background_spec, posed_character_spec
+from .. import preferences
+from ..maps import controls, passes
+from ..rig import joints
+from ..sets.set_projection import characters, dome
+from . import jobs, planes
+from .job_inputs import (
+    control_inputs,
+    identity_inputs,
+    pick_seed,
+    resolve_dir,
+    rig_faces,
+    rig_keypoints,
+    subject_distance,
+)
+
+
+def generate(context, seed=None):
+    """Render the control maps, build the posed-character spec and start the job."""
+    scene = context.scene
+    settings = scene.characterforge
+    camera = joints.find_camera(scene)
+    shot = settings.shot or "Shot"
+    shot_dir = os.path.join(resolve_dir(settings.results_dir), shot)
+    controls_dir = os.path.join(shot_dir, "controls")
+    manifest = controls.render_controls(context, controls_dir, camera, settings.drop_occluded, preview=False)
+    if seed is None:
+        seed = pick_seed(settings)
+    settings.seed = seed
+    w, h = manifest["resolution"]
+    references, embedding, lora = identity_inputs(context)
+    spec = posed_character_spec(
+        settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
+        settings.steps, settings.guidance, preferences.job_profile(context), name=f"seed{seed}",
+        references=references, identity_scale=settings.identity_scale, identity_embedding=embedding, lora=lora,
+        keypoints=rig_keypoints(controls_dir, w, h),
+        retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
+    spec["draft"] = settings.draft
+    distance = subject_distance(scene, camera)
+    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+                                                                extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
+
+
+def spec_summary(spec):
+    """The job as kept on its plane: everything but the pictures and the embedding (a LoRA by
+    name, weight, trigger and SHA-256)."""
+    def identity(entry):
+        return {"references": len(entry["images"]), "scale": entry["scale"], "embedding": "embedding" in entry,
+                **({"lora": entry["lora"]} if "lora" in entry else {})}
+    out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters")}
+    if "identity" in spec:
+        out["identity"] = identity(spec["identity"])
+    if "characters" in spec:
+        out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
+                              **({"identity": identity(c["identity"])} if "identity" in c else {})}
+                             for c in spec["characters"]]
+    return out
+
+
+def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=planes.PICTURE, distances=None,
+               extra=None):
+    """Results as camera-filling planes in the shot's collection, each shown in place of the
+    earlier variants of its layer. `distances`: {file name: distance} of cut-outs;
+    `extra`: custom properties for every plane."""
+    camera = scene.objects.get(camera_name)
+    out_dir = os.path.dirname(files[0]) if files else ""
+    if camera is None:
+        return f"Saved {len(files)} image(s) to {out_dir}; camera '{camera_name}' is gone, so no plane"
+    collection = planes.shot_collection(scene, shot)
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        cutout = stem in (distances or {})
+        obj = planes.import_plane(bpy.context, path, camera, distances[stem] if cutout else distance, collection,
+                                  f"{shot}_{stem}" + (" (draft)" if spec.get("draft") else ""))
+        planes.tag(obj, spec_summary(spec), job_id, [path])
+        obj[planes.DRAFT] = bool(spec.get("draft"))
+        planes.tag_scores(obj, path)
+        # each character's cut-outs are a layer of their own
+        obj[planes.LAYER] = f"cutout:{stem.rsplit('_cutout_', 1)[-1]}" if cutout else layer
+        for key, value in (extra or {}).items():
+            obj[key] = value
+        planes.show_variant(obj)
+    return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
+
+
+BACKGROUND_AT = 0.98  # of the camera's clip end: the background plane stands at the far end of the frustum
+
+
+def set_depth_png(context, camera):
+    """The depth of the set as seen by `camera`, characters and the far dome left out (its
+    distance would flatten the set's depth range), as a depth-ControlNet PNG; None when the
+    camera sees no set geometry."""
+    scene = context.scene
+    context.view_layer.update()
+    hide = characters(scene) + [o for o in (dome(scene),) if o is not None]
+    depth, _ = passes.render_passes(scene, camera, {}, hide=hide)
+    image = control_maps.depth_image(depth)
+    return encode_png(image) if image.any() else None
+
+
+def place_background_picture(context, path, camera, shot, distance):
+    """A picture (not a job's result) shown as the shot's background plane, covering the frame."""
+    obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(context.scene, shot),
+                              f"{shot}_background", cover=True)
+    obj["characterforge_background"] = path
+    obj[planes.LAYER] = "background"
+    planes.show_variant(obj)
+    return obj
+
+
+def make_background(context, seed=None):
+    """A background for the shot: the user's own picture as a plane at once, or a generated one
+    (following the set's depth when asked) placed when the job ends."""
+    scene = context.scene
+    s = scene.characterforge
+    camera = joints.find_camera(scene)
+    shot = s.shot or "Shot"
+    distance = camera.data.clip_end * BACKGROUND_AT
+    if s.background_image:
+        path = bpy.path.abspath(s.background_image)
+        if not os.path.isfile(path):
+            raise UserError(f"background picture {path} not found: choose another file or clear Background picture")
+        place_background_picture(context, path, camera, shot, distance)
+        return None
+    if not s.background_prompt.strip():
+        raise UserError("describe the background (Background prompt), or choose a Background picture")
+    if seed is None:
+        seed = pick_seed(s)
+    w, h = joints.camera_model(scene, camera).resolution
+    depth = set_depth_png(context, camera) if s.background_use_set_depth else None
+    spec = background_spec(s.background_prompt, w, h, depth, s.depth_strength, s.negative_prompt, seed, s.steps,
+                           s.guidance, preferences.job_profile(context), name=f"background_seed{seed}",
+                           sharp=s.background_sharp)
+    spec["draft"] = s.draft
+    out_dir = os.path.join(resolve_dir(s.results_dir), shot)
+    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+                                                                layer="background"))

@@ -1,0 +1,143 @@
+"""Results into the scene as image planes: camera-aligned, filling the camera frame exactly."""
+
+import json
+import os
+
+import bpy
+from mathutils import Vector
+
+from ...core.image_io import read_png_text
+from ..rig.rig import ROLE
+
+SHOTS_COLLECTION = "CharacterForge Shots"
+LAYER = "characterforge_layer"  # background, picture or cutout:<rig>: the variants of one layer replace each other
+PICTURE = "picture"  # posed characters, composites and their expression edits: one at a time
+
+
+def shot_collection(scene, shot):
+    root = bpy.data.collections.get(SHOTS_COLLECTION)
+    if root is None:
+        root = bpy.data.collections.new(SHOTS_COLLECTION)
+    if root.name not in scene.collection.children:
+        scene.collection.children.link(root)
+    coll = root.children.get(shot)
+    if coll is None:
+        coll = bpy.data.collections.new(shot)
+        root.children.link(coll)
+    return coll
+
+
+def frame_at(scene, camera, distance):
+    """The camera frame's corners in camera space at `distance` in front of the camera."""
+    corners = [Vector(c) for c in camera.data.view_frame(scene=scene)]
+    if camera.data.type == "ORTHO":
+        return [Vector((c.x, c.y, -distance)) for c in corners]
+    return [c * (distance / -c.z) for c in corners]
+
+
+def import_plane(context, path, camera, distance, collection, name, cover=False):
+    """Import `path` with Blender's own Import Images as Planes, then parent it to `camera`
+    and size it to fill the frame at `distance`: exactly (stretched to the frame), or with
+    `cover` keeping the picture's aspect and overflowing the frame on one side."""
+    scene = context.scene
+    result = bpy.ops.image.import_as_mesh_planes(files=[{"name": os.path.basename(path)}],
+                                                 directory=os.path.dirname(path), shader="EMISSION",
+                                                 align_axis="CAM", relative=False)
+    if result != {"FINISHED"}:
+        raise RuntimeError(f"Import Images as Planes failed for {path}")
+    obj = context.active_object
+    obj.name = name
+    for coll in list(obj.users_collection):
+        coll.objects.unlink(obj)
+    collection.objects.link(obj)
+    corners = frame_at(scene, camera, distance)
+    xs, ys = [c.x for c in corners], [c.y for c in corners]
+    mesh_xs = [v.co.x for v in obj.data.vertices]
+    mesh_ys = [v.co.y for v in obj.data.vertices]
+    obj.parent = camera
+    obj.matrix_parent_inverse.identity()
+    obj.rotation_euler = (0.0, 0.0, 0.0)
+    obj.location = ((max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2, -distance)
+    sx = (max(xs) - min(xs)) / (max(mesh_xs) - min(mesh_xs))
+    sy = (max(ys) - min(ys)) / (max(mesh_ys) - min(mesh_ys))
+    if cover:  # the mesh has the picture's aspect: one scale for both axes, the larger
+        sx = sy = max(sx, sy)
+    obj.scale = (sx, sy, 1.0)
+    obj[ROLE] = "result_plane"
+    obj.hide_select = False
+    return obj
+
+
+def show_variant(obj):
+    """Show `obj` and hide the other variants of its layer in its shot (viewport and render);
+    the other layers (the background behind a composite, say) stay as they are."""
+    layer = obj.get(LAYER, PICTURE)
+    for collection in obj.users_collection:
+        for other in collection.objects:
+            if other.get(LAYER, PICTURE) == layer:
+                other.hide_render = other.hide_viewport = other != obj
+
+
+DRAFT = "characterforge_draft"  # made in draft mode: Regenerate as Final makes the keeper
+KEYPOINTS = "characterforge_keypoints"
+FACES = "characterforge_faces"
+
+
+def pose_props(spec, faces):
+    """The pose that made a picture, kept on its plane so expression edits find each face even
+    after the rigs moved on: {rig: 18 body joints} and {rig: face box from the face keypoints},
+    in the picture's pixels."""
+    props = {FACES: json.dumps(faces)}
+    if spec.get("keypoints"):
+        props[KEYPOINTS] = json.dumps(spec["keypoints"])
+    return props
+
+
+def file_of(obj):
+    """The image file a result plane shows, or None."""
+    files = json.loads(obj.get("characterforge_files", "[]"))
+    return files[0] if files else obj.get("characterforge_background")
+
+
+def tag(obj, job_spec, job_id, files):
+    """Keep what made this result on the plane, so it can be regenerated or reproduced."""
+    obj["characterforge_job"] = json.dumps(job_spec)
+    obj["characterforge_job_id"] = job_id
+    obj["characterforge_seed"] = job_spec.get("seed", 0)
+    obj["characterforge_files"] = json.dumps(files)
+
+
+def tag_scores(obj, path):
+    """The output's scores (from its PNG metadata) as custom properties: the whole record as
+    JSON, and the headline numbers on their own for drivers and the panel."""
+    with open(path, "rb") as f:
+        record = json.loads(read_png_text(f.read()).get("characterforge", "{}"))
+    found = record.get("scores", {})
+    obj["characterforge_scores"] = json.dumps(found)
+    identity = found.get("identity") or {}
+    if identity.get("status") == "ok":
+        obj["characterforge_identity"] = identity.get("similarity", identity.get("mean"))
+    poses = [s for s in (found.get("pose") or {}).values() if isinstance(s, dict) and s.get("status") == "ok"]
+    if poses:
+        obj["characterforge_pose_pck"] = min(s["pck@0.1"] for s in poses)
+    return found
+
+
+def score_lines(obj):
+    """What the panel says about a result's scores, one line each."""
+    found = json.loads(obj.get("characterforge_scores", "{}"))
+    lines = []
+    identity = found.get("identity")
+    if identity and identity.get("status") == "ok" and "mean" in identity:  # a sheet's faces with each other
+        lines.append(f"Identity across views: mean {identity['mean']:.2f}, lowest {identity['min']:.2f}")
+    elif identity:
+        lines.append(f"Identity {identity['similarity']:.2f}" + (" (pasted face?)" if identity.get("copy_paste") else "")
+                     if identity.get("status") == "ok" else f"Identity: {identity.get('reason', identity['status'])}")
+    pose = found.get("pose")
+    if pose and pose.get("status") == "unavailable":
+        lines.append(f"Pose: {pose['reason']}")
+    elif pose:
+        for rig, s in pose.items():
+            lines.append(f"Pose {rig}: PCK@0.1 {s['pck@0.1']:.2f}" if s.get("status") == "ok"
+                         else f"Pose {rig}: {s.get('reason', s.get('status'))}")
+    return lines

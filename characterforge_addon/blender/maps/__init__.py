@@ -1,0 +1,1 @@
+"""Control maps from the scene: the one Cycles render behind them and the maps written from it."""

@@ -1,0 +1,187 @@
+"""Control maps for one camera and frame: OpenPose skeleton and JSON, depth, hand depth,
+a mask per character and, on request, normals, from every OpenPose rig in the scene.
+
+Joints come from `joints` (projection and occlusion); depth and object index from ONE render
+(`passes`); hand depth, masks and normals are cut from it, so the whole set costs about one
+depth render plus drawing.
+"""
+
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import bpy
+import numpy as np
+
+from ...core.errors import UserError
+from ...core.image_io import check_writable_folder, encode_png, write_atomic
+from ...core.maps import control_maps, openpose_draw
+from ...core.rig import keypoints, projection
+from ..rig.joints import camera_model, check_camera_outside, find_camera, project_rig
+from ..rig.rig import character_meshes, rigs_in_scene
+from .passes import INDEX_BASE, render_passes
+
+# ---------------------------------------------------------------------------------------------
+# The whole set
+
+def _hand_region(person, shape):
+    """Pixels near an own rig's projected hand joints (own rigs have no separate hand mesh)."""
+    region = np.zeros(shape, dtype=bool)
+    for hand in (person.left_hand, person.right_hand):
+        present = hand[:, 2] > 0
+        if present.sum() < 2:
+            continue
+        radius = max(int(np.ptp(hand[present, :2], axis=0).max() * 0.25), 3)
+        for pixels in openpose_draw.discs(shape, hand[present, :2].astype(np.int64), radius):
+            region.ravel()[pixels] = True
+    return region
+
+
+def _maps_from_passes(pool, cam, depth, index, characters, normals):
+    """({file: PNG bytes} of the depth, hand depth, mask (and normal) maps, made side by side
+    on `pool`; {character: mask file})."""
+    ids = np.rint(index).astype(np.int32)
+    hand_mask = np.zeros(depth.shape, dtype=bool)
+    images, mask_files = {}, {}
+    for rig, person, body_id, hand_id, has_hand_mesh in characters:
+        mask = (ids == body_id) | (ids == hand_id)
+        hand_mask |= (ids == hand_id) if has_hand_mesh else (mask & _hand_region(person, depth.shape))
+        mask_files[rig.name] = f"mask_{_safe_name(rig.name)}.png"
+        images[mask_files[rig.name]] = lambda mask=mask: np.where(mask, np.uint8(255), np.uint8(0))
+    images["depth.png"] = lambda: control_maps.depth_image(depth)
+    images["hand_depth.png"] = lambda: control_maps.depth_image(depth, hand_mask)
+    if normals:
+        def normal_map():
+            shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
+            return control_maps.normal_image(projection.unproject(cam, np.where(shown, depth, 0.0)), shown)
+        images["normal.png"] = normal_map
+    done = {name: pool.submit(lambda make=make: encode_png(make())) for name, make in images.items()}
+    return {name: future.result() for name, future in done.items()}, mask_files
+
+
+def _safe_name(name):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+MOTION = "motion.npz"  # with motion: the frame's Vector pass, depth and object index, for the next frame
+
+
+def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=True, normals=False, motion=False):
+    """Write the control maps for the scene camera (or `camera`) at the current frame; with
+    `motion`, also MOTION from the same render (`read_motion` reads it).
+
+    Returns the manifest (also written as controls.json, last, once every map is in place).
+    """
+    scene = context.scene
+    context.view_layer.update()  # matrices are stale after any change until the depsgraph runs
+    camera = camera or find_camera(scene)
+    cam = camera_model(scene, camera)
+    rigs = rigs_in_scene(scene)
+    if not rigs:
+        raise UserError(f"scene '{scene.name}' has no OpenPose rig: add one with Pose > Add rig, or mark your "
+                        "own armature with Pose > Use as OpenPose rig")
+    out_dir = bpy.path.abspath(out_dir)
+    try:
+        check_writable_folder(out_dir)
+    except OSError as exc:
+        raise UserError(str(exc)) from None
+    timings = {}
+    t0 = time.perf_counter()
+    depsgraph = context.evaluated_depsgraph_get()
+    check_camera_outside(scene, depsgraph, camera)
+
+    people, index_of, characters = [], {}, []
+    for i, rig in enumerate(rigs, start=1):
+        person, mean_depth = project_rig(scene, depsgraph, camera, cam, rig)
+        body, hands = character_meshes(rig)
+        body_id, hand_id = INDEX_BASE + 2 * i, INDEX_BASE + 2 * i + 1
+        for obj in body:
+            index_of[obj] = body_id
+        for obj in hands:
+            index_of[obj] = hand_id
+        people.append((mean_depth, person))
+        characters.append((rig, person, body_id, hand_id, bool(hands)))
+    people = [p for _, p in sorted(people, key=lambda item: -item[0])]  # far first: near overlaps far
+    timings["project_s"] = time.perf_counter() - t0
+
+    drawn = [p.without_occluded() for p in people] if drop_occluded else people
+    w, h = cam.resolution
+    pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+
+    def draw():
+        start = time.perf_counter()
+        files = {"openpose.png": encode_png(openpose_draw.draw_people(w, h, drawn)),
+                 "openpose.json": keypoints.to_openpose_json(w, h, drawn).encode("utf-8")}
+        timings["draw_s"] = time.perf_counter() - start
+        return files
+
+    try:
+        # The skeleton needs no render: it is drawn while Cycles renders (the render runs in
+        # Blender's own threads; numpy and zlib release the GIL).
+        drawing = pool.submit(draw)
+        t2 = time.perf_counter()
+        depth, index, *vectors = render_passes(scene, camera, index_of, motion=motion)
+        timings["render_s"] = time.perf_counter() - t2
+        files = drawing.result()
+        t3 = time.perf_counter()
+        maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals)
+        files.update(maps)
+        if motion:
+            files[MOTION] = _motion_bytes(vectors[0], depth, index)
+        timings["encode_s"] = time.perf_counter() - t3
+        t4 = time.perf_counter()
+        for written in [pool.submit(write_atomic, os.path.join(out_dir, f), data) for f, data in files.items()]:
+            written.result()
+    finally:
+        pool.shutdown(wait=True)
+
+    manifest = {
+        "camera": camera.name, "frame": scene.frame_current, "resolution": [w, h],
+        "files": sorted(files), "masks": mask_files,
+        "people": [{"name": p.name,
+                    "visible": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == 1).sum()),
+                    "occluded": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == keypoints.OCCLUDED_CONFIDENCE).sum())}
+                   for p in people],
+        "drop_occluded": drop_occluded,
+    }
+    write_atomic(os.path.join(out_dir, "controls.json"), json.dumps(manifest, indent=1).encode("utf-8"))
+    timings["write_s"] = time.perf_counter() - t4
+    manifest["timings"] = timings
+    if preview:
+        load_previews(out_dir, files)
+    return manifest
+
+
+def _motion_bytes(vectors, depth, index):
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vectors=vectors.astype(np.float32), depth=depth.astype(np.float32), index=index)
+    return buf.getvalue()
+
+
+def read_motion(controls_dir):
+    """(vectors towards the previous frame, depth, object index) a motion render wrote."""
+    with np.load(os.path.join(controls_dir, MOTION)) as data:
+        return data["vectors"].astype(np.float64), data["depth"].astype(np.float64), data["index"]
+
+
+def show_image(name, path):
+    """The Blender image `name` showing the file at `path`, loaded once, reloaded after."""
+    image = bpy.data.images.get(name)
+    if image is None:
+        image = bpy.data.images.load(path, check_existing=False)
+        image.name = name
+    else:
+        image.filepath = path
+        image.reload()
+    return image
+
+
+def load_previews(out_dir, files):
+    """Show the maps as Blender images (Image Editor), reloading ones shown before."""
+    for file in files:
+        if not file.endswith(".png"):
+            continue
+        image = show_image(f"CF {file[:-4]}", os.path.join(out_dir, file))
+        image.colorspace_settings.name = "Non-Color" if file != "openpose.png" else "sRGB"

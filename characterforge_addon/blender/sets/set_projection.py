@@ -1,0 +1,322 @@
+"""A set that holds across cameras: the shot's background projected onto the set's geometry
+from its camera, filled from other cameras where nothing painted it yet, and a dome for the
+far background (core.set_projection has the rule and the numbers).
+
+One material (`MATERIAL`) goes on every set object (their own materials are kept on the
+object and put back by `remove`); it is emission only, so the set looks as generated, lit by
+the picture, from every camera, in the viewport and in renders. Each layer's camera is frozen
+as an empty (`projector`): moving the camera afterwards does not slide the paint.
+"""
+
+import json
+import os
+
+import bpy
+import numpy as np
+
+from ...core.errors import UserError
+from ...core.image_io import decode_png
+from ...core.shots import set_projection
+from ..generation.planes import SHOTS_COLLECTION
+from ..maps import passes
+from ..rig import joints
+from ..rig.rig import character_meshes, rigs_in_scene, ROLE
+
+SET_COLLECTION = "CharacterForge Set"
+MATERIAL = "CharacterForge Set"
+LAYERS = "characterforge_set_layers"  # on the scene: JSON list of the layers, painting order
+SAVED = "characterforge_set_materials"  # on each set object: its own [material, link] by slot
+DOME = "characterforge_dome"
+HOLE = (1.0, 0.0, 1.0, 1.0)  # magenta, Blender's colour for a missing texture: no camera painted it
+DOME_AT = 0.9  # of the camera's clip end: inside the frustum, behind everything the set holds
+
+
+def characters(scene):
+    return [o for rig in rigs_in_scene(scene) for o in sum(character_meshes(rig), [])]
+
+
+def set_objects(scene):
+    """The meshes that make the set: every rendered mesh but the characters and our planes."""
+    cast = set(characters(scene))
+    ours = bpy.data.collections.get(SHOTS_COLLECTION)
+    ours = set(ours.all_objects) if ours else set()
+    return [o for o in scene.objects if o.type == "MESH" and not o.hide_render and o not in cast and o not in ours
+            and o.get(ROLE) != "result_plane"]
+
+
+def layers(scene):
+    return json.loads(scene.get(LAYERS, "[]"))
+
+
+def dome(scene):
+    return next((o for o in scene.objects if o.get(DOME)), None)
+
+
+def add_dome(context, camera):
+    """A sphere around the camera at DOME_AT of its clip end, for the sky and the far land:
+    painted like the rest of the set, so every camera shares it."""
+    scene = context.scene
+    old = dome(scene)
+    if old is not None:
+        return old
+    mesh = bpy.data.meshes.new("CharacterForge Dome")
+    import bmesh
+    bm = bmesh.new()
+    bmesh.ops.create_uvsphere(bm, u_segments=64, v_segments=32, radius=camera.data.clip_end * DOME_AT)
+    for face in bm.faces:
+        face.smooth = True
+    bm.to_mesh(mesh)
+    bm.free()
+    obj = bpy.data.objects.new("CharacterForge Dome", mesh)
+    obj.location = camera.matrix_world.translation
+    obj[DOME] = True
+    _collection(scene).objects.link(obj)
+    if layers(scene):
+        _assign(scene)
+    return obj
+
+
+def _collection(scene):
+    coll = bpy.data.collections.get(SET_COLLECTION)
+    if coll is None:
+        coll = bpy.data.collections.new(SET_COLLECTION)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    return coll
+
+
+def set_depth(scene, camera):
+    """The planar depth (H, W) every set surface has from `camera` (the characters left out)."""
+    bpy.context.view_layer.update()
+    depth, _ = passes.render_passes(scene, camera, {}, hide=characters(scene))
+    return depth
+
+
+def project(context, camera, picture, claimed=None, depth=None):
+    """Add a layer: `picture` (a file, what `camera` sees of the set) projected onto the set
+    from `camera` where it sees it; `claimed`: the pixels (H, W bool) this picture filled,
+    kept even where the camera sees them at a grazing angle. Returns the layer."""
+    scene = context.scene
+    if not set_objects(scene):
+        raise UserError("the scene has no set to project onto: model the set (floor, walls, props) or add a dome "
+                        "(Shot > Set > Add Dome)")
+    if not os.path.isfile(picture):
+        raise UserError(f"the picture to project, {picture}, is not there: make the shot's background first")
+    model = joints.camera_model(scene, camera)
+    if depth is None:
+        depth = set_depth(scene, camera)
+    if claimed is not None and claimed.shape != depth.shape:
+        raise UserError("the filled part does not match the camera's resolution: fill again from this camera")
+    data = set_projection.layer_data(model, depth, claimed)
+    index = len(layers(scene))
+    folder = os.path.dirname(os.path.abspath(picture))
+    data_path = os.path.join(folder, f"set_layer{index}_{bpy.path.clean_name(camera.name)}.exr")
+    _write_exr(data, data_path)
+    projector = bpy.data.objects.new(f"CharacterForge Projector {index} ({camera.name})", None)
+    projector.matrix_world = camera.matrix_world.copy()
+    projector.hide_viewport = projector.hide_render = True
+    _collection(scene).objects.link(projector)
+    layer = {"camera": camera.name, "picture": os.path.abspath(picture), "data": data_path,
+             "projector": projector.name, "constants": list(set_projection.shader_constants(model)),
+             "resolution": list(model.resolution)}
+    scene[LAYERS] = json.dumps(layers(scene) + [layer])
+    build_material(scene)
+    _assign(scene)
+    return layer
+
+
+def _write_exr(data, path):
+    h, w = data.shape[:2]
+    image = bpy.data.images.new(os.path.basename(path), w, h, alpha=True, float_buffer=True, is_data=True)
+    try:
+        image.colorspace_settings.name = "Non-Color"  # numbers, not colours: saved as they are
+        image.pixels.foreach_set(np.ascontiguousarray(data[::-1]).ravel())  # Blender's rows go bottom-up
+        image.filepath_raw = path
+        image.file_format = "OPEN_EXR"
+        image.save()
+    finally:
+        bpy.data.images.remove(image)
+
+
+def _image(path, data=False):
+    image = bpy.data.images.load(path, check_existing=True)
+    if data:
+        image.colorspace_settings.name = "Non-Color"
+    return image
+
+
+def _input(node, identifier):
+    return next(s for s in node.inputs if s.identifier == identifier)
+
+
+def _output(node, identifier):
+    return next(s for s in node.outputs if s.identifier == identifier)
+
+
+def build_material(scene):
+    """The set material from the scene's layers: each layer's picture where its depth test and
+    quality pass, first layer first; then any layer that saw the point at all; else HOLE. Its
+    node 'coverage' is 1 where some layer paints the point well."""
+    material = bpy.data.materials.get(MATERIAL) or bpy.data.materials.new(MATERIAL)
+    material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    nodes, links = tree.nodes, tree.links
+
+    def math(op, *operands):
+        node = nodes.new("ShaderNodeMath")
+        node.operation = op
+        for socket, x in zip(node.inputs, operands):
+            if isinstance(x, (int, float)):
+                socket.default_value = x
+            else:
+                links.new(x, socket)
+        return node.outputs[0]
+
+    def mix(fac, a, b):
+        node = nodes.new("ShaderNodeMix")
+        node.data_type = "RGBA"
+        links.new(fac, _input(node, "Factor_Float"))
+        links.new(a, _input(node, "A_Color"))
+        links.new(b, _input(node, "B_Color"))
+        return _output(node, "Result_Color")
+
+    hole = nodes.new("ShaderNodeRGB")
+    hole.outputs[0].default_value = HOLE
+    painted = []
+    for layer in layers(scene):
+        ax, bx, ay, by, ortho = layer["constants"]
+        coords = nodes.new("ShaderNodeTexCoord")
+        coords.object = bpy.data.objects.get(layer["projector"])
+        xyz = nodes.new("ShaderNodeSeparateXYZ")
+        links.new(coords.outputs["Object"], xyz.inputs[0])
+        d = math("MULTIPLY", xyz.outputs[2], -1.0)
+        qx, qy = (xyz.outputs[0], xyz.outputs[1]) if ortho else (math("DIVIDE", xyz.outputs[0], d),
+                                                                  math("DIVIDE", xyz.outputs[1], d))
+        u, v = math("MULTIPLY_ADD", qx, ax, bx), math("MULTIPLY_ADD", qy, ay, by)
+        uv = nodes.new("ShaderNodeCombineXYZ")
+        links.new(u, uv.inputs[0])
+        links.new(v, uv.inputs[1])
+        # in the camera's frame: |U - 0.5| < 0.5 and |V - 0.5| < 0.5 (textures far outside it sample badly)
+        inside = math("MULTIPLY", *(math("LESS_THAN", math("ABSOLUTE", math("SUBTRACT", c, 0.5)), 0.5) for c in (u, v)))
+        picture = nodes.new("ShaderNodeTexImage")
+        picture.image = _image(layer["picture"])
+        picture.extension = "EXTEND"  # no dark seam at the frame's edge
+        data = nodes.new("ShaderNodeTexImage")
+        data.image = _image(layer["data"], data=True)
+        data.interpolation = "Closest"
+        data.extension = "EXTEND"
+        for tex in (picture, data):
+            links.new(uv.outputs[0], tex.inputs["Vector"])
+        channels = nodes.new("ShaderNodeSeparateColor")
+        links.new(data.outputs["Color"], channels.inputs[0])
+        # the surface this camera saw: in its frame, |d - stored| < tolerance x d (behind it: d < 0, fails)
+        seen = math("MULTIPLY", inside, math("LESS_THAN", math("ABSOLUTE", math("SUBTRACT", d, channels.outputs[0])),
+                                             math("MULTIPLY", d, set_projection.DEPTH_TOLERANCE)))
+        good = math("MULTIPLY", seen, channels.outputs[1])
+        painted.append((picture.outputs["Color"], seen, good))
+    color = hole.outputs[0]
+    for picture, seen, _ in reversed(painted):
+        color = mix(seen, color, picture)
+    for picture, _, good in reversed(painted):
+        color = mix(good, color, picture)
+    coverage = math("MAXIMUM", painted[0][2], 0.0)
+    for _, _, good in painted[1:]:
+        coverage = math("MAXIMUM", coverage, good)
+    coverage.node.name = "coverage"
+    emission = nodes.new("ShaderNodeEmission")
+    emission.name = "emission"
+    links.new(color, emission.inputs["Color"])
+    out = nodes.new("ShaderNodeOutputMaterial")
+    links.new(emission.outputs[0], out.inputs["Surface"])
+    return material
+
+
+def _assign(scene):
+    """The set material on every set object, its own materials kept on the object once."""
+    material = bpy.data.materials[MATERIAL]
+    for obj in set_objects(scene):
+        if SAVED not in obj:
+            obj[SAVED] = json.dumps([[slot.material.name if slot.material else "", slot.link]
+                                     for slot in obj.material_slots])
+        if not obj.material_slots:
+            obj.data.materials.append(material)
+        for slot in obj.material_slots:
+            slot.link = "OBJECT"  # the object's own slot: a mesh shared with other scenes keeps its material
+            slot.material = material
+
+
+def remove(scene):
+    """Every set object gets its own materials back; the layers, projectors and material go."""
+    for obj in scene.objects:
+        saved = obj.get(SAVED)
+        if saved is None:
+            continue
+        kept = json.loads(saved)
+        for slot, (name, link) in zip(obj.material_slots, kept):
+            slot.link = link
+            slot.material = bpy.data.materials.get(name) if name else None
+        if not kept:  # an object that had no material: the slot it was given goes
+            obj.data.materials.clear()
+        del obj[SAVED]
+    for layer in layers(scene):
+        projector = bpy.data.objects.get(layer["projector"])
+        if projector is not None:
+            bpy.data.objects.remove(projector)
+    if LAYERS in scene:
+        del scene[LAYERS]
+    material = bpy.data.materials.get(MATERIAL)
+    if material is not None:
+        bpy.data.materials.remove(material)
+
+
+def render_view(scene, camera, coverage=False):
+    """What `camera` sees of the painted set (H, W, 3 uint8), or with `coverage` where some
+    layer paints it well (H, W floats 0..1): one Cycles sample at each pixel's centre, the
+    characters and our planes left out, colours as generated (Standard view)."""
+    material = bpy.data.materials.get(MATERIAL)
+    if material is None or not layers(scene):
+        raise UserError("the set has no projection yet: project a background onto it first (Shot > Set)")
+    tree = material.node_tree
+    emission = tree.nodes["emission"]
+    color_link = emission.inputs["Color"].links[0].from_socket
+    if coverage:
+        tree.links.new(tree.nodes["coverage"].outputs[0], emission.inputs["Color"])
+    hidden = []
+    tmp = scene.copy()
+    path = os.path.join(bpy.app.tempdir or "/tmp", f"characterforge-set-{os.getpid()}.png")
+    try:
+        passes.exclude_our_planes(tmp)
+        for obj in characters(scene):
+            if not obj.hide_render:
+                obj.hide_render = True
+                hidden.append(obj)
+        tmp.camera = camera
+        tmp.render.engine = "CYCLES"
+        tmp.cycles.samples = 1
+        tmp.cycles.use_denoising = False
+        tmp.cycles.use_adaptive_sampling = False
+        tmp.cycles.filter_width = 0.01
+        tmp.cycles.device = "CPU"
+        tmp.render.film_transparent = False
+        tmp.render.use_compositing = False
+        tmp.render.use_sequencer = False
+        tmp.view_settings.view_transform = "Standard"
+        tmp.view_settings.look = "None"
+        tmp.view_settings.exposure = 0.0
+        tmp.view_settings.gamma = 1.0
+        settings = tmp.render.image_settings
+        settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
+        tmp.render.filepath = path
+        bpy.ops.render.render(write_still=True, scene=tmp.name)
+        with open(path, "rb") as f:
+            pixels = decode_png(f.read())[..., :3]
+    finally:
+        bpy.data.scenes.remove(tmp)
+        for obj in hidden:
+            obj.hide_render = False
+        if coverage:
+            tree.links.new(color_link, emission.inputs["Color"])
+        if os.path.exists(path):
+            os.remove(path)
+    return pixels[..., 0] / 255.0 if coverage else pixels

@@ -1,0 +1,1 @@
+"""Control maps as pictures: OpenPose drawing and depth/normal maps. Pure: stdlib and numpy."""

@@ -1,0 +1,473 @@
+"""Job specs: the one type that crosses every boundary (panel -> client -> HTTP -> backend).
+
+Pure Python so the add-on and the backend validate the very same fields with the very same
+limits. A spec is plain JSON; `validate_job` returns a normalised copy or raises JobSpecError
+naming the field, what is wrong and how to fix it. Each kind's fields are declared once
+(`SCHEMAS`, with `spec_fields`): the validator and the published JSON Schema both come from
+that declaration; the few rules that tie fields together follow it.
+"""
+
+from .spec_fields import (
+    Box,
+    Choice,
+    Const,
+    Flag,
+    Image,
+    image_values,
+    Integer,
+    JobSpecError,
+    ListOf,
+    MapOf,
+    Name,
+    Number,
+    Obj,
+    safe_name,
+    Text,
+)
+from .training_spec import lora_field
+from .training_spec import table as training_table
+
+SPEC_VERSION = 1
+JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora")
+CONTROL_KINDS = ("openpose", "depth", "hand_depth")
+
+LIMITS = {
+    "max_side": 2048,          # width and height, pixels
+    "max_pixels": 2048 * 2048,  # below Pillow's decompression-bomb limit (about 89 M pixels)
+    "max_steps": 150,
+    "max_batch": 4,
+    "max_prompt_chars": 4000,
+    "max_control_bytes": 16 * 1024 * 1024,
+    "max_references": 4,
+    "max_views": 16,
+    "max_characters": 8,
+    "max_hands": 32,
+}
+
+# What each expression preset adds to the face's prompt (and, for its opposite, to the negative).
+EXPRESSIONS = {
+    "happy": ("happy, smiling broadly, joyful eyes", "sad, frowning"),
+    "sad": ("sad, downturned mouth, teary eyes, drooping eyebrows", "smiling, happy"),
+    "angry": ("angry, furrowed brows, glaring eyes, clenched teeth", "smiling, calm"),
+    "surprised": ("surprised, raised eyebrows, wide open eyes, open mouth", "calm, closed mouth"),
+    "scared": ("scared, frightened, wide fearful eyes, raised eyebrows, tense mouth", "smiling, calm, relaxed"),
+}
+COMPOSITE_MODES = ("inpaint", "cutout")
+
+# img2img runs int(steps x strength) steps and the engine raises `steps` to keep one: a strength
+# must not ask for more than max_steps
+MIN_STRENGTH = 0.01
+EMBEDDING_SIZE = 512  # an insightface (ArcFace) face embedding: what FaceID and the identity score take
+
+
+# ---------------------------------------------------------------------------------------------
+# The declaration: one table per job kind, from which the validator and the JSON Schema come
+
+def _control(doc):
+    return Obj({"image": Image(LIMITS["max_control_bytes"], f"the {doc} map, base64 PNG at the job's size"),
+                "strength": Number(0.0, 2.0, "ControlNet conditioning scale", 1.0),
+                "start": Number(0.0, 1.0, "fraction of the steps where the control starts", 0.0),
+                "end": Number(0.0, 1.0, "fraction of the steps where the control ends (not before start)", 1.0)},
+               f"the {doc} control map", omit=True)
+
+
+def _controls(names, doc, required=None, fix=""):
+    fields = {n: _control(n.replace("_", " ")) for n in names}
+    if required:
+        fields[required] = Obj(fields[required].fields, fields[required].doc, fix=fix)
+        return Obj(fields, doc, fix=fix)
+    return Obj(fields, doc, default={}, fix=fix)
+
+
+def _identity(doc):
+    return Obj({
+        "images": ListOf(Image(LIMITS["max_control_bytes"], "a picture of the character, base64 PNG"),
+                         1, LIMITS["max_references"], "pictures of the character (IP-Adapter plus-face)",
+                         fix="give one or more pictures of the character"),
+        "scale": Number(0.0, 1.5, "IP-Adapter plus-face scale", 0.6),
+        "faceid_scale": Number(0.0, 1.5, "IP-Adapter FaceID scale (used with an embedding)", 0.6),
+        "embedding": ListOf(Number(-1e6, 1e6, "a component"), EMBEDDING_SIZE, EMBEDDING_SIZE,
+                            f"the pack's mean insightface (ArcFace) embedding: {EMBEDDING_SIZE} numbers", omit=True,
+                            fix="send the pack's mean embedding as it is, or none"),
+        "lora": lora_field(),
+    }, doc, omit=True)
+
+
+_JOINT = ListOf(Number(-1e5, 1e5, "x, y (pixels) or confidence"), 3, 3, "a joint as [x, y, confidence]")
+
+
+def _common(kind, controls):
+    return {
+        "version": Const(SPEC_VERSION, "job spec format version", SPEC_VERSION),
+        "kind": Const(kind, "what the job makes"),
+        "prompt": Text(LIMITS["max_prompt_chars"], "what to draw"),
+        "negative_prompt": Text(LIMITS["max_prompt_chars"], "what not to draw"),
+        "seed": Integer(0, 2**32 - 1, "random seed", 0),
+        "steps": Integer(1, LIMITS["max_steps"], "denoising steps", 30),
+        "guidance": Number(0.0, 30.0, "classifier-free guidance scale", 6.0),
+        "batch": Integer(1, LIMITS["max_batch"], "images made at once", 1),
+        "draft": Flag("a quick few-step draft (the profile's draft settings replace steps and guidance); "
+                      "labelled as a draft", False),
+        "width": Integer(64, LIMITS["max_side"], "output width in pixels", 1024, multiple_of=8),
+        "height": Integer(64, LIMITS["max_side"], "output height in pixels", 1024, multiple_of=8),
+        "profile": Name("the backend's model profile", "sdxl"),
+        "controls": controls,
+        "identity": _identity("the character's identity: reference pictures and the pack's embedding"),
+        "name": Name("result name (a file name)", "result"),
+        "keypoints": MapOf(ListOf(_JOINT, 18, 18, "18 body joints [x, y, confidence]"), 16,
+                           "the rigs' projected body joints the output's pose is scored against", omit=True),
+        "retry": Obj({"min_identity": Number(0.0, 1.0, "retry while the identity score is below this", 0.5),
+                      "max_tries": Integer(1, 5, "tries at most (new seeds), the best kept", 3)},
+                     "retry with new seeds below a minimum identity score", omit=True),
+    }
+
+
+_POSE_FIX = "render control maps first: a posed character needs the OpenPose map"
+_POSE_CONTROLS = _controls(CONTROL_KINDS, "ControlNet maps: openpose (needed), depth, hand depth", "openpose", _POSE_FIX)
+
+
+def _tile(doc, strength):
+    return Obj({"strength": Number(0.0, 1.0, f"{doc} strength (0: no {doc} pass)", strength, least=MIN_STRENGTH),
+                "tile": Integer(64, 2048, "tile side in pixels", 1024, multiple_of=8),
+                "overlap": Integer(0, 512, "tile overlap in pixels (under half the tile)", 128)},
+               f"the {doc} pass, tile by tile", default={})
+
+
+_SHEET = {
+    "style": Text(LIMITS["max_prompt_chars"], "the sheet's drawing style, joined to the prompt"),
+    "views": ListOf(Obj({"name": Name("the view's name"), "kind": Choice(("body", "face"), "body or face close-up"),
+                         "yaw": Number(-360.0, 360.0, "the camera's angle around the character, degrees", 0.0),
+                         "box": Box(LIMITS["max_side"], "the view's box in the sheet"),
+                         "face_box": Box(LIMITS["max_side"], "the face's box in the sheet, if it shows one",
+                                         default=None)}, "one view of the sheet"),
+                    1, LIMITS["max_views"], "the sheet's views", fix="render the sheet's maps first"),
+    "upscale": Obj({"factor": Number(1.0, 2.0, "how much larger the sheet is made", 2.0),
+                    **_tile("upscale", 0.3).fields}, "the tiled upscale", default={}),
+    "faces": Obj({"enabled": Flag("redraw every face at the model's size", True),
+                  "strength": Number(0.0, 1.0, "face redraw strength (0: faces left as they are)", 0.4, least=MIN_STRENGTH),
+                  "size": Integer(0, 2048, "redraw size: 0 for the model's own, else a multiple of 8 from 64", 0,
+                                  multiple_of=8),
+                  "detector": Choice(("auto", "rig"), "auto: insightface when installed, else the rig's boxes",
+                                     "auto")}, "the face pass", default={}),
+}
+
+_SHOT = {
+    "background": Obj({"image": Image(LIMITS["max_control_bytes"], "the background, base64 PNG")},
+                      "the shot's background", fix="make the shot's background first (Shot > Background)"),
+    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"),
+                              "prompt": Text(LIMITS["max_prompt_chars"], "what this character looks like"),
+                              "mask": Image(LIMITS["max_control_bytes"], "where the character is, base64 PNG"),
+                              "identity": _identity("this character's identity")}, "a character in the shot"),
+                         1, LIMITS["max_characters"], "the characters in the shot",
+                         fix="add an OpenPose rig for each character in the shot"),
+    "composite": Obj({"mode": Choice(COMPOSITE_MODES, "inpaint in place, or cut out and paste", "inpaint"),
+                      "grow": Integer(0, 256, "pixels the masks grow by", 24),
+                      "feather": Integer(0, 128, "pixels the masks' edges are feathered by", 12),
+                      "strength": Number(0.05, 1.0, "inpaint strength in the masks", 1.0),
+                      "character_strength": Number(0.0, 1.0, "each character's own pass (0: none)", 0.5,
+                                                    least=MIN_STRENGTH),
+                      "harmonize": Number(0.0, 1.0, "cut-out harmonizing strength (0: none)", 0.3, least=MIN_STRENGTH)},
+                     "how the characters are composited", default={}),
+    "hands": Obj({"enabled": Flag("redraw each hand", True),
+                  "strength": Number(0.0, 1.0, "hand redraw strength (0: hands left as they are)", 0.45,
+                                     least=MIN_STRENGTH),
+                  "boxes": ListOf(Box(LIMITS["max_side"], "a hand's box"), 0, LIMITS["max_hands"],
+                                  "the hands' boxes", [])}, "the hands' fix pass", default={}),
+    # A moving shot's frame after the first starts from the previous frame's result, warped onto it
+    "previous": Obj({"image": Image(LIMITS["max_control_bytes"], "the previous frame's result warped onto this "
+                                    "frame by its motion, base64 PNG"),
+                     "holes": Image(LIMITS["max_control_bytes"], "where it has nothing to carry over (white: "
+                                    "disoccluded, generated in full), base64 PNG"),
+                     "strength": Number(0.05, 1.0, "how much the carried-over frame is redrawn", 0.5)},
+                    "start from the previous frame (a moving shot)", default=None, omit=True),
+}
+
+_EXPRESSION = {
+    "image": Image(LIMITS["max_control_bytes"], "the picture whose face is edited, base64 PNG at the job's size"),
+    "expression": Choice((*EXPRESSIONS, "custom"), "the new expression",
+                         fix=f"use one of {', '.join(EXPRESSIONS)} or custom (with custom text)"),
+    "custom": Text(LIMITS["max_prompt_chars"], "the expression in your words (with expression custom)"),
+    "face_box": Box(LIMITS["max_side"], "the face's box (from the rig); found by insightface when absent",
+                    default=None),
+    "strength": Number(0.05, 1.0, "face redraw strength", 0.6),
+    "detector": Choice(("auto", "rig"), "auto: insightface, else face_box; rig: face_box only", "auto"),
+}
+
+_BACKGROUND = {
+    "sharp": Flag("prompt against shallow depth of field and refine tile by tile", True),
+    "detail": _tile("detail", 0.25),
+    # A second camera's view of a set already painted from another: only the mask is made
+    "fill": Obj({"image": Image(LIMITS["max_control_bytes"], "the set as this camera sees it so far (the context), "
+                                "base64 PNG"),
+                 "mask": Image(LIMITS["max_control_bytes"], "where the set is not painted yet (white: generate), "
+                               "base64 PNG")},
+                "fill only the unpainted part of a set seen from another camera", default=None, omit=True),
+}
+
+SCHEMAS = {
+    "posed_character": Obj(_common("posed_character", _POSE_CONTROLS), "a posed character from the rig's maps"),
+    "character_sheet": Obj({**_common("character_sheet", _POSE_CONTROLS), **_SHEET},
+                           "a character sheet: views and faces, upscaled, faces redrawn"),
+    "background": Obj({**_common("background", _controls(("depth",), "the set's depth map (optional)")),
+                       **_BACKGROUND}, "a background, optionally following the set's depth"),
+    "shot": Obj({**_common("shot", _POSE_CONTROLS), **_SHOT}, "characters composited into a background"),
+    "expression": Obj({**_common("expression", _controls((), "none: an expression edit takes no maps")),
+                       **_EXPRESSION}, "a face's expression redrawn"),
+    "train_lora": Obj(training_table({"version": Const(SPEC_VERSION, "job spec format version", SPEC_VERSION),
+                                      "kind": Const("train_lora", "what the job makes")},
+                                     LIMITS["max_control_bytes"], LIMITS["max_prompt_chars"]),
+                      "a character LoRA trained from an identity pack's pictures"),
+}
+
+
+def json_schemas():
+    """{kind: JSON Schema of that kind's spec}, made from the same tables the validator reads."""
+    return {kind: {"title": kind, **table.schema()} for kind, table in SCHEMAS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking: the tables, then what no single field can say
+
+def validate_job(spec):
+    """Check a job spec; returns the normalised spec (defaults filled in)."""
+    if not isinstance(spec, dict):
+        raise JobSpecError("job", "must be a JSON object")
+    kind = spec.get("kind")
+    if kind not in JOB_KINDS:
+        raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
+    out = SCHEMAS[kind].check(spec, "job", None, prefix="")
+    if kind == "train_lora":
+        return out
+    if out["width"] * out["height"] > LIMITS["max_pixels"]:
+        raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
+    for name, control in out["controls"].items():
+        if control["end"] < control["start"]:
+            raise JobSpecError(f"controls.{name}.end", "is before start")
+    if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression"):
+        raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
+                           + (", or give a reference picture" if kind == "character_sheet" else ""))
+    _RULES.get(kind, lambda o: None)(out)
+    return out
+
+
+def _unique(items, field, what):
+    if len({i["name"] for i in items}) != len(items):
+        raise JobSpecError(field, f"two {what} share a name")
+
+
+def _tiles(tiles, field):
+    if tiles["overlap"] * 2 >= tiles["tile"]:
+        raise JobSpecError(f"{field}.tile", f"{tiles['tile']} must be more than twice the overlap ({tiles['overlap']})")
+
+
+def _sheet_rules(out):
+    _unique(out["views"], "views", "views")
+    _tiles(out["upscale"], "upscale")
+    if max(out["width"], out["height"]) * out["upscale"]["factor"] > LIMITS["max_side"] * 2:
+        raise JobSpecError("upscale.factor", f"would make a side over {LIMITS['max_side'] * 2} pixels")
+    if 0 < out["faces"]["size"] < 64:
+        raise JobSpecError("faces.size", "must be 0 (the model's own size) or a multiple of 8 from 64")
+
+
+def _shot_rules(out):
+    _unique(out["characters"], "characters", "characters")
+    if "previous" in out and out["composite"]["mode"] != "inpaint":
+        raise JobSpecError("previous", "carries a frame over only in composite.mode inpaint",
+                           "use composite.mode inpaint for a moving shot")
+    for i, character in enumerate(out["characters"]):
+        if "lora" in character.get("identity", {}) and out["composite"]["character_strength"] == 0:
+            raise JobSpecError(f"characters[{i}].identity.lora", "acts in the character's own pass, which is off",
+                               "set composite.character_strength above 0, or send no LoRA")
+    if not out["prompt"].strip() and not any(c["prompt"].strip() or "identity" in c for c in out["characters"]):
+        raise JobSpecError("prompt", "is empty and no character has a prompt or an identity",
+                           "describe the scene or the characters")
+
+
+def _expression_rules(out):
+    if out["expression"] == "custom" and not out["custom"].strip():
+        raise JobSpecError("custom", "is empty", "describe the expression, e.g. 'smirking, one eyebrow raised'")
+    if out["detector"] == "rig" and out["face_box"] is None:
+        raise JobSpecError("face_box", "is missing", "give the face's box (from the rig) or use detector 'auto'")
+
+
+_RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _expression_rules,
+          "background": lambda out: _tiles(out["detail"], "detail")}
+
+
+def needs(spec):
+    """What a validated job asks of its profile's model family, as capability names (the
+    backend's families declare theirs): the maps it sends, the identities, the passes it runs."""
+    if spec["kind"] == "train_lora":
+        return {"train_lora"}
+    controls, kind = spec["controls"], spec["kind"]
+    wanted = {"pose_control"} if "openpose" in controls else set()
+    if "depth" in controls or "hand_depth" in controls:
+        wanted.add("depth_control")
+    identities = [spec.get("identity")] + [c.get("identity") for c in spec.get("characters", ())]
+    if any(identities):
+        wanted.add("identity")
+    if any(i and "lora" in i for i in identities):
+        wanted.add("lora")
+    if kind == "background" and "fill" in spec:
+        wanted.add("inpaint")
+    elif kind in ("posed_character", "background", "character_sheet"):
+        wanted.add("draw" if controls or "identity" in spec else "txt2img")
+    if kind == "background" and spec["sharp"] and spec["detail"]["strength"] > 0:
+        wanted.add("img2img")
+    if kind == "character_sheet":
+        if spec["upscale"]["strength"] > 0:
+            wanted.add("img2img")
+        if spec["faces"]["enabled"] and spec["faces"]["strength"] > 0:
+            wanted.add("inpaint")
+    if kind in ("shot", "expression"):
+        wanted.add("inpaint")
+    if kind == "shot" and spec["composite"]["mode"] == "cutout" and spec["composite"]["harmonize"] > 0:
+        wanted.add("img2img")
+    if spec["draft"]:
+        wanted.add("draft")
+    return wanted
+
+
+def expression_prompt(spec):
+    """(prompt, negative prompt) for an expression edit of the face."""
+    if spec["expression"] == "custom":
+        words, opposite = spec["custom"].strip(), ""
+    else:
+        words, opposite = EXPRESSIONS[spec["expression"]]
+    prompt = ", ".join(p for p in (spec["prompt"].strip(), f"{words} facial expression", "detailed face") if p)
+    negative = ", ".join(p for p in (spec["negative_prompt"].strip(), opposite) if p)
+    return prompt, negative
+
+
+def image_fields(job):
+    """[(field, base64 PNG)] of every picture in a validated job, for checking them all up front."""
+    return list(image_values(SCHEMAS[job["kind"]], job, ""))
+
+
+def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,
+             references, identity_scale, lora=None):
+    import base64
+    spec = {
+        # Blender's float properties are single precision: round so 0.8 stays 0.8 in the metadata
+        "kind": kind, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+        "steps": steps, "guidance": round(guidance, 4), "batch": batch, "profile": profile, "name": name,
+        "width": max(64, int(width) // 8 * 8), "height": max(64, int(height) // 8 * 8),
+        "controls": {n: {"image": base64.b64encode(c["png"]).decode("ascii"),
+                         "strength": round(c.get("strength", 1.0), 4), "start": round(c.get("start", 0.0), 4),
+                         "end": round(c.get("end", 1.0), 4)}
+                     for n, c in controls.items()},
+    }
+    if references:
+        spec["identity"] = {"images": [base64.b64encode(png).decode("ascii") for png in references],
+                            "scale": round(identity_scale, 4)}
+        if lora:
+            spec["identity"]["lora"] = lora
+    return spec
+
+
+def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
+                         profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6,
+                         identity_embedding=None, keypoints=None, retry=None, lora=None):
+    """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
+    "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter),
+    `identity_embedding` their pack's mean embedding, `lora` its trained LoRA; `keypoints`: {rig: 18 body joints} the
+    output's pose is scored against; `retry`: {"min_identity", "max_tries"}. Width and height
+    are rounded down to multiples of 8 (the render resolution need not be)."""
+    spec = _encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
+                    profile, batch, name, references, identity_scale, lora)
+    if identity_embedding is not None and "identity" in spec:
+        spec["identity"]["embedding"] = list(identity_embedding)
+    if keypoints:
+        spec["keypoints"] = keypoints
+    if retry:
+        spec["retry"] = retry
+    return validate_job(spec)
+
+
+def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,
+                         profile="sdxl", name="sheet", references=(), identity_scale=0.6, upscale=2.0,
+                         upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=0,
+                         lora=None):
+    """A validated `character_sheet` spec from the sheet record that `render_sheet` wrote
+    (sheet.json: size and views with their boxes); `lora`: the character's, with its references."""
+    width, height = sheet["size"]
+    spec = _encoded("character_sheet", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
+                    profile, 1, name, references, identity_scale, lora)
+    spec.update(style=style, views=[{k: v[k] for k in ("name", "kind", "yaw", "box", "face_box")}
+                                    for v in sheet["views"] if v.get("box")],
+                upscale={"factor": round(upscale, 4), "strength": round(upscale_strength, 4), "tile": tile,
+                         "overlap": min(128, tile // 4)},
+                faces={"enabled": face_detail, "strength": round(face_strength, 4), "size": face_size})
+    return validate_job(spec)
+
+
+def background_spec(prompt, width, height, depth_png=None, depth_strength=0.6, negative_prompt="", seed=0, steps=30,
+                    guidance=6.0, profile="sdxl", name="background", sharp=True, detail_strength=0.25, fill=None):
+    """A validated `background` spec: a set from a prompt, guided by the set's depth if given;
+    `fill`: (context PNG, mask PNG) to make only the mask's part of a set painted before."""
+    controls = {"depth": {"png": depth_png, "strength": depth_strength}} if depth_png else {}
+    spec = _encoded("background", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile,
+                    1, name, (), 0.0)
+    spec.update(sharp=sharp, detail={"strength": round(detail_strength, 4), "tile": 1024, "overlap": 128})
+    if fill:
+        spec["fill"] = {"image": _b64(fill[0]), "mask": _b64(fill[1])}
+    return validate_job(spec)
+
+
+def _b64(png):
+    import base64
+    return base64.b64encode(png).decode("ascii")
+
+
+def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None):
+    if not references:
+        return None
+    entry = {"images": [_b64(png) for png in references], "scale": round(scale, 4),
+             "faceid_scale": round(faceid_scale, 4)}
+    if embedding is not None:
+        entry["embedding"] = list(embedding)
+    if lora:
+        entry["lora"] = lora
+    return entry
+
+
+def shot_spec(prompt, controls, width, height, background_png, characters, negative_prompt="", seed=0, steps=30,
+              guidance=6.0, profile="sdxl", name="shot", mode="inpaint", grow=24, feather=12, strength=1.0,
+              character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None,
+              previous=None):
+    """A validated `shot` spec: the characters generated into the background. `characters`:
+    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale", "lora"}];
+    `previous`: (warped previous frame PNG, holes PNG, strength) for a moving shot's later frames."""
+    spec = _encoded("shot", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, 1,
+                    name, (), 0.0)
+    spec["background"] = {"image": _b64(background_png)}
+    spec["characters"] = []
+    for c in characters:
+        entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
+        identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6),
+                                   lora=c.get("lora"))
+        if identity:
+            entry["identity"] = identity
+        spec["characters"].append(entry)
+    spec["composite"] = {"mode": mode, "grow": int(grow), "feather": int(feather), "strength": round(strength, 4),
+                         "character_strength": round(character_strength, 4), "harmonize": round(harmonize, 4)}
+    spec["hands"] = {"enabled": bool(hands), "strength": round(hand_strength, 4), "boxes": [list(b) for b in hand_boxes]}
+    if keypoints:
+        spec["keypoints"] = keypoints
+    if previous:
+        spec["previous"] = {"image": _b64(previous[0]), "holes": _b64(previous[1]), "strength": round(previous[2], 4)}
+    return validate_job(spec)
+
+
+def expression_spec(image_png, width, height, expression, prompt="", custom="", face_box=None, negative_prompt="",
+                    seed=0, steps=30, guidance=6.0, profile="sdxl", name="expression", strength=0.6,
+                    references=(), embedding=None, identity_scale=0.6, detector="auto", lora=None):
+    """A validated `expression` spec: the face in `image_png` redrawn with `expression`."""
+    spec = _encoded("expression", prompt, {}, width, height, negative_prompt, seed, steps, guidance, profile, 1,
+                    name, (), 0.0)
+    spec.update(image=_b64(image_png), expression=expression, custom=custom, face_box=face_box, strength=strength,
+                detector=detector)
+    identity = _identity_entry(references, embedding, identity_scale, lora=lora)
+    if identity:
+        spec["identity"] = identity
+    return validate_job(spec)
