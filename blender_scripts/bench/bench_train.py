@@ -9,7 +9,7 @@ with RANDOM weights (bench_sheet.py's), loaded through a profile like a user's o
 GPU, --gpu-limit-gb caps what PyTorch may allocate, to show the training fits a smaller card.
 
 Each case runs in a fresh process (its own peak memory):
-  ours   the train_lora job's loop (backend/training.py): latents and caption embeddings
+  ours   the train_lora job's loop (backend/jobs/training.py): latents and caption embeddings
          computed once, gradient checkpointing, the VAE and text encoders off the GPU;
   plain  the same LoRA and optimizer the way a first script writes it: every step encodes its
          pictures with the VAE and its captions with the text encoders, no checkpointing,

@@ -35,7 +35,7 @@ def compile_lock(uv, system):
     pins = [line for line in out.splitlines() if line.strip() and not line.startswith("#") and not TORCH_ONLY.match(line)]
     return (f"# The backend's packages for {system} ({PLATFORMS[system]}, Python {PYTHON}), resolved from\n"
             "# characterforge_addon/backend/requirements.txt by blender_scripts/lock_backend.py. torch and\n"
-            "# torchvision come first from the PyTorch index that matches the GPU (core/install_plan.py).\n"
+            "# torchvision come first from the PyTorch index that matches the GPU (core/setup/install_plan.py).\n"
             + "\n".join(pins) + "\n")
 
 

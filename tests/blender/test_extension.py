@@ -24,7 +24,7 @@ def extension_zip(tmp_path_factory):
 def test_zip_holds_the_package_and_manifest_only(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert "core/openpose_draw.py" in names and "blender/controls.py" in names
+    assert "core/maps/openpose_draw.py" in names and "blender/maps/controls.py" in names
     assert {f"backend/locks/{p}.txt" for p in ("linux", "windows", "macos")} <= set(names)  # Set Up Backend reads them
     assert not any(n.startswith(("tests/", "blender_scripts/")) or "__pycache__" in n for n in names)
 

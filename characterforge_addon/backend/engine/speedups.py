@@ -2,7 +2,7 @@
 problem with it (`serve --without NAME`, repeatable; the preferences' *Speed-ups off*); those
 that pay only on some machines are on there and turned on elsewhere with `serve --with NAME`
 (*Speed-ups on*). Exact ones give the same pixels as without them (tests check each);
-BENCHMARKS.md has their figures. The names and what they do: core/speedups.py."""
+BENCHMARKS.md has their figures. The names and what they do: core/spec/speedups.py."""
 
 from ...core.errors import UserError
 from ...core.spec.speedups import ON_WHERE, SPEEDUPS

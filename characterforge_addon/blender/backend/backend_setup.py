@@ -1,5 +1,5 @@
 """One-step backend set-up for the panel: the install plan for this machine's platform and GPU
-(core/install_plan.py: the right PyTorch build, then the platform's lock), run on a worker
+(core/setup/install_plan.py: the right PyTorch build, then the platform's lock), run on a worker
 thread with progress and a log, only when the user asks. The panel reads `state()`; Blender
 data is touched only by the caller."""
 

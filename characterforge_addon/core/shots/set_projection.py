@@ -6,7 +6,7 @@ in the camera's pixels (red: the planar depth of the surface that camera saw, 0 
 none; green: 1 where that surface is painted well enough to keep). A point of the set shows
 the first layer that paints it well, else the first layer that saw it at all (at a grazing
 angle), else the hole colour. The add-on builds the same rule as shader nodes
-(`blender/set_projection.py`); `shader_constants` gives the numbers they use.
+(`blender/sets/set_projection.py`); `shader_constants` gives the numbers they use.
 """
 
 import numpy as np

@@ -1,6 +1,6 @@
 """The fast path's speed-ups by name: what each does and where those that pay only on some
 machines are on by default. Pure, so the add-on's preferences can offer the same switches the
-backend's `serve --without/--with` take (backend/speedups.py decides which are on)."""
+backend's `serve --without/--with` take (backend/engine/speedups.py decides which are on)."""
 
 SPEEDUPS = {
     "skip_idle_controlnets": "no ControlNet work at the steps outside its start-end range (diffusers runs it at "
