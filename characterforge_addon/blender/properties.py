@@ -6,6 +6,8 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 
 from ..core import poses, rig_layout, sheet_layout
 from ..core.rig_mapping import joint_keys
+from .pose_import_settings import CHARACTERFORGE_PG_pose_import, CHARACTERFORGE_PG_rig_pose
+from .pose_import_settings import classes as pose_import_classes
 
 PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
 POSE_ITEMS = [(key, label, desc) for key, (label, desc) in poses.LIBRARY.items()]
@@ -30,6 +32,7 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
                               "none (the selected character when 'Selected character' is on and it is the only rig)")
     prompt: StringProperty(name="Prompt", description="What this character looks like in shots; empty: the "
                            "Shot's prompt")
+    pose_import: PointerProperty(type=CHARACTERFORGE_PG_rig_pose)  # its last imported pose: fit, flips
 
 
 # No update callbacks here: with any Python property callback registered, the bpy 4.2 module
@@ -65,6 +68,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                           description="Also write normal.png, derived from the depth render (about 0.1 s at 1024²)")
     drop_occluded: BoolProperty(name="Drop hidden joints", default=False,
                                 description="Leave out joints hidden behind the body, so ControlNet keeps depth order")
+    pose_import: PointerProperty(type=CHARACTERFORGE_PG_pose_import)  # Import Pose and Pose from Picture
 
     # Generation
     results_dir: StringProperty(name="Results", subtype="DIR_PATH", default="//characterforge/results",
@@ -187,7 +191,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
-classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
+classes = (*pose_import_classes, CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
            CHARACTERFORGE_PG_scene)
 
 
