@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 from ..core.errors import UserError
 from ..core.job_spec import needs
 from ..core.spec_fields import JobSpecError
-from . import device, models, profiles, speedups, training
+from . import device, models, pose_detection, profiles, speedups, training
 from .app import create_app
 from .lora_files import LoraStore
 from .pictures import picture_size
@@ -166,6 +166,12 @@ class Backend:
             profile = profiles.load_profile(job["profile"], self.profile_dirs)
         except UserError as exc:
             raise JobSpecError("profile", str(exc), "choose a profile the doctor lists") from None
+        if job["kind"] == "detect_pose":  # the detector is no family's model: it is there or not
+            try:
+                pose_detection.check(profile)
+            except UserError as exc:
+                raise JobSpecError("profile", str(exc), "or import a pose file instead (Pose > Import Pose)") from None
+            return
         wanted = needs(job)
         refuse_unless_able(profile, wanted, lambda: profiles.all_profiles(self.profile_dirs))
         family = family_of(profile)
