@@ -229,9 +229,8 @@ def import_files(context, paths, rig, mode="ONE", person_number=1, keyframe=True
             scene.frame_set(start + n)
         source = os.path.basename(path) + (f" frame {k + 1} of {count}" if count > 1 else "")
         for person, target in _assign(context, frame, rig, mode, person_number):
-            flips = _flips(target) if len(frames) == 1 else frozenset()
-            report = pose_person(context, target, person, (frame.width, frame.height), flips, keyframe, use_face,
-                                 source)
+            report = pose_person(context, target, person, (frame.width, frame.height), _flips(target), keyframe,
+                                 use_face, source)
             report["source"] = source
             reports.append(report)
             if progress:

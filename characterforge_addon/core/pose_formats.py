@@ -320,7 +320,6 @@ class _Reader:
             where = f"annotations[{i}]"
             if not isinstance(ann, dict) or "keypoints" not in ann:
                 self.fail(where, "must be an object with keypoints")
-            canvas = sizes.get(ann.get("image_id")) or self._size(None, where + ".", False)
             arrays = {}
             for part, key, n in (("body", "keypoints", 17), ("feet", "foot_kpts", 6), ("face", "face_kpts", 68),
                                  ("left_hand", "lefthand_kpts", 21), ("right_hand", "righthand_kpts", 21)):
@@ -328,6 +327,10 @@ class _Reader:
                 if value is None:
                     continue
                 arrays[part] = self._coco_array(value, f"{where}.{key}", n)
+            canvas = sizes.get(ann.get("image_id")) or (tuple(int(v) for v in self.fallback) if self.fallback else None)
+            if canvas is None:
+                self.fail(f"{where}.image_id", f"({ann.get('image_id')!r}) names no entry of \"images\" with its width "
+                          "and height", "keep the file's images list with the annotations")
             frames.setdefault(ann.get("image_id"), (canvas, []))[1].append(
                 self._wholebody(arrays, canvas, False, where, visibility=True))
         if not frames:
@@ -356,8 +359,7 @@ class _Reader:
                 frame_lists.append((item["instances"], f"{prefix}[{i}].instances"))
         else:
             frame_lists.append((items, prefix))
-        canvas = self._size(None, (prefix + "." if prefix else ""), False)
-        frames = []
+        parsed = []
         for instances, where in frame_lists:
             if not isinstance(instances, list):
                 self.fail(where, "must be a list of instances")
@@ -374,8 +376,16 @@ class _Reader:
                     arrays = {"body": points}
                 else:
                     self.fail(f"{at}.keypoints", f"has {n} points; expected 133 (COCO-WholeBody, DWPose) or 17 (COCO)")
-                people.append(self._wholebody(arrays, canvas, self._mm_normalized(points), at))
-            frames.append(PoseFrame(canvas[0], canvas[1], [p for p in people if p.count()]))
+                people.append((arrays, self._mm_normalized(points), at))
+            parsed.append(people)
+        if not self.fallback:  # predictions do not record the picture's size
+            self.fail(prefix or "(the top level)", "does not say how large the picture is",
+                      "import it into a scene whose render size is the picture's (the add-on reads it from there)")
+        canvas = tuple(int(v) for v in self.fallback)
+        frames = []
+        for people in parsed:
+            found = [self._wholebody(arrays, canvas, normalized, at) for arrays, normalized, at in people]
+            frames.append(PoseFrame(canvas[0], canvas[1], [p for p in found if p.count()]))
         return PoseDocument("DWPose / MMPose (133 points)", frames)
 
     def _mm_points(self, inst, at):
