@@ -88,8 +88,16 @@ def _write(pb, R, L):
     pb.scale = (1.0, 1.0, 1.0)
 
 
-def apply_solution(context, rig, skeleton, solution, prior, keyframe):
+def _kept_ends(rig):
+    """Each hand's and foot's turn relative to its forearm or shin, as Blender shows it now."""
+    bones = rig.pose.bones
+    return {end: bones[parent].matrix.inverted() @ bones[end].matrix
+            for s in rig_layout.SIDES for end, parent in ((f"hand.{s}", f"forearm.{s}"), (f"foot.{s}", f"shin.{s}"))}
+
+
+def apply_solution(context, rig, skeleton, solution, prior, keyframe, kept_ends=None):
     """Write `solution` into the rig's channels; key them at the current frame if asked.
+    `kept_ends`: _kept_ends before the import, for hands and feet the picture does not turn.
     Returns the names of the bones written."""
     pose = solution.pose
     written = ["root", *TORSO]
@@ -108,6 +116,17 @@ def apply_solution(context, rig, skeleton, solution, prior, keyframe):
         _write(bones[name], np.eye(3), None)
     written += list(controls) + list(DRIVEN)
     context.view_layer.update()
+    if kept_ends:
+        # IK twists the forearm and shin its own way: a hand or foot the picture does not turn
+        # keeps its turn to them as Blender shows it (its control's rotation is what it copies)
+        for end, relative in kept_ends.items():
+            if end in solution.placed:
+                continue
+            control = bones[end.replace("hand.", "hand_ik.").replace("foot.", "foot_ik.")]
+            parent = bones[end.replace("hand.", "forearm.").replace("foot.", "shin.")]
+            control.matrix = Matrix.LocRotScale(control.matrix.translation, (parent.matrix @ relative).to_quaternion(),
+                                                None)
+            context.view_layer.update()
     if keyframe:
         frame = context.scene.frame_current
         for name in written:
@@ -130,8 +149,9 @@ def pose_person(context, rig, person, canvas, flips=frozenset(), keyframe=True, 
     frame = pose_formats.PoseFrame(canvas[0], canvas[1], [person])
     placed, scale, _ = pose_formats.fit_to_render(frame, person, cam.resolution)
     prior = read_pose(rig, skeleton)
+    kept_ends = _kept_ends(rig)
     solution = pose_solver.solve(skeleton, cam, placed, prior, frozenset(flips), use_face)
-    apply_solution(context, rig, skeleton, solution, prior, keyframe)
+    apply_solution(context, rig, skeleton, solution, prior, keyframe, kept_ends)
     projected, _ = joints.project_rig(scene, context.evaluated_depsgraph_get(), camera,
                                       joints.camera_model(scene, camera), rig)
     fit = pose_fit.fit_figure(placed, projected, scale)

@@ -58,12 +58,12 @@ class CHARACTERFORGE_PT_pose_import(bpy.types.Panel):
             return
         choices = json.loads(state.choices or "{}")
         box.label(text="Depth of each limb (flip if it points the wrong way):")
-        grid = box.grid_flow(columns=2, even_columns=True, align=True)
+        col = box.column(align=True)
         for bit, key in enumerate(FLIPS):
             flipped = bool(state.flips & (1 << bit))
             how = choices.get(key, "as the picture shows")
-            button = grid.operator("characterforge.flip_limb", text=f"{bone_label(key)}: {how}", depress=flipped,
-                                   icon="ARROW_LEFTRIGHT")
+            button = col.operator("characterforge.flip_limb", text=f"{bone_label(key)}: {how}", depress=flipped,
+                                  icon="ARROW_LEFTRIGHT")
             button.limb = key
 
 

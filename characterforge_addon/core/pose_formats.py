@@ -122,7 +122,7 @@ def read_pose(data, source="pose file", fallback_canvas=None, min_confidence=MIN
         except UnicodeDecodeError:
             raise PoseFileError(f"{source} is not a text file (a picture? use Pose from Picture for photos)") from None
     try:
-        doc = json.loads(data, parse_constant=lambda name: _bad_constant(source, name))
+        doc = json.loads(data)  # NaN and Infinity parse, to be refused with their field named
     except json.JSONDecodeError as exc:
         raise PoseFileError(f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                             "export the pose again as OpenPose JSON") from None
@@ -132,11 +132,6 @@ def read_pose(data, source="pose file", fallback_canvas=None, min_confidence=MIN
         where = "people" if out.format.startswith("OpenPose") else "the file's instances"
         raise PoseFileError(f"{source}: {where} is empty: the file holds no person to pose the rig with")
     return out
-
-
-def _bad_constant(source, name):
-    raise PoseFileError(f"{source} contains {name}, which is not a number: the tool that wrote it lost those "
-                        "points; export the pose again")
 
 
 def people_by_size(frame):

@@ -110,7 +110,7 @@ def test_people_by_size_and_fitting_a_picture_into_the_render():
                  "people": [{"pose_keypoints_2d": [1.0] * 54, "hand_left_keypoints_2d": [1.0] * 60}]}),
      "people[0].hand_left_keypoints_2d has 60 numbers"),
     ('{"canvas_width": 512, "canvas_height": 512, "people": [{"pose_keypoints_2d": [NaN' + ', 1' * 53 + ']}]}',
-     "NaN"),
+     "people[0].pose_keypoints_2d[0] is nan, not a finite number"),
     (json.dumps({"canvas_width": 512, "canvas_height": 512,
                  "people": [{"pose_keypoints_2d": flat(body18()[:4] + [[9000.0, 10.0, 1.0]] + body18()[5:])}]}),
      "people[0].pose_keypoints_2d[4] (right_wrist) at x=9000.0"),
