@@ -320,3 +320,39 @@ def test_the_headless_script_imports_a_sequence_and_refuses_a_bad_file(bpy, scen
     run = subprocess.run([sys.executable, os.path.join(SCRIPTS, "import_pose.py"), str(tmp_path / "bad.json")],
                          capture_output=True, text=True, timeout=600, cwd=os.path.dirname(SCRIPTS))
     assert run.returncode == 1 and run.stderr.strip().splitlines()[-1].startswith("error: pose file"), run.stderr
+
+
+def test_pose_from_picture_end_to_end_on_the_tiny_profile(bpy, scene, tmp_path, backend_env):
+    """A drawn OpenPose picture (a rig's own control map) goes to the backend's detector (the
+    test profile's stand-in reads drawings through controlnet_aux's own code) and the people it
+    finds land on another rig, with the fit figure."""
+    from characterforge_addon.blender import controls, jobs, joints, posing
+    from characterforge_addon.core import keypoints, pose_fit
+    frame_rig(scene, 1.75)
+    scene.camera.location = (0.0, -2.1, 0.9)  # the figure fills the picture: the stand-in reads its strokes
+    source = fresh(bpy, "Source", "ADULT")
+    posing.apply_library_pose(bpy.context, source, "STANDING")
+    truth = export(bpy, scene, source, str(tmp_path / "truth.json"))
+    controls.render_controls(bpy.context, str(tmp_path / "maps"), preview=False)
+    remove(bpy, source)
+    target = fresh(bpy, "Target", "ADULT")
+    s = scene.characterforge
+    s.results_dir = str(tmp_path / "results")
+    s.pose_import.picture = str(tmp_path / "maps" / "openpose.png")
+    assert bpy.ops.characterforge.pose_from_picture() == {"FINISHED"}
+    jobs.wait_all(timeout=600)
+    assert s.job_state == "completed", s.job_message
+    assert s.job_message.startswith("Pose from openpose.png: body PCK@0.05")
+    found = tmp_path / "results" / "poses" / "openpose" / "pose.json"
+    doc = json.loads(found.read_text())
+    assert doc["detector"].startswith("tiny stand-in") and len(doc["people"]) == 1
+    assert s.pose_import.last_file == str(found) and s.pose_import.last_people.startswith("Person 1 (middle")
+    state = target.characterforge.pose_import
+    assert state.source == "pose.json" and state.fit.startswith("body PCK@0.05")
+    # what the detector found is where the source rig's joints were, and the target now shows it
+    again, _ = joints.project_rig(scene, bpy.context.evaluated_depsgraph_get(), scene.camera,
+                                  joints.camera_model(scene, scene.camera), target)
+    detected = np.asarray(doc["people"][0]["pose_keypoints_2d"]).reshape(18, 3)
+    assert (detected[:, 2] > 0).sum() >= 12
+    fit = pose_fit.fit_figure(keypoints.Person(body=np.where(detected[:, 2:] > 0, truth.body, 0.0)), again)
+    assert fit["body"]["pck"] >= 0.9, fit
