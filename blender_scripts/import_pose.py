@@ -140,7 +140,8 @@ def main(argv=None):
         state.flips = sum(1 << FLIPS.index(name) for name in set(args.flip))
         s = scene.characterforge.pose_import
         s.people, s.person = ("EACH" if args.each else "ONE"), args.person
-        s.keyframe, s.face, s.min_confidence = not args.no_keyframe or len(files) > 1, not args.no_face, args.min_confidence
+        s.keyframe = not args.no_keyframe or len(files) > 1  # a sequence is its keys
+        s.face, s.min_confidence = not args.no_face, args.min_confidence
         start = time.perf_counter()
         if args.picture:
             apply_job_options(args, scene.characterforge)

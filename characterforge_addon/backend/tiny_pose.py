@@ -7,8 +7,6 @@ learned and nothing is downloaded; the stand-ins answer in the networks' own out
 detector's code. Faces are not read (70 white dots carry no order). On a photo or on noise it
 finds whatever it finds, usually nobody."""
 
-import math
-
 import numpy as np
 import torch
 from scipy import ndimage
@@ -107,7 +105,8 @@ class BodyReader(_StandIn):
             best = None  # the largest stroke starting at this elbow (not a stray pixel of its colour)
             for i in range(1, count + 1):
                 ys, xs = np.nonzero(labels == i)
-                if np.min((xs + 0.5 - ex) ** 2 + (ys + 0.5 - ey) ** 2) <= 16 and (best is None or len(xs) > len(best[0])):
+                touches = np.min((xs + 0.5 - ex) ** 2 + (ys + 0.5 - ey) ** 2) <= 16
+                if touches and (best is None or len(xs) > len(best[0])):
                     best = (xs, ys)
             if best is None or len(best[0]) < 3:
                 continue

@@ -57,7 +57,8 @@ class Job:
                 files = []
                 os.makedirs(self.out_dir, exist_ok=True)
                 for name in status["results"]:  # PNGs, a training's .safetensors, a detected pose's .json
-                    path = os.path.join(self.out_dir, name if name.endswith((".safetensors", ".json")) else f"{name}.png")
+                    kept = name.endswith((".safetensors", ".json"))  # named with their own extension
+                    path = os.path.join(self.out_dir, name if kept else f"{name}.png")
                     with open(path, "wb") as f:
                         f.write(client.result(self.job_id, name))
                     files.append(path)

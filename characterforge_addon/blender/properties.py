@@ -191,7 +191,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
-classes = (*pose_import_classes, CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
+classes = (*pose_import_classes,  # nested in the two below: registered first
+           CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
            CHARACTERFORGE_PG_scene)
 
 

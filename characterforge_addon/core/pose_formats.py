@@ -278,8 +278,8 @@ class _Reader:
         missing = conf <= 0  # OpenPose writes 0 for a missing point
         if normalized:
             # -1 (controlnet_aux) and -1 pixel (sd-webui-controlnet) mark missing hand points
-            marker = (points[:, :2] == -1).any(axis=1) | ((points[:, :2] < 0) & (points[:, :2] > -2.5 / max(w, h))).any(axis=1)
-            missing |= marker
+            xy = points[:, :2]
+            missing |= (xy == -1).any(axis=1) | ((xy < 0) & (xy > -2.5 / max(w, h))).any(axis=1)
             points[:, 0] *= w
             points[:, 1] *= h
         else:

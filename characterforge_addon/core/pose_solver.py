@@ -466,11 +466,11 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
     ix = skeleton.index
     if kind == "arm":
         upper, lower, parent = f"upper_arm.{side}", f"forearm.{side}", f"shoulder.{side}"
-        root_j, mid_j, end_j = B[f"{word}_shoulder"], B[f"{word}_elbow"], B[f"{word}_wrist"]
+        mid_j, end_j = B[f"{word}_elbow"], B[f"{word}_wrist"]
         frame = "chest"
     else:
         upper, lower, parent = f"thigh.{side}", f"shin.{side}", "hips"
-        root_j, mid_j, end_j = B[f"{word}_hip"], B[f"{word}_knee"], B[f"{word}_ankle"]
+        mid_j, end_j = B[f"{word}_knee"], B[f"{word}_ankle"]
         frame = "hips"
     iu, il = ix[upper], ix[lower]
     start = G[iu] @ skeleton.head[iu] + c[iu]
@@ -488,18 +488,18 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
         end_ok, end_part, end_index = True, hand, 0  # the hand's own wrist point stands in
     G_par = G[ix[parent]]
 
-    def limits(u, l):
+    def limits(u, lo):
         """How far (radians) a choice is outside the joint's range, plus a mild preference
         for limbs in front of the body (reaching back is rarer than forward)."""
         back = Gf @ np.array([0.0, 1.0, 0.0])
         v = max(0.0, math.asin(max(-1.0, min(1.0, float(u @ back)))) - math.radians(60 if kind == "arm" else 30))
-        bend = np.cross(u, l)
+        bend = np.cross(u, lo)
         if kind == "leg" and np.linalg.norm(bend) > math.sin(math.radians(12)):
             across = Gf @ np.array([1.0, 0.0, 0.0])
             across = across - (across @ u) * u
             v += max(0.0, _angle(bend, across) - math.radians(75))
-        if _angle(u, l) > math.radians(165):
-            v += _angle(u, l) - math.radians(165)
+        if _angle(u, lo) > math.radians(165):
+            v += _angle(u, lo) - math.radians(165)
         return 3.0 * v + 0.15 * max(0.0, float(u @ back))
 
     candidates = []
@@ -513,8 +513,8 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
             else:
                 ends = [(mid + _kept_lower(skeleton, Gp, upper, lower, u) * L2, -2)]
             for end, k2 in ends:
-                l = _unit(end - mid)
-                score = limits(u, l) + _frame_angle(Gf, u, Gf0, u_prior) + 0.5 * _frame_angle(Gf, l, Gf0, l_prior)
+                lo = _unit(end - mid)
+                score = limits(u, lo) + _frame_angle(Gf, u, Gf0, u_prior) + 0.5 * _frame_angle(Gf, lo, Gf0, l_prior)
                 candidates.append((score, k1, k2, mid, end))
         candidates.sort(key=lambda c_: c_[0])
         best = candidates[0]
@@ -529,7 +529,7 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
             pick = [c_ for c_ in pick if c_[2] == k2] or pick
             best = pick[0]
         _, k1, k2, mid, end = best
-        u, l = _unit(mid - start), _unit(end - mid)
+        u, lo = _unit(mid - start), _unit(end - mid)
         for bone, k in ((upper, k1), (lower, k2)):
             if k == -1:
                 out.notes.append(f"the rig's {bone_label(bone)} is too short for the picture's: placed as near as "
@@ -551,10 +551,10 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
             end, k2 = min(options, key=lambda e: _frame_angle(Gf, _unit(e[0] - mid), Gf0, l_prior))
             if lower in flips and k2 in (0, 1) and len(options) == 2:
                 end, k2 = options[1 - k2]
-            l = _unit(end - mid)
+            lo = _unit(end - mid)
             out.placed.append(lower)
         else:
-            l = Gf @ (Gf0.T @ l_prior)
+            lo = Gf @ (Gf0.T @ l_prior)
             out.unplaced.append((bone_label(lower), f"no {word} {'wrist' if kind == 'arm' else 'ankle'}"))
     # rotations: the smallest swing from the bone's current direction keeps its twist
     R_u_prior = out.pose.get(upper, (I3, None))[0]
@@ -562,7 +562,7 @@ def _limb(skeleton, targets, out, G, c, Gp, cp, side, word, kind, flips):
     G_u = swing(G_u @ d_rest_u, u) @ G_u
     R_l_prior = out.pose.get(lower, (I3, None))[0]
     G_l = G_u @ R_l_prior
-    G_l = swing(G_l @ d_rest_l, l) @ G_l
+    G_l = swing(G_l @ d_rest_l, lo) @ G_l
     out.pose[upper] = (G_par.T @ G_u, out.pose.get(upper, (I3, None))[1])
     out.pose[lower] = (G_u.T @ G_l, out.pose.get(lower, (I3, None))[1])
 

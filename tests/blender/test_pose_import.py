@@ -63,7 +63,7 @@ def fresh(bpy, name, preset):
 
 def round_trip(bpy, scene, tmp_path, preset, pose=None, randomize=None, above=False):
     """(fit of the re-export against the export, the import's report)."""
-    from characterforge_addon.blender import joints, pose_import, posing
+    from characterforge_addon.blender import joints, posing
     from characterforge_addon.core import pose_fit
     frame_rig(scene, HEIGHTS[preset], above)
     source = fresh(bpy, "Source", preset)
@@ -168,8 +168,8 @@ def test_a_body_only_file_leaves_hands_and_face_as_they_were(bpy, scene, tmp_pat
     kept = [n for n in (b.name for b in target.pose.bones) if n.startswith(("index_", "thumb_", "face."))]
     before = channels(target, kept)
     bpy.context.view_layer.update()
-    relative = {s: (target.pose.bones[f"forearm.{s}"].matrix.inverted() @ target.pose.bones[f"hand.{s}"].matrix).to_3x3()
-                for s in "LR"}
+    bones = target.pose.bones
+    relative = {s: (bones[f"forearm.{s}"].matrix.inverted() @ bones[f"hand.{s}"].matrix).to_3x3() for s in "LR"}
     assert bpy.ops.characterforge.import_pose(filepath=str(tmp_path / "body.json")) == {"FINISHED"}
     assert channels(target, kept) == before
     for s in "LR":
@@ -269,7 +269,8 @@ def test_several_people_one_rig_each_by_name(bpy, scene, tmp_path):
     s.people = "EACH"
     assert bpy.ops.characterforge.import_pose(filepath=str(tmp_path / "two.json")) == {"FINISHED"}
     for r in (hero, kid):
-        assert r.characterforge.pose_import.fit.startswith("body PCK@0.05 1.00"), (r.name, r.characterforge.pose_import.fit)
+        fit = r.characterforge.pose_import.fit
+        assert fit.startswith("body PCK@0.05 1.00"), (r.name, fit)
     assert s.last_people.startswith(("Hero", "Kid")) and len(s.last_people.split("|")) == 2
     s.people = "ONE"
     assert bpy.ops.characterforge.import_pose_person(number=2) == {"FINISHED"}  # the smaller one onto Hero
@@ -313,7 +314,7 @@ def test_the_headless_script_imports_a_sequence_and_refuses_a_bad_file(bpy, scen
                           str(tmp_path / "walk_*.json"), "--start", "10", "--save", str(out)],
                          capture_output=True, text=True, timeout=600, cwd=os.path.dirname(SCRIPTS))
     assert run.returncode == 0, run.stderr
-    lines = [l for l in run.stdout.splitlines() if l.startswith("[pose]")]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("[pose]")]
     assert "walk_0.json -> Character frame 10: body PCK@0.05" in lines[0] and "frame 11" in lines[1], lines
     assert os.path.isfile(out)
     (tmp_path / "bad.json").write_text('{"people": []}')

@@ -51,7 +51,8 @@ def test_sd_webui_normalised_coordinates_and_its_missing_hand_markers():
     hand = [[0.75, 0.46, 1.0]] * 21
     hand[8] = [0.7135, -0.001953125, 1.0]
     doc = {"canvas_width": 768, "canvas_height": 512,
-           "people": [{"pose_keypoints_2d": flat(body), "hand_left_keypoints_2d": flat(hand), "face_keypoints_2d": None}]}
+           "people": [{"pose_keypoints_2d": flat(body), "hand_left_keypoints_2d": flat(hand),
+                       "face_keypoints_2d": None}]}
     out = pf.read_pose(json.dumps(doc))
     assert out.normalized
     person = out.frames[0].people[0]
