@@ -88,6 +88,17 @@ def _canvas(path):
     return frame.width, frame.height
 
 
+def _picture_size(bpy, path):
+    from characterforge_addon.core.errors import UserError
+    try:
+        image = bpy.data.images.load(os.path.abspath(path), check_existing=False)
+    except RuntimeError as exc:
+        raise UserError(f"cannot read picture {path} ({str(exc).strip()}): use a PNG or JPEG file") from None
+    size = tuple(image.size)
+    bpy.data.images.remove(image)
+    return size if all(size) else (768, 768)
+
+
 def _target(bpy, name):
     from characterforge_addon.blender.rig import rigs_in_scene
     from characterforge_addon.core.errors import UserError
@@ -127,7 +138,7 @@ def main(argv=None):
         elif bpy.data.filepath:
             rig = _target(bpy, args.rig)
         else:
-            rig = _new_scene(bpy, _canvas(files[0]) if files else (768, 768))
+            rig = _new_scene(bpy, _canvas(files[0]) if files else _picture_size(bpy, args.picture))
         context = bpy.context
         scene = context.scene
         for obj in context.selected_objects:
