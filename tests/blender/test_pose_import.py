@@ -12,8 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SCRIPTS
-
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "blender_scripts")
 POSES = ("T_POSE", "A_POSE", "RELAXED", "STANDING", "WALKING", "SITTING", "TURN_FRONT", "TURN_THREE_QUARTER",
          "TURN_SIDE", "TURN_THREE_QUARTER_BACK", "TURN_BACK")
 HEIGHTS = {"ADULT": 1.75, "CHILD": 1.2, "CHIBI": 1.0}
