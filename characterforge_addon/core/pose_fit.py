@@ -38,7 +38,7 @@ def fit_figure(imported, projected, picture_scale=1.0, threshold=THRESHOLD):
     return out
 
 
-def describe(fit, solution=None):
+def describe(fit):
     """One line for the panel and the console, e.g. 'body PCK@0.05 0.97 (18 points, mean 2.1 px)'."""
     parts = []
     for name, _ in PARTS:
@@ -46,8 +46,7 @@ def describe(fit, solution=None):
             f = fit[name]
             mean = f"mean {f['mean_px']:.1f} px" if f["mean_px"] is not None else "none in frame"
             parts.append(f"{name} PCK@{fit['threshold']:g} {f['pck']:.2f} ({f['points']} points, {mean})")
-    line = "; ".join(parts) or "no points to compare"
-    return line
+    return "; ".join(parts) or "no points to compare"
 
 
 def left_lines(solution):
