@@ -14,6 +14,8 @@ from bpy.props import (
 from ..core.characters import sheet_layout
 from ..core.rig import poses, rig_layout
 from ..core.rig.rig_mapping import joint_keys
+from .rig.pose_import_settings import CHARACTERFORGE_PG_pose_import, CHARACTERFORGE_PG_rig_pose
+from .rig.pose_import_settings import classes as pose_import_classes
 
 PRESET_ITEMS = [(key, label, f"{label} proportions") for key, label in rig_layout.PRESET_NAMES.items()]
 POSE_ITEMS = [(key, label, desc) for key, (label, desc) in poses.LIBRARY.items()]
@@ -38,6 +40,7 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
                               "none (the selected character when 'Selected character' is on and it is the only rig)")
     prompt: StringProperty(name="Prompt", description="What this character looks like in shots; empty: the "
                            "Shot's prompt")
+    pose_import: PointerProperty(type=CHARACTERFORGE_PG_rig_pose)  # its last imported pose: fit, flips
 
 
 # No update callbacks here: with any Python property callback registered, the bpy 4.2 module
@@ -73,6 +76,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                           description="Also write normal.png, derived from the depth render (about 0.1 s at 1024²)")
     drop_occluded: BoolProperty(name="Drop hidden joints", default=False,
                                 description="Leave out joints hidden behind the body, so ControlNet keeps depth order")
+    pose_import: PointerProperty(type=CHARACTERFORGE_PG_pose_import)  # Import Pose and Pose from Picture
 
     # Generation
     results_dir: StringProperty(name="Results", subtype="DIR_PATH", default="//characterforge/results",
@@ -195,7 +199,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     job_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
-classes = (CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
+classes = (*pose_import_classes,  # nested in the two below: registered first
+           CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
            CHARACTERFORGE_PG_scene)
 
 

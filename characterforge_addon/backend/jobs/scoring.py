@@ -13,17 +13,25 @@ POSE_REPO = "lllyasviel/Annotators"
 POSE_FILES = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
 
 
+def missing_pose_weights():
+    """Why controlnet_aux's OpenPose detector cannot load here (with the command that fixes it),
+    or None when its weights are in the Hugging Face cache."""
+    snap = models._snapshot(POSE_REPO)
+    absent = [f for f in POSE_FILES if snap is None or not os.path.isfile(os.path.join(snap, f))]
+    if not absent:
+        return None
+    return (f"OpenPose detector ({POSE_REPO} {', '.join(absent)} not in the Hugging Face cache; "
+            f"get it with: hf download {POSE_REPO} {' '.join(absent)})")
+
+
 class PoseDetector:
     """controlnet_aux's OpenPose detector from the Hugging Face cache, or why it is missing."""
 
     def __init__(self):
-        self.detector, self.missing = None, None
-        snap = models._snapshot(POSE_REPO)
-        absent = [f for f in POSE_FILES if snap is None or not os.path.isfile(os.path.join(snap, f))]
-        if absent:
-            self.missing = (f"OpenPose detector ({POSE_REPO} {', '.join(absent)} not in the Hugging Face cache; "
-                            f"get it with: hf download {POSE_REPO} {' '.join(absent)})")
+        self.detector, self.missing = None, missing_pose_weights()
+        if self.missing:
             return
+        snap = models._snapshot(POSE_REPO)
         from controlnet_aux import OpenposeDetector
         self.detector = OpenposeDetector.from_pretrained(snap)  # torch.load with weights_only: tensors only
 

@@ -18,7 +18,7 @@ from ..engine import device, speedups
 from ..engine.pictures import picture_size
 from ..engine.pipelines import Engine
 from ..families import family_of, refuse_unless_able
-from ..jobs import training
+from ..jobs import pose_detection, training
 from ..models import models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
@@ -168,6 +168,12 @@ class Backend:
             profile = profiles.load_profile(job["profile"], self.profile_dirs)
         except UserError as exc:
             raise JobSpecError("profile", str(exc), "choose a profile the doctor lists") from None
+        if job["kind"] == "detect_pose":  # the detector is no family's model: it is there or not
+            try:
+                pose_detection.check(profile)
+            except UserError as exc:
+                raise JobSpecError("profile", str(exc), "or import a pose file instead (Pose > Import Pose)") from None
+            return
         wanted = needs(job)
         refuse_unless_able(profile, wanted, lambda: profiles.all_profiles(self.profile_dirs))
         family = family_of(profile)

@@ -17,7 +17,7 @@ from ...core.errors import UserError
 from ...core.image_io import write_atomic
 from ...core.spec.job_spec import safe_name
 
-FILE_RESULTS = (".safetensors",)  # results that are not PNGs keep their extension in their name
+FILE_RESULTS = (".safetensors", ".json")  # results that are not PNGs keep their extension in their name
 STATUSES = ("pending", "running", "completed", "failed", "canceled")
 FINISHED = ("completed", "failed", "canceled")
 

@@ -12,7 +12,8 @@ import traceback
 from ...core.errors import UserError
 from ..engine import metadata
 from ..engine.pipelines import Canceled
-from ..jobs import background, expression, face_pass, posed, scoring, sheet, shot, training
+from ..engine.pictures import decode_image_bytes
+from ..jobs import background, expression, face_pass, pose_detection, posed, scoring, sheet, shot, training
 from ..models.models import ModelMissing
 
 SAMPLER = "Euler"
@@ -42,12 +43,17 @@ class Executor:
         self.training_dir = training_dir  # trainings' checkpoints, one folder per job while it runs
         self.stopping = stopping  # whether the process stops (a training then checkpoints)
         self._pose = None  # the pose detector, looked for on the first job that wants it
+        self._detectors = {}  # Pose from Picture's detectors, loaded at its first job
 
     def run(self, job, progress, event, emit):
         job_id, spec = job["id"], job["spec"]
         engine = self.engine_for(spec["profile"])
         if spec["kind"] == "train_lora":
             training.run(engine, spec, job_id, progress, event, self.stopping, self.training_dir, self.loras, emit)
+            return
+        if spec["kind"] == "detect_pose":
+            picture = decode_image_bytes(base64.b64decode(spec["image"]), "image")
+            pose_detection.run(engine.profile, spec, picture, progress, self._detectors, emit)
             return
         progress.stage("loading models")
         pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}

@@ -59,8 +59,9 @@ class Job:
             if status["status"] == "completed":
                 files = []
                 os.makedirs(self.out_dir, exist_ok=True)
-                for name in status["results"]:  # PNGs, and a training's .safetensors
-                    path = os.path.join(self.out_dir, name if name.endswith(".safetensors") else f"{name}.png")
+                for name in status["results"]:  # PNGs, a training's .safetensors, a detected pose's .json
+                    kept = name.endswith((".safetensors", ".json"))  # named with their own extension
+                    path = os.path.join(self.out_dir, name if kept else f"{name}.png")
                     with open(path, "wb") as f:
                         f.write(client.result(self.job_id, name))
                     files.append(path)

@@ -28,7 +28,7 @@ from .training_spec import lora_field
 from .training_spec import table as training_table
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora")
+JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora", "detect_pose")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -204,6 +204,18 @@ _BACKGROUND = {
                 "fill only the unpainted part of a set seen from another camera", default=None, omit=True),
 }
 
+# Pose from Picture: the backend's pose detector (the one the pose score uses) finds the people
+_DETECT_POSE = {
+    "version": Const(SPEC_VERSION, "job spec format version", SPEC_VERSION),
+    "kind": Const("detect_pose", "what the job makes"),
+    "profile": Name("the backend's model profile (a test profile has a stand-in detector)", "sdxl"),
+    "name": Name("result name: the people found, as OpenPose JSON (<name>.json)", "pose"),
+    "image": Image(LIMITS["max_control_bytes"], "the picture whose people are found, base64 PNG (at most "
+                   f"{LIMITS['max_side']} pixels a side)", fix="send a PNG; the add-on converts photos itself"),
+    "hands": Flag("also find each person's hands (21 points each)", True),
+    "face": Flag("also find each person's face (70 points)", True),
+}
+
 SCHEMAS = {
     "posed_character": Obj(_common("posed_character", _POSE_CONTROLS), "a posed character from the rig's maps"),
     "character_sheet": Obj({**_common("character_sheet", _POSE_CONTROLS), **_SHEET},
@@ -217,6 +229,7 @@ SCHEMAS = {
                                       "kind": Const("train_lora", "what the job makes")},
                                      LIMITS["max_control_bytes"], LIMITS["max_prompt_chars"]),
                       "a character LoRA trained from an identity pack's pictures"),
+    "detect_pose": Obj(_DETECT_POSE, "the people in a picture as OpenPose keypoints (body, hands, face)"),
 }
 
 
@@ -236,7 +249,7 @@ def validate_job(spec):
     if kind not in JOB_KINDS:
         raise JobSpecError("kind", f"unknown job kind {kind!r}", f"use one of {', '.join(JOB_KINDS)}")
     out = SCHEMAS[kind].check(spec, "job", None, prefix="")
-    if kind == "train_lora":
+    if kind in ("train_lora", "detect_pose"):  # no size, maps or prompt of their own
         return out
     if out["width"] * out["height"] > LIMITS["max_pixels"]:
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
@@ -299,6 +312,8 @@ def needs(spec):
     backend's families declare theirs): the maps it sends, the identities, the passes it runs."""
     if spec["kind"] == "train_lora":
         return {"train_lora"}
+    if spec["kind"] == "detect_pose":
+        return set()  # the detector is no family's: every profile can run it where it is installed
     controls, kind = spec["controls"], spec["kind"]
     wanted = {"pose_control"} if "openpose" in controls else set()
     if "depth" in controls or "hand_depth" in controls:
@@ -412,6 +427,12 @@ def background_spec(prompt, width, height, depth_png=None, depth_strength=0.6, n
     if fill:
         spec["fill"] = {"image": _b64(fill[0]), "mask": _b64(fill[1])}
     return validate_job(spec)
+
+
+def detect_pose_spec(image_png, profile="sdxl", name="pose", hands=True, face=True):
+    """A validated `detect_pose` spec: find the people in a picture (PNG bytes)."""
+    return validate_job({"kind": "detect_pose", "image": _b64(image_png), "profile": profile, "name": name,
+                         "hands": bool(hands), "face": bool(face)})
 
 
 def _b64(png):
