@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 from ..core.errors import UserError
 from ..core.job_spec import needs
 from ..core.spec_fields import JobSpecError
-from . import device, models, profiles, speedups, training
+from . import device, model_identity, models, profiles, speedups, training
 from .app import create_app
 from .lora_files import LoraStore
 from .pictures import picture_size
@@ -188,7 +188,11 @@ class Backend:
                                    exc.fix) from None
 
     def doctor(self, name=None):
-        return models.doctor(profiles.load_profile(name or self.default_profile, self.profile_dirs), self.models_dir)
+        """The doctor's report on a profile, with its identity (backend.model_identity)."""
+        name = name or self.default_profile
+        report = models.doctor(profiles.load_profile(name, self.profile_dirs), self.models_dir)
+        report["identity"] = model_identity.identity(name, self.profile_dirs, self.models_dir, self.weights)
+        return report
 
     def start(self):
         self.runner.start()
