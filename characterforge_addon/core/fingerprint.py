@@ -23,7 +23,7 @@ CARRIED = "carried over"    # a moving shot's frame after one that is made again
 _TOP = {"prompt": "prompt", "negative_prompt": "negative prompt", "seed": "seed", "steps": "steps",
         "guidance": "guidance", "profile": "profile", "draft": "draft", "width": "size", "height": "size",
         "background": "background", "previous": "frame carried over", "keypoints": "control maps",
-        "hand_boxes": "control maps", "face_box": "control maps"}
+        "face_box": "control maps"}
 _IDENTITY = {"images": "identity pictures", "embedding": "identity pictures", "lora": "character LoRA"}
 
 
@@ -43,6 +43,8 @@ def _part(path):
         return "control maps" if path[-1] == "image" else "control strengths"
     if head == "characters":  # ("characters", i, key, ...): each character's prompt and mask
         return {"prompt": "prompt", "mask": "control maps"}.get(path[2] if len(path) > 2 else "", "characters")
+    if path[:2] == ("hands", "boxes"):  # found from the rendered keypoints
+        return "control maps"
     return _TOP.get(head, "settings")
 
 
