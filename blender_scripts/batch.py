@@ -126,8 +126,9 @@ class Resume:
         A unit to make replaces its old folder; any other leaves it untouched."""
         from characterforge_addon.core import fingerprint
         finished = self.manifest.finished(folder, self.root)
-        if carried and finished:
-            what = self.rerun.record(folder, "redo", [fingerprint.CARRIED])
+        if carried and finished:  # said by its own changes where it has any beyond the frame it carries over
+            own = [r for r in fingerprint.changes(self.manifest.fingerprint(folder), made) if r != "frame carried over"]
+            what = self.rerun.record(folder, "keep" if self.keep_changed else "redo", own or [fingerprint.CARRIED])
         else:
             what = self.rerun.decide(folder, finished, self.manifest.fingerprint(folder), made, self.keep_changed)
         here, unit_dir = os.path.join(self.staging, folder), os.path.join(self.root, folder)
@@ -168,9 +169,9 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
         previous = batch_plan.previous_unit(plan, camera_name, frame, seed)
         finished = manifest.finished(folder, root)
         carried = bool(previous) and (camera_name, seed) in remade  # each frame starts from the one before
-        if resume.dry_run and (carried or not finished):  # nothing to render to know
+        if resume.dry_run and (not finished or (carried and not manifest.finished(previous, root))):
             resume.rerun.record(folder, "redo" if finished else "new", [fingerprint.CARRIED] if finished else [])
-            remade.add((camera_name, seed))
+            remade.add((camera_name, seed))  # nothing to compare with (or carry over): nothing rendered
             continue
         scene.frame_set(frame)
         try:
@@ -404,6 +405,7 @@ def main(argv=None):
         nonlocal done
         if error:
             failed.append(f"{folder}: {error}")
+            resume.rerun.fail(folder)
         else:
             done += 1
         progress(done, total, len(failed), started)
@@ -448,7 +450,7 @@ def main(argv=None):
                 manifest_maps = controls.render_controls(bpy.context, os.path.join(here, "controls"),
                                                          scene.objects[camera_name], preview=False)
             except UserError as exc:
-                failed.append(f"{folder}: {exc}")
+                report(folder, str(exc))
                 continue
             if plan["generate"]:
                 spec = unit_spec(shot, os.path.join(here, "controls"), manifest_maps, seed)

@@ -111,7 +111,7 @@ def outcome(finished, recorded, current, keep_changed=False):
 def because(reasons):
     """Why a unit is redone, in words: "the prompt and the seed changed"."""
     if UNRECORDED in reasons:
-        return "the manifest has no fingerprint for it (written before re-runs checked what made a unit)"
+        return "the manifest, written before fingerprints, has none for it"
     if CARRIED in reasons:
         return "the frame it carries over is made again"
     names = ["the add-on's output format" if r == "output format" else "the profile's models" if r == "models"
@@ -126,7 +126,7 @@ class Rerun:
 
     def __init__(self, dry_run=False):
         self.dry_run = dry_run
-        self.unchanged, self.new, self.redone, self.kept = [], [], [], []
+        self.unchanged, self.new, self.redone, self.kept, self.failed = [], [], [], [], []
 
     def record(self, folder, what, reasons=()):
         """Note `folder`'s outcome ("new", "unchanged", "redo", "keep") and print a line for
@@ -142,6 +142,12 @@ class Rerun:
         elif self.dry_run:
             print(f"{folder}: {'unchanged' if what == 'unchanged' else 'new: not made before'}", flush=True)
         return what
+
+    def fail(self, folder):
+        """A unit that did not get made after all: counted as failed, not as made."""
+        self.new = [f for f in self.new if f != folder]
+        self.redone = [(f, r) for f, r in self.redone if f != folder]
+        self.failed.append(folder)
 
     def decide(self, folder, finished, recorded, current, keep_changed=False):
         """outcome() of a unit, recorded."""
@@ -161,8 +167,10 @@ class Rerun:
             out.append(f"{len(self.redone)} {redone}: " + ", ".join(f"{n} because {why}" for why, n in groups.items()))
         if self.new:
             out.append(f"{len(self.new)} {'to make' if self.dry_run else 'made'} (not made before)")
+        if self.failed:
+            out.append(f"{len(self.failed)} failed")
         line = ", ".join(out)
         if self.kept:
             line += (f"; {len(self.kept)} changed but kept on purpose (--keep-changed), their outputs made with "
-                     "other settings: " + "; ".join(f"{f} ({because(r)})" for f, r in self.kept))
+                     "other settings: " + "; ".join(f"{f}: {because(r)}" for f, r in self.kept))
         return ("dry run, nothing was run: " if self.dry_run else "") + line

@@ -206,7 +206,8 @@ def test_a_moved_rig_an_old_manifest_keep_changed_and_a_dry_run(two_camera_blend
     before = outputs(out)
     result = run(moved, job)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "batch: 0 unchanged, 2 redone because the manifest has no fingerprint for it" in result.stdout
+    assert "batch: 0 unchanged, 2 redone because the manifest, written before fingerprints, has none for it" \
+        in result.stdout
     assert len(remade(before, outputs(out))) == 2 and json.loads(manifest.read_text())["fingerprints"] == \
         old["fingerprints"]  # the same making as recorded before
 
@@ -219,7 +220,7 @@ def test_a_moved_rig_an_old_manifest_keep_changed_and_a_dry_run(two_camera_blend
     kept = run(moved, job, "--keep-changed")
     assert kept.returncode == 0, kept.stderr[-2000:]
     assert ("batch: 0 unchanged; 2 changed but kept on purpose (--keep-changed), their outputs made with other "
-            "settings: CamA/frame_0001/seed_3 (the prompt changed); CamA/frame_0002/seed_3 (the prompt changed)") \
+            "settings: CamA/frame_0001/seed_3: the prompt changed; CamA/frame_0002/seed_3: the prompt changed") \
         in kept.stdout
     assert outputs(out) == before and manifest.read_bytes() == recorded
     assert sorted(os.listdir(out)) == ["CamA", "manifest.json"]  # no staging left behind
@@ -517,3 +518,33 @@ def test_a_moving_shots_changed_identity_picture_or_background_redoes_its_frames
             assert remade(before, outputs(out)) == frames
         else:
             assert "batch: 2 unchanged\n" in result.stdout and outputs(out) == before
+
+
+def test_make_demo_with_another_profile_makes_its_moving_shot_anew(moving_shot_blend, tmp_path, bpy, monkeypatch,
+                                                                   capsys):
+    """make demo's moving shot (make_demo.moving_shot: batch.py on the bundled backend) run again
+    with another profile: every frame, the sequence and its video made again with that profile."""
+    from PIL import Image
+    sys.path.insert(0, os.path.join(ROOT, "blender_scripts"))
+    import make_demo
+    data = tmp_path / "backend"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in (("CHARACTERFORGE_BACKEND_PYTHON", sys.executable), ("CHARACTERFORGE_DATA", str(data)),
+                        ("CHARACTERFORGE_PORT", str(port))):
+        monkeypatch.setenv(name, value)
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)
+    bpy.context.scene.characterforge.prompt = "a knight walking"
+    make_demo.moving_shot(bpy, bpy.context.scene, str(tmp_path), "tiny", 1, frames=2)
+    before = outputs(tmp_path / "walk")
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)  # the same scene (moving_shot keys the Hero from where he is)
+    bpy.context.scene.characterforge.prompt = "a knight walking"
+    second = make_demo.moving_shot(bpy, bpy.context.scene, str(tmp_path), "tiny-union", 1, frames=2)
+    assert second["rerun"] == "0 unchanged, 2 redone because the profile changed"
+    assert "2 redone because the profile changed" in capsys.readouterr().out
+    after = outputs(tmp_path / "walk")
+    assert sorted(f for f in after if after[f] != before.get(f)) == sorted(after)  # nothing of the last demo's kept
+    for frame in (1, 2):
+        png = tmp_path / "walk" / "CamA" / f"frame_000{frame}" / "seed_1234" / "frame.png"
+        assert json.loads(Image.open(png).text["characterforge"])["profile"] == "tiny-union"

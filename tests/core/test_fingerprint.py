@@ -110,11 +110,13 @@ def test_the_closing_line_says_what_changed(capsys):
     rerun.record("n", "redo", [fingerprint.CARRIED])
     rerun.record("o", "new")
     rerun.record("p", "keep", [fingerprint.UNRECORDED])
+    rerun.record("q", "new")
+    rerun.fail("q")
     assert rerun.summary() == (
         "12 unchanged, 6 redone: 4 because the prompt changed, 1 because the seed, the steps and the control maps "
-        "changed, 1 because the frame it carries over is made again, 1 made (not made before); 1 changed but kept "
-        "on purpose (--keep-changed), their outputs made with other settings: p (the manifest has no fingerprint "
-        "for it (written before re-runs checked what made a unit))")
+        "changed, 1 because the frame it carries over is made again, 1 made (not made before), 1 failed; 1 changed "
+        "but kept on purpose (--keep-changed), their outputs made with other settings: p: the manifest, written "
+        "before fingerprints, has none for it")
     dry = fingerprint.Rerun(dry_run=True)
     dry.record("a", "unchanged")
     dry.record("b", "redo", ["profile"])
