@@ -309,8 +309,9 @@ def test_a_batch_through_the_ray_ingress_keeps_both_replicas_busy(two_camera_ble
     assert len(workers) == 2, workers  # two units at a time, one per replica
 
 
-def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blend, tmp_path):
-    """What each Flamenco task runs (blender_scripts/flamenco/characterforge_batch.js)."""
+def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blend, tmp_path, bpy):
+    """What each Flamenco task runs (blender_scripts/flamenco/characterforge_batch.js): run again,
+    it keeps its finished units, and redoes those the .blend now renders otherwise."""
     out, job = tmp_path / "out", tmp_path / "batch.toml"
     write_job(job, out, generate=False, frames="1-6")
     result = run(two_camera_blend, job, "--frames", "2,5")
@@ -318,8 +319,18 @@ def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blen
     assert sorted(p.name for p in (out / "CamA").iterdir()) == ["frame_0002", "frame_0005"]
     assert not (out / "manifest.json").exists()
     assert len(json.loads((out / "manifest.frames-2_5.json").read_text())["done"]) == 4
+    before = outputs(out)
     again = run(two_camera_blend, job, "--frames", "2,5")
-    assert again.returncode == 0 and "4 already done" in again.stdout
+    assert again.returncode == 0 and "4 already done" in again.stdout and "batch: 4 unchanged\n" in again.stdout
+    assert outputs(out) == before
+    bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
+    bpy.data.objects["CamB"].data.lens = 35  # a wider lens on one camera
+    wider = str(tmp_path / "wider.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=wider, copy=True)
+    again = run(wider, job, "--frames", "2,5")
+    assert again.returncode == 0 and "batch: 2 unchanged, 2 redone because the control maps changed" in again.stdout
+    after = outputs(out)
+    assert {f for f in after if after[f] != before[f]} == {f for f in after if f.startswith("CamB/")}
 
 
 def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_blend, ray_backend, tmp_path):
