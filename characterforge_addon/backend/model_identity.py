@@ -24,12 +24,10 @@ def identity(name, profile_dirs, models_dir, weights="native", _seen=()):
     """{"profile", "family", "settings", "weights", "models": {role: id}[, "face_refine": ...]}
     of the profile `name` as this backend would run it."""
     profile = profiles.load_profile(name, profile_dirs)
-    cache = _Hashes(os.path.join(models_dir, CACHE))
     settings = {k: v for k, v in dataclasses.asdict(profile).items() if k not in SKIPPED_SETTINGS}
     record = {"profile": profile.name, "family": profile.family, "weights": weights,
               "settings": json.loads(json.dumps(settings, sort_keys=True, default=str)),
-              "models": {role: model_id(source, models_dir, cache) for role, source in profile.models.items()}}
-    cache.save()
+              "models": models_of(profile, models_dir)}
     if profile.face_refine and profile.face_refine not in _seen:  # its faces are redrawn by that profile
         try:
             record["face_refine"] = identity(profile.face_refine, profile_dirs, models_dir, weights,
@@ -37,6 +35,14 @@ def identity(name, profile_dirs, models_dir, weights="native", _seen=()):
         except UserError as exc:
             record["face_refine"] = f"cannot load: {exc}"
     return record
+
+
+def models_of(profile, models_dir):
+    """{role: what pins its weights} of a loaded profile."""
+    cache = _Hashes(os.path.join(models_dir, CACHE))
+    ids = {role: model_id(source, models_dir, cache) for role, source in profile.models.items()}
+    cache.save()
+    return ids
 
 
 def model_id(source, models_dir, cache):
