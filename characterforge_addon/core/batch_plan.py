@@ -145,5 +145,9 @@ class Manifest:
             self._write()
 
     def _write(self):
-        # "done" keeps its old shape, so an older add-on still reads what is finished
-        write_atomic(self.path, json.dumps({"done": self.done, "fingerprints": self.made_by}, indent=1).encode("utf-8"))
+        # "done" keeps its old shape, so an older add-on still reads what is finished; one line per
+        # unit, each by json's C encoder: rewritten after every unit, a long batch's manifest stays cheap
+        def lines(table):
+            return "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in table.items()) + "}"
+        text = '{"done": ' + lines(self.done) + ',\n"fingerprints": ' + lines(self.made_by) + "}\n"
+        write_atomic(self.path, text.encode("utf-8"))

@@ -351,8 +351,18 @@ def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_b
         assert (out / folder / "controls" / "openpose.png").exists()
         workers.add(json.loads(Image.open(out / files[0]).text["characterforge"])["worker"])
     assert len(workers) == 2, workers
+    before = outputs(out)
     again = run(two_camera_blend, job, "--ray", address, timeout=300)
     assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
+    assert "batch: 4 unchanged\n" in again.stdout and outputs(out) == before  # decided by the tasks, nothing made
+    write_job(job, out, frames="1-2", prompt="a dragon made of glass")
+    again = run(two_camera_blend, job, "--ray", address, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "batch: 0 unchanged, 4 redone because the prompt changed" in again.stdout
+    assert remade(before, outputs(out)) == sorted(done)
+    for folder in done:
+        record = json.loads(Image.open(out / folder / "seed3.png").text["characterforge"])
+        assert record["job"]["prompt"] == "a dragon made of glass"
 
 
 def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_camera_blend, ray_backend, tmp_path):
