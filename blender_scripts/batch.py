@@ -324,8 +324,8 @@ def backend_identity(clients, profile):
     first_url, first = next(iter(found.items()))
     for url, other in found.items():
         if other != first:
-            roles = sorted(r for r in set(first.get("models", {})) | set(other.get("models", {}))
-                           if first.get("models", {}).get(r) != other.get("models", {}).get(r)) if first and other else []
+            ours, theirs = (first or {}).get("models", {}), (other or {}).get("models", {})
+            roles = sorted(r for r in set(ours) | set(theirs) if ours.get(r) != theirs.get(r))
             raise UserError(f"the backends at {first_url} and {url} run profile {profile!r} with different models"
                             f" ({', '.join(roles) or 'their settings differ'}): one batch's units would mix them; "
                             "give every backend the same model files, or list only one")
@@ -376,7 +376,8 @@ def main(argv=None):
         todo = [u for u in units if not manifest.finished(u[3], root)]
         total = len(units)
         print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}"
-              + ("; each done unit is kept only if what makes it is unchanged" if len(todo) < total else ""), flush=True)
+              + ("; each done unit is kept only if what makes it is unchanged" if len(todo) < total else ""),
+              flush=True)
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")

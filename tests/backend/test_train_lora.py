@@ -253,7 +253,8 @@ def test_a_checkpoint_resumes_only_the_training_spec_that_made_it(make_backend, 
     for queued in ids:
         status = wait(client, headers, queued, timeout=300)
         assert status["status"] == "completed", status
-        resumed.append(lora_record(os.path.join(second.data_dir, "results", queued, "mira.safetensors"))[0]["resumed_at"])
+        record, _, _ = lora_record(os.path.join(second.data_dir, "results", queued, "mira.safetensors"))
+        resumed.append(record["resumed_at"])
     assert resumed == [[step], []]
 
 

@@ -198,7 +198,8 @@ def test_a_moved_rig_an_old_manifest_keep_changed_and_a_dry_run(two_camera_blend
     assert "batch: 1 unchanged, 1 redone because the control maps changed" in result.stdout
     after = outputs(out)
     assert remade(before, after) == ["CamA/frame_0002/seed_3"]
-    assert {f: v for f, v in after.items() if "frame_0001" in f} == {f: v for f, v in before.items() if "frame_0001" in f}
+    assert {f: v for f, v in after.items() if "frame_0001" in f} == \
+        {f: v for f, v in before.items() if "frame_0001" in f}
 
     manifest = out / "manifest.json"
     old = json.loads(manifest.read_text())
@@ -418,7 +419,7 @@ def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
 
 def write_shot_job(path, output, url, token, temporal=True, frames="1-6", video=True):
     path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = ["CamA"]\nseeds = [3]\n'
-                    f'kind = "shot"\ntemporal = {"true" if temporal else "false"}\nvideo = {"true" if video else "false"}\n'
+                    f'kind = "shot"\ntemporal = {str(temporal).lower()}\nvideo = {str(video).lower()}\n'
                     f'backends = ["{url}"]\ntoken = "{token}"\n'
                     '[shot]\nprompt = "a knight walking"\nsteps = 2\nprofile = "tiny"\n')
 
