@@ -1,4 +1,5 @@
-"""The headless batch: frames x cameras x seeds, killed halfway and resumed."""
+"""The headless batch: frames x cameras x seeds, killed halfway and resumed, and run again after
+changes: exactly the units a change touches made again, the rest kept byte for byte."""
 
 import hashlib
 import json
@@ -542,14 +543,19 @@ def test_a_moving_shots_changed_identity_picture_or_background_redoes_its_frames
             assert "batch: 2 unchanged\n" in result.stdout and outputs(out) == before
 
 
-def test_make_demo_with_another_profile_makes_its_moving_shot_anew(moving_shot_blend, tmp_path, bpy, monkeypatch,
-                                                                   capsys):
+def test_make_demo_with_another_profile_makes_its_moving_shot_anew(moving_shot_blend, tiny_backends, tmp_path, bpy,
+                                                                   monkeypatch, capsys):
     """make demo's moving shot (make_demo.moving_shot: batch.py on the bundled backend) run again
     with another profile: every frame, the sequence and its video made again with that profile."""
     from PIL import Image
+    from characterforge_addon.backend import tiny
     sys.path.insert(0, os.path.join(ROOT, "blender_scripts"))
     import make_demo
     data = tmp_path / "backend"
+    data.mkdir()
+    shared = tiny_backends[2][0] / "models"  # the tiny weights the other tests' backends use (made if not yet)
+    tiny.ensure(str(shared))
+    (data / "models").symlink_to(shared)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
