@@ -397,7 +397,8 @@ def main(argv=None):
     work, results = queue.Queue(), queue.Queue()
     # as many units in flight per backend as it runs at once (serve: 1; serve-ray: one per replica)
     threads = [threading.Thread(target=backend_worker, args=(c, work, results), daemon=True)
-               for c in (clients if not args.dry_run else ()) for _ in range(max(1, int(c.health().get("workers", 1))))]
+               for c in (clients if not args.dry_run else ())
+               for _ in range(max(1, int(c.health().get("workers", 1))))]
     for t in threads:
         t.start()
     failed, done, started = [], 0, time.monotonic()

@@ -162,7 +162,7 @@ class Rerun:
             key = because(reasons)
             groups[key] = groups.get(key, 0) + 1
         redone = "to redo" if self.dry_run else "redone"
-        out = [f"{len(self.unchanged)} unchanged"]
+        out = [f"{len(self.unchanged)} unchanged"] if self.unchanged or self.redone or self.kept else []
         if len(groups) == 1:
             out.append(f"{len(self.redone)} {redone} because {next(iter(groups))}")
         elif groups:
@@ -171,7 +171,7 @@ class Rerun:
             out.append(f"{len(self.new)} {'to make' if self.dry_run else 'made'} (not made before)")
         if self.failed:
             out.append(f"{len(self.failed)} failed")
-        line = ", ".join(out)
+        line = ", ".join(out) or "nothing to do"
         if self.kept:
             line += (f"; {len(self.kept)} changed but kept on purpose (--keep-changed), their outputs made with "
                      "other settings: " + "; ".join(f"{f}: {because(r)}" for f, r in self.kept))

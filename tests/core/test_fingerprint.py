@@ -117,6 +117,10 @@ def test_the_closing_line_says_what_changed(capsys):
         "changed, 1 because the frame it carries over is made again, 1 made (not made before), 1 failed; 1 changed "
         "but kept on purpose (--keep-changed), their outputs made with other settings: p: the manifest, written "
         "before fingerprints, has none for it")
+    first = fingerprint.Rerun()
+    first.record("a", "new")
+    assert first.summary() == "1 made (not made before)"
+    assert fingerprint.Rerun().summary() == "nothing to do"
     dry = fingerprint.Rerun(dry_run=True)
     dry.record("a", "unchanged")
     dry.record("b", "redo", ["profile"])
