@@ -120,6 +120,8 @@ class Manifest:
                 with open(self.path, encoding="utf-8") as f:
                     doc = json.load(f)
                 self.done, self.made_by = doc.get("done", {}), doc.get("fingerprints", {})
+                if not isinstance(self.done, dict) or not isinstance(self.made_by, dict):
+                    raise ValueError("not a manifest")
             except (OSError, ValueError, AttributeError):
                 self.done, self.made_by = {}, {}  # unreadable: every unit is redone, none is lost
 

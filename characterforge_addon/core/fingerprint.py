@@ -116,8 +116,8 @@ def because(reasons):
         return "the manifest, written before fingerprints, has none for it"
     if CARRIED in reasons:
         return "the frame it carries over is made again"
-    names = ["the add-on's output format" if r == "output format" else "the profile's models" if r == "models"
-             else f"the {r}" for r in reasons]
+    words = {"output format": "the add-on's output format", "models": "the profile's models or settings"}
+    names = [words.get(r, f"the {r}") for r in reasons]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     return f"{listed} changed"
 

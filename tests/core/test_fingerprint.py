@@ -77,6 +77,8 @@ def test_the_profiles_models_the_output_format_and_an_unrecorded_unit():
     before = fingerprint.of_job(spec, IDENTITY)
     updated = dict(IDENTITY, models={"base": "sha256:abc"})
     assert fingerprint.changes(before, fingerprint.of_job(spec, updated)) == ["models"]
+    assert fingerprint.because(["models", "output format"]) == \
+        "the profile's models or settings and the add-on's output format changed"
     # another profile has other models: the profile is named, not both
     assert fingerprint.changes(before, fingerprint.of_job(posed(profile="x"), updated)) == ["profile"]
     older = json.loads(json.dumps(before))
