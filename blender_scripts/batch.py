@@ -1,12 +1,18 @@
 """Headless batch: control maps (and generations) for frames x cameras x seeds from a TOML file.
 
   python blender_scripts/batch.py --blend FILE --job batch.toml [--frames A-B] [--ray ADDRESS]
+                                   [--keep-changed] [--dry-run]
   blender -b FILE -P blender_scripts/batch.py -- --job batch.toml [--frames A-B]
 
-Resumable: finished units are listed in <output>/manifest.json and skipped on a re-run; a unit
-left half-done is redone from scratch. Several backend URLs share the generations, each kept as
-busy as it runs jobs at once (a `serve-ray` URL: one unit per engine replica). Exits non-zero
-with a summary when anything failed.
+Resumable: finished units are listed in <output>/manifest.json with what made them (a
+fingerprint: core.fingerprint). A re-run renders each finished unit's maps again (no
+generation), builds the job it would send and keeps the unit when nothing changed; a unit
+whose fingerprint changed is made again (in a moving shot, every later frame too: each carries
+over the one before), and the closing line says what changed ("12 unchanged, 4 redone because
+the prompt changed"). --keep-changed keeps changed units as they are and lists them; --dry-run
+prints that plan and makes nothing. A unit left half-done is redone from scratch. Several
+backend URLs share the generations, each kept as busy as it runs jobs at once (a `serve-ray`
+URL: one unit per engine replica). Exits non-zero with a summary when anything failed.
 
 batch.toml:
   [batch]
@@ -34,10 +40,12 @@ batch.toml:
 """
 
 import argparse
+import json
 import os
 import queue
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from types import SimpleNamespace
@@ -83,22 +91,72 @@ def backend_worker(client, work, results):
         item = work.get()
         if item is None:
             return
-        folder, unit_dir, spec = item
+        folder, unit_dir, spec, made = item
         try:
-            results.put((folder, generate(client, spec, unit_dir), None))
+            results.put((folder, generate(client, spec, unit_dir), None, made))
         except (BackendError, OSError) as exc:
-            results.put((folder, [], str(exc)))
+            results.put((folder, [], str(exc), made))
 
 
-def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, report, place=False):
+class Resume:
+    """What this run does with each unit: its maps are rendered into a staging folder, its
+    fingerprint (what it would send) compared with the manifest's, and the unit either kept
+    as it is or moved into place to be made again. `identity`: the backend's record of the
+    profile's models (None for maps only)."""
+
+    def __init__(self, root, manifest, identity, keep_changed=False, dry_run=False):
+        from characterforge_addon.core.batch import fingerprint
+        self.root, self.manifest, self.identity = root, manifest, identity
+        self.keep_changed, self.dry_run = keep_changed, dry_run
+        self.rerun = fingerprint.Rerun(dry_run)
+        # one per manifest (farm chunks share the output folder); a dry run leaves no trace in it
+        self.staging = tempfile.mkdtemp(prefix="characterforge-dry-run-") if dry_run else os.path.join(
+            root, ".staging-" + os.path.splitext(os.path.basename(manifest.path))[0])
+        shutil.rmtree(self.staging, ignore_errors=True)  # a killed run's leftovers
+
+    def stage(self, folder):
+        """A clean folder for the unit's maps before it is decided."""
+        here = os.path.join(self.staging, folder)
+        shutil.rmtree(here, ignore_errors=True)
+        os.makedirs(here)
+        return here
+
+    def decide(self, folder, made, carried=False):
+        """(outcome, whether to make the unit now) for the unit staged in `stage(folder)`,
+        whose fingerprint is `made`; `carried`: a moving shot's frame after one made again.
+        A unit to make replaces its old folder; any other leaves it untouched."""
+        from characterforge_addon.core.batch import fingerprint
+        finished = self.manifest.finished(folder, self.root)
+        if carried and finished:  # said by its own changes where it has any beyond the frame it carries over
+            own = [r for r in fingerprint.changes(self.manifest.fingerprint(folder), made) if r != "frame carried over"]
+            what = self.rerun.record(folder, "keep" if self.keep_changed else "redo", own or [fingerprint.CARRIED])
+        else:
+            what = self.rerun.decide(folder, finished, self.manifest.fingerprint(folder), made, self.keep_changed)
+        here, unit_dir = os.path.join(self.staging, folder), os.path.join(self.root, folder)
+        if what in ("unchanged", "keep") or self.dry_run:
+            shutil.rmtree(here, ignore_errors=True)
+            return what, False
+        self.manifest.forget(folder)  # killed from here on: not done, made again next time
+        shutil.rmtree(unit_dir, ignore_errors=True)
+        os.makedirs(os.path.dirname(unit_dir), exist_ok=True)
+        os.replace(here, unit_dir)
+        return what, True
+
+    def close(self):
+        shutil.rmtree(self.staging, ignore_errors=True)
+        print(("" if self.dry_run else "batch: ") + self.rerun.summary(), flush=True)
+
+
+def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client, report, resume, place=False):
     """A moving shot: every unit is the scene's shot at its frame, one after another (a frame
     carries the one before over), its picture gathered into the camera's and seed's image
     sequence; then each finished sequence's flicker, video (`video`) and, with `place`, a
-    plane playing it in the shot's collection."""
+    plane playing it in the shot's collection. A finished frame is kept while its
+    fingerprint holds and no frame before it in its sequence was made again (`resume`)."""
     from characterforge_addon.blender.generation import planes
     from characterforge_addon.blender.shots import moving_shots
     from characterforge_addon.client.backend_client import BackendError
-    from characterforge_addon.core.batch import batch_plan
+    from characterforge_addon.core.batch import batch_plan, fingerprint
     from characterforge_addon.core.errors import UserError
     from characterforge_addon.core.image_io import write_atomic
     scene = context.scene
@@ -107,18 +165,33 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
         s.prompt = shot.prompt
     if shot.negative_prompt:
         s.negative_prompt = shot.negative_prompt
-    for camera_name, frame, seed, folder in todo:
+    remade = set()  # (camera, seed) of the sequences with a frame made in this run
+    for camera_name, frame, seed, folder in units:
         unit_dir = os.path.join(root, folder)
-        shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
         previous = batch_plan.previous_unit(plan, camera_name, frame, seed)
+        finished = manifest.finished(folder, root)
+        carried = bool(previous) and (camera_name, seed) in remade  # each frame starts from the one before
+        if resume.dry_run and (not finished or (carried and not manifest.finished(previous, root))):
+            resume.rerun.record(folder, "redo" if finished else "new", [fingerprint.CARRIED] if finished else [])
+            remade.add((camera_name, seed))  # nothing to compare with (or carry over): nothing rendered
+            continue
         scene.frame_set(frame)
         try:
             if previous and not manifest.finished(previous, root):
                 raise UserError(f"frame {frame - 1}, which this frame carries over, did not finish")
-            spec = moving_shots.frame_job(context, scene.objects[camera_name], unit_dir, seed,
+            here = resume.stage(folder)
+            spec = moving_shots.frame_job(context, scene.objects[camera_name], here, seed,
                                           os.path.join(root, previous) if previous else None)
             spec.update(name=f"seed{seed}", steps=shot.steps, guidance=shot.guidance, profile=shot.profile,
                         draft=shot.draft)
+            made = fingerprint.of_job(spec, resume.identity)
+            what, make = resume.decide(folder, made, carried)
+            if what in ("redo", "new"):
+                remade.add((camera_name, seed))
+            if not make:
+                if not resume.dry_run:
+                    report(folder, None)
+                continue
             files = generate(client, spec, unit_dir)
             picture = os.path.join(unit_dir, moving_shots.RESULT)
             os.replace(files[0], picture)
@@ -130,24 +203,38 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
             report(folder, str(exc))
             continue
         manifest.add(folder, [os.path.relpath(p, root) for p in (
-            picture, os.path.join(sequence, f"frame_{frame:04d}.png"))])
+            picture, os.path.join(sequence, f"frame_{frame:04d}.png"))], made)
         report(folder, None)
+    if resume.dry_run:
+        return
     for camera_name in cameras:
         for seed in plan["seeds"]:
             folders = [os.path.join(root, batch_plan.unit_folder(camera_name, f, seed)) for f in plan["frames"]]
             if all(manifest.finished(os.path.relpath(f, root), root) for f in folders):
                 sequence = os.path.join(root, batch_plan.sequence_folder(camera_name, seed))
-                per_frame, mean = moving_shots.flicker(folders)
+                settings = {"frames": plan["frames"], "temporal": plan["temporal"], "fps": scene.render.fps}
+                try:
+                    with open(os.path.join(sequence, "sequence.json"), encoding="utf-8") as f:
+                        before = json.load(f)
+                except (OSError, ValueError):
+                    before = {}
+                # a sequence none of whose frames was made again keeps its record and video
+                kept = ((camera_name, seed) not in remade and all(before.get(k) == v for k, v in settings.items())
+                        and bool(before.get("video")) == plan["video"]
+                        and (not plan["video"] or os.path.isfile(os.path.join(sequence, "sequence.mp4"))))
+                per_frame, mean = (before["flicker_per_frame"], before["flicker"]) if kept else \
+                    moving_shots.flicker(folders)
                 print(f"flicker {camera_name} seed {seed}: {mean:.2f} (mean absolute difference to the frame before, "
-                      f"carried over by the motion; {'from the frame before' if plan['temporal'] else 'every frame on its own'})",
-                      flush=True)
-                record = {"camera": camera_name, "seed": seed, "frames": plan["frames"], "temporal": plan["temporal"],
-                          "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot)}
-                if plan["video"]:
-                    record["video"] = moving_shots.write_video(sequence, plan["frames"], scene.render.fps,
-                                                               os.path.join(sequence, "sequence.mp4"))
-                    print(f"video {record['video']}", flush=True)
-                moving_shots.write_sequence_record(sequence, record)
+                      f"carried over by the motion; {'from the frame before' if plan['temporal'] else 'every frame on its own'})"
+                      + ("; sequence unchanged" if kept else ""), flush=True)
+                if not kept:
+                    record = {"camera": camera_name, "seed": seed, **settings, "flicker": mean,
+                              "flicker_per_frame": per_frame, "shot": vars(shot)}
+                    if plan["video"]:
+                        record["video"] = moving_shots.write_video(sequence, plan["frames"], scene.render.fps,
+                                                                   os.path.join(sequence, "sequence.mp4"))
+                        print(f"video {record['video']}", flush=True)
+                    moving_shots.write_sequence_record(sequence, record)
                 frames = plan["frames"]
                 if place and frames == list(range(frames[0], frames[-1] + 1)):
                     camera = scene.objects[camera_name]
@@ -156,33 +243,50 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
                                                 f"{camera_name} seed {seed} sequence")
 
 
-def run_on_ray(address, plan, shot, todo, root, manifest, blend, report):
-    """Every unit as a Ray task (ray_units.py): maps rendered on the cluster's CPUs, generations
-    on the Serve application's replicas; each unit's files written here as it finishes.
+def run_on_ray(address, plan, shot, units, root, manifest, blend, report, resume):
+    """Every unit as a Ray task (ray_units.py): maps rendered on the cluster's CPUs, the unit
+    decided there by its fingerprint against the manifest's (`resume`), generations on the
+    Serve application's replicas; each unit's files written here as it finishes.
     `report(folder, error or None)` counts it."""
     import ray_units  # before Ray: it sets how Ray authenticates
     from characterforge_addon.core.image_io import write_atomic
     remote_unit = ray_units.start(address, plan["retries"])
     import ray
-    pending = {remote_unit.remote(blend, camera, frame, seed, vars(shot), plan["generate"]): folder
-               for camera, frame, seed, folder in todo}
     try:
+        if plan["generate"]:
+            resume.identity = ray_units.identity(shot.profile)
+        pending = {}
+        for camera, frame, seed, folder in units:
+            finished = manifest.finished(folder, root)
+            if resume.dry_run and not finished:
+                resume.rerun.record(folder, "new")
+                continue
+            pending[remote_unit.remote(blend, camera, frame, seed, vars(shot), plan["generate"], resume.identity,
+                                       finished, manifest.fingerprint(folder), resume.keep_changed,
+                                       resume.dry_run)] = folder
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             folder = pending.pop(ready[0])
             try:
-                files = ray.get(ready[0])
+                answer = ray.get(ready[0])
             except ray.exceptions.RayError as exc:  # after its retries
                 report(folder, str(exc).strip().splitlines()[-1][:300])
                 continue
+            resume.rerun.record(folder, answer["what"], answer["reasons"])
+            files = answer["files"]
+            if files is None:  # kept as it is (or a dry run)
+                if not resume.dry_run:
+                    report(folder, None)
+                continue
             unit_dir = os.path.join(root, folder)
+            manifest.forget(folder)
             shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
             for relative, data in files.items():
                 os.makedirs(os.path.dirname(os.path.join(unit_dir, relative)), exist_ok=True)
                 write_atomic(os.path.join(unit_dir, relative), data)
             kept = [r for r in files if not r.startswith("controls/")] if plan["generate"] else \
                 [r for r in files if r != "controls/controls.json"]
-            manifest.add(folder, [os.path.relpath(os.path.join(unit_dir, r), root) for r in kept])
+            manifest.add(folder, [os.path.relpath(os.path.join(unit_dir, r), root) for r in kept], answer["made"])
             report(folder, None)
     finally:
         ray.shutdown()
@@ -204,6 +308,22 @@ def connect_backends(plan):
     return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
 
 
+def backend_identity(clients, profile):
+    """The profile's identity (what pins its models' weights) as the backends run it; backends
+    that would make the batch's units with different models are refused."""
+    from characterforge_addon.core.errors import UserError
+    found = {client.url: client.models(profile).get("identity") for client in clients}
+    first_url, first = next(iter(found.items()))
+    for url, other in found.items():
+        if other != first:
+            ours, theirs = (first or {}).get("models", {}), (other or {}).get("models", {})
+            roles = sorted(r for r in set(ours) | set(theirs) if ours.get(r) != theirs.get(r))
+            raise UserError(f"the backends at {first_url} and {url} run profile {profile!r} with different models"
+                            f" ({', '.join(roles) or 'their settings differ'}): one batch's units would mix them; "
+                            "give every backend the same model files, or list only one")
+    return first
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="batch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--blend", help=".blend file to open (not needed under blender -b FILE)")
@@ -216,6 +336,11 @@ def main(argv=None):
                                          "never write one file")
     parser.add_argument("--save", help="kind = \"shot\": save the .blend here with a plane playing each finished "
                                        "sequence in front of its camera")
+    parser.add_argument("--keep-changed", action="store_true",
+                        help="keep finished units whose fingerprint changed (made with other settings) as they are, "
+                             "and list them")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what a run would keep, redo and make, and why; generate nothing, change no file")
     args = parser.parse_args(script_args(argv))
     import bpy
     if args.blend:
@@ -227,9 +352,10 @@ def main(argv=None):
     from characterforge_addon.blender.generation import job_inputs
     from characterforge_addon.blender.maps import controls
     from characterforge_addon.blender.rig import joints
-    from characterforge_addon.core.batch import batch_plan
+    from characterforge_addon.core.batch import batch_plan, fingerprint
     from characterforge_addon.core.errors import UserError
 
+    clients = []
     try:
         plan = batch_plan.load_plan(args.job)
         if args.frames:
@@ -237,12 +363,16 @@ def main(argv=None):
         scene = bpy.context.scene
         cameras = [joints.find_camera(scene, name) for name in plan["cameras"]] or [joints.find_camera(scene)]
         root = job_inputs.resolve_dir(plan["output"])
-        os.makedirs(root, exist_ok=True)
+        if not args.dry_run:
+            os.makedirs(root, exist_ok=True)
         manifest = batch_plan.Manifest(root, batch_plan.MANIFEST if not args.frames else
                                        "manifest.frames-{}.json".format(args.frames.replace(" ", "").replace(",", "_")))
-        todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
-        total = len(batch_plan.units(plan, [c.name for c in cameras]))
-        print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}", flush=True)
+        units = batch_plan.units(plan, [c.name for c in cameras])
+        todo = [u for u in units if not manifest.finished(u[3], root)]
+        total = len(units)
+        print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}"
+              + ("; each done unit is kept only if what makes it is unchanged" if len(todo) < total else ""),
+              flush=True)
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
@@ -251,22 +381,28 @@ def main(argv=None):
                             "it without --ray, or split the frames between machines with --frames")
         if plan["kind"] == "shot" and not plan["generate"]:
             raise UserError("kind = \"shot\" generates the shot: set generate = true, or kind = \"posed\" for maps only")
-        clients = connect_backends(plan) if plan["generate"] and todo and not args.ray else []
+        clients = connect_backends(plan) if plan["generate"] and units and not args.ray else []
+        resume = Resume(root, manifest, backend_identity(clients, shot.profile) if clients else None,
+                        args.keep_changed, args.dry_run)
     except UserError as exc:
+        if clients and not plan["backends"]:
+            backend_process.stop()
         fail(str(exc))
 
     work, results = queue.Queue(), queue.Queue()
     # as many units in flight per backend as it runs at once (serve: 1; serve-ray: one per replica)
     threads = [threading.Thread(target=backend_worker, args=(c, work, results), daemon=True)
-               for c in clients for _ in range(max(1, int(c.health().get("workers", 1))))]
+               for c in (clients if not args.dry_run else ())
+               for _ in range(max(1, int(c.health().get("workers", 1))))]
     for t in threads:
         t.start()
-    failed, done, started = [], total - len(todo), time.monotonic()
+    failed, done, started = [], 0, time.monotonic()
 
     def report(folder, error):
         nonlocal done
         if error:
             failed.append(f"{folder}: {error}")
+            resume.rerun.fail(folder)
         else:
             done += 1
         progress(done, total, len(failed), started)
@@ -274,44 +410,60 @@ def main(argv=None):
     def collect(block=False):
         while True:
             try:
-                folder, files, error = results.get(block=block, timeout=600 if block else None)
+                folder, files, error, made = results.get(block=block, timeout=600 if block else None)
             except queue.Empty:
                 return
             if not error:
-                manifest.add(folder, [os.path.relpath(f, root) for f in files])
+                manifest.add(folder, [os.path.relpath(f, root) for f in files], made)
             report(folder, error)
             if block:
                 return
 
     if args.ray:
-        run_on_ray(args.ray, plan, shot, todo, root, manifest, bpy.data.filepath, report)
-        todo = []
+        try:
+            run_on_ray(args.ray, plan, shot, units, root, manifest, bpy.data.filepath, report, resume)
+        except UserError as exc:
+            fail(str(exc))
+        units = []
     if plan["kind"] == "shot":
         try:
-            run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], todo, root, manifest,
-                            clients[0] if clients else None, report, place=bool(args.save))
+            run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], units, root, manifest,
+                            clients[0] if clients else None, report, resume, place=bool(args.save))
         finally:
             if not plan["backends"] and clients:
                 backend_process.stop()
-        if args.save:
+        if args.save and not args.dry_run:
             save_blend(bpy, args.save)
-        todo = []
+        units = []
     try:
-        for camera_name, frame, seed, folder in todo:
+        for camera_name, frame, seed, folder in units:
             unit_dir = os.path.join(root, folder)
-            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+            if args.dry_run and not manifest.finished(folder, root):
+                resume.rerun.record(folder, "new")  # nothing to render to know
+                continue
+            here = resume.stage(folder)
             scene.frame_set(frame)
             try:
-                manifest_maps = controls.render_controls(bpy.context, os.path.join(unit_dir, "controls"),
+                manifest_maps = controls.render_controls(bpy.context, os.path.join(here, "controls"),
                                                          scene.objects[camera_name], preview=False)
             except UserError as exc:
-                failed.append(f"{folder}: {exc}")
+                report(folder, str(exc))
+                continue
+            if plan["generate"]:
+                spec = unit_spec(shot, os.path.join(here, "controls"), manifest_maps, seed)
+                made = fingerprint.of_job(spec, resume.identity)
+            else:
+                made = fingerprint.of_files(os.path.join(here, "controls"), manifest_maps["files"])
+            what, make = resume.decide(folder, made)
+            if not make:
+                if not args.dry_run:
+                    report(folder, None)
                 continue
             if not plan["generate"]:
                 files = [os.path.join(unit_dir, "controls", f) for f in manifest_maps["files"]]
-                results.put((folder, files, None))
+                results.put((folder, files, None, made))
             else:
-                work.put((folder, unit_dir, unit_spec(shot, os.path.join(unit_dir, "controls"), manifest_maps, seed)))
+                work.put((folder, unit_dir, spec, made))
             collect()
         for _ in threads:
             work.put(None)
@@ -321,11 +473,14 @@ def main(argv=None):
     finally:
         if not plan["backends"] and clients:
             backend_process.stop()
+    resume.close()
     if failed:
         print(f"batch finished with {len(failed)} failed unit(s) of {total}:", file=sys.stderr)
         for line in failed:
             print(f"  {line}", file=sys.stderr)
         sys.exit(1)
+    if args.dry_run:
+        return
     print(f"batch complete: {total} units in {root}", flush=True)
 
 

@@ -12,6 +12,7 @@ generating, with the doctor's report and the command for the offline smoke run.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -93,9 +94,12 @@ def moving_shot(bpy, scene, out, profile, steps, frames=4):
     if run.returncode:
         fail(f"moving shot: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
     flicker = next((line for line in run.stdout.splitlines() if line.startswith("flicker")), "")
-    print(f"moving shot: {frames} frames in {os.path.join(out, 'walk')}; {flicker}; plays in walk_played.blend",
-          flush=True)
-    return {"frames": frames, "folder": os.path.join(out, "walk"), "flicker": flicker}
+    # what a demo before this one left there is kept only if made the same way (another profile redoes it)
+    rerun = next((line.removeprefix("batch: ") for line in run.stdout.splitlines()
+                  if re.match(r"batch: \d+ unchanged", line)), "")
+    print(f"moving shot: {frames} frames in {os.path.join(out, 'walk')} ({rerun}); {flicker}; plays in "
+          "walk_played.blend", flush=True)
+    return {"frames": frames, "folder": os.path.join(out, "walk"), "flicker": flicker, "rerun": rerun}
 
 
 def main(argv=None):

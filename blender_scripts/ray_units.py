@@ -1,9 +1,11 @@
 """A batch's units as Ray tasks (`batch.py --ray ADDRESS`): each task renders one unit's control
 maps with the bpy module (the .blend opened once per worker process) and, when the batch
 generates, sends the unit's job to the Serve application `serve-ray` deployed, streaming its
-results back. The task returns the unit's files as bytes; batch.py writes them where the
-manifest expects them, so resume, "every output exactly once" and the progress bar are the
-same as on one machine. Ray retries a failed unit (`[batch] retries`)."""
+results back. A unit finished before is decided in its task by its fingerprint (what it would
+send) against the manifest's, and generated only when that changed. The task returns the
+unit's files as bytes; batch.py writes them where the manifest expects them, so resume,
+"every output exactly once" and the progress bar are the same as on one machine. Ray retries
+a failed unit (`[batch] retries`)."""
 
 import os
 import sys
@@ -30,18 +32,33 @@ def _scene(blend):
     return bpy.context.scene
 
 
-def unit(blend, camera, frame, seed, shot, generate):
-    """{file path relative to the unit's folder: bytes} of one unit: its control maps, and its
-    generations when `generate` (`shot`: the batch's [shot] settings)."""
+def unit(blend, camera, frame, seed, shot, generate, identity=None, finished=False, recorded=None,
+         keep_changed=False, dry_run=False):
+    """One unit, decided here: its control maps rendered and its fingerprint (core.fingerprint;
+    `identity`: the profile's, from the replicas) compared with the one `recorded` in the
+    manifest when it was `finished` before. Returns {"made": fingerprint, "what": outcome,
+    "reasons": [...], "files": None for a unit kept as it is, else {file path relative to the
+    unit's folder: bytes}: its control maps, and its generations when `generate`} (`shot`: the
+    batch's [shot] settings)."""
     import bpy
 
     from batch_units import unit_spec
     from characterforge_addon.blender.maps import controls
+    from characterforge_addon.core.batch import fingerprint
     scene = _scene(blend)
     scene.frame_set(frame)
     with tempfile.TemporaryDirectory(prefix="characterforge-unit-") as folder:
         maps = controls.render_controls(bpy.context, os.path.join(folder, "controls"), scene.objects[camera],
                                         preview=False)
+        if generate:
+            spec = unit_spec(SimpleNamespace(**shot), os.path.join(folder, "controls"), maps, seed)
+            made = fingerprint.of_job(spec, identity)
+        else:
+            made = fingerprint.of_files(os.path.join(folder, "controls"), maps["files"])
+        what, reasons = fingerprint.outcome(finished, recorded, made, keep_changed)
+        answer = {"made": made, "what": what, "reasons": reasons, "files": None}
+        if what in ("unchanged", "keep") or dry_run:
+            return answer
         files = {}
         for name in maps["files"] + ["controls.json"]:
             path = os.path.join(folder, "controls", name)
@@ -49,9 +66,9 @@ def unit(blend, camera, frame, seed, shot, generate):
                 with open(path, "rb") as f:
                     files[f"controls/{name}"] = f.read()
         if generate:
-            spec = unit_spec(SimpleNamespace(**shot), os.path.join(folder, "controls"), maps, seed)
             files.update({f"{name}.png": data for name, data in _generate(spec).items()})
-    return files
+    answer["files"] = files
+    return answer
 
 
 def _generate(spec):
@@ -69,6 +86,24 @@ def _generate(spec):
         elif kind == "done":
             return results
     raise RuntimeError("the replica's stream ended without an answer")
+
+
+def _identity(profile):
+    from ray import serve
+    return serve.get_app_handle(APP).identity.remote(profile).result()
+
+
+def identity(profile):
+    """The profile's identity as the Serve application's replicas run it (asked from a task,
+    inside the cluster, as the units ask for their generations)."""
+    import ray
+
+    from characterforge_addon.core.errors import UserError
+    try:
+        return ray.get(ray.remote(num_cpus=0)(_identity).remote(profile))
+    except ray.exceptions.RayError as exc:
+        raise UserError(f"cannot ask the Ray cluster's replicas for profile {profile!r}: "
+                        f"{str(exc).strip().splitlines()[-1][:300]}") from None
 
 
 def start(address, retries):

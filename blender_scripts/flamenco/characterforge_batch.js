@@ -1,7 +1,10 @@
 // CharacterForge batch as a Flamenco job type: the frames of a CharacterForge batch (batch.toml:
 // cameras, seeds, the shot's settings, the backends) split into chunks, each chunk one task that
 // runs `blender -b FILE --python blender_scripts/batch.py -- --job BATCH --frames A-B` on a worker.
-// Each chunk keeps its own manifest, so a task run again skips what it finished.
+// Each chunk keeps its own manifest with what made each unit (its fingerprint), so a task run
+// again keeps what it finished while nothing that made it changed, and redoes the units whose
+// prompt, settings, profile, models or scene did change (saying which in its log); with
+// "Keep changed" on, it keeps those too and lists them.
 //
 // Install: copy this file into the Flamenco Manager's `scripts/` folder and restart it. Submit
 // with the GPU workers' tag (the Flamenco add-on's Tag field) when the workers generate locally,
@@ -21,6 +24,9 @@ const JOB_TYPE = {
           description: "The batch TOML file (cameras, seeds, shot settings, backends), at a path the workers see" },
         { key: "characterforge_root", type: "string", subtype: "dir_path", required: true, visible: "submission",
           description: "The CharacterForge folder on the workers (the one holding blender_scripts/)" },
+        { key: "keep_changed", type: "bool", default: false, visible: "submission",
+          description: "Keep finished units made with other settings (listed in each task's log) instead of " +
+                       "redoing them" },
         { key: "blendfile", type: "string", required: true, visible: "web",
           description: "Path of the .blend file" },
     ],
@@ -45,7 +51,8 @@ function compileJob(job) {
             exeArgs: "{blenderArgs}",
             argsBefore: [],
             blendfile: settings.blendfile,
-            args: ["--python", script, "--", "--job", settings.batch_file, "--frames", chunk],
+            args: ["--python", script, "--", "--job", settings.batch_file, "--frames", chunk]
+                .concat(settings.keep_changed ? ["--keep-changed"] : []),
         }));
         job.addTask(task);
     }

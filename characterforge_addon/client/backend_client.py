@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from ..core.errors import UserError
@@ -55,8 +56,9 @@ class BackendClient:
     def health(self):
         return self._request("GET", "/health")
 
-    def models(self):
-        return self._request("GET", "/models")
+    def models(self, profile=None):
+        """The doctor's report on `profile` (default: the backend's), with its identity."""
+        return self._request("GET", "/models" + (f"?profile={urllib.parse.quote(profile)}" if profile else ""))
 
     def submit(self, spec):
         return self._request("POST", "/jobs", spec)["id"]

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -223,6 +224,38 @@ def test_a_stopped_backend_checkpoints_as_it_stops_and_resumes_at_the_next_start
     assert status["status"] == "completed" and status["attempts"] == 2, status
     record, _, _ = lora_record(os.path.join(second.data_dir, "results", job_id, "mira.safetensors"))
     assert record["resumed_at"] == [saved["step"]]
+
+
+def test_a_checkpoint_resumes_only_the_training_spec_that_made_it(make_backend, tmp_path):
+    """A stopped training's checkpoint put beside two trainings: the one with the same spec
+    resumes from it, the one whose spec differs by one picture (same settings, same number of
+    pictures) starts from step 0."""
+    first = make_backend(tmp_path / "first")
+    first.start()
+    client, headers = TestClient(first.app), {"x-characterforge-token": first.token}
+    job = training(steps=12, checkpoint_every=25)
+    job_id = client.post("/jobs", json=job, headers=headers).json()["id"]
+    _until_step(first, job_id, 3)
+    first.stop()  # it checkpoints as it stops
+    checkpoint = os.path.join(first.data_dir, "training", job_id, "checkpoint.pt")
+    step = torch.load(checkpoint, weights_only=True)["step"]
+    assert 3 <= step < 12
+    second = make_backend(tmp_path / "second")  # queued before it starts, each with that checkpoint
+    client, headers = TestClient(second.app), {"x-characterforge-token": second.token}
+    changed = training(steps=12, checkpoint_every=25)
+    changed["images"][2] = dict(changed["images"][2], image=picture(99))
+    ids = [client.post("/jobs", json=spec, headers=headers).json()["id"] for spec in (job, changed)]
+    for queued in ids:
+        os.makedirs(os.path.join(second.data_dir, "training", queued))
+        shutil.copyfile(checkpoint, os.path.join(second.data_dir, "training", queued, "checkpoint.pt"))
+    second.start()
+    resumed = []
+    for queued in ids:
+        status = wait(client, headers, queued, timeout=300)
+        assert status["status"] == "completed", status
+        record, _, _ = lora_record(os.path.join(second.data_dir, "results", queued, "mira.safetensors"))
+        resumed.append(record["resumed_at"])
+    assert resumed == [[step], []]
 
 
 def test_a_canceled_training_leaves_no_lora_and_no_checkpoint(make_backend):

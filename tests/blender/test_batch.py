@@ -1,5 +1,7 @@
-"""The headless batch: frames x cameras x seeds, killed halfway and resumed."""
+"""The headless batch: frames x cameras x seeds, killed halfway and resumed, and run again after
+changes: exactly the units a change touches made again, the rest kept byte for byte."""
 
+import hashlib
 import json
 import re
 import math
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,12 +71,33 @@ def tiny_backends(tmp_path_factory):
         proc.wait()
 
 
-def write_job(path, output, urls=(), token="", generate=True, frames="1-6", draft=False):
+def write_job(path, output, urls=(), token="", generate=True, frames="1-6", draft=False, cameras=("CamA", "CamB"),
+              seeds=(3,), prompt="a knight", steps=2, profile="tiny"):
     listed = ", ".join(f'"{u}"' for u in urls)
     backends = f'backends = [{listed}]\ntoken = "{token}"\n' if urls else ""
-    path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = ["CamA", "CamB"]\nseeds = [3]\n'
-                    f'generate = {"true" if generate else "false"}\n{backends}'
-                    '[shot]\nprompt = "a knight"\nsteps = 2\nprofile = "tiny"\n' + ("draft = true\n" if draft else ""))
+    path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = {json.dumps(list(cameras))}\n'
+                    f'seeds = {json.dumps(list(seeds))}\ngenerate = {"true" if generate else "false"}\n{backends}'
+                    f'[shot]\nprompt = "{prompt}"\nsteps = {steps}\nprofile = "{profile}"\n'
+                    + ("draft = true\n" if draft else ""))
+
+
+def outputs(out):
+    """{file under `out`: (SHA-256, mtime)} of a batch's outputs (the manifest aside)."""
+    found = {}
+    for folder, _, files in os.walk(out):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.startswith("manifest"):
+                continue
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, out)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mtime_ns)
+    return found
+
+
+def remade(before, after, suffix=".png"):
+    """The unit folders whose result pictures (`suffix`, not the maps) were written again."""
+    return sorted({os.path.dirname(f) for f in after if f.endswith(suffix) and "/controls/" not in f
+                   and before.get(f) != after[f]})
 
 
 def run(blend, job, *extra, timeout=600, **kw):
@@ -114,6 +138,96 @@ def test_killed_halfway_then_resumed_gives_every_output_once(two_camera_blend, t
     assert {f: os.path.getmtime(out / files[0]) for f, files in first.items()} == before  # not redone
     # both backends took a share of the work
     assert all(len(os.listdir(data / "results")) >= 2 for data in datas)
+
+
+def test_a_rerun_redoes_exactly_the_units_whose_making_changed_and_says_what_changed(two_camera_blend, tiny_backends,
+                                                                                      tmp_path):
+    """Re-runs with the prompt, the steps, the seed list and the profile changed in turn: each
+    redoes exactly the units that change touches (their pictures written again, made as now
+    asked), keeps the rest byte for byte and untouched, and names the change."""
+    from PIL import Image
+    urls, token, _ = tiny_backends
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    settings = dict(frames="1-2", cameras=("CamA",))
+
+    def rerun(**change):
+        settings.update(change)
+        write_job(job, out, urls, token, **settings)
+        before = outputs(out)
+        result = run(two_camera_blend, job)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout, before, outputs(out)
+
+    units = [f"CamA/frame_000{f}/seed_{s}" for f in (1, 2) for s in (3, 4)]
+    stdout, _, _ = rerun()
+    assert "batch: 2 made (not made before)" in stdout
+    stdout, before, after = rerun()
+    assert "batch: 2 unchanged\n" in stdout and after == before  # same bytes, same mtimes, maps included
+    stdout, before, after = rerun(prompt="a dragon made of glass")
+    assert "batch: 0 unchanged, 2 redone because the prompt changed" in stdout
+    assert remade(before, after) == units[0::2]
+    assert "CamA/frame_0001/seed_3: redo: the prompt changed" in stdout
+    stdout, before, after = rerun(steps=1)
+    assert "batch: 0 unchanged, 2 redone because the steps changed" in stdout and remade(before, after) == units[0::2]
+    stdout, before, after = rerun(seeds=(3, 4))
+    assert "batch: 2 unchanged, 2 made (not made before)" in stdout and remade(before, after) == units[1::2]
+    assert {f: v for f, v in after.items() if "seed_3" in f} == {f: v for f, v in before.items() if "seed_3" in f}
+    stdout, before, after = rerun(profile="tiny-union")
+    assert "batch: 0 unchanged, 4 redone because the profile changed" in stdout and remade(before, after) == units
+    for unit in units:
+        record = json.loads(Image.open(out / unit / f"seed{unit.rsplit('_', 1)[1]}.png").text["characterforge"])
+        assert record["profile"] == "tiny-union" and record["job"]["prompt"] == "a dragon made of glass"
+        assert record["job"]["steps"] == 1
+
+
+def test_a_moved_rig_an_old_manifest_keep_changed_and_a_dry_run(two_camera_blend, tiny_backends, tmp_path, bpy):
+    """A rig moved at frame 2 only redoes frame 2; a manifest written before fingerprints is read
+    and its units redone, saying why; --dry-run and --keep-changed change no file."""
+    urls, token, _ = tiny_backends
+    out, job = tmp_path / "out", tmp_path / "batch.toml"
+    write_job(job, out, urls, token, frames="1-2", cameras=("CamA",))
+    assert run(two_camera_blend, job).returncode == 0
+    bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
+    hero = bpy.data.objects["Hero"]
+    hero.location = (0.4, 0.3, 0)
+    hero.keyframe_insert("location", frame=2)  # frame 1 stays where its key holds it
+    moved = str(tmp_path / "moved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=moved, copy=True)
+    before = outputs(out)
+    result = run(moved, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batch: 1 unchanged, 1 redone because the control maps changed" in result.stdout
+    after = outputs(out)
+    assert remade(before, after) == ["CamA/frame_0002/seed_3"]
+    assert {f: v for f, v in after.items() if "frame_0001" in f} == \
+        {f: v for f, v in before.items() if "frame_0001" in f}
+
+    manifest = out / "manifest.json"
+    old = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({"done": old["done"]}))  # what the add-on wrote before fingerprints
+    before = outputs(out)
+    result = run(moved, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batch: 0 unchanged, 2 redone because the manifest, written before fingerprints, has none for it" \
+        in result.stdout
+    assert len(remade(before, outputs(out))) == 2 and json.loads(manifest.read_text())["fingerprints"] == \
+        old["fingerprints"]  # the same making as recorded before
+
+    write_job(job, out, urls, token, frames="1-2", cameras=("CamA",), prompt="a dragon made of glass")
+    before, recorded = outputs(out), manifest.read_bytes()
+    dry = run(moved, job, "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "CamA/frame_0001/seed_3: to redo: the prompt changed" in dry.stdout
+    assert "dry run, nothing was run: 0 unchanged, 2 to redo because the prompt changed" in dry.stdout
+    kept = run(moved, job, "--keep-changed")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert ("batch: 0 unchanged; 2 changed but kept on purpose (--keep-changed), their outputs made with other "
+            "settings: CamA/frame_0001/seed_3: the prompt changed; CamA/frame_0002/seed_3: the prompt changed") \
+        in kept.stdout
+    assert outputs(out) == before and manifest.read_bytes() == recorded
+    assert sorted(os.listdir(out)) == ["CamA", "manifest.json"]  # no staging left behind
+    result = run(moved, job)
+    assert "batch: 0 unchanged, 2 redone because the prompt changed" in result.stdout
 
 
 def test_control_maps_only_and_clear_failures(two_camera_blend, tmp_path):
@@ -197,8 +311,9 @@ def test_a_batch_through_the_ray_ingress_keeps_both_replicas_busy(two_camera_ble
     assert len(workers) == 2, workers  # two units at a time, one per replica
 
 
-def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blend, tmp_path):
-    """What each Flamenco task runs (blender_scripts/flamenco/characterforge_batch.js)."""
+def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blend, tmp_path, bpy):
+    """What each Flamenco task runs (blender_scripts/flamenco/characterforge_batch.js): run again,
+    it keeps its finished units, and redoes those the .blend now renders otherwise."""
     out, job = tmp_path / "out", tmp_path / "batch.toml"
     write_job(job, out, generate=False, frames="1-6")
     result = run(two_camera_blend, job, "--frames", "2,5")
@@ -206,8 +321,18 @@ def test_a_farm_chunk_runs_its_frames_with_a_manifest_of_its_own(two_camera_blen
     assert sorted(p.name for p in (out / "CamA").iterdir()) == ["frame_0002", "frame_0005"]
     assert not (out / "manifest.json").exists()
     assert len(json.loads((out / "manifest.frames-2_5.json").read_text())["done"]) == 4
+    before = outputs(out)
     again = run(two_camera_blend, job, "--frames", "2,5")
-    assert again.returncode == 0 and "4 already done" in again.stdout
+    assert again.returncode == 0 and "4 already done" in again.stdout and "batch: 4 unchanged\n" in again.stdout
+    assert outputs(out) == before
+    bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
+    bpy.data.objects["CamB"].data.lens = 35  # a wider lens on one camera
+    wider = str(tmp_path / "wider.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=wider, copy=True)
+    again = run(wider, job, "--frames", "2,5")
+    assert again.returncode == 0 and "batch: 2 unchanged, 2 redone because the control maps changed" in again.stdout
+    after = outputs(out)
+    assert {f for f in after if after[f] != before[f]} == {f for f in after if f.startswith("CamB/")}
 
 
 def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_blend, ray_backend, tmp_path):
@@ -228,8 +353,18 @@ def test_a_batch_as_ray_tasks_renders_and_generates_every_unit_once(two_camera_b
         assert (out / folder / "controls" / "openpose.png").exists()
         workers.add(json.loads(Image.open(out / files[0]).text["characterforge"])["worker"])
     assert len(workers) == 2, workers
+    before = outputs(out)
     again = run(two_camera_blend, job, "--ray", address, timeout=300)
     assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
+    assert "batch: 4 unchanged\n" in again.stdout and outputs(out) == before  # decided by the tasks, nothing made
+    write_job(job, out, frames="1-2", prompt="a dragon made of glass")
+    again = run(two_camera_blend, job, "--ray", address, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "batch: 0 unchanged, 4 redone because the prompt changed" in again.stdout
+    assert remade(before, outputs(out)) == sorted(done)
+    for folder in done:
+        record = json.loads(Image.open(out / folder / "seed3.png").text["characterforge"])
+        assert record["job"]["prompt"] == "a dragon made of glass"
 
 
 def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_camera_blend, ray_backend, tmp_path):
@@ -256,29 +391,37 @@ def test_a_ray_worker_killed_mid_unit_is_retried_and_every_unit_done_once(two_ca
         assert sorted(p.name for p in (out / folder).iterdir()) == ["controls", "seed3.png"]
 
 
-@pytest.fixture(scope="module")
-def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
-    """The walking Hero in front of a wall and floor painted from CamA (a gradient stands in
-    for a generated background), saved: a moving shot's scene."""
-    from characterforge_addon.blender.sets import set_projection
+def set_picture(blue):
     from characterforge_addon.core.image_io import encode_png
+    yy, xx = __import__("numpy").mgrid[0:96, 0:96]
+    return encode_png(__import__("numpy").stack([xx * 2, yy * 2, blue + 0 * xx], -1).astype("uint8"))
+
+
+def shot_scene(bpy, two_camera_blend, folder, character=None):
+    """The walking Hero in front of a wall and floor painted from CamA (a gradient, `folder`/set.png,
+    stands in for a generated background), playing `character`, saved: a moving shot's scene."""
+    from characterforge_addon.blender.sets import set_projection
     bpy.ops.wm.open_mainfile(filepath=two_camera_blend)
     bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 0, 0))
     bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 4, 5), rotation=(math.pi / 2, 0, 0))
-    folder = tmp_path_factory.mktemp("moving")
-    yy, xx = __import__("numpy").mgrid[0:96, 0:96]
-    picture = __import__("numpy").stack([xx * 2, yy * 2, 128 + 0 * xx], -1).astype("uint8")
-    (folder / "set.png").write_bytes(encode_png(picture))
+    (folder / "set.png").write_bytes(set_picture(128))
     set_projection.project(bpy.context, bpy.data.objects["CamA"], str(folder / "set.png"))
+    if character:
+        bpy.data.objects["Hero"].characterforge.character = character
     path = str(folder / "moving.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)
     return path
 
 
-def write_shot_job(path, output, url, token, temporal=True):
-    path.write_text(f'[batch]\noutput = "{output}"\nframes = "1-6"\ncameras = ["CamA"]\nseeds = [3]\nkind = "shot"\n'
-                    f'temporal = {"true" if temporal else "false"}\nvideo = true\nbackends = ["{url}"]\n'
-                    f'token = "{token}"\n'
+@pytest.fixture(scope="module")
+def moving_shot_blend(two_camera_blend, tmp_path_factory, bpy):
+    return shot_scene(bpy, two_camera_blend, tmp_path_factory.mktemp("moving"))
+
+
+def write_shot_job(path, output, url, token, temporal=True, frames="1-6", video=True):
+    path.write_text(f'[batch]\noutput = "{output}"\nframes = "{frames}"\ncameras = ["CamA"]\nseeds = [3]\n'
+                    f'kind = "shot"\ntemporal = {str(temporal).lower()}\nvideo = {str(video).lower()}\n'
+                    f'backends = ["{url}"]\ntoken = "{token}"\n'
                     '[shot]\nprompt = "a knight walking"\nsteps = 2\nprofile = "tiny"\n')
 
 
@@ -323,6 +466,36 @@ def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny
     flicker = float(re.search(r"flicker CamA seed 3: ([0-9.]+)", result.stdout).group(1))
     assert json.loads((sequence / "sequence.json").read_text())["flicker"] == pytest.approx(flicker, abs=0.01)
 
+    # run again unchanged: every frame, the sequence, its record and its video kept as they are
+    before = outputs(out)
+    result = run(moving_shot_blend, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batch: 6 unchanged\n" in result.stdout and "sequence unchanged" in result.stdout
+    assert outputs(out) == before
+    # the Hero turned at frame 3 only: frames 3 to 6 made again (each carries over the one before), 1 and 2 kept
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)
+    hero = bpy.data.objects["Hero"]
+    interpolation = bpy.context.preferences.edit.keyframe_new_interpolation_type
+    bpy.context.preferences.edit.keyframe_new_interpolation_type = "CONSTANT"
+    try:
+        for frame, turn in ((2, 0.0), (3, 0.6), (4, 0.0)):
+            hero.rotation_euler = (0, 0, turn)
+            hero.keyframe_insert("rotation_euler", frame=frame)
+    finally:
+        bpy.context.preferences.edit.keyframe_new_interpolation_type = interpolation
+    turned = str(tmp_path / "turned.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=turned, copy=True)
+    result = run(turned, job)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batch: 2 unchanged, 4 redone: 1 because the control maps" in result.stdout
+    assert "3 because the frame it carries over is made again" in result.stdout
+    after = outputs(out)
+    assert remade(before, after) == [f"CamA/frame_000{f}/seed_3" for f in range(3, 7)] + ["CamA/seed_3_sequence"]
+    assert {f: v for f, v in after.items() if "frame_0001" in f or "frame_0002" in f} == \
+        {f: v for f, v in before.items() if "frame_0001" in f or "frame_0002" in f}
+    for name in ("sequence.json", "sequence.mp4"):  # the sequence's record and video follow its frames
+        assert after[f"CamA/seed_3_sequence/{name}"] != before[f"CamA/seed_3_sequence/{name}"]
+
     alone = tmp_path / "alone.toml"
     write_shot_job(alone, tmp_path / "alone", urls[0], token, temporal=False)
     result = run(moving_shot_blend, alone)
@@ -330,3 +503,76 @@ def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny
     assert "every frame on its own" in result.stdout
     record = json.loads(Image.open(tmp_path / "alone" / "CamA" / "frame_0004" / "seed_3" / "frame.png").text["characterforge"])
     assert "previous" not in record
+
+
+def test_a_moving_shots_changed_identity_picture_or_background_redoes_its_frames(two_camera_blend, tiny_backends,
+                                                                              tmp_path, bpy):
+    """The Hero plays a character: a new face picture in its pack redoes every frame, and so does
+    a new picture of the painted set (the frames' background); nothing else changes a frame."""
+    import numpy as np
+    from characterforge_addon.core.characters import identity_pack
+    from characterforge_addon.core.image_io import encode_png
+    urls, token, _ = tiny_backends
+    packs, scene_dir = tmp_path / "characters", tmp_path / "scene"
+    scene_dir.mkdir()
+
+    def face(value):
+        return encode_png(np.full((64, 64, 3), value, np.uint8), {"characterforge": json.dumps({"job": {}})})
+    pack = identity_pack.create_pack(str(packs), "Hero", {"sheet": face(90), "face_front": face(90),
+                                                          "view_front": face(90)})
+    blend = shot_scene(bpy, two_camera_blend, scene_dir, character="Hero")
+    out, job = tmp_path / "out", tmp_path / "shot.toml"
+    write_shot_job(job, out, urls[0], token, temporal=False, frames="1-2", video=False)
+    env = dict(os.environ, CHARACTERFORGE_CHARACTERS=str(packs))
+    result = run(blend, job, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "batch: 2 made (not made before)" in result.stdout
+    frames = ["CamA/frame_0001/seed_3", "CamA/frame_0002/seed_3", "CamA/seed_3_sequence"]
+    for change, what in ((lambda: (Path(pack) / "faces" / "face_front.png").write_bytes(face(200)),
+                          "the identity pictures changed"),
+                         (lambda: (scene_dir / "set.png").write_bytes(set_picture(20)), "the background changed"),
+                         (lambda: None, None)):
+        change()
+        before = outputs(out)
+        result = run(blend, job, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        if what:
+            assert f"batch: 0 unchanged, 2 redone because {what}" in result.stdout
+            assert remade(before, outputs(out)) == frames
+        else:
+            assert "batch: 2 unchanged\n" in result.stdout and outputs(out) == before
+
+
+def test_make_demo_with_another_profile_makes_its_moving_shot_anew(moving_shot_blend, tiny_backends, tmp_path, bpy,
+                                                                   monkeypatch, capsys):
+    """make demo's moving shot (make_demo.moving_shot: batch.py on the bundled backend) run again
+    with another profile: every frame, the sequence and its video made again with that profile."""
+    from PIL import Image
+    from characterforge_addon.backend.tiny import sdxl as tiny
+    sys.path.insert(0, os.path.join(ROOT, "blender_scripts"))
+    import make_demo
+    data = tmp_path / "backend"
+    data.mkdir()
+    shared = tiny_backends[2][0] / "models"  # the tiny weights the other tests' backends use (made if not yet)
+    tiny.ensure(str(shared))
+    (data / "models").symlink_to(shared)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in (("CHARACTERFORGE_BACKEND_PYTHON", sys.executable), ("CHARACTERFORGE_DATA", str(data)),
+                        ("CHARACTERFORGE_PORT", str(port))):
+        monkeypatch.setenv(name, value)
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)
+    bpy.context.scene.characterforge.prompt = "a knight walking"
+    make_demo.moving_shot(bpy, bpy.context.scene, str(tmp_path), "tiny", 1, frames=2)
+    before = outputs(tmp_path / "walk")
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)  # the same scene (moving_shot keys the Hero from where he is)
+    bpy.context.scene.characterforge.prompt = "a knight walking"
+    second = make_demo.moving_shot(bpy, bpy.context.scene, str(tmp_path), "tiny-union", 1, frames=2)
+    assert second["rerun"] == "0 unchanged, 2 redone because the profile changed"
+    assert "2 redone because the profile changed" in capsys.readouterr().out
+    after = outputs(tmp_path / "walk")
+    assert sorted(f for f in after if after[f] != before.get(f)) == sorted(after)  # nothing of the last demo's kept
+    for frame in (1, 2):
+        png = tmp_path / "walk" / "CamA" / f"frame_000{frame}" / "seed_1234" / "frame.png"
+        assert json.loads(Image.open(png).text["characterforge"])["profile"] == "tiny-union"

@@ -76,6 +76,18 @@ test("single frames and lists chunk too", () => {
                      ["characterforge-1-2", "characterforge-3,9"]);
 });
 
+test("a task run again redoes changed units unless the submitter keeps them", () => {
+    // batch.py decides each unit by its fingerprint in the chunk's manifest; the job type only
+    // passes the choice to keep changed units on
+    const plain = compile(good).tasks[0].commands[0].parameters.args;
+    assert.ok(!Array.from(plain).includes("--keep-changed"));
+    const kept = compile({ ...good, keep_changed: true }).tasks.map((t) => Array.from(t.commands[0].parameters.args));
+    for (const args of kept) {
+        assert.deepEqual(args.slice(-3), ["--frames", args[args.length - 2], "--keep-changed"]);
+    }
+    assert.equal(compile(good).jobType.settings.find((s) => s.key === "keep_changed").default, false);
+});
+
 test("bad settings are refused with the reason", () => {
     assert.throws(() => compile({ ...good, batch_file: "/farm/shots/scene.blend" }), /not a batch file/);
     assert.throws(() => compile({ ...good, characterforge_root: "" }), /characterforge_root is empty/);
@@ -84,5 +96,5 @@ test("bad settings are refused with the reason", () => {
 
 test("the job type declares what the submitter fills in", () => {
     const keys = Array.from(compile(good).jobType.settings, (s) => s.key);  // an array of the job type's realm
-    assert.deepEqual(keys, ["frames", "chunk_size", "batch_file", "characterforge_root", "blendfile"]);
+    assert.deepEqual(keys, ["frames", "chunk_size", "batch_file", "characterforge_root", "keep_changed", "blendfile"]);
 });

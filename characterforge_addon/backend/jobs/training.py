@@ -13,18 +13,20 @@ killed resumes from its last checkpoint and ends with the weights an uninterrupt
 import base64
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ...core.batch.fingerprint import digest
 from ...core.errors import UserError
 from ...core.spec.spec_fields import JobSpecError
 from ..engine import device, metadata
 from ..engine.pictures import decode_image_bytes
 from ..engine.pipelines import Canceled, modules_of
-from ..models import lora_files
+from ..models import lora_files, model_identity
 
 ADAPTER = "in_training"  # not "training": PEFT makes it an attribute, and nn.Module has that one
 TARGETS = {"unet": ["to_k", "to_q", "to_v", "to_out.0"], "text": ["q_proj", "k_proj", "v_proj", "out_proj"]}
@@ -225,6 +227,9 @@ def run(engine, spec, job_id, progress, cancel, stopping, work_root, loras, emit
 class _Trainer:
     def __init__(self, engine, pipe, spec, s, progress, cancel, stopping, work, emit):
         self.engine, self.pipe, self.spec, self.s = engine, pipe, spec, s
+        # what makes this training's weights: a checkpoint made otherwise is never resumed
+        self.made_by = digest({"spec": spec, "settings": s, "weights": str(engine.weights),
+                               "models": model_identity.models_of(engine.profile, engine.models_dir)})
         self.progress, self.cancel, self.stopping, self.work, self.emit = progress, cancel, stopping, work, emit
         self.unet = pipe.unet
         self.text = TextEncoding(pipe)
@@ -304,7 +309,7 @@ class _Trainer:
         state = {"step": step, "weights": [p.detach().cpu().clone() for p in self.params],
                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                  "losses": self.losses, "samples": self.samples, "settings": self.s, "loss_before": self.loss_before,
-                 "resumed_at": self.resumed_at}
+                 "resumed_at": self.resumed_at, "made_by": self.made_by}
         tmp = os.path.join(self.work, CHECKPOINT + ".tmp")
         try:
             torch.save(state, tmp)
@@ -319,7 +324,9 @@ class _Trainer:
         if not os.path.isfile(path):
             return 0
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["settings"] != self.s:  # not this training's (a job id is never reused; be safe)
+        if state.get("made_by") != self.made_by:  # another spec, pictures or models (or from before fingerprints)
+            print(f"training: the checkpoint in {self.work} (step {state.get('step')}) was made by another training "
+                  "spec or other models: starting from step 0", file=sys.stderr, flush=True)
             return 0
         with torch.no_grad():
             for param, saved in zip(self.params, state["weights"]):

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ...core.characters.character_lora import lora_record
 from ...core.errors import UserError
 from ...core.spec.job_spec import image_fields, JOB_KINDS, JobSpecError, json_schemas, LIMITS, validate_job
+from ...core.spec.spec_fields import safe_name
 from ...core.spec.training_spec import SHA256_PATTERN
 from ..engine.pictures import decode_image_bytes
 from ..models.lora_files import MAX_UPLOAD_BYTES
@@ -160,8 +161,20 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
                 "speedups": sorted(speedups)}
 
     @app.get("/models")
-    def models_report():
-        return doctor_report()
+    def models_report(profile: str | None = None):
+        """The doctor's report on a profile (default: the backend's): each role present or
+        missing, what it can do, and its `identity` (what pins each model's weights; a batch
+        keeps it in its units' fingerprints)."""
+        if profile is None:
+            return doctor_report()
+        try:
+            safe_name(profile, "profile")
+        except JobSpecError as exc:
+            return error(400, "invalid_request", str(exc), {"field": "profile"}, exc.fix)
+        try:
+            return doctor_report(profile)
+        except UserError as exc:
+            return error(404, "not_found", str(exc), fix="choose a profile the doctor lists")
 
     @app.post("/jobs", status_code=201)
     async def submit(request: Request):

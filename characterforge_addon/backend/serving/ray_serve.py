@@ -73,6 +73,13 @@ class EngineReplica:
         engines = Engines(data_dir, memory, allow_download, weights, speedups.chosen(without, also))
         self.executor = Executor(engines, engines.loras, os.path.join(data_dir, "training"))
         self.board = ray.get_actor(BOARD, namespace=NAMESPACE)
+        self.engines = engines
+
+    def identity(self, profile):
+        """The profile's identity as this replica runs it (backend.model_identity): what
+        `batch.py --ray` keeps in its units' fingerprints."""
+        from ..models.model_identity import identity
+        return identity(profile, self.engines.profile_dirs, self.engines.models_dir, self.engines.weights)
 
     def run(self, job):
         """A job's events as they happen: ("progress", step, total, stage, s/step), ("preview",

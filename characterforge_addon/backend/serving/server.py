@@ -19,7 +19,7 @@ from ..engine.pictures import picture_size
 from ..engine.pipelines import Engine
 from ..families import family_of, refuse_unless_able
 from ..jobs import pose_detection, training
-from ..models import models, profiles
+from ..models import model_identity, models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
 from .store import JobStore
@@ -196,7 +196,11 @@ class Backend:
                                    exc.fix) from None
 
     def doctor(self, name=None):
-        return models.doctor(profiles.load_profile(name or self.default_profile, self.profile_dirs), self.models_dir)
+        """The doctor's report on a profile, with its identity (backend.model_identity)."""
+        name = name or self.default_profile
+        report = models.doctor(profiles.load_profile(name, self.profile_dirs), self.models_dir)
+        report["identity"] = model_identity.identity(name, self.profile_dirs, self.models_dir, self.weights)
+        return report
 
     def start(self):
         self.runner.start()

@@ -1,5 +1,6 @@
 """Headless batch plans: a TOML job file becomes units of work (frame x camera x seed), and a
-manifest records which units are finished, so a re-run skips them and redoes the rest."""
+manifest records which units are finished and what made them, so a re-run keeps those still
+made the same way and redoes the rest."""
 
 import json
 import os
@@ -108,22 +109,47 @@ def _safe(name):
 
 
 class Manifest:
-    """Finished units and their files, rewritten atomically after each one."""
+    """Finished units, their files and what made them (core.fingerprint: a manifest written
+    before fingerprints has none), rewritten atomically after each one."""
 
     def __init__(self, folder, name=MANIFEST):
         self.path = os.path.join(folder, name)
-        self.done = {}
+        self.done, self.made_by = {}, {}
         if os.path.exists(self.path):
             try:
                 with open(self.path, encoding="utf-8") as f:
-                    self.done = json.load(f).get("done", {})
-            except (OSError, ValueError):
-                self.done = {}  # unreadable: every unit is redone, none is lost
+                    doc = json.load(f)
+                self.done, self.made_by = doc.get("done", {}), doc.get("fingerprints", {})
+                if not isinstance(self.done, dict) or not isinstance(self.made_by, dict):
+                    raise ValueError("not a manifest")
+            except (OSError, ValueError, AttributeError):
+                self.done, self.made_by = {}, {}  # unreadable: every unit is redone, none is lost
 
     def finished(self, folder, root):
         files = self.done.get(folder)
         return bool(files) and all(os.path.isfile(os.path.join(root, f)) for f in files)
 
-    def add(self, folder, files):
+    def fingerprint(self, folder):
+        return self.made_by.get(folder)
+
+    def add(self, folder, files, fingerprint=None):
         self.done[folder] = sorted(files)
-        write_atomic(self.path, json.dumps({"done": self.done}, indent=1).encode("utf-8"))
+        if fingerprint is None:
+            self.made_by.pop(folder, None)  # never another making's record beside these files
+        else:
+            self.made_by[folder] = fingerprint
+        self._write()
+
+    def forget(self, folder):
+        """Before a finished unit is made again: a kill from here on leaves it not done."""
+        known = [self.done.pop(folder, None), self.made_by.pop(folder, None)]
+        if known != [None, None]:
+            self._write()
+
+    def _write(self):
+        # "done" keeps its old shape, so an older add-on still reads what is finished; one line per
+        # unit, each by json's C encoder: rewritten after every unit, a long batch's manifest stays cheap
+        def lines(table):
+            return "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in table.items()) + "}"
+        text = '{"done": ' + lines(self.done) + ',\n"fingerprints": ' + lines(self.made_by) + "}\n"
+        write_atomic(self.path, text.encode("utf-8"))
