@@ -11,7 +11,8 @@ TINY_SEED = 0
 VERSION = 11  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "controlnet_union", "image_encoder",
               "ip_adapter_plus_face.safetensors", "ip_adapter_faceid.safetensors", "insightface", "qwen_edit",
-              "flux2_klein", "draft_lora_sdxl", "draft_lora_qwen_edit", "preview_decoder")
+              "flux2_klein", "draft_lora_sdxl", "draft_lora_qwen_edit", "preview_decoder",
+              "wan_vace", "wan_animate")  # a folder missing one is made again whole
 
 
 def _byte_level_vocab():
@@ -99,7 +100,7 @@ def make(folder):
             module.weight.normal_(0.0, 0.05)
     union.save_pretrained(os.path.join(folder, "controlnet_union"), safe_serialization=True)
     _ip_adapter(folder, unet)
-    from . import tiny_edit, tiny_faces, tiny_lora
+    from . import tiny_edit, tiny_faces, tiny_lora, tiny_video
     tiny_lora.make(os.path.join(folder, "draft_lora_sdxl"), StableDiffusionXLPipeline, unet, "unet_lora_layers")
     from diffusers import AutoencoderTiny
     torch.manual_seed(TINY_SEED)  # TAESD's shape (8x up, 4 latent channels), a few channels wide
@@ -108,6 +109,7 @@ def make(folder):
         os.path.join(folder, "preview_decoder"), safe_serialization=True)
     tiny_faces.make(os.path.join(folder, "insightface"))
     tiny_edit.make(folder)
+    tiny_video.make(folder)
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 

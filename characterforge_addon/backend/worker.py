@@ -10,7 +10,7 @@ import time
 import traceback
 
 from ..core.errors import UserError
-from . import background, expression, face_pass, metadata, posed, scoring, sheet, shot, training
+from . import animation, background, expression, face_pass, metadata, posed, scoring, sheet, shot, training
 from .models import ModelMissing
 from .pipelines import Canceled
 
@@ -47,6 +47,12 @@ class Executor:
         engine = self.engine_for(spec["profile"])
         if spec["kind"] == "train_lora":
             training.run(engine, spec, job_id, progress, event, self.stopping, self.training_dir, self.loras, emit)
+            return
+        if spec["kind"] == "animation":
+            for data in job.get("media", {}).values():  # a replica elsewhere is given the job's pictures
+                self.engine_for.media.put(data)
+            animation.run(engine, spec, progress, event, emit, self.engine_for.media,
+                          {"job_id": job_id, "worker": WORKER})
             return
         progress.stage("loading models")
         pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}
