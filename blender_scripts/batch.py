@@ -22,7 +22,18 @@ batch.toml:
                                   #   background, characters and identities), a moving shot frame by frame
   temporal = true                 # shot: each frame starts from the one before, carried over by Blender's
                                   #   motion (false: every frame on its own, to compare)
-  video = false                   # shot: also sequence.mp4 (H.264, the scene's frame rate) per camera and seed
+  video = false                   # shot, animation: also sequence.mp4 (H.264, the scene's frame rate) per camera
+                                  #   and seed
+  kind = "animation"              # the shot made by a video model (the frames one run: "1-48"), segment by
+                                  #   segment, each carried over from the one before; a segment is the unit
+  [animation]                     # kind = "animation" (the [shot] table's prompt, steps and guidance apply)
+  profile = "wan-vace"            # a video profile: wan-vace, wan-animate
+  segment = 0                     # frames a segment holds (0: the model's window)
+  carry = 0                       # frames carried over from the segment before (0: the model's default, 5)
+  mode = "replace"                # replace: the painted set kept outside the characters; animate: all drawn
+  control = "openpose"            # or depth (VACE)
+  height = 480                    # the clip's height (a multiple of 16); the width follows the camera
+  strength = 1.0
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -58,15 +69,19 @@ def progress(done, total, failed, started):
     print(f"[{bar}] {done}/{total} units, {failed} failed, {rate:.1f} s/unit", flush=True)
 
 
-def generate(client, spec, unit_dir):
-    """Run `spec` on `client` to the end; its results saved in `unit_dir`; returns their paths."""
+def generate(client, spec, unit_dir, media=None):
+    """Run `spec` on `client` to the end (the pictures it names, `media`, sent first); its
+    results saved in `unit_dir`; returns their paths."""
     from characterforge_addon.client.backend_client import FINISHED, BackendError
+    for sha, data in (media or {}).items():
+        client.ensure_media(sha, data)
     job = client.submit(spec)
     while (status := client.status(job))["status"] not in FINISHED:
         time.sleep(0.2)
     if status["status"] != "completed":
         raise BackendError((status.get("error") or {}).get("message", status["status"]))
     files = []
+    os.makedirs(unit_dir, exist_ok=True)
     for name in status["results"]:
         path = os.path.join(unit_dir, f"{name}.png")
         with open(path, "wb") as f:
@@ -154,6 +169,52 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
                                                 f"{camera_name} seed {seed} sequence")
 
 
+def animated_shots(context, plan, shot, cameras, root, manifest):
+    """The batch's animated shots (one per camera and seed), each with its segments."""
+    from characterforge_addon.blender import animation
+    scene = context.scene
+    settings = animation.settings_of(scene, {**{k: v for k, v in vars(shot).items() if k in (
+        "prompt", "negative_prompt", "steps", "guidance")}, **plan["animation"], "video": plan["video"]})
+    if "profile" not in plan["animation"]:
+        settings["profile"] = scene.characterforge.video_profile
+    return [animation.AnimatedShot(context, scene.objects[camera], plan["frames"], seed, root, manifest, settings)
+            for camera in cameras for seed in plan["seeds"]]
+
+
+def run_animation(context, plan, shots_todo, client, report, place=False, chunk=None):
+    """Animated shots: each shot's segments in order (a segment carries the one before over), its
+    frames gathered into the sequence; then each finished shot's flicker, sequence.json, video and,
+    with `place`, a plane playing it. `chunk`: only the segments whose new frames start there (a
+    farm's task)."""
+    from characterforge_addon.client.backend_client import BackendError
+    from characterforge_addon.core.errors import UserError
+    for shot in shots_todo:
+        for segment in shot.todo():
+            new = segment["frames"][segment["carried"]]
+            if chunk is not None and new not in chunk:
+                continue
+            unit = shot.unit(segment)
+            unit_dir = os.path.join(shot.root, unit)
+            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+            try:
+                spec, media = shot.job(segment)
+                files = generate(client, spec, unit_dir, media)
+                shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files})
+            except (UserError, BackendError, OSError) as exc:
+                report(unit, str(exc))
+                break  # the shot's later segments carry this one over
+            report(unit, None)
+        if shot.finished():
+            record = shot.finish(plan["video"])
+            print(f"flicker {shot.camera.name} seed {shot.seed}: {record['flicker']:.2f} (mean absolute difference "
+                  f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))",
+                  flush=True)
+            if plan["video"]:
+                print(f"video {record['video']}", flush=True)
+            if place:
+                shot.place(f"{shot.camera.name} seed {shot.seed}")
+
+
 def unit_spec(shot, controls_dir, manifest_maps, seed):
     """The posed-character job of one unit from its control maps (in `controls_dir`)."""
     from characterforge_addon.blender import job_inputs
@@ -207,7 +268,9 @@ def connect_backends(plan):
         return clients
     prefs = preferences.get()
     data = preferences.data_dir(prefs)
-    backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile),
+    profile = plan["animation"].get("profile", "wan-vace") if plan["kind"] == "animation" else \
+        plan["shot"].get("profile", prefs.profile)
+    backend_process.start(preferences.backend_python(prefs), prefs.port, data, profile,
                           preferences.serve_options(prefs))
     return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
 
@@ -245,16 +308,29 @@ def main(argv=None):
         os.makedirs(root, exist_ok=True)
         manifest = batch_plan.Manifest(root, batch_plan.MANIFEST if not args.frames else
                                        "manifest.frames-{}.json".format(args.frames.replace(" ", "").replace(",", "_")))
-        todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
-        total = len(batch_plan.units(plan, [c.name for c in cameras]))
+        if plan["kind"] == "animation":  # the units are segments; --frames picks the segments a farm task makes
+            chunk = set(plan["frames"]) if args.frames else None
+            plan["frames"] = batch_plan.load_plan(args.job)["frames"]  # segments are planned over the whole shot
+            shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
+            animated = animated_shots(bpy.context, plan, shot, [c.name for c in cameras], root, manifest)
+            mine = [(a, s) for a in animated for s in a.segments
+                    if chunk is None or s["frames"][s["carried"]] in chunk]
+            todo = [(a, s) for a, s in mine if not manifest.finished(a.unit(s), root)]
+            total = len(mine)
+        else:
+            todo = [u for u in batch_plan.units(plan, [c.name for c in cameras]) if not manifest.finished(u[3], root)]
+            total = len(batch_plan.units(plan, [c.name for c in cameras]))
         print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}", flush=True)
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
+        if args.ray and plan["kind"] == "animation":
+            raise UserError("kind = \"animation\" runs its segments in order on one machine here: run it without "
+                            "--ray, or give each machine its own cameras or seeds")
         if args.ray and plan["kind"] == "shot":
             raise UserError("kind = \"shot\" runs on one machine (each frame carries the one before over): run "
                             "it without --ray, or split the frames between machines with --frames")
-        if plan["kind"] == "shot" and not plan["generate"]:
+        if plan["kind"] in ("shot", "animation") and not plan["generate"]:
             raise UserError("kind = \"shot\" generates the shot: set generate = true, or kind = \"posed\" for maps only")
         clients = connect_backends(plan) if plan["generate"] and todo and not args.ray else []
     except UserError as exc:
@@ -290,6 +366,16 @@ def main(argv=None):
 
     if args.ray:
         run_on_ray(args.ray, plan, shot, todo, root, manifest, bpy.data.filepath, report)
+        todo = []
+    if plan["kind"] == "animation":
+        try:
+            run_animation(bpy.context, plan, animated, clients[0] if clients else None, report,
+                          place=bool(args.save), chunk=chunk)
+        finally:
+            if not plan["backends"] and clients:
+                backend_process.stop()
+        if args.save:
+            save_blend(bpy, args.save)
         todo = []
     if plan["kind"] == "shot":
         try:

@@ -1,10 +1,10 @@
 """Blender-side code: the only package that imports bpy."""
 
-from . import (backend_panel, character_operators, jobs, operators, panel, preferences, profile_chooser, properties,
-               set_operators)
+from . import (animation_operators, backend_panel, character_operators, jobs, operators, panel, preferences,
+               profile_chooser, properties, set_operators)
 
-_modules = (preferences, properties, operators, character_operators, set_operators, profile_chooser, panel,
-            backend_panel)
+_modules = (preferences, properties, operators, character_operators, set_operators, animation_operators,
+            profile_chooser, panel, backend_panel)
 
 
 def register():

@@ -27,6 +27,11 @@ LIMITS = {
     "max_media_bytes": 16 * 2**20,  # one picture sent with PUT /media
     "max_shot_frames": 100_000,
 }
+# What each video family makes in one pass and how many frames it carries over from the segment
+# before (its default first): the backend's family checks a job by these, the add-on plans a
+# shot's segments by them.
+FAMILY_WINDOWS = {"wan_vace": {"window": 81, "carries": tuple(range(1, 33)), "carry": 5},
+                  "wan_animate": {"window": 77, "carries": (1, 5), "carry": 5}}
 MAPS = ("openpose", "depth", "mask", "face", "background")
 CONTROLS = ("openpose", "depth")  # the map that steers the motion (VACE takes one; Animate the pose)
 MODES = ("replace", "animate")    # replace: the set's video kept outside the masks; animate: all drawn
@@ -149,3 +154,21 @@ def plan_segments(frames, length, carried):
         start = first + len(piece)
         if start >= len(frames):
             return out
+
+
+def segment_plan(family, frames, length=0, carried=0):
+    """`plan_segments` for a video `family` (its window when `length` is 0, its default carry when
+    `carried` is 0), refusing a length or carry the family cannot make, with the fix."""
+    if family not in FAMILY_WINDOWS:
+        raise JobSpecError("profile", f"family {family} makes no video", f"use a video profile "
+                           f"({', '.join(FAMILY_WINDOWS)} families)")
+    known = FAMILY_WINDOWS[family]
+    length, carried = length or known["window"], carried or known["carry"]
+    if length > known["window"]:
+        raise JobSpecError("segment", f"{length} frames are more than the {family} window of {known['window']}",
+                           f"segments of at most {known['window']} frames (0: the model's window)")
+    if carried not in known["carries"]:
+        raise JobSpecError("carry", f"{family} cannot carry {carried} frames over",
+                           f"carry {' or '.join(map(str, known['carries'][:2]))}"
+                           + (" (up to 32)" if len(known["carries"]) > 2 else ""))
+    return plan_segments(frames, length, carried)

@@ -12,6 +12,7 @@ inpaint (the painted set's video kept outside the characters' masks, the charact
 
 import contextlib
 
+from ...core.animation_spec import FAMILY_WINDOWS
 from ...core.errors import UserError
 
 # The Wan VAE's compression: a clip of 4k+1 frames becomes k+1 latent frames, 8x8 pixels one
@@ -172,8 +173,8 @@ class WanVace(WanVideo):
     CAPABILITIES = ("animate", "pose_control", "depth_control", "identity", "inpaint")
     modules = ("transformer", "text_encoder", "vae")
     native_size = 480
-    window = 81  # frames in one pass (Wan2.1: 5 s at 16 fps)
-    carries = tuple(range(1, 33))  # any first frames may be given; 4k+1 fills whole latent frames
+    # 81 frames a pass (Wan2.1: 5 s at 16 fps); any first frames may be given (4k+1 fill whole latent frames)
+    window, carries = FAMILY_WINDOWS[name]["window"], FAMILY_WINDOWS[name]["carries"]
     # bfloat16 GB: the transformer's 2.15 B parameters (its published config), the UMT5-XXL text
     # encoder (11.4 GB published), the VAE; activations and the decode at 832x480x81, estimated
     # from Wan's published 8.19 GB peak of the 1.3B text-to-video model (2.84 GB of weights) and
@@ -230,8 +231,8 @@ class WanAnimate(WanVideo):
     CAPABILITIES = ("animate", "pose_control", "identity", "inpaint")
     modules = ("transformer", "text_encoder", "vae", "image_encoder")
     native_size = 720
-    window = 77  # the pipeline's segment_frame_length
-    carries = (1, 5)  # prev_segment_conditioning_frames: the pipeline takes 1 or 5
+    # 77 frames a segment (its pipeline's segment_frame_length); prev_segment_conditioning_frames: 1 or 5
+    window, carries = FAMILY_WINDOWS[name]["window"], FAMILY_WINDOWS[name]["carries"]
     max_references = 1  # one character picture
     needs_picture = True
     # bfloat16 GB: the transformer's 17.3 B parameters (69.1 GB published in float32), the

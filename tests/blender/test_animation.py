@@ -1,0 +1,167 @@
+"""Animated shots by a video model driven by the rig: the control videos match the single-frame
+maps frame by frame, and batch.py's `kind = "animation"` runs end to end on both tiny video
+profiles through the real backend, killed after a segment and resumed without redoing it."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "blender_scripts", "batch.py")
+FRAMES = 13
+
+
+@pytest.fixture(scope="module")
+def walk_blend(tmp_path_factory, bpy):
+    """A rig walking across a wall and floor painted from the camera (a gradient stands in for a
+    generated set), playing the character Knight (a pack of random pictures), saved."""
+    from characterforge_addon.blender import posing, rig, set_projection
+    from characterforge_addon.core import identity_pack
+    from characterforge_addon.core.image_io import encode_png
+    folder = tmp_path_factory.mktemp("walk")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 96, 96
+    cam = bpy.data.objects.new("CamA", bpy.data.cameras.new("CamA"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.0, -5.0, 0.9), (math.radians(90), 0.0, 0.0)
+    scene.camera = cam
+    hero = rig.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0, 0, 0))
+    posing.apply_library_pose(bpy.context, hero, "WALKING")
+    for frame, x in ((1, -0.4), (FRAMES, 0.4)):
+        hero.location = (x, 0, 0)
+        hero.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 0, 0))
+    bpy.ops.mesh.primitive_plane_add(size=30, location=(0, 4, 5), rotation=(math.pi / 2, 0, 0))
+    yy, xx = np.mgrid[0:96, 0:96]
+    (folder / "set.png").write_bytes(encode_png(np.stack([xx * 2, yy * 2, 128 + 0 * xx], -1).astype(np.uint8)))
+    set_projection.project(bpy.context, cam, str(folder / "set.png"))
+    rng = np.random.default_rng(0)
+    png = encode_png(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8))
+    identity_pack.create_pack(str(folder / "characters"), "Knight", {"sheet": png, "view_front": png,
+                                                                     "face_front": png})
+    hero.characterforge.character = "Knight"
+    hero.characterforge.prompt = "a knight in silver armour walking"
+    path = str(folder / "walk.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    return path, str(folder / "characters")
+
+
+def test_the_control_videos_match_the_single_frame_maps_frame_by_frame(walk_blend, bpy, tmp_path):
+    from PIL import Image
+
+    from characterforge_addon.blender import animation, controls, moving_shots
+    from characterforge_addon.core import animation_maps
+    from characterforge_addon.core.image_io import decode_png
+    bpy.ops.wm.open_mainfile(filepath=walk_blend[0])
+    scene = bpy.context.scene
+    camera = scene.objects["CamA"]
+    videos = [animation.render_frame(bpy.context, camera, f, str(tmp_path / "video" / f"{f}"), "replace")[0]
+              for f in (1, 7, FRAMES)]
+    for frame, maps in zip((1, 7, FRAMES), videos):
+        scene.frame_set(frame)
+        single = tmp_path / "single" / f"{frame}"
+        manifest = controls.render_controls(bpy.context, str(single), camera, preview=False)
+        for name in ("openpose", "depth"):
+            assert np.array_equal(decode_png(maps[name]), decode_png((single / f"{name}.png").read_bytes())), name
+        mask = decode_png((single / manifest["masks"]["Hero"]).read_bytes())
+        assert np.array_equal(decode_png(maps["mask"]) > 127, mask > 127)
+        assert np.array_equal(decode_png(maps["background"]), decode_png(moving_shots.background_png(scene, camera)))
+        face = decode_png(maps["face"])
+        assert face.shape == (animation_maps.FACE_SIDE, animation_maps.FACE_SIDE, 3) and face.any()
+    xs = [np.nonzero(decode_png(v["mask"]).any(axis=0))[0].mean() for v in videos]
+    assert xs[0] < xs[1] < xs[2]  # the rig walks left to right across the frame
+    assert Image.open(tmp_path / "video" / "7" / "mask.png").size == (96, 96)
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tmp_path_factory):
+    data = tmp_path_factory.mktemp("animation-backend")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "characterforge_addon.backend", "serve", "--port", str(port),
+                             "--data", str(data), "--profile", "tiny-wan-vace", "--token", "animation-secret"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    from characterforge_addon.client.backend_client import BackendClient, BackendError
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            BackendClient(url, "animation-secret").health()
+            break
+        except BackendError:
+            time.sleep(0.2)
+    yield url, "animation-secret"
+    proc.terminate()
+    proc.wait()
+
+
+def write_job(path, output, url, token, profile):
+    path.write_text(f'[batch]\noutput = "{output}"\nframes = "1-{FRAMES}"\ncameras = ["CamA"]\nseeds = [3]\n'
+                    f'kind = "animation"\nvideo = true\nbackends = ["{url}"]\ntoken = "{token}"\n'
+                    f'[animation]\nprofile = "{profile}"\nsegment = 9\ncarry = 1\nheight = 64\n'
+                    '[shot]\nprompt = "a courtyard"\nsteps = 2\n')
+
+
+def run(blend, job, characters, *extra, timeout=600):
+    return subprocess.run([sys.executable, SCRIPT, "--blend", blend, "--job", str(job), *extra], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout,
+                          env=dict(os.environ, CHARACTERFORGE_CHARACTERS=characters, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("profile", ["tiny-wan-vace", "tiny-wan-animate"])
+def test_an_animated_shot_killed_after_a_segment_and_resumed(walk_blend, tiny_backend, tmp_path, bpy, profile):
+    """13 frames in segments of 9 carrying 1 over (1-9, 9-13): killed once the first segment is
+    in, run again: the second segment only; every frame once in the sequence, its MP4, its
+    sequence.json with the settings and the flicker, a plane playing it."""
+    from PIL import Image
+    blend, characters = walk_blend
+    url, token = tiny_backend
+    out, job = tmp_path / "out", tmp_path / "animation.toml"
+    write_job(job, out, url, token, profile)
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--blend", blend, "--job", str(job)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, CHARACTERFORGE_CHARACTERS=characters, OMP_NUM_THREADS="1"))
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and json.loads(manifest.read_text())["done"]:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    done = json.loads(manifest.read_text())["done"]
+    assert list(done) == ["CamA/segment_000/seed_3"], err[-2000:]
+    sequence = out / "CamA" / "seed_3_sequence"
+    first = {f: (sequence / f"frame_{f:04d}.png").read_bytes() for f in range(1, 10)}
+    result = run(blend, job, characters, "--save", str(tmp_path / "played.blend"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 already done" in result.stdout and "2/2 units" in result.stdout
+    assert sorted(os.listdir(sequence)) == [f"frame_{f:04d}.png" for f in range(1, FRAMES + 1)] + [
+        "sequence.json", "sequence.mp4"]
+    assert all((sequence / f"frame_{f:04d}.png").read_bytes() == data for f, data in first.items())  # not redone
+    record = json.loads((sequence / "sequence.json").read_text())
+    assert record["segments"] == [{"index": 0, "first": 1, "last": 9, "carried": 0},
+                                  {"index": 1, "first": 9, "last": 13, "carried": 1}]
+    assert record["settings"]["profile"] == profile and len(record["flicker_per_frame"]) == FRAMES - 1
+    frame = json.loads(Image.open(out / "CamA" / "frame_0012" / "seed_3" / "frame.png").text["characterforge"])
+    assert frame["segment"] == {"index": 1, "count": 2, "first_frame": 9, "carried": 1, "frames": 5,
+                                "model_frames": 5}
+    assert frame["job"]["references"] >= 1 and frame["job"]["maps"] == ["background", "depth", "face", "mask",
+                                                                         "openpose"]
+    clip = bpy.data.movieclips.load(str(sequence / "sequence.mp4"))
+    assert clip.frame_duration == FRAMES and tuple(clip.size) == (64, 64)
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "played.blend"))
+    plane = bpy.data.objects["CamA seed 3 animation"]
+    image = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert image.image.source == "SEQUENCE" and image.image_user.frame_duration == FRAMES
