@@ -65,3 +65,20 @@ def test_the_prompt_is_encoded_once_a_shot(models_dir):
         made = engine.family.animate(engine, Clip(spec, [frame] * 5), lambda *a: None, threading.Event())
         assert len(made) == 5 and made[0].shape == (64, 64, 3)
     assert len(calls) == 2  # prompt and negative, once
+
+
+def test_the_gpu_benchmark_script_runs_on_the_cpu_as_a_check(tmp_path):
+    """blender_scripts/bench_gpu_video.py --cpu: the same path (weights saved, loaded through a
+    profile naming the folder, a segment in each plan) with the tiny shapes."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, os.path.join(root, "blender_scripts", "bench_gpu_video.py"), "--cpu",
+                          "--models", str(tmp_path), "--json", str(tmp_path / "figures.json")], cwd=root,
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads((tmp_path / "figures.json").read_text())["figures"]
+    assert figures[0]["memory_mode"] == "cpu" and figures[0]["s_per_video_second"] > 0
+    assert "per second of video at 30 steps" in run.stdout
