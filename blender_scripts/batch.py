@@ -169,11 +169,11 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
                                                 f"{camera_name} seed {seed} sequence")
 
 
-def animated_shots(context, plan, shot, cameras, root, manifest):
+def animated_shots(context, plan, cameras, root, manifest):
     """The batch's animated shots (one per camera and seed), each with its segments."""
     from characterforge_addon.blender import animation
     scene = context.scene
-    settings = animation.settings_of(scene, {**{k: v for k, v in vars(shot).items() if k in (
+    settings = animation.settings_of(scene, {**{k: v for k, v in plan["shot"].items() if k in (
         "prompt", "negative_prompt", "steps", "guidance")}, **plan["animation"], "video": plan["video"]})
     if "profile" not in plan["animation"]:
         settings["profile"] = scene.characterforge.video_profile
@@ -311,8 +311,7 @@ def main(argv=None):
         if plan["kind"] == "animation":  # the units are segments; --frames picks the segments a farm task makes
             chunk = set(plan["frames"]) if args.frames else None
             plan["frames"] = batch_plan.load_plan(args.job)["frames"]  # segments are planned over the whole shot
-            shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
-            animated = animated_shots(bpy.context, plan, shot, [c.name for c in cameras], root, manifest)
+            animated = animated_shots(bpy.context, plan, [c.name for c in cameras], root, manifest)
             mine = [(a, s) for a in animated for s in a.segments
                     if chunk is None or s["frames"][s["carried"]] in chunk]
             todo = [(a, s) for a, s in mine if not manifest.finished(a.unit(s), root)]
