@@ -4,7 +4,9 @@
   blender -b FILE -P blender_scripts/batch.py -- --job batch.toml [--frames A-B]
 
 Resumable: finished units are listed in <output>/manifest.json and skipped on a re-run; a unit
-left half-done is redone from scratch. Several backend URLs share the generations, each kept as
+left half-done is redone from scratch. An animated shot's unit is a segment: with --ray each
+shot's segments run in order as Ray tasks, the shots side by side; --frames (a farm's chunk)
+makes the segments whose new frames start in it. Several backend URLs share the generations, each kept as
 busy as it runs jobs at once (a `serve-ray` URL: one unit per engine replica). Exits non-zero
 with a summary when anything failed.
 
@@ -205,14 +207,64 @@ def run_animation(context, plan, shots_todo, client, report, place=False, chunk=
                 break  # the shot's later segments carry this one over
             report(unit, None)
         if shot.finished():
-            record = shot.finish(plan["video"])
-            print(f"flicker {shot.camera.name} seed {shot.seed}: {record['flicker']:.2f} (mean absolute difference "
-                  f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))",
-                  flush=True)
-            if plan["video"]:
-                print(f"video {record['video']}", flush=True)
-            if place:
-                shot.place(f"{shot.camera.name} seed {shot.seed}")
+            finish_animated(shot, plan, place)
+
+
+def run_animation_on_ray(address, plan, animated, blend, report, place=False):
+    """Animated shots on a Ray cluster: each shot's segments in order (a segment is a Ray task
+    rendering its frames' maps on a worker and generating on a replica, given the frames it
+    carries over), the shots side by side; every finished segment written and recorded here."""
+    import ray_units  # before Ray: it sets how Ray authenticates
+    from characterforge_addon.core.image_io import write_atomic
+    remote = ray_units.start(address, plan["retries"], ray_units.segment)
+    import ray
+    pending = {}
+
+    def submit(shot):
+        todo = shot.todo()
+        if not todo:
+            return False
+        piece = todo[0]
+        previous = {}
+        for frame in piece["frames"][:piece["carried"]]:
+            with open(os.path.join(shot.sequence, f"frame_{frame:04d}.png"), "rb") as f:
+                previous[frame] = f.read()
+        pending[remote.remote(blend, shot.camera.name, shot.frames, shot.seed, shot.settings, piece, previous)] = \
+            (shot, piece)
+        return True
+
+    try:
+        for shot in animated:
+            if not submit(shot) and not os.path.isfile(os.path.join(shot.sequence, "sequence.json")):
+                finish_animated(shot, plan, place)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            shot, piece = pending.pop(ready[0])
+            try:
+                files = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # after its retries: the shot's later segments wait for it
+                report(shot.unit(piece), str(exc).strip().splitlines()[-1][:300])
+                continue
+            for relative, data in files.items():
+                os.makedirs(os.path.dirname(os.path.join(shot.root, relative)), exist_ok=True)
+                write_atomic(os.path.join(shot.root, relative), data)
+            shot.manifest.add(shot.unit(piece), shot.kept(piece))
+            report(shot.unit(piece), None)
+            if not submit(shot):
+                finish_animated(shot, plan, place)
+    finally:
+        ray.shutdown()
+
+
+def finish_animated(shot, plan, place):
+    record = shot.finish(plan["video"])
+    print(f"flicker {shot.camera.name} seed {shot.seed}: {record['flicker']:.2f} (mean absolute difference "
+          f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))",
+          flush=True)
+    if plan["video"]:
+        print(f"video {record['video']}", flush=True)
+    if place:
+        shot.place(f"{shot.camera.name} seed {shot.seed}")
 
 
 def unit_spec(shot, controls_dir, manifest_maps, seed):
@@ -323,9 +375,6 @@ def main(argv=None):
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
-        if args.ray and plan["kind"] == "animation":
-            raise UserError("kind = \"animation\" runs its segments in order on one machine here: run it without "
-                            "--ray, or give each machine its own cameras or seeds")
         if args.ray and plan["kind"] == "shot":
             raise UserError("kind = \"shot\" runs on one machine (each frame carries the one before over): run "
                             "it without --ray, or split the frames between machines with --frames")
@@ -363,13 +412,16 @@ def main(argv=None):
             if block:
                 return
 
-    if args.ray:
+    if args.ray and plan["kind"] != "animation":
         run_on_ray(args.ray, plan, shot, todo, root, manifest, bpy.data.filepath, report)
         todo = []
     if plan["kind"] == "animation":
         try:
-            run_animation(bpy.context, plan, animated, clients[0] if clients else None, report,
-                          place=bool(args.save), chunk=chunk)
+            if args.ray:
+                run_animation_on_ray(args.ray, plan, animated, bpy.data.filepath, report, place=bool(args.save))
+            else:
+                run_animation(bpy.context, plan, animated, clients[0] if clients else None, report,
+                              place=bool(args.save), chunk=chunk)
         finally:
             if not plan["backends"] and clients:
                 backend_process.stop()

@@ -159,22 +159,27 @@ class AnimatedShot:
             s["control"], s["strength"], s["grow"],
             {"index": segment["index"], "count": len(self.segments), "first_frame": segment["frames"][0]})
 
-    def keep(self, segment, files):
+    def kept(self, segment):
+        """The files a finished segment leaves (relative to the root): each new frame's picture in
+        its frame folder and in the sequence."""
+        return [os.path.relpath(p, self.root) for frame in segment["frames"][segment["carried"]:]
+                for p in (os.path.join(self.frame_dir(frame), RESULT),
+                          os.path.join(self.sequence, f"frame_{frame:04d}.png"))]
+
+    def keep(self, segment, files, record=True):
         """The segment's results (`files`: {frame name: path} as the job wrote them) into each
-        frame's folder and the sequence; the segment recorded as finished."""
+        frame's folder and the sequence; with `record`, the segment recorded as finished."""
         os.makedirs(self.sequence, exist_ok=True)
-        kept = []
         for frame in segment["frames"][segment["carried"]:]:
             source = files.get(f"{SAMPLE_NAME}_{frame:04d}")
             if source is None:
                 raise UserError(f"the backend returned no frame {frame} for segment {segment['index'] + 1}")
             with open(source, "rb") as f:
                 data = f.read()
-            picture = os.path.join(self.frame_dir(frame), RESULT)
-            write_atomic(picture, data)
+            write_atomic(os.path.join(self.frame_dir(frame), RESULT), data)
             write_atomic(os.path.join(self.sequence, f"frame_{frame:04d}.png"), data)
-            kept += [picture, os.path.join(self.sequence, f"frame_{frame:04d}.png")]
-        self.manifest.add(self.unit(segment), [os.path.relpath(p, self.root) for p in kept])
+        if record:
+            self.manifest.add(self.unit(segment), self.kept(segment))
 
     def finished(self):
         return not self.todo()

@@ -165,3 +165,73 @@ def test_an_animated_shot_killed_after_a_segment_and_resumed(walk_blend, tiny_ba
     plane = bpy.data.objects["CamA seed 3 animation"]
     image = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
     assert image.image.source == "SEQUENCE" and image.image_user.frame_duration == FRAMES
+
+
+def test_farm_chunks_make_a_segment_each_in_order(walk_blend, tiny_backend, tmp_path):
+    """What each Flamenco task of an animated shot runs: --frames A-B makes the segment whose new
+    frames start there (its own manifest), the next chunk the next segment, carried over from
+    the frames the first one left in the sequence."""
+    blend, characters = walk_blend
+    url, token = tiny_backend
+    out, job = tmp_path / "out", tmp_path / "animation.toml"
+    write_job(job, out, url, token, "tiny-wan-vace")
+    first = run(blend, job, characters, "--frames", "1-9")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert list(json.loads((out / "manifest.frames-1-9.json").read_text())["done"]) == ["CamA/segment_000/seed_3"]
+    second = run(blend, job, characters, "--frames", "10-13")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert list(json.loads((out / "manifest.frames-10-13.json").read_text())["done"]) == ["CamA/segment_001/seed_3"]
+    sequence = out / "CamA" / "seed_3_sequence"
+    assert len(list(sequence.glob("frame_*.png"))) == FRAMES
+
+
+@pytest.fixture(scope="module")
+def ray_backend(tmp_path_factory):
+    """`serve-ray` with two engine replicas on a local Ray cluster (two logical GPUs)."""
+    import re
+
+    import psutil
+    data = tmp_path_factory.mktemp("animation-ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(data / "serve-ray.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "characterforge_addon.backend", "serve-ray", "--port", str(port),
+                             "--data", str(data), "--profile", "tiny-wan-vace", "--token", "ray-secret", "--replicas",
+                             "2", "--local-gpus", "2", "--cpus-per-replica", "0.5"], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    from characterforge_addon.client.backend_client import BackendClient, BackendError
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            BackendClient(url, "ray-secret").health()
+            break
+        except BackendError:
+            time.sleep(0.5)
+    log.seek(0)
+    address = re.search(r"Ray cluster at (\S+)", log.read()).group(1)
+    yield address
+    family = [proc] + psutil.Process(proc.pid).children(recursive=True)
+    proc.terminate()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    for leftover in alive:
+        leftover.kill()
+
+
+def test_on_ray_each_shots_segments_run_in_order_and_the_shots_side_by_side(walk_blend, ray_backend, tmp_path):
+    blend, characters = walk_blend
+    out, job = tmp_path / "out", tmp_path / "animation.toml"
+    job.write_text(f'[batch]\noutput = "{out}"\nframes = "1-{FRAMES}"\ncameras = ["CamA"]\nseeds = [3, 4]\n'
+                   'kind = "animation"\n[animation]\nprofile = "tiny-wan-vace"\nsegment = 9\ncarry = 1\nheight = 64\n'
+                   '[shot]\nprompt = "a courtyard"\nsteps = 2\n')
+    result = run(blend, job, characters, "--ray", ray_backend, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    done = json.loads((out / "manifest.json").read_text())["done"]
+    assert sorted(done) == sorted(f"CamA/segment_00{i}/seed_{s}" for s in (3, 4) for i in (0, 1))
+    for seed in (3, 4):
+        sequence = out / "CamA" / f"seed_{seed}_sequence"
+        assert len(list(sequence.glob("frame_*.png"))) == FRAMES
+        assert (out / "CamA" / "frame_0012" / f"seed_{seed}" / "controls" / "openpose.png").exists()
+        assert f"flicker CamA seed {seed}:" in result.stdout
+    again = run(blend, job, characters, "--ray", ray_backend, timeout=300)
+    assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
