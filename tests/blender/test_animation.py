@@ -235,3 +235,25 @@ def test_on_ray_each_shots_segments_run_in_order_and_the_shots_side_by_side(walk
         assert f"flicker CamA seed {seed}:" in result.stdout
     again = run(blend, job, characters, "--ray", ray_backend, timeout=300)
     assert again.returncode == 0 and "4 already done, 0 to do" in again.stdout
+
+
+def test_animate_shot_in_the_sidebar_makes_the_segments_one_after_another(walk_blend, bpy, tmp_path, backend_env,
+                                                                          monkeypatch):
+    """The Shot section's Animate Shot through the bundled backend: segment 1, then (from the
+    finished job's callback) segment 2, then the sequence, its MP4 and the plane playing it."""
+    from characterforge_addon.blender import jobs
+    blend, characters = walk_blend
+    monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", characters)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    s = bpy.context.scene.characterforge
+    s.video_profile, s.animation_segment, s.animation_carry, s.animation_height = "tiny-wan-vace", 9, 1, 64
+    s.steps, s.random_seed, s.seed, s.results_dir, s.shot = 2, False, 5, str(tmp_path / "results"), "Walk"
+    assert bpy.ops.characterforge.animate_shot() == {"FINISHED"}
+    jobs.wait_all(timeout=400)
+    assert s.job_state == "completed", s.job_message
+    assert "segment 2 of 2 made; animated shot: 13 frames" in s.job_message
+    sequence = tmp_path / "results" / "Walk" / "animation" / "CamA" / "seed_5_sequence"
+    assert len(list(sequence.glob("frame_*.png"))) == FRAMES and (sequence / "sequence.mp4").exists()
+    plane = bpy.data.collections["CharacterForge Shots"].children["Walk"].objects["CamA seed 5 animation"]
+    image = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert image.image.source == "SEQUENCE" and image.image_user.frame_duration == FRAMES
