@@ -5,7 +5,7 @@ engine in each memory plan: time per second of video and peak GPU memory.
 
   python blender_scripts/bench_gpu_video.py [--frames 81] [--size 832x480] [--steps 2] [--full-steps 30]
                                             [--plans gpu,gpu_text_encoder_cpu,model_offload,group_offload,gpu:fp8]
-                                            [--models DIR] [--cpu]
+                                            [--models DIR] [--json FILE] [--compile] [--cpu]
 
 Configs (the diffusers conversion script's for "Wan-VACE-1.3B", scripts/convert_wan_to_diffusers.py):
 transformer 30 layers of 12 x 128 heads, FFN 8960, VACE blocks at layers 0, 2, ..., 28 (2.15 B
@@ -107,7 +107,10 @@ def run_plan(plan, profile, models, args, size, tiny):
     mode, _, weights = plan.partition(":")
     te_cpu = mode == "gpu_text_encoder_cpu"
     memory = "cpu" if args.cpu else ("gpu" if te_cpu else mode)
-    engine = Engine(profile, models, memory=memory, weights=weights or "native")
+    from characterforge_addon.backend import speedups
+    # torch.compile's cold start (a minute a plan) is left out unless asked for: the figures are the warm path's
+    on = speedups.chosen(without=() if args.compile else ("compile",))
+    engine = Engine(profile, models, memory=memory, weights=weights or "native", speedups=on)
     if te_cpu:
         engine.text_encoder_place = "cpu"
     cuda = engine.device == "cuda"
@@ -145,7 +148,8 @@ def run_plan(plan, profile, models, args, size, tiny):
     full = encode + args.full_steps * step + rest
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     out = {"plan": plan, "memory_mode": engine.memory, "text_encoder": engine.text_encoder_place,
-           "weights": engine.weights, "vae_tiling": engine.vae_tiling, "load_s": round(loaded, 1),
+           "weights": engine.weights, "vae_tiling": engine.vae_tiling, "speedups": sorted(engine.speedups),
+           "load_s": round(loaded, 1),
            "encode_s": round(encode, 2), "step_s": round(step, 3), "rest_s": round(rest, 2),
            "segment_s": round(total, 2), "full_steps": args.full_steps,
            "s_per_video_second": round(full / seconds_of_video, 2), "peak_gb": round(peak, 2) if peak else None,
@@ -166,6 +170,7 @@ def main(argv=None):
     parser.add_argument("--plans", default="gpu,gpu_text_encoder_cpu,model_offload,group_offload,gpu:fp8")
     parser.add_argument("--models", help="where the random full-size weights are saved (kept for the next run)")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--compile", action="store_true", help="with the compile speed-up (its cold start is timed)")
     parser.add_argument("--cpu", action="store_true", help="tiny shapes on the CPU: a check of the script")
     args = parser.parse_args(argv)
     import torch
