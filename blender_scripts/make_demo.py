@@ -98,7 +98,7 @@ def moving_shot(bpy, scene, out, profile, steps, frames=4):
     return {"frames": frames, "folder": os.path.join(out, "walk"), "flicker": flicker}
 
 
-def animated_shot(bpy, scene, out, profile, steps, data, frames=9):
+def animated_shot(bpy, scene, out, profile, steps, data, frames=5):
     """The Hero walks for `frames` frames, made by a video model (batch.py kind = "animation"): the
     rig's control videos, the painted set kept, the Hero's pack keeping who he is; back as an
     image sequence, an MP4 and a .blend whose plane plays it. `profile`: the image profile; the
