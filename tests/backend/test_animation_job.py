@@ -66,7 +66,6 @@ def test_a_segment_then_the_next_carried_over_on_each_tiny_video_profile(make_ba
     """Segment 0 makes frames 1-9; segment 1 (frames 9-13, frame 9 carried) makes 10-13 only.
     The model is given the carried frame its own way: VACE as a kept first frame of its video
     (mask black), Animate as its previous-segment conditioning (mask marking it given)."""
-    import torch
     backend = make_backend(profile=profile)
     seen = {}
     engine = backend.engine_for(profile)
