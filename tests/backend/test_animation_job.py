@@ -188,3 +188,23 @@ def test_a_profile_that_cannot_animate_is_refused_naming_those_that_can(make_bac
     _, _, r = submit(backend, spec, media)
     assert r.status_code == 400 and "depth" in r.json()["message"] and "tiny-wan-vace" in r.json()["fix"]
     assert "tiny-wan-animate" not in r.json()["fix"]
+
+
+def test_pictures_are_kept_only_as_the_png_their_name_says(make_backend):
+    from fastapi.testclient import TestClient
+    backend = make_backend(profile="tiny-wan-vace")
+    client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
+    png = picture(11)
+    name = animation_spec.media_name(png)
+    assert client.get(f"/media/{name}", headers=headers).status_code == 404
+    r = client.put(f"/media/{'0' * 64}", content=png, headers=headers)  # another file's name
+    assert r.status_code == 400 and "SHA-256" in r.json()["message"]
+    text = b"not a picture"
+    r = client.put(f"/media/{animation_spec.media_name(text)}", content=text, headers=headers)
+    assert r.status_code == 400 and "not a PNG" in r.json()["message"]
+    r = client.put(f"/media/{name}", content=b"x", headers=dict(headers, **{"content-length": str(2**30)}))
+    assert r.status_code == 413
+    assert client.put(f"/media/{name}", content=png, headers=headers).json()["kept"] == "now"
+    assert client.put(f"/media/{name}", content=png, headers=headers).json()["kept"] == "already"
+    assert client.get(f"/media/{name}", headers=headers).json()["bytes"] == len(png)
+    assert client.put(f"/media/{name}", content=png).status_code == 401  # the token, as everywhere
