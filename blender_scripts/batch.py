@@ -12,7 +12,9 @@ over the one before), and the closing line says what changed ("12 unchanged, 4 r
 the prompt changed"). --keep-changed keeps changed units as they are and lists them; --dry-run
 prints that plan and makes nothing. A unit left half-done is redone from scratch. Several
 backend URLs share the generations, each kept as busy as it runs jobs at once (a `serve-ray`
-URL: one unit per engine replica). Exits non-zero with a summary when anything failed.
+URL: one unit per engine replica). An animated shot's unit is a segment: with --ray each shot's
+segments run in order as Ray tasks, the shots side by side; --frames (a farm's chunk) makes the
+segments whose new frames start in it. Exits non-zero with a summary when anything failed.
 
 batch.toml:
   [batch]
@@ -28,7 +30,18 @@ batch.toml:
                                   #   background, characters and identities), a moving shot frame by frame
   temporal = true                 # shot: each frame starts from the one before, carried over by Blender's
                                   #   motion (false: every frame on its own, to compare)
-  video = false                   # shot: also sequence.mp4 (H.264, the scene's frame rate) per camera and seed
+  video = false                   # shot, animation: also sequence.mp4 (H.264, the scene's frame rate) per camera
+                                  #   and seed
+  kind = "animation"              # the shot made by a video model (the frames one run: "1-48"), segment by
+                                  #   segment, each carried over from the one before; a segment is the unit
+  [animation]                     # kind = "animation" (the [shot] table's prompt, steps and guidance apply)
+  profile = "wan-vace"            # a video profile: wan-vace, wan-animate
+  segment = 0                     # frames a segment holds (0: the model's window)
+  carry = 0                       # frames carried over from the segment before (0: the model's default, 5)
+  mode = "replace"                # replace: the painted set kept outside the characters; animate: all drawn
+  control = "openpose"            # or depth (VACE)
+  height = 480                    # the clip's height (a multiple of 16); the width follows the camera
+  strength = 1.0
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -67,15 +80,19 @@ def progress(done, total, failed, started):
     print(f"[{bar}] {done}/{total} units, {failed} failed, {rate:.1f} s/unit", flush=True)
 
 
-def generate(client, spec, unit_dir):
-    """Run `spec` on `client` to the end; its results saved in `unit_dir`; returns their paths."""
+def generate(client, spec, unit_dir, media=None):
+    """Run `spec` on `client` to the end (the pictures it names, `media`, sent first); its
+    results saved in `unit_dir`; returns their paths."""
     from characterforge_addon.client.backend_client import FINISHED, BackendError
+    for sha, data in (media or {}).items():
+        client.ensure_media(sha, data)
     job = client.submit(spec)
     while (status := client.status(job))["status"] not in FINISHED:
         time.sleep(0.2)
     if status["status"] != "completed":
         raise BackendError((status.get("error") or {}).get("message", status["status"]))
     files = []
+    os.makedirs(unit_dir, exist_ok=True)
     for name in status["results"]:
         path = os.path.join(unit_dir, f"{name}.png")
         with open(path, "wb") as f:
@@ -243,6 +260,102 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
                                                 f"{camera_name} seed {seed} sequence")
 
 
+def animated_shots(context, plan, cameras, root, manifest):
+    """The batch's animated shots (one per camera and seed), each with its segments."""
+    from characterforge_addon.blender import animation
+    scene = context.scene
+    settings = animation.settings_of(scene, {**{k: v for k, v in plan["shot"].items() if k in (
+        "prompt", "negative_prompt", "steps", "guidance")}, **plan["animation"], "video": plan["video"]})
+    if "profile" not in plan["animation"]:
+        settings["profile"] = scene.characterforge.video_profile
+    return [animation.AnimatedShot(context, scene.objects[camera], plan["frames"], seed, root, manifest, settings)
+            for camera in cameras for seed in plan["seeds"]]
+
+
+def run_animation(context, plan, shots_todo, client, report, place=False, chunk=None):
+    """Animated shots: each shot's segments in order (a segment carries the one before over), its
+    frames gathered into the sequence; then each finished shot's flicker, sequence.json, video and,
+    with `place`, a plane playing it. `chunk`: only the segments whose new frames start there (a
+    farm's task)."""
+    from characterforge_addon.client.backend_client import BackendError
+    from characterforge_addon.core.errors import UserError
+    for shot in shots_todo:
+        for segment in shot.todo():
+            new = segment["frames"][segment["carried"]]
+            if chunk is not None and new not in chunk:
+                continue
+            unit = shot.unit(segment)
+            unit_dir = os.path.join(shot.root, unit)
+            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
+            try:
+                spec, media = shot.job(segment)
+                files = generate(client, spec, unit_dir, media)
+                shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files})
+            except (UserError, BackendError, OSError) as exc:
+                report(unit, str(exc))
+                break  # the shot's later segments carry this one over
+            report(unit, None)
+        if shot.finished():
+            finish_animated(shot, plan, place)
+
+
+def run_animation_on_ray(address, plan, animated, blend, report, place=False):
+    """Animated shots on a Ray cluster: each shot's segments in order (a segment is a Ray task
+    rendering its frames' maps on a worker and generating on a replica, given the frames it
+    carries over), the shots side by side; every finished segment written and recorded here."""
+    import ray_units  # before Ray: it sets how Ray authenticates
+    from characterforge_addon.core.image_io import write_atomic
+    remote = ray_units.start(address, plan["retries"], ray_units.segment)
+    import ray
+    pending = {}
+
+    def submit(shot):
+        todo = shot.todo()
+        if not todo:
+            return False
+        piece = todo[0]
+        previous = {}
+        for frame in piece["frames"][:piece["carried"]]:
+            with open(os.path.join(shot.sequence, f"frame_{frame:04d}.png"), "rb") as f:
+                previous[frame] = f.read()
+        pending[remote.remote(blend, shot.camera.name, shot.frames, shot.seed, shot.settings, piece, previous)] = \
+            (shot, piece)
+        return True
+
+    try:
+        for shot in animated:
+            if not submit(shot) and not os.path.isfile(os.path.join(shot.sequence, "sequence.json")):
+                finish_animated(shot, plan, place)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            shot, piece = pending.pop(ready[0])
+            try:
+                files = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # after its retries: the shot's later segments wait for it
+                report(shot.unit(piece), str(exc).strip().splitlines()[-1][:300])
+                continue
+            for relative, data in files.items():
+                os.makedirs(os.path.dirname(os.path.join(shot.root, relative)), exist_ok=True)
+                write_atomic(os.path.join(shot.root, relative), data)
+            shot.manifest.add(shot.unit(piece), shot.kept(piece))
+            report(shot.unit(piece), None)
+            if not submit(shot):
+                finish_animated(shot, plan, place)
+    finally:
+        ray.shutdown()
+
+
+def finish_animated(shot, plan, place):
+    record = shot.finish(plan["video"])
+    print(f"flicker {shot.camera.name} seed {shot.seed}: {record['flicker']:.2f} (mean absolute difference "
+          f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))",
+          flush=True)
+    if plan["video"]:
+        print(f"video {record['video']}", flush=True)
+    if place:
+        shot.place(f"{shot.camera.name} seed {shot.seed}")
+
+
 def run_on_ray(address, plan, shot, units, root, manifest, blend, report, resume):
     """Every unit as a Ray task (ray_units.py): maps rendered on the cluster's CPUs, the unit
     decided there by its fingerprint against the manifest's (`resume`), generations on the
@@ -303,7 +416,9 @@ def connect_backends(plan):
         return clients
     prefs = preferences.get()
     data = preferences.data_dir(prefs)
-    backend_process.start(preferences.backend_python(prefs), prefs.port, data, plan["shot"].get("profile", prefs.profile),
+    profile = plan["animation"].get("profile", "wan-vace") if plan["kind"] == "animation" else \
+        plan["shot"].get("profile", prefs.profile)
+    backend_process.start(preferences.backend_python(prefs), prefs.port, data, profile,
                           preferences.serve_options(prefs))
     return [backend_process.wait_ready(f"http://127.0.0.1:{prefs.port}", data)]
 
@@ -367,21 +482,31 @@ def main(argv=None):
             os.makedirs(root, exist_ok=True)
         manifest = batch_plan.Manifest(root, batch_plan.MANIFEST if not args.frames else
                                        "manifest.frames-{}.json".format(args.frames.replace(" ", "").replace(",", "_")))
-        units = batch_plan.units(plan, [c.name for c in cameras])
-        todo = [u for u in units if not manifest.finished(u[3], root)]
-        total = len(units)
-        print(f"batch: {total} units, {total - len(todo)} already done, {len(todo)} to do -> {root}"
-              + ("; each done unit is kept only if what makes it is unchanged" if len(todo) < total else ""),
-              flush=True)
+        if plan["kind"] == "animation":  # the units are segments; --frames picks the segments a farm task makes
+            chunk = set(plan["frames"]) if args.frames else None
+            plan["frames"] = batch_plan.load_plan(args.job)["frames"]  # segments are planned over the whole shot
+            animated = animated_shots(bpy.context, plan, [c.name for c in cameras], root, manifest)
+            mine = [(a, s) for a in animated for s in a.segments
+                    if chunk is None or s["frames"][s["carried"]] in chunk]
+            units = []
+            total = len(mine)
+            finished = sum(manifest.finished(a.unit(s), root) for a, s in mine)
+        else:
+            mine, units = [], batch_plan.units(plan, [c.name for c in cameras])
+            total = len(units)
+            finished = sum(manifest.finished(u[3], root) for u in units)
+        print(f"batch: {total} units, {finished} already done, {total - finished} to do -> {root}"
+              + ("; each done unit is kept only if what makes it is unchanged" if finished else ""), flush=True)
         shot = SimpleNamespace(**{**SHOT_DEFAULTS, **plan["shot"]})
         if args.ray and not bpy.data.filepath:
             raise UserError("--ray needs the batch's .blend saved (--blend FILE): every worker opens it")
         if args.ray and plan["kind"] == "shot":
             raise UserError("kind = \"shot\" runs on one machine (each frame carries the one before over): run "
                             "it without --ray, or split the frames between machines with --frames")
-        if plan["kind"] == "shot" and not plan["generate"]:
-            raise UserError("kind = \"shot\" generates the shot: set generate = true, or kind = \"posed\" for maps only")
-        clients = connect_backends(plan) if plan["generate"] and units and not args.ray else []
+        if plan["kind"] in ("shot", "animation") and not plan["generate"]:
+            raise UserError(f"kind = \"{plan['kind']}\" generates the shot: set generate = true, or kind = \"posed\" "
+                            "for maps only")
+        clients = connect_backends(plan) if plan["generate"] and (units or mine) and not args.ray else []
         resume = Resume(root, manifest, backend_identity(clients, shot.profile) if clients else None,
                         args.keep_changed, args.dry_run)
     except UserError as exc:
@@ -419,12 +544,24 @@ def main(argv=None):
             if block:
                 return
 
-    if args.ray:
+    if args.ray and plan["kind"] != "animation":
         try:
             run_on_ray(args.ray, plan, shot, units, root, manifest, bpy.data.filepath, report, resume)
         except UserError as exc:
             fail(str(exc))
         units = []
+    if plan["kind"] == "animation":
+        try:
+            if args.ray:
+                run_animation_on_ray(args.ray, plan, animated, bpy.data.filepath, report, place=bool(args.save))
+            else:
+                run_animation(bpy.context, plan, animated, clients[0] if clients else None, report,
+                              place=bool(args.save), chunk=chunk)
+        finally:
+            if not plan["backends"] and clients:
+                backend_process.stop()
+        if args.save:
+            save_blend(bpy, args.save)
     if plan["kind"] == "shot":
         try:
             run_shot_frames(bpy.context, plan, shot, [c.name for c in cameras], units, root, manifest,

@@ -71,12 +71,50 @@ def unit(blend, camera, frame, seed, shot, generate, identity=None, finished=Fal
     return answer
 
 
-def _generate(spec):
-    """The job on one of the Serve application's replicas: {result name: bytes}."""
+def segment(blend, camera, frames, seed, settings, piece, previous):
+    """{file path relative to the shot's root: bytes} of one segment of an animated shot (`piece`:
+    core.animation_spec's segment): its frames' maps rendered here, the frames it carries over
+    (`previous`: {frame: PNG bytes}, made by the segment before) given, the job run on a replica
+    (its pictures sent along), the new frames placed as the shot keeps them."""
+    import bpy
+
+    from characterforge_addon.blender import animation
+    from characterforge_addon.core.batch import batch_plan
+    from characterforge_addon.core.image_io import write_atomic
+    scene = _scene(blend)
+    with tempfile.TemporaryDirectory(prefix="characterforge-segment-") as root:
+        shot = animation.AnimatedShot(bpy.context, scene.objects[camera], frames, seed, root,
+                                      batch_plan.Manifest(root, ".unused.json"), settings)
+        os.makedirs(shot.sequence, exist_ok=True)
+        for frame, data in previous.items():
+            write_atomic(os.path.join(shot.sequence, f"frame_{frame:04d}.png"), data)
+        spec, media = shot.job(piece)
+        results = os.path.join(root, ".results")
+        os.makedirs(results)
+        for name, data in _generate(spec, media).items():
+            with open(os.path.join(results, f"{name}.png"), "wb") as f:
+                f.write(data)
+        shot.keep(piece, {n[:-4]: os.path.join(results, n) for n in os.listdir(results)}, record=False)
+        files = {}
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                relative = os.path.relpath(path, root)
+                if not relative.startswith(".") and not relative.endswith(tuple(
+                        f"frame_{f:04d}.png" for f in previous)):
+                    with open(path, "rb") as f:
+                        files[relative] = f.read()
+    return files
+
+
+def _generate(spec, media=None):
+    """The job on one of the Serve application's replicas (`media`: the pictures it names, sent
+    along): {result name: bytes}."""
     from ray import serve
     handle = serve.get_app_handle(APP)
     results = {}
-    for kind, *data in handle.options(stream=True).run.remote({"id": uuid.uuid4().hex, "spec": spec}):
+    job = {"id": uuid.uuid4().hex, "spec": spec, **({"media": media} if media else {})}
+    for kind, *data in handle.options(stream=True).run.remote(job):
         if kind == "result":
             results[data[0]] = data[1]
         elif kind == "failed":
@@ -106,12 +144,14 @@ def identity(profile):
                         f"{str(exc).strip().splitlines()[-1][:300]}") from None
 
 
-def start(address, retries):
+def start(address, retries, function=None):
     """Join the cluster at `address` (this batch's tasks find the scripts and the add-on by
-    path) and return the remote unit function."""
+    path) and return the remote unit function (or `function`: `segment`)."""
     import ray
     ray.init(address=address, namespace="characterforge", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "blender_scripts")]),
-                                       "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}})
+                                       "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+                                       # the characters' packs, at a path every worker sees (as the .blend)
+                                       **{k: os.environ[k] for k in ("CHARACTERFORGE_CHARACTERS",) if k in os.environ}}})
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    return ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(unit)
+    return ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(function or unit)

@@ -1,8 +1,11 @@
-"""A moving shot's flicker, ours against every frame on its own, side by side in one run: the
-demo scene with the Hero walking across a painted set, the same seeds and settings, one
-`batch.py` run with `temporal = true` and one with `temporal = false`.
+"""A moving shot's flicker, ours against every frame on its own, and the same shot made by a
+video model, side by side in one run: the demo scene with the Hero walking across a painted set,
+the same seeds and settings, one `batch.py` run with `temporal = true` (the image path, frame by
+frame, carried over), one with `temporal = false`, and one with `kind = "animation"` (the video
+path: the whole shot in segments of the model's window), each measured the same way.
 
-  python blender_scripts/bench_flicker.py [--profile tiny] [--frames 6] [--steps 4] [--out out/bench_flicker]
+  python blender_scripts/bench_flicker.py [--profile tiny] [--video-profile tiny-wan-vace] [--frames 6]
+                                          [--steps 4] [--paths image,alone,video] [--out out/bench_flicker]
 
 The set is painted from the camera with a synthetic picture (a gradient with a grid), so only
 the characters are generated. Flicker: the mean absolute difference (0..255) between each
@@ -49,6 +52,14 @@ def build(bpy, out, frames, resolution):
     return blend
 
 
+def free_port():
+    """A port no other backend on this machine listens on (the bundled backend's default may be taken)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="bench_flicker.py", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="tiny")
@@ -56,6 +67,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--size", type=int, default=256, help="the square frame's side")
     p.add_argument("--out", default="out/bench_flicker")
+    p.add_argument("--video-profile", default="tiny-wan-vace", help="the video path's profile")
+    p.add_argument("--paths", default="image,alone,video",
+                   help="image: carried over frame by frame; alone: every frame on its own; video: a video model")
     args = p.parse_args(script_args(argv))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -63,26 +77,33 @@ def main(argv=None):
     register_addon()
     blend = build(bpy, out, args.frames, (args.size, args.size))
     figures = {}
-    for temporal in ("true", "false"):
-        job = os.path.join(out, f"temporal_{temporal}.toml")
+    runs = {"image": ('kind = "shot"\ntemporal = true\n', args.profile),
+            "alone": ('kind = "shot"\ntemporal = false\n', args.profile),
+            "video": (f'kind = "animation"\n[animation]\nprofile = "{args.video_profile}"\nheight = {args.size}\n',
+                      args.video_profile)}
+    for path in args.paths.split(","):
+        kind, profile = runs[path]
+        job = os.path.join(out, f"{path}.toml")
+        batch, _, animation = kind.partition("[animation]")
         with open(job, "w") as f:
-            f.write(f'[batch]\noutput = "{out}/temporal_{temporal}"\nframes = "1-{args.frames}"\nseeds = [7]\n'
-                    f'kind = "shot"\ntemporal = {temporal}\n[shot]\nsteps = {args.steps}\nprofile = "{args.profile}"\n')
+            f.write(f'[batch]\noutput = "{out}/{path}"\nframes = "1-{args.frames}"\nseeds = [7]\n{batch}'
+                    + (f"[animation]{animation}" if animation else "")
+                    + f'[shot]\nsteps = {args.steps}\nprofile = "{args.profile}"\n')
         start = time.perf_counter()
         run = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "batch.py"), "--blend", blend,
                               "--job", job], capture_output=True, text=True,
-                             env=dict(os.environ, CHARACTERFORGE_PROFILE=args.profile,
+                             env=dict(os.environ, CHARACTERFORGE_PROFILE=profile, CHARACTERFORGE_PORT=str(free_port()),
                                       CHARACTERFORGE_DATA=os.path.join(out, "backend"),
                                       CHARACTERFORGE_BACKEND_PYTHON=sys.executable))
         if run.returncode:
             raise SystemExit(run.stderr[-3000:])
-        figures[temporal] = (float(re.search(r"flicker \S+ seed 7: ([0-9.]+)", run.stdout).group(1)),
-                             time.perf_counter() - start)
-        print(f"temporal = {temporal}: flicker {figures[temporal][0]:.2f}, {figures[temporal][1]:.0f} s for "
-              f"{args.frames} frames", flush=True)
-    ours, alone = figures["true"][0], figures["false"][0]
-    print(f"{args.profile}, {args.size}x{args.size}, {args.frames} frames, {args.steps} steps: flicker carried over "
-          f"{ours:.2f} against every frame on its own {alone:.2f} ({alone / max(ours, 1e-9):.2f}x)")
+        figures[path] = (float(re.search(r"flicker \S+ seed 7: ([0-9.]+)", run.stdout).group(1)),
+                         time.perf_counter() - start)
+        print(f"{path}: flicker {figures[path][0]:.2f}, {figures[path][1]:.0f} s for {args.frames} frames", flush=True)
+    words = {"image": f"{args.profile} carried over", "alone": f"{args.profile} every frame on its own",
+             "video": f"{args.video_profile} (video model)"}
+    print(f"{args.size}x{args.size}, {args.frames} frames, {args.steps} steps: flicker "
+          + ", ".join(f"{words[k]} {v[0]:.2f}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":

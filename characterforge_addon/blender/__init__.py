@@ -11,12 +11,13 @@ from .maps import operators as map_operators
 from .rig import operators as rig_operators
 from .rig import pose_import_operators
 from .sets import operators as set_operators
+from .shots import animation_operators
 from .shots import operators as shot_operators
 from .ui import backend_panel, panel, pose_import_panel
 
 _modules = (preferences, properties, rig_operators, map_operators, generation_operators, shot_operators,
-            character_operators, set_operators, pose_import_operators, backend_operators, profile_chooser, panel,
-            pose_import_panel, backend_panel)
+            character_operators, set_operators, pose_import_operators, animation_operators, backend_operators,
+            profile_chooser, panel, pose_import_panel, backend_panel)
 
 
 def register():

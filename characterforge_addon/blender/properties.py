@@ -147,6 +147,30 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     expression_rig: StringProperty(name="Whose face", default="",
                                    description="The rig whose face changes; empty: the first rig showing its face")
 
+    # Animated shots: a video model driven by the rig (the scene's frame range, segment by segment)
+    video_profile: StringProperty(name="Video profile", default="wan-vace",
+                                  description="The video model profile Animate Shot uses (wan-vace, wan-animate, "
+                                  "or your own)")
+    animation_height: IntProperty(name="Height", default=480, min=64, max=1280, step=16, subtype="PIXEL",
+                                  description="The clip's height in pixels (a multiple of 16; the width follows the "
+                                  "camera's aspect): 480 for Wan2.1-VACE 1.3B, 720 for Wan2.2-Animate")
+    animation_segment: IntProperty(name="Segment", default=0, min=0, max=129,
+                                   description="Frames a segment holds (0: the model's window, 81 or 77); a "
+                                   "longer shot is made in overlapping segments")
+    animation_carry: IntProperty(name="Carry over", default=0, min=0, max=32,
+                                 description="Frames each segment takes over from the one before, so there is no "
+                                 "seam (0: the model's default, 5; Wan-Animate carries 1 or 5)")
+    animation_mode: EnumProperty(name="Set", default="REPLACE", items=[
+        ("REPLACE", "Keep the set", "The painted set's video (as the moving camera sees it) is kept outside the "
+         "characters' masks; the characters are drawn in"),
+        ("ANIMATE", "Draw all", "The model draws the whole frame (the set from the prompt)")])
+    animation_control: EnumProperty(name="Motion from", default="OPENPOSE", items=[
+        ("OPENPOSE", "Pose", "The rig's OpenPose video (body, hands, face) steers the motion"),
+        ("DEPTH", "Depth", "The rig's depth video steers it (Wan2.1-VACE only)")])
+    animation_strength: FloatProperty(name="Control", default=1.0, min=0.0, max=2.0,
+                                      description="How strongly the control video steers the clip")
+    animation_video: BoolProperty(name="MP4", default=True, description="Also write sequence.mp4 (H.264)")
+
     # Characters: sheets and identity packs
     character_name: StringProperty(name="Name", default="Character",
                                    description="The new character's name (letters, digits, '_', '-', '.')")

@@ -32,7 +32,8 @@ function compile(settings) {
     const tasks = [];
     const context = {
         author: {
-            Task: (name, type) => ({ name, type, commands: [], addCommand(c) { this.commands.push(c); } }),
+            Task: (name, type) => ({ name, type, commands: [], dependencies: [], addCommand(c) { this.commands.push(c); },
+                                     addDependency(t) { this.dependencies.push(t); } }),
             Command: (type, parameters) => ({ type, parameters }),
         },
         path: { join: (...parts) => nodePath.posix.join(...parts) },
@@ -96,5 +97,17 @@ test("bad settings are refused with the reason", () => {
 
 test("the job type declares what the submitter fills in", () => {
     const keys = Array.from(compile(good).jobType.settings, (s) => s.key);  // an array of the job type's realm
-    assert.deepEqual(keys, ["frames", "chunk_size", "batch_file", "characterforge_root", "keep_changed", "blendfile"]);
+    assert.deepEqual(keys, ["frames", "chunk_size", "segment_frames", "carry_frames", "batch_file",
+                            "characterforge_root", "keep_changed", "blendfile"]);
+});
+
+test("an animated shot chunks by segment, each task after the one before", () => {
+    const { tasks } = compile({ ...good, frames: "1-240", segment_frames: 81, carry_frames: 5 });
+    // as core/animation_spec.plan_segments: 1-81, then 77-157 (77-81 carried), 153-233, 229-240
+    assert.deepEqual(tasks.map((t) => t.name), ["characterforge-1-81", "characterforge-82-157",
+                                                "characterforge-158-233", "characterforge-234-240"]);
+    assert.deepEqual(tasks.map((t) => t.dependencies.map((d) => d.name)),
+                     [[], ["characterforge-1-81"], ["characterforge-82-157"], ["characterforge-158-233"]]);
+    assert.deepEqual(compile(good).tasks.map((t) => t.dependencies.length), [0, 0, 0]);  // images: independent
+    assert.throws(() => compile({ ...good, frames: "1-10, 20", segment_frames: 9 }), /one run of frames/);
 });

@@ -159,6 +159,52 @@ def card_modes(needs, dtype, cards_gb=(12, 16, 24)):
             for gb in cards_gb}
 
 
+def video_memory(requested, device, need):
+    """(memory mode, where the text encoder encodes: "device" or "cpu") for a video family on
+    `device`. `need`: GB with every model on the GPU (the text encoder leaving it once the prompt
+    is encoded, its embeddings kept for the shot's segments); GB without the text encoder on
+    the GPU at all (it encodes on the CPU, once a shot: Wan's own advice for consumer cards);
+    GB at the peak of model offloading. Below all three, layers are streamed (group offload)."""
+    modes = MODES[device.kind]
+    everything, without_text_encoder, offloaded = need
+    if len(modes) == 1:
+        return modes[0], "device"
+    if requested in modes:
+        keep = requested != "gpu" or device.free_gb >= everything
+        return requested, "device" if keep else "cpu"
+    if requested != "auto":
+        return modes[0], "device"
+    if device.free_gb >= everything:
+        return "gpu", "device"
+    if device.free_gb >= without_text_encoder:
+        return "gpu", "cpu"
+    return ("model_offload" if device.free_gb >= offloaded else "group_offload"), "device"
+
+
+def text_encoder_leaves(mode, place):
+    """Whether a video family's text encoder goes to the CPU as soon as the prompt is encoded:
+    where every model is kept on the GPU and the text encoder encodes there (the offload modes
+    move it off themselves; one encoding on the CPU never comes to the GPU)."""
+    return mode == "gpu" and place == "device"
+
+
+def video_vae_tiling(mode):
+    """Whether a video family decodes its clip tile by tile: wherever the models do not all stay
+    on the GPU (a clip's decode at full size takes several GB at once); the CPU has the memory."""
+    return mode not in ("gpu", "cpu")
+
+
+def video_card_modes(need, dtype, cards_gb=(8, 12, 16, 24)):
+    """{"12 GB": plan, ...}: what the automatic choice gives a video family on an NVIDIA card of
+    each size (about 1 GB taken by the desktop): a memory mode, "gpu_text_encoder_cpu" where the
+    text encoder encodes on the CPU and the rest stays on the GPU."""
+    out = {}
+    for gb in cards_gb:
+        mode, place = video_memory("auto", Device("cuda", f"{gb} GB card", dtype, "CUDA", gb - 1.0, float(gb)), need)
+        out[f"{gb} GB"] = "gpu_text_encoder_cpu" if place == "cpu" else mode
+    return out
+
+
 def lighter(mode, kind):
     """The next lighter memory mode after running out of memory (the same when none is left)."""
     modes = MODES[kind]

@@ -70,8 +70,13 @@ class Engine:
         self.weights = device.weight_storage(weights, self.hardware)
         self.speedups = chosen() if speedups is None else speedups
         need = memory_need(self.family, self.weights, profile.models)
-        self.memory = device.memory_mode(memory, self.hardware, need)
-        self.vae_tiling = False
+        self.text_encoder_place = "device"  # a video family's text encoder may encode on the CPU instead
+        if getattr(self.family, "decodes_video", False):
+            self.memory, self.text_encoder_place = device.video_memory(memory, self.hardware, need)
+            self.vae_tiling = device.video_vae_tiling(self.memory)
+        else:
+            self.memory = device.memory_mode(memory, self.hardware, need)
+            self.vae_tiling = False
         self._base = None
         self._controlnets = {}
         self._variants = {}
@@ -131,7 +136,8 @@ class Engine:
             if "compile" in self.speedups and self.memory in ("gpu", "cpu"):
                 compile_blocks(module)  # offload hooks move weights under compiled code: not there
         if self.memory in ("gpu", "cpu"):
-            pipe.to(self.device)
+            for name, module in modules_of(pipe).items():  # the memory plan may keep the text encoder on the CPU
+                module.to("cpu" if name == "text_encoder" and self.text_encoder_place == "cpu" else self.device)
         elif self.memory == "model_offload":
             pipe.enable_model_cpu_offload()
         elif self.memory == "group_offload":
@@ -502,6 +508,29 @@ class Engine:
         quick = self._draft_decode(pipe, out.images) if spec.get("draft") else None
         return quick if quick is not None else decode_checked(pipe, out.images, self.family.decoder(pipe, kwargs))
 
+    def video(self, pipe, spec, on_step, cancel_event, **call):
+        """A video family's clip: `pipe` run to latents with the engine's progress, cancel and
+        previews, decoded by the family's decoder through the NaN guard. Returns its frames
+        (H x W x 3 uint8 arrays)."""
+        total, started = spec["steps"], time.perf_counter()
+
+        def callback(p, i, t, step_kwargs):
+            if cancel_event.is_set():
+                p._interrupt = True
+            on_step(i + 1, total, time.perf_counter() - started)
+            preview = getattr(on_step, "preview", None)
+            if preview is not None and "latents" in step_kwargs:
+                preview(lambda: self.preview_png(self.family.preview_latents(p, step_kwargs["latents"], call)))
+            return step_kwargs
+
+        out = pipe(num_inference_steps=spec["steps"], generator=device.generators(spec["seed"], 1)[0],
+                   output_type="latent", callback_on_step_end=callback, **self.family.guidance(spec, call), **call)
+        if cancel_event.is_set():
+            raise Canceled()
+        videos = checked(pipe, out.frames, self.family.decoder(pipe, call))
+        array = pipe.video_processor.postprocess_video(videos.float(), output_type="np")[0]  # (frames, h, w, 3)
+        return [np.clip(np.rint(a * 255), 0, 255).astype(np.uint8) for a in array]
+
     def _with_oom_retry(self, run):
         try:
             return run()
@@ -578,9 +607,16 @@ def _bad(images):
 
 
 def decode_checked(pipe, latents, decode):
-    """Decode latents with `decode(latents, dtype)` (the family's: images in -1..1); on NaN or
-    all-black output decode again with the VAE in float32 (fp16 VAEs overflow); if that fails
-    too, raise."""
+    """Decode latents with `decode(latents, dtype)` (the family's: images in -1..1), checked (see
+    `checked`), as H x W x 3 uint8 arrays."""
+    images = checked(pipe, latents, decode)
+    array = pipe.image_processor.postprocess(images.float(), output_type="np")
+    return [np.clip(np.rint(a * 255), 0, 255).astype(np.uint8) for a in array]
+
+
+def checked(pipe, latents, decode):
+    """`decode(latents, dtype)` (pictures or clips in -1..1); on NaN or all-black output decoded
+    again with the VAE in float32 (fp16 VAEs overflow); if that fails too, raise."""
     vae = pipe.vae
     with torch.no_grad():
         images = decode(latents, vae.dtype)
@@ -598,5 +634,4 @@ def decode_checked(pipe, latents, decode):
                 f"the VAE decoded {problem} (also in float32): the latents are broken, usually by a VAE that "
                 "does not fit the base model or by weights loaded in a dtype they were not made for; set "
                 "[models.vae] to madebyollin/sdxl-vae-fp16-fix for SDXL, or gpu_dtype = \"float32\" in the profile")
-    array = pipe.image_processor.postprocess(images.float(), output_type="np")
-    return [np.clip(np.rint(a * 255), 0, 255).astype(np.uint8) for a in array]
+    return images

@@ -20,6 +20,8 @@ FACTORS = {
                             [-0.1251, 0.0927, 0.1699], [0.0060, -0.0633, 0.0005], [0.3477, 0.2275, 0.2950],
                             [0.1984, 0.0913, 0.1861]]), np.array([-0.1835, -0.0868, -0.3360])),
 }
+# the video families' latents are the same VAE's (Wan 2.1): a frame from the clip's middle
+FACTORS["wan_vace"] = FACTORS["wan_animate"] = FACTORS["qwen_edit"]
 
 
 def latent_preview(latents, family):

@@ -9,13 +9,15 @@ depth_control (OpenPose and depth maps steer it), identity (reference pictures o
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
 few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
-train_lora (training one: `training.py`).
+train_lora (training one: `training.py`). The video families (`wan_video`) declare animate (a
+clip from control videos rendered from the rig) and none of the picture capabilities.
 """
 
 from ...core.spec.spec_fields import JobSpecError
 from .flux2_klein import Flux2Klein
 from .qwen_edit import QwenEdit
 from .stable_diffusion import StableDiffusion
+from .wan_video import WanAnimate, WanVace
 
 FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_gb=5.1, controlnet_gb=2.5,
                                      native_size=1024,
@@ -24,14 +26,16 @@ FAMILIES = {"sdxl": StableDiffusion("sdxl", gpu_gb=16, offload_gb=8.8, denoiser_
             "sd15": StableDiffusion("sd15", gpu_gb=7, offload_gb=3.9, denoiser_gb=1.7, controlnet_gb=0.7,
                                     native_size=512,
                                     modules=("unet", "text_encoder", "vae"), lora_size=(199_296, 73_728)),
-            "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein()}
+            "qwen_edit": QwenEdit(), "flux2_klein": Flux2Klein(),
+            "wan_vace": WanVace(), "wan_animate": WanAnimate()}
 CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2img": "pictures from a prompt alone",
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
                    "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding",
                    "draft": "quick few-step drafts", "lora": "a character's trained LoRA",
-                   "train_lora": "training a character LoRA"}
+                   "train_lora": "training a character LoRA",
+                   "animate": "animating a character from control videos (a video model)"}
 
 
 def family_of(profile):
@@ -41,7 +45,10 @@ def family_of(profile):
 def memory_need(family, weights="native", roles=()):
     """GB `family` takes with every model on the GPU, and at the peak of model offloading, with
     its denoiser's weights stored `weights` (fp8 halves them), for a profile naming `roles` (a
-    ControlNet-Union instead of two ControlNets saves one)."""
+    ControlNet-Union instead of two ControlNets saves one). A video family says its own (three
+    figures: see `wan_video.WanVideo.memory_need`)."""
+    if hasattr(family, "memory_need"):
+        return family.memory_need(weights)
     saved = (family.denoiser_gb / 2 if weights == "fp8" else 0) + family.saved_gb(roles)
     return round(family.gpu_gb - saved, 1), round(family.offload_gb - saved, 1)
 

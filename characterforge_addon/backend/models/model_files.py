@@ -11,7 +11,7 @@ from ..families import FAMILIES
 # A pipeline's small non-weight files; its weight folders are the family's `modules` (the VAE
 # skipped when the profile names its own, the safety checker never loaded).
 PIPELINE_FILES = ("model_index.json", "scheduler/*.json", "tokenizer/*", "tokenizer_2/*", "feature_extractor/*.json",
-                  "processor/*")
+                  "processor/*", "image_processor/*.json")
 
 
 @dataclass(frozen=True)

@@ -137,16 +137,24 @@ def doctor(profile, models_dir):
     hardware = device_report(profile.gpu_dtype)
     ready = (all(r["status"] == "present" for r in roles if r["core"])
              and not any(f["level"] == "MISSING" for f in hardware["findings"]))
-    return {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
-            "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
-            "roles": roles, "device": hardware,
-            "cards": {weights: device.card_modes(families.memory_need(families.family_of(profile), weights,
-                                                                      profile.models),
-                                                 profile.gpu_dtype) for weights in device.WEIGHTS}}
+    family = families.family_of(profile)
+    video = getattr(family, "decodes_video", False)
+    cards = {weights: (device.video_card_modes(families.memory_need(family, weights), profile.gpu_dtype,
+                                               family.cards_gb) if video else
+                       device.card_modes(families.memory_need(family, weights, profile.models), profile.gpu_dtype))
+             for weights in device.WEIGHTS}
+    report = {"profile": profile.name, "description": profile.description, "produces_noise": profile.produces_noise,
+              "family": profile.family, "capabilities": sorted(families.capabilities(profile)), "ready": ready,
+              "roles": roles, "device": hardware, "cards": cards}
+    if video:  # what the add-on plans a shot's segments by
+        report["animation"] = {"window": family.window, "carries": list(family.carries),
+                               "native_size": profile.native_size, "needs_picture": family.needs_picture}
+    return report
 
 
 MODE_WORDS = {"gpu": "all on the GPU", "model_offload": "models offloaded one at a time",
-              "group_offload": "layers streamed to the GPU", "sequential_offload": "layer by layer (slow)"}
+              "group_offload": "layers streamed to the GPU", "sequential_offload": "layer by layer (slow)",
+              "gpu_text_encoder_cpu": "all on the GPU but the text encoder (it encodes on the CPU, once a shot)"}
 
 
 def format_doctor(report):

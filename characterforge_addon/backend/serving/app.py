@@ -24,12 +24,13 @@ from ...core.spec.spec_fields import safe_name
 from ...core.spec.training_spec import SHA256_PATTERN
 from ..engine.pictures import decode_image_bytes
 from ..models.lora_files import MAX_UPLOAD_BYTES
+from .media import MAX_MEDIA_BYTES
 
 TOKEN_HEADER = "x-characterforge-token"
 MAX_REQUEST_BYTES = 4 * LIMITS["max_control_bytes"] + 1024 * 1024
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 SHA256 = re.compile(SHA256_PATTERN)
-UPLOAD_PATH = re.compile(r"^/loras/[^/]+$")  # PUT here streams to disk: a LoRA is larger than any job
+UPLOAD_PATH = re.compile(r"^/(loras|media)/[^/]+$")  # PUT here streams to disk: a LoRA is larger than any job
 
 
 def error(status, type_, message, details=None, fix=""):
@@ -57,7 +58,9 @@ class Guard:
         refusal = self._refusal(headers)
         upload = scope["method"] == "PUT" and UPLOAD_PATH.match(scope["path"])
         if refusal is None:
-            refusal = self._length_refusal(headers, MAX_UPLOAD_BYTES if upload else MAX_REQUEST_BYTES)
+            limit = MAX_REQUEST_BYTES if not upload else MAX_MEDIA_BYTES if upload.group(1) == "media" else \
+                MAX_UPLOAD_BYTES
+            refusal = self._length_refusal(headers, limit)
         if refusal is None and upload:
             return await self.app(scope, receive, send)  # the upload route counts and streams it to disk
         if refusal is None:
@@ -133,9 +136,10 @@ def _parse_json(body):
 
 
 def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, speedups=(),
-               version="0.1.0"):
+               version="0.1.0", media=None):
     """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it;
-    `speedups`: the fast path's speed-ups on (said by /health)."""
+    `speedups`: the fast path's speed-ups on (said by /health); `media`: the pictures jobs name
+    by SHA-256 (an animation's frames), sent with PUT /media/SHA256."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
     app.add_middleware(Guard, token=token)
@@ -298,6 +302,51 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
             return {"sha256": sha256, "kept": "now"}
         except OSError as exc:
             return error(507, "disk_full", f"could not keep the LoRA in {loras.folder} ({exc.strerror or exc})",
+                         fix="free disk space there and send it again")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _media_or_error(sha256):
+        if not SHA256.match(sha256) or media is None:
+            return error(400, "invalid_name", f"{sha256[:80]!r} is not a SHA-256",
+                         fix="name a picture by the SHA-256 of its PNG bytes in hex")
+        if not media.has(sha256):
+            return error(404, "not_found", f"this backend has no picture {sha256}",
+                         fix="send it with PUT /media/SHA256")
+        return None
+
+    @app.get("/media/{sha256}")
+    def media_file(sha256: str):
+        """Whether this backend holds the picture (a PNG a job may name by its SHA-256)."""
+        missing = _media_or_error(sha256)
+        return missing or {"sha256": sha256, "bytes": os.path.getsize(media.path(sha256))}
+
+    @app.put("/media/{sha256}", status_code=201)
+    async def upload_media(sha256: str, request: Request):
+        """Keep a picture (a PNG up to 16 MiB) under its SHA-256, which must match it: an animation
+        names its frames this way."""
+        if not SHA256.match(sha256) or media is None:
+            return _media_or_error(sha256)
+        if media.has(sha256):
+            return {"sha256": sha256, "kept": "already"}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=media.folder)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_MEDIA_BYTES:
+                        return _too_large(f"over {MAX_MEDIA_BYTES}", MAX_MEDIA_BYTES)
+                    f.write(chunk)
+            try:
+                media.keep(tmp, sha256)
+            except UserError as exc:
+                return error(400, "invalid_media", f"the picture sent as {sha256[:12]}…: {exc}",
+                             fix="send the PNG file whose SHA-256 names it")
+            return {"sha256": sha256, "kept": "now"}
+        except OSError as exc:
+            return error(507, "disk_full", f"could not keep the picture in {media.folder} ({exc.strerror or exc})",
                          fix="free disk space there and send it again")
         finally:
             if os.path.exists(tmp):

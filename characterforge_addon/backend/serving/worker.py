@@ -13,7 +13,8 @@ from ...core.errors import UserError
 from ..engine import metadata
 from ..engine.pipelines import Canceled
 from ..engine.pictures import decode_image_bytes
-from ..jobs import background, expression, face_pass, pose_detection, posed, scoring, sheet, shot, training
+from ..jobs import (animation, background, expression, face_pass, pose_detection, posed, scoring, sheet, shot,
+                   training)
 from ..models.models import ModelMissing
 
 SAMPLER = "Euler"
@@ -54,6 +55,12 @@ class Executor:
         if spec["kind"] == "detect_pose":
             picture = decode_image_bytes(base64.b64decode(spec["image"]), "image")
             pose_detection.run(engine.profile, spec, picture, progress, self._detectors, emit)
+            return
+        if spec["kind"] == "animation":
+            for data in job.get("media", {}).values():  # a replica elsewhere is given the job's pictures
+                self.engine_for.media.put(data)
+            animation.run(engine, spec, progress, event, emit, self.engine_for.media,
+                          {"job_id": job_id, "worker": WORKER})
             return
         progress.stage("loading models")
         pngs = {name: base64.b64decode(c["image"]) for name, c in spec["controls"].items()}

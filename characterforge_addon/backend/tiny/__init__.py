@@ -6,15 +6,17 @@ import os
 VERSION = 11  # bump when the shapes change: older folders are left alone, a new one is made
 COMPONENTS = ("base", "controlnet_openpose", "controlnet_depth", "controlnet_union", "image_encoder",
               "ip_adapter_plus_face.safetensors", "ip_adapter_faceid.safetensors", "insightface", "qwen_edit",
-              "flux2_klein", "draft_lora_sdxl", "draft_lora_qwen_edit", "preview_decoder")
+              "flux2_klein", "draft_lora_sdxl", "draft_lora_qwen_edit", "preview_decoder",
+              "wan_vace", "wan_animate")  # a folder missing one is made again whole
 
 
 def make(folder):
     """Write every tiny component into `folder`."""
-    from . import edit, faces, sdxl
+    from . import edit, faces, sdxl, video
     sdxl.make(folder)
     faces.make(os.path.join(folder, "insightface"))
     edit.make(folder)
+    video.make(folder)
     with open(os.path.join(folder, "README.txt"), "w") as f:
         f.write("Tiny random-weight components made by CharacterForge for tests. They produce noise.\n")
 

@@ -26,9 +26,10 @@ _jobs = {}  # local key -> Job
 class Job:
     """One generation: spec out, results back. Its thread only reads and writes files and HTTP."""
 
-    def __init__(self, key, spec, out_dir, place, loras=None):
+    def __init__(self, key, spec, out_dir, place, loras=None, media=None):
         self.key, self.spec, self.out_dir = key, spec, out_dir
         self.loras = loras or {}  # {sha256: file} of the LoRAs the spec names, sent if the backend lacks them
+        self.media = media or {}  # {sha256: PNG bytes} of the pictures the spec names (an animation's frames)
         self.place = place  # main thread, when done: place(scene, files, job_id) -> message for the panel
         self.job_id = None
         self.cancel_requested = threading.Event()
@@ -40,6 +41,12 @@ class Job:
             for sha, path in self.loras.items():
                 if client.ensure_lora(sha, path):
                     _messages.put((self.key, "progress", {"status": "starting", "stage": "LoRA sent to the backend"}))
+            if self.media:
+                _messages.put((self.key, "progress", {"status": "starting",
+                                                      "stage": f"sending {len(self.media)} pictures"}))
+            sent = sum(client.ensure_media(sha, data) for sha, data in self.media.items())
+            if sent:
+                _messages.put((self.key, "progress", {"status": "starting", "stage": f"{sent} pictures sent"}))
             self.job_id = client.submit(self.spec)
             _messages.put((self.key, "submitted", {"job_id": self.job_id}))
             canceled_sent = False
@@ -106,9 +113,9 @@ def _connector(prefs):
     return connect
 
 
-def start(context, spec, out_dir, place):
+def start(context, spec, out_dir, place, media=None):
     key = f"job{len(_jobs) + 1}-{int(time.time() * 1000)}"
-    job = Job(key, spec, out_dir, place, job_inputs.lora_files(context.scene, spec))
+    job = Job(key, spec, out_dir, place, job_inputs.lora_files(context.scene, spec), media)
     _jobs[key] = job
     status = context.scene.characterforge
     status.job_key, status.job_state, status.job_message, status.job_progress = key, "starting", "Starting…", 0.0

@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..image_io import write_atomic
 
 MANIFEST = "manifest.json"
-KINDS = ("posed", "shot")
+KINDS = ("posed", "shot", "animation")
 
 
 def parse_frames(value, where):
@@ -67,13 +67,19 @@ def load_plan(path):
     kind = batch.get("kind", "posed")
     if kind not in KINDS:
         raise UserError(f"{path}: kind must be one of {', '.join(KINDS)} (posed: a posed character per unit; shot: "
-                        "the scene's shot, its set and characters, frame by frame)")
+                        "the scene's shot, its set and characters, frame by frame; animation: the shot made by a "
+                        "video model, segment by segment)")
+    animation = doc.get("animation", {})
+    if not isinstance(animation, dict):
+        raise UserError(f"{path}: [animation] must be a table (profile, segment, carry, mode, control, height, "
+                        "strength)")
     if generate and kind == "posed" and not str(shot.get("prompt", "")).strip():
         raise UserError(f"{path}: [shot] needs a prompt to generate (or set generate = false for control maps only)")
     return {"output": str(batch.get("output", "//batch")), "frames": parse_frames(batch.get("frames", 1), path),
             "cameras": cameras, "seeds": seeds, "generate": generate, "backends": backends,
             "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path),
-            "kind": kind, "temporal": bool(batch.get("temporal", True)), "video": bool(batch.get("video", False))}
+            "kind": kind, "temporal": bool(batch.get("temporal", True)), "video": bool(batch.get("video", False)),
+            "animation": animation}
 
 
 def units(plan, cameras):
@@ -97,6 +103,11 @@ def previous_unit(plan, camera, frame, seed):
 
 def unit_folder(camera, frame, seed):
     return os.path.join(_safe(camera), f"frame_{frame:04d}") + ("" if seed is None else f"/seed_{seed}")
+
+
+def segment_folder(camera, index, seed):
+    """An animated shot's unit: one segment of one camera's and seed's shot."""
+    return os.path.join(_safe(camera), f"segment_{index:03d}", f"seed_{seed}")
 
 
 def sequence_folder(camera, seed):

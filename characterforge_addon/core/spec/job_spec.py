@@ -7,28 +7,15 @@ naming the field, what is wrong and how to fix it. Each kind's fields are declar
 that declaration; the few rules that tie fields together follow it.
 """
 
-from .spec_fields import (
-    Box,
-    Choice,
-    Const,
-    Flag,
-    Image,
-    image_values,
-    Integer,
-    JobSpecError,
-    ListOf,
-    MapOf,
-    Name,
-    Number,
-    Obj,
-    safe_name,
-    Text,
-)
+from .spec_fields import (Box, Choice, Const, Flag, Image, image_values, Integer, JobSpecError, ListOf, MapOf, Name,
+                          Number, Obj, safe_name, Text)
+from . import animation_spec
 from .training_spec import lora_field
 from .training_spec import table as training_table
 
 SPEC_VERSION = 1
-JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora", "detect_pose")
+JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora", "detect_pose",
+             "animation")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth")
 
 LIMITS = {
@@ -230,6 +217,8 @@ SCHEMAS = {
                                      LIMITS["max_control_bytes"], LIMITS["max_prompt_chars"]),
                       "a character LoRA trained from an identity pack's pictures"),
     "detect_pose": Obj(_DETECT_POSE, "the people in a picture as OpenPose keypoints (body, hands, face)"),
+    "animation": Obj(animation_spec.table(LIMITS["max_prompt_chars"]),
+                     "one segment of an animated shot made by a video model from the rig's control videos"),
 }
 
 
@@ -251,6 +240,8 @@ def validate_job(spec):
     out = SCHEMAS[kind].check(spec, "job", None, prefix="")
     if kind in ("train_lora", "detect_pose"):  # no size, maps or prompt of their own
         return out
+    if kind == "animation":
+        return animation_spec.check(out)
     if out["width"] * out["height"] > LIMITS["max_pixels"]:
         raise JobSpecError("width", f"{out['width']}x{out['height']} is over {LIMITS['max_pixels']} pixels")
     for name, control in out["controls"].items():
@@ -314,6 +305,8 @@ def needs(spec):
         return {"train_lora"}
     if spec["kind"] == "detect_pose":
         return set()  # the detector is no family's: every profile can run it where it is installed
+    if spec["kind"] == "animation":
+        return animation_spec.needs(spec)
     controls, kind = spec["controls"], spec["kind"]
     wanted = {"pose_control"} if "openpose" in controls else set()
     if "depth" in controls or "hand_depth" in controls:
@@ -492,3 +485,27 @@ def expression_spec(image_png, width, height, expression, prompt="", custom="", 
     if identity:
         spec["identity"] = identity
     return validate_job(spec)
+
+
+def animation_segment_spec(prompt, frames, width, height, previous=(), references=(), negative_prompt="", seed=0,
+                           steps=30, guidance=5.0, profile="wan-vace", name="clip", fps=16, mode="replace",
+                           control="openpose", strength=1.0, grow=16, segment=None):
+    """(a validated `animation` spec (core.animation_spec), {sha256: PNG bytes} of the pictures it
+    names: send them with PUT /media first). `frames`: [{map: PNG bytes}] in order, the carried
+    ones first; `previous`: PNG bytes of the previous segment's last results; `references`: the
+    character's pictures; `segment`: {"index", "count", "first_frame"}."""
+    media = {}
+
+    def named(png):
+        key = animation_spec.media_name(png)
+        media[key] = png
+        return key
+
+    spec = {"kind": "animation", "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
+            "guidance": round(guidance, 4), "width": max(64, int(width) // 16 * 16),
+            "height": max(64, int(height) // 16 * 16), "fps": int(fps), "profile": profile, "name": name,
+            "frames": [{m: named(png) for m, png in frame.items()} for frame in frames],
+            "previous": [named(png) for png in previous], "references": [named(png) for png in references],
+            "mode": mode, "control": control, "strength": round(strength, 4), "grow": int(grow),
+            "segment": dict(segment or {})}
+    return validate_job(spec), media
