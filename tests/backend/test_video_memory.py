@@ -14,9 +14,10 @@ def card(gb):
 
 
 @pytest.mark.parametrize("family, weights, expected", [
-    ("wan_vace", "native", {"8 GB": "group_offload", "12 GB": "group_offload", "16 GB": "gpu_text_encoder_cpu",
+    ("wan_vace", "native", {"8 GB": "group_offload", "12 GB": "gpu_text_encoder_cpu", "16 GB": "gpu_text_encoder_cpu",
                             "24 GB": "gpu"}),
-    ("wan_vace", "fp8", {"8 GB": "group_offload", "12 GB": "gpu_text_encoder_cpu", "16 GB": "gpu", "24 GB": "gpu"}),
+    ("wan_vace", "fp8", {"8 GB": "gpu_text_encoder_cpu", "12 GB": "gpu_text_encoder_cpu", "16 GB": "gpu",
+                         "24 GB": "gpu"}),
     ("wan_animate", "native", {"8 GB": "group_offload", "12 GB": "group_offload", "16 GB": "group_offload",
                                "24 GB": "group_offload"}),
 ])
@@ -70,14 +71,14 @@ def test_the_prompt_is_encoded_once_a_shot(models_dir):
 
 
 def test_the_gpu_benchmark_script_runs_on_the_cpu_as_a_check(tmp_path):
-    """blender_scripts/bench_gpu_video.py --cpu: the same path (weights saved, loaded through a
+    """blender_scripts/bench/bench_gpu_video.py --cpu: the same path (weights saved, loaded through a
     profile naming the folder, a segment in each plan) with the tiny shapes."""
     import json
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    run = subprocess.run([sys.executable, os.path.join(root, "blender_scripts", "bench_gpu_video.py"), "--cpu",
+    run = subprocess.run([sys.executable, os.path.join(root, "blender_scripts", "bench", "bench_gpu_video.py"), "--cpu",
                           "--models", str(tmp_path), "--json", str(tmp_path / "figures.json")], cwd=root,
                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert run.returncode == 0, run.stderr[-2000:]

@@ -176,10 +176,9 @@ class WanVace(WanVideo):
     # 81 frames a pass (Wan2.1: 5 s at 16 fps); any first frames may be given (4k+1 fill whole latent frames)
     window, carries = FAMILY_WINDOWS[name]["window"], FAMILY_WINDOWS[name]["carries"]
     # bfloat16 GB: the transformer's 2.15 B parameters (its published config), the UMT5-XXL text
-    # encoder (11.4 GB published), the VAE; activations and the decode at 832x480x81, estimated
-    # from Wan's published 8.19 GB peak of the 1.3B text-to-video model (2.84 GB of weights) and
-    # VACE's 15 hint tensors
-    denoiser_gb, text_encoder_gb, other_gb, activations_gb = 4.3, 11.4, 0.3, 6.9
+    # encoder (11.4 GB published), the VAE; activations and the decode at 832x480x81 as measured on
+    # an H200 (BENCHMARKS.md: 8.7 GB peak with the text encoder on the CPU, less the weights)
+    denoiser_gb, text_encoder_gb, other_gb, activations_gb = 4.3, 11.4, 0.3, 4.1
 
     def call(self, engine, pipe, clip, count):
         """The video (carried frames, then the control map where the characters are made, the
