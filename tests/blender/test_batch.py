@@ -548,7 +548,7 @@ def test_make_demo_with_another_profile_makes_its_moving_shot_anew(moving_shot_b
     """make demo's moving shot (make_demo.moving_shot: batch.py on the bundled backend) run again
     with another profile: every frame, the sequence and its video made again with that profile."""
     from PIL import Image
-    from characterforge_addon.backend.tiny import sdxl as tiny
+    from characterforge_addon.backend import tiny
     sys.path.insert(0, os.path.join(ROOT, "blender_scripts"))
     import make_demo
     data = tmp_path / "backend"

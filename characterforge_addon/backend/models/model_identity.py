@@ -15,7 +15,7 @@ import os
 from ...core.errors import UserError
 from ...core.image_io import write_atomic
 from . import models, profiles
-from ..tiny import sdxl as tiny
+from .. import tiny
 
 CACHE = "identity-hashes.json"
 SKIPPED_SETTINGS = ("models", "path", "description")  # where it was read from and its text change no pixel
