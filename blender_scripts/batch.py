@@ -262,7 +262,7 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
 
 def animated_shots(context, plan, cameras, root, manifest):
     """The batch's animated shots (one per camera and seed), each with its segments."""
-    from characterforge_addon.blender import animation
+    from characterforge_addon.blender.shots import animation
     scene = context.scene
     settings = animation.settings_of(scene, {**{k: v for k, v in plan["shot"].items() if k in (
         "prompt", "negative_prompt", "steps", "guidance")}, **plan["animation"], "video": plan["video"]})

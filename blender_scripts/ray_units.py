@@ -78,7 +78,7 @@ def segment(blend, camera, frames, seed, settings, piece, previous):
     (its pictures sent along), the new frames placed as the shot keeps them."""
     import bpy
 
-    from characterforge_addon.blender import animation
+    from characterforge_addon.blender.shots import animation
     from characterforge_addon.core.batch import batch_plan
     from characterforge_addon.core.image_io import write_atomic
     scene = _scene(blend)
