@@ -272,85 +272,152 @@ def animated_shots(context, plan, cameras, root, manifest):
             for camera in cameras for seed in plan["seeds"]]
 
 
-def run_animation(context, plan, shots_todo, client, report, place=False, chunk=None):
+def run_animation(context, plan, shots_todo, client, report, resume, place=False, chunk=None):
     """Animated shots: each shot's segments in order (a segment carries the one before over), its
     frames gathered into the sequence; then each finished shot's flicker, sequence.json, video and,
-    with `place`, a plane playing it. `chunk`: only the segments whose new frames start there (a
-    farm's task)."""
+    with `place`, a plane playing it. A finished segment is kept while its fingerprint holds and
+    no segment before it was made again (`resume`). `chunk`: only the segments whose new frames
+    start there (a farm's task)."""
     from characterforge_addon.client.backend_client import BackendError
     from characterforge_addon.core.errors import UserError
     for shot in shots_todo:
-        for segment in shot.todo():
-            new = segment["frames"][segment["carried"]]
-            if chunk is not None and new not in chunk:
+        remade = False  # a segment made again: every later one carries its new frames over
+        for segment in shot.segments:
+            if chunk is not None and segment["frames"][segment["carried"]] not in chunk:
                 continue
             unit = shot.unit(segment)
-            unit_dir = os.path.join(shot.root, unit)
-            shutil.rmtree(unit_dir, ignore_errors=True)  # half-done before: start clean
             try:
-                spec, media = shot.job(segment)
+                made = decide_segment(shot, segment, resume, remade)
+                if made is None:
+                    if not resume.dry_run:
+                        report(unit, None)
+                    continue
+                remade = True
+                if resume.dry_run:
+                    continue
+                unit_dir = os.path.join(shot.root, unit)
+                shot.adopt_maps(segment, unit_dir)
+                spec, media = made
                 files = generate(client, spec, unit_dir, media)
-                shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files})
+                shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files},
+                          made=fingerprint_of(spec, resume))
             except (UserError, BackendError, OSError) as exc:
                 report(unit, str(exc))
                 break  # the shot's later segments carry this one over
             report(unit, None)
-        if shot.finished():
-            finish_animated(shot, plan, place)
+        if shot.finished() and not resume.dry_run:
+            finish_animated(shot, plan, place, remade)
 
 
-def run_animation_on_ray(address, plan, animated, blend, report, place=False):
+def decide_segment(shot, segment, resume, remade, render_new=True):
+    """None when the segment is kept as it is (unchanged, or changed and kept on purpose; a dry
+    run's plan recorded), else its (spec, media) to make: its maps are rendered into the staging
+    folder and its fingerprint compared with the manifest's (`remade`: a segment before it in
+    the shot is made again, so the frames it carries over change). Without `render_new`, a
+    segment never finished is only recorded as new (("new", None): a Ray task renders it)."""
+    from characterforge_addon.core.batch import fingerprint
+    unit = shot.unit(segment)
+    finished = shot.manifest.finished(unit, shot.root)
+    carried = remade and segment["carried"] > 0
+    if not finished and not render_new and not resume.dry_run:
+        resume.rerun.record(unit, "new")
+        return ("new", None)
+    if resume.dry_run and (not finished or carried):  # nothing to compare with: nothing rendered
+        resume.rerun.record(unit, "redo" if finished else "new", [fingerprint.CARRIED] if finished else [])
+        return ("dry run", None)
+    here = resume.stage(unit)
+    spec, media = shot.job(segment, maps_root=here)
+    what, make = resume.decide(unit, fingerprint_of(spec, resume), carried)
+    if not make:
+        if what in ("redo", "new"):  # a dry run: what a run would do
+            return ("dry run", None)
+        return None
+    return spec, media
+
+
+def fingerprint_of(spec, resume):
+    from characterforge_addon.core.batch import fingerprint
+    return fingerprint.of_job(spec, resume.identity)
+
+
+def run_animation_on_ray(address, plan, animated, blend, report, resume, place=False):
     """Animated shots on a Ray cluster: each shot's segments in order (a segment is a Ray task
     rendering its frames' maps on a worker and generating on a replica, given the frames it
-    carries over), the shots side by side; every finished segment written and recorded here."""
+    carries over), the shots side by side; every finished segment written and recorded here. A
+    finished segment is decided here first, as on one machine (`decide_segment`)."""
     import ray_units  # before Ray: it sets how Ray authenticates
     from characterforge_addon.core.image_io import write_atomic
     remote = ray_units.start(address, plan["retries"], ray_units.segment)
     import ray
-    pending = {}
+    pending, position, remade = {}, {id(s): 0 for s in animated}, {id(s): False for s in animated}
 
     def submit(shot):
-        todo = shot.todo()
-        if not todo:
-            return False
-        piece = todo[0]
-        previous = {}
-        for frame in piece["frames"][:piece["carried"]]:
-            with open(os.path.join(shot.sequence, f"frame_{frame:04d}.png"), "rb") as f:
-                previous[frame] = f.read()
-        pending[remote.remote(blend, shot.camera.name, shot.frames, shot.seed, shot.settings, piece, previous)] = \
-            (shot, piece)
-        return True
+        """The shot's next segment to make sent as a task (finished ones decided on the way);
+        False when none is left."""
+        while position[id(shot)] < len(shot.segments):
+            piece = shot.segments[position[id(shot)]]
+            position[id(shot)] += 1
+            if decide_segment(shot, piece, resume, remade[id(shot)], render_new=False) is None:
+                if not resume.dry_run:
+                    report(shot.unit(piece), None)
+                continue
+            remade[id(shot)] = True
+            if resume.dry_run:
+                continue
+            previous = {}
+            for frame in piece["frames"][:piece["carried"]]:
+                with open(os.path.join(shot.sequence, f"frame_{frame:04d}.png"), "rb") as f:
+                    previous[frame] = f.read()
+            pending[remote.remote(blend, shot.camera.name, shot.frames, shot.seed, shot.settings, piece, previous,
+                                  resume.identity)] = (shot, piece)
+            return True
+        return False
 
     try:
+        resume.identity = ray_units.identity(animated[0].settings["profile"]) if animated else None
         for shot in animated:
-            if not submit(shot) and not os.path.isfile(os.path.join(shot.sequence, "sequence.json")):
-                finish_animated(shot, plan, place)
+            if not submit(shot) and not resume.dry_run:
+                finish_animated(shot, plan, place, remade[id(shot)])
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             shot, piece = pending.pop(ready[0])
             try:
-                files = ray.get(ready[0])
+                answer = ray.get(ready[0])
             except ray.exceptions.RayError as exc:  # after its retries: the shot's later segments wait for it
                 report(shot.unit(piece), str(exc).strip().splitlines()[-1][:300])
                 continue
-            for relative, data in files.items():
+            for relative, data in answer["files"].items():
                 os.makedirs(os.path.dirname(os.path.join(shot.root, relative)), exist_ok=True)
                 write_atomic(os.path.join(shot.root, relative), data)
-            shot.manifest.add(shot.unit(piece), shot.kept(piece))
+            shot.manifest.add(shot.unit(piece), shot.kept(piece), answer["made"])
             report(shot.unit(piece), None)
             if not submit(shot):
-                finish_animated(shot, plan, place)
+                finish_animated(shot, plan, place, True)
     finally:
         ray.shutdown()
 
 
-def finish_animated(shot, plan, place):
-    record = shot.finish(plan["video"])
+def finish_animated(shot, plan, place, remade=True):
+    """A finished shot's flicker, sequence.json, video and plane; a shot none of whose segments
+    was made in this run keeps its record and video."""
+    import json
+    record_path = os.path.join(shot.sequence, "sequence.json")
+    record = None
+    if not remade:
+        try:
+            with open(record_path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            record = None
+        if record is not None and bool(record.get("video")) != plan["video"]:
+            record = None
+    kept = record is not None
+    if not kept:
+        record = shot.finish(plan["video"])
     print(f"flicker {shot.camera.name} seed {shot.seed}: {record['flicker']:.2f} (mean absolute difference "
-          f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))",
-          flush=True)
-    if plan["video"]:
+          f"to the frame before, carried over by the motion; a video model, {len(shot.segments)} segment(s))"
+          + ("; sequence unchanged" if kept else ""), flush=True)
+    if plan["video"] and not kept:
         print(f"video {record['video']}", flush=True)
     if place:
         shot.place(f"{shot.camera.name} seed {shot.seed}")
@@ -507,7 +574,8 @@ def main(argv=None):
             raise UserError(f"kind = \"{plan['kind']}\" generates the shot: set generate = true, or kind = \"posed\" "
                             "for maps only")
         clients = connect_backends(plan) if plan["generate"] and (units or mine) and not args.ray else []
-        resume = Resume(root, manifest, backend_identity(clients, shot.profile) if clients else None,
+        profile = animated[0].settings["profile"] if plan["kind"] == "animation" and animated else shot.profile
+        resume = Resume(root, manifest, backend_identity(clients, profile) if clients else None,
                         args.keep_changed, args.dry_run)
     except UserError as exc:
         if clients and not plan["backends"]:
@@ -553,14 +621,15 @@ def main(argv=None):
     if plan["kind"] == "animation":
         try:
             if args.ray:
-                run_animation_on_ray(args.ray, plan, animated, bpy.data.filepath, report, place=bool(args.save))
+                run_animation_on_ray(args.ray, plan, animated, bpy.data.filepath, report, resume,
+                                     place=bool(args.save))
             else:
-                run_animation(bpy.context, plan, animated, clients[0] if clients else None, report,
+                run_animation(bpy.context, plan, animated, clients[0] if clients else None, report, resume,
                               place=bool(args.save), chunk=chunk)
         finally:
             if not plan["backends"] and clients:
                 backend_process.stop()
-        if args.save:
+        if args.save and not args.dry_run:
             save_blend(bpy, args.save)
     if plan["kind"] == "shot":
         try:

@@ -71,15 +71,16 @@ def unit(blend, camera, frame, seed, shot, generate, identity=None, finished=Fal
     return answer
 
 
-def segment(blend, camera, frames, seed, settings, piece, previous):
+def segment(blend, camera, frames, seed, settings, piece, previous, identity):
     """{file path relative to the shot's root: bytes} of one segment of an animated shot (`piece`:
     core.animation_spec's segment): its frames' maps rendered here, the frames it carries over
     (`previous`: {frame: PNG bytes}, made by the segment before) given, the job run on a replica
-    (its pictures sent along), the new frames placed as the shot keeps them."""
+    (its pictures sent along), the new frames placed as the shot keeps them. Returns {"files": ...,
+    "made": the segment's fingerprint against the profile's `identity`}."""
     import bpy
 
     from characterforge_addon.blender.shots import animation
-    from characterforge_addon.core.batch import batch_plan
+    from characterforge_addon.core.batch import batch_plan, fingerprint
     from characterforge_addon.core.image_io import write_atomic
     scene = _scene(blend)
     with tempfile.TemporaryDirectory(prefix="characterforge-segment-") as root:
@@ -104,7 +105,7 @@ def segment(blend, camera, frames, seed, settings, piece, previous):
                         f"frame_{f:04d}.png" for f in previous)):
                     with open(path, "rb") as f:
                         files[relative] = f.read()
-    return files
+    return {"files": files, "made": fingerprint.of_job(spec, identity)}
 
 
 def _generate(spec, media=None):

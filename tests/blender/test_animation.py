@@ -169,6 +169,35 @@ def test_an_animated_shot_killed_after_a_segment_and_resumed(walk_blend, tiny_ba
     assert image.image.source == "SEQUENCE" and image.image_user.frame_duration == FRAMES
 
 
+def test_a_rerun_redoes_the_segments_whose_making_changed_and_keeps_the_rest(walk_blend, tiny_backend, tmp_path):
+    """Re-runs of a finished animated shot: unchanged, nothing is made again (frames, sequence
+    record and MP4 keep their bytes and times); a dry run after a new prompt plans both segments
+    and touches nothing; the run remakes both and says why."""
+    blend, characters = walk_blend
+    url, token = tiny_backend
+    out, job = tmp_path / "out", tmp_path / "animation.toml"
+    write_job(job, out, url, token, "tiny-wan-vace")
+    first = run(blend, job, characters)
+    assert first.returncode == 0, first.stderr[-2000:]
+    sequence = out / "CamA" / "seed_3_sequence"
+    files = sorted(sequence.iterdir())
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    again = run(blend, job, characters)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 unchanged" in again.stdout and "sequence unchanged" in again.stdout, again.stdout[-1500:]
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(sequence.iterdir())} == before
+    job.write_text(job.read_text().replace('prompt = "a courtyard"', 'prompt = "a glass castle"'))
+    plan = run(blend, job, characters, "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "CamA/segment_000/seed_3" in plan.stdout and "the prompt changed" in plan.stdout, plan.stdout[-1500:]
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(sequence.iterdir())} == {
+        n: t for n, (_, t) in before.items()}
+    changed = run(blend, job, characters)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "2 redone" in changed.stdout and "the prompt changed" in changed.stdout, changed.stdout[-1500:]
+    assert all((sequence / n).stat().st_mtime_ns != t for n, (_, t) in before.items() if n.startswith("frame_"))
+
+
 def test_farm_chunks_make_a_segment_each_in_order(walk_blend, tiny_backend, tmp_path):
     """What each Flamenco task of an animated shot runs: --frames A-B makes the segment whose new
     frames start there (its own manifest), the next chunk the next segment, carried over from

@@ -9,23 +9,24 @@ Used by the sidebar's Animate Shot (segment after segment through `jobs`) and by
 (`kind = "animation"`)."""
 
 import os
+import shutil
 
 import bpy
 
 from ...core.batch import batch_plan
-from ...core.shots import animation_maps
-from ...core.spec import animation_spec
+from ...core.characters.identity_pack import load_pack
 from ...core.errors import UserError
 from ...core.image_io import decode_png, encode_png, write_atomic
-from ...core.characters.identity_pack import load_pack
-from ...core.spec.job_spec import animation_segment_spec
 from ...core.setup.profile_list import read_profiles
-from . import moving_shots, shots
+from ...core.shots import animation_maps
+from ...core.spec import animation_spec
+from ...core.spec.job_spec import animation_segment_spec
 from .. import preferences
 from ..generation import job_inputs, planes
 from ..maps import controls
 from ..rig import joints
 from ..rig.rig import rigs_in_scene
+from . import moving_shots, shots
 
 RESULT = moving_shots.RESULT  # each frame's picture in its frame folder (the flicker reads them there)
 MANIFEST = batch_plan.MANIFEST
@@ -134,13 +135,14 @@ class AnimatedShot:
     def todo(self):
         return [s for s in self.segments if not self.manifest.finished(self.unit(s), self.root)]
 
-    def job(self, segment):
-        """(the segment's validated spec, {sha256: PNG bytes} it names): its frames rendered, the
-        frames it carries over read from the sequence the segment before wrote."""
+    def job(self, segment, maps_root=None):
+        """(the segment's validated spec, {sha256: PNG bytes} it names): its frames rendered (under
+        `maps_root` when given: a staging folder, see `adopt_maps`), the frames it carries over
+        read from the sequence the segment before wrote."""
         scene = self.context.scene
         maps, rigs = [], []
         for frame in segment["frames"]:
-            controls_dir = os.path.join(self.frame_dir(frame), "controls")
+            controls_dir = os.path.join(self._maps_dir(frame, maps_root), "controls")
             frame_maps, manifest = render_frame(self.context, self.camera, frame, controls_dir, self.settings["mode"])
             maps.append(frame_maps)
             rigs += [r for r in characters_in_view(scene, manifest, controls_dir) if r not in rigs]
@@ -165,6 +167,22 @@ class AnimatedShot:
             s["control"], s["strength"], s["grow"],
             {"index": segment["index"], "count": len(self.segments), "first_frame": segment["frames"][0]})
 
+    def _maps_dir(self, frame, maps_root=None):
+        if maps_root is None:
+            return self.frame_dir(frame)
+        return os.path.join(maps_root, batch_plan.unit_folder(self.camera.name, frame, self.seed))
+
+    def adopt_maps(self, segment, maps_root):
+        """The frames' maps rendered under `maps_root` (by `job`) moved into their frame folders:
+        a segment decided to be made again."""
+        for frame in segment["frames"]:
+            staged = os.path.join(self._maps_dir(frame, maps_root), "controls")
+            target = os.path.join(self.frame_dir(frame), "controls")
+            if os.path.isdir(staged):
+                shutil.rmtree(target, ignore_errors=True)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(staged, target)
+
     def kept(self, segment):
         """The files a finished segment leaves (relative to the root): each new frame's picture in
         its frame folder and in the sequence."""
@@ -172,9 +190,10 @@ class AnimatedShot:
                 for p in (os.path.join(self.frame_dir(frame), RESULT),
                           os.path.join(self.sequence, f"frame_{frame:04d}.png"))]
 
-    def keep(self, segment, files, record=True):
+    def keep(self, segment, files, record=True, made=None):
         """The segment's results (`files`: {frame name: path} as the job wrote them) into each
-        frame's folder and the sequence; with `record`, the segment recorded as finished."""
+        frame's folder and the sequence; with `record`, the segment recorded as finished, made by
+        the fingerprint `made` (core.batch.fingerprint)."""
         os.makedirs(self.sequence, exist_ok=True)
         for frame in segment["frames"][segment["carried"]:]:
             source = files.get(f"{SAMPLE_NAME}_{frame:04d}")
@@ -185,7 +204,7 @@ class AnimatedShot:
             write_atomic(os.path.join(self.frame_dir(frame), RESULT), data)
             write_atomic(os.path.join(self.sequence, f"frame_{frame:04d}.png"), data)
         if record:
-            self.manifest.add(self.unit(segment), self.kept(segment))
+            self.manifest.add(self.unit(segment), self.kept(segment), made)
 
     def finished(self):
         return not self.todo()
@@ -209,10 +228,13 @@ class AnimatedShot:
     def place(self, collection_name):
         """The sequence on a plane filling the camera, playing with the timeline."""
         camera = self.camera
+        name = f"{camera.name} seed {self.seed} animation"
+        old = bpy.data.objects.get(name)
+        if old is not None and old.get(planes.ROLE) == "result_plane":  # this sequence's plane, made before
+            bpy.data.objects.remove(old)
         return moving_shots.sequence_plane(self.context, self.sequence, self.frames, camera,
                                            camera.data.clip_end * shots.COMPOSITE_AT,
-                                           planes.shot_collection(self.context.scene, collection_name),
-                                           f"{camera.name} seed {self.seed} animation")
+                                           planes.shot_collection(self.context.scene, collection_name), name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,22 +257,32 @@ def animate_shot(context, seed=None):
     return _next_segment(context, shot, jobs)
 
 
-def _next_segment(context, shot, jobs):
-    todo = shot.todo()
-    if not todo:
+def _next_segment(context, shot, jobs, start=0, remade=False):
+    """Start the first segment from `start` on that must be made: never finished, or finished with
+    other makings than its fingerprint now says (another prompt, pose, profile, ...), or after a
+    segment made again (`remade`: the frames it carries over change)."""
+    from ...core.batch import fingerprint
+    for index in range(start, len(shot.segments)):
+        segment = shot.segments[index]
+        unit = shot.unit(segment)
+        spec, media = shot.job(segment)
+        made = fingerprint.of_job(spec, None)
+        unchanged = not fingerprint.changes(shot.manifest.fingerprint(unit), made)
+        if shot.manifest.finished(unit, shot.root) and unchanged and not (remade and segment["carried"]):
+            continue  # made before by the same settings, pose and pictures: kept
+        break
+    else:
         record = shot.finish(shot.settings["video"])
         plane = shot.place(context.scene.characterforge.shot or "Shot")
         return (f"animated shot: {len(shot.frames)} frames in {shot.sequence} (flicker {record['flicker']:.2f}); "
                 f"plays on '{plane.name}'")
-    segment = todo[0]
-    spec, media = shot.job(segment)
     unit_dir = os.path.join(shot.root, shot.unit(segment))
+    shot.manifest.forget(shot.unit(segment))  # stopped from here on: not done, made again next time
 
     def place(scene, files, job_id):
-        shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files})
-        done = len(shot.segments) - len(shot.todo())
-        follow = _next_segment(bpy.context, shot, jobs)
-        return f"segment {done} of {len(shot.segments)} made; {follow}"
+        shot.keep(segment, {os.path.splitext(os.path.basename(f))[0]: f for f in files}, made=made)
+        follow = _next_segment(bpy.context, shot, jobs, index + 1, True)
+        return f"segment {index + 1} of {len(shot.segments)} made; {follow}"
 
     jobs.start(context, spec, unit_dir, place, media)
     return f"segment {segment['index'] + 1} of {len(shot.segments)} started (frames {segment['frames'][0]}-" \

@@ -45,6 +45,10 @@ def _part(path):
         return {"prompt": "prompt", "mask": "control maps"}.get(path[2] if len(path) > 2 else "", "characters")
     if path[:2] == ("hands", "boxes"):  # found from the rendered keypoints
         return "control maps"
+    if head == "frames":  # an animation segment's control videos, frame by frame
+        return "background" if path[-1] == "background" else "control maps"
+    if head == "references":  # an animation segment's pictures of the character
+        return "identity pictures"
     return _TOP.get(head, "settings")
 
 
