@@ -441,7 +441,7 @@ def _appearance_entry(appearance, scale):
 def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6,
                          identity_embedding=None, keypoints=None, retry=None, lora=None, appearance=None,
-                         appearance_scale=0.5, mask=None):
+                         appearance_scale=0.5, mask=None, faceid_scale=None):
     """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
     "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter),
     `identity_embedding` their pack's mean embedding, `lora` its trained LoRA, `appearance` its
@@ -453,6 +453,8 @@ def posed_character_spec(prompt, controls, width, height, negative_prompt="", se
                     profile, batch, name, references, identity_scale, lora)
     if identity_embedding is not None and "identity" in spec:
         spec["identity"]["embedding"] = list(identity_embedding)
+    if faceid_scale is not None and "identity" in spec:  # 0 for a creature or an object: no face to keep
+        spec["identity"]["faceid_scale"] = round(faceid_scale, 4)
     look = _appearance_entry(appearance, appearance_scale)
     if look and "identity" in spec:
         spec["identity"]["appearance"] = look
