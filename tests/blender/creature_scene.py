@@ -1,8 +1,8 @@
 """Test subjects made in the test: a four-legged creature (an armature deforming one mesh of
 boxes), a car-like block mesh, a collection of parts, a cube."""
 
-import bmesh
-import bpy
+import bpy  # first: bmesh and mathutils come with it
+import bmesh  # noqa: I001
 from mathutils import Matrix, Vector
 
 # (bone, head, tail, box centre, box size) of a small four-legged creature, metres
@@ -75,7 +75,7 @@ def quadruped(name="Beast", location=(0.0, 0.0, 0.0), colour=(0.2, 0.5, 0.2)):
 def car(name="Car", location=(0.0, 0.0, 0.0), colour=(0.7, 0.1, 0.1)):
     """A car-like block mesh: a body, a cabin and four wheels as one mesh (loose parts)."""
     wheels = [((x, y, 0.3), (0.25, 0.6, 0.6)) for x in (-0.85, 0.85) for y in (-1.3, 1.3)]
-    obj, _ = _boxes(name, [((0, 0, 0.65), (1.6, 4.2, 0.7)), ((0, 0.3, 1.25), (1.4, 2.0, 0.55))] + wheels,
+    obj, _ = _boxes(name, [((0, 0, 0.65), (1.6, 4.2, 0.7)), ((0, 0.3, 1.28), (1.4, 2.0, 0.55))] + wheels,
                     material(f"{name} paint", colour))
     obj.location = location
     return obj
