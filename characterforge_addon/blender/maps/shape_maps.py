@@ -124,8 +124,14 @@ def freestyle_lines(scene, camera, hide=(), thickness=1.0, crease_deg=line_art.C
         settings = layer.freestyle_settings
         settings.as_render_pass = True
         settings.crease_angle = np.radians(180.0 - crease_deg)
+        if not settings.linesets:
+            settings.linesets.new("CharacterForge lines")
         for lineset in settings.linesets:
             lineset.select_silhouette = lineset.select_border = lineset.select_crease = True
+            if lineset.linestyle is None:
+                lineset.linestyle = bpy.data.linestyles.get(".characterforge_lines") or bpy.data.linestyles.new(
+                    ".characterforge_lines")
+            lineset.linestyle.thickness = thickness
 
     def link(tree, layers, out):
         tree.links.new(layers.outputs["Freestyle"], out.inputs[0])
