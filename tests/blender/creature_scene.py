@@ -87,7 +87,8 @@ def parts_collection(name="Cart", location=(0.0, 0.0, 0.0), colour=(0.6, 0.45, 0
     bpy.context.scene.collection.children.link(coll)
     paint = material(f"{name} wood", colour)
     for part, centre, size in (("Box", (0, 0, 0.7), (1.0, 1.4, 0.5)), ("Shaft", (0, -1.2, 0.6), (0.1, 1.0, 0.1)),
-                               ("Wheel.L", (0.6, 0, 0.4), (0.1, 0.8, 0.8)), ("Wheel.R", (-0.6, 0, 0.4), (0.1, 0.8, 0.8))):
+                               ("Wheel.L", (0.6, 0, 0.4), (0.1, 0.8, 0.8)),
+                               ("Wheel.R", (-0.6, 0, 0.4), (0.1, 0.8, 0.8))):
         obj, _ = _boxes(f"{name} {part}", [(centre, size)], paint)
         for c in list(obj.users_collection):
             c.objects.unlink(obj)

@@ -97,7 +97,8 @@ def appearance_scores(engine, images, masks, identity):
     except models.ModelMissing as exc:
         return [scores.unavailable(f"the image encoder ({exc})")] * len(images)
     if any(f is not None and len(f) != len(look["embedding"]) for f in found):
-        return [scores.unavailable(f"the pack's appearance embedding has {len(look['embedding'])} numbers, this "
-                                   "profile's image encoder makes another size: make the sheet again with it")] * len(images)
+        why = (f"the pack's appearance embedding has {len(look['embedding'])} numbers, this profile's image encoder "
+               "makes another size: make the sheet again with it")
+        return [scores.unavailable(why)] * len(images)
     views = {f"view {i + 1}": v for i, v in enumerate(look["views"])}
     return [scores.appearance(f, look["embedding"], views) for f in found]

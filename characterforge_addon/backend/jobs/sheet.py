@@ -167,7 +167,8 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     results[0][2]["scores"] = {"identity": scores.pairwise_identity(embeddings) if face_tools is not None else
                                scores.unavailable(f"insightface ({no_detector_reason or 'not loaded'})")}
     if not humanoid:
-        results[0][2]["scores"]["identity"] = scores.unavailable(f"{kinds.TEXT[spec['subject']]} has no face: see appearance")
+        results[0][2]["scores"]["identity"] = scores.unavailable(
+            f"{kinds.TEXT[spec['subject']]} has no face: see appearance")
     results[0][2]["scores"]["appearance"] = (scores.unavailable(engine.appearance.missing) if engine.appearance.missing
                                              else scores.pairwise_appearance(looks))
     if looks:

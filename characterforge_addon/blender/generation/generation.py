@@ -48,7 +48,8 @@ def generate(context, seed=None):
         settings.steps, settings.guidance, preferences.job_profile(context), name=f"seed{seed}",
         references=references, identity_scale=settings.identity_scale if humanoid else 0.0,
         identity_embedding=embedding, lora=lora, appearance=look, appearance_scale=settings.appearance_scale,
-        faceid_scale=None if humanoid else 0.0, mask=characters_mask(controls_dir, manifest) if look else None,
+        faceid_scale=None if humanoid else 0.0,
+        mask=characters_mask(controls_dir, manifest, humanoid) if look else None,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     spec["draft"] = settings.draft
@@ -57,11 +58,14 @@ def generate(context, seed=None):
                                                                 extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
 
 
-def characters_mask(controls_dir, manifest):
-    """PNG bytes of where the characters are (every mask of the maps joined): the region a
-    posed character's appearance is scored on; None without masks."""
+def characters_mask(controls_dir, manifest, humanoid=True):
+    """PNG bytes of where the characters of the pack's sort are (humanoids, or creatures and
+    objects: their masks joined): the region a posed character's appearance is scored on; None
+    without such masks."""
     joined = None
-    for file in manifest["masks"].values():
+    for name, file in manifest["masks"].items():
+        if (manifest.get("kinds", {}).get(name, "humanoid") == "humanoid") != humanoid:
+            continue
         with open(os.path.join(controls_dir, file), "rb") as f:
             mask = decode_png(f.read())
         mask = (mask if mask.ndim == 2 else mask[..., 0]) > 127
