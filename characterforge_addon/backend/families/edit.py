@@ -143,7 +143,9 @@ def instruction(maps, references, spec):
         told.append("Draw the character")
     if "openpose" in maps:
         told[-1] += f", in exactly the pose of the skeleton in picture {maps.index('openpose') + 1}"
-    elif maps:  # a creature or an object: its shape from the maps
+    elif set(_EXTRA) & set(maps):  # a creature or an object: its shape from the maps
         told[-1] += ", with exactly the shape and outlines of " + " and ".join(
             f"picture {i + 1}" for i in range(len(maps)))
+    elif maps:
+        told[-1] += ", following the depth map"
     return ". ".join(told) + (f". {words}" if words else ".")

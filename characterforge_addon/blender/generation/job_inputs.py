@@ -63,13 +63,16 @@ def control_inputs(settings, folder):
     found = manifest.get("kinds", {})
     humans = not found or any(k == kinds.HUMANOID for k in found.values())
     shapes = any(k != kinds.HUMANOID for k in found.values())
+    # a batch's [shot] settings may not name the shape maps' strengths: the sidebar's defaults then
+    shape = {k: getattr(settings, k, default) for k, default in (("shape_depth_strength", 0.8),
+                                                                 ("normal_strength", 0.5), ("lineart_strength", 0.5))}
     files = {"openpose": settings.openpose_strength} if humans else {}
     if settings.use_depth or shapes:
-        files["depth"] = settings.shape_depth_strength if shapes and not humans else settings.depth_strength
+        files["depth"] = shape["shape_depth_strength"] if shapes and not humans else settings.depth_strength
     if settings.use_hand_depth and humans:
         files["hand_depth"] = settings.hand_depth_strength
     if shapes:
-        files.update(normal=settings.normal_strength, lineart=settings.lineart_strength)
+        files.update(normal=shape["normal_strength"], lineart=shape["lineart_strength"])
     out = {}
     for name, strength in files.items():
         with open(os.path.join(folder, f"{name}.png"), "rb") as f:
