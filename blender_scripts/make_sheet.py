@@ -92,6 +92,9 @@ def main(argv=None):
                             ("detail_part", "sheet_detail_part")):
         if getattr(args, option) is not None:
             setattr(s, setting, getattr(args, option))
+    active = context.view_layer.objects.active
+    if not args.object and active is not None and active.type != "ARMATURE":
+        context.view_layer.objects.active = None  # headless, a mesh left active in the file is no choice: --object
     try:
         if args.rig:
             target = context.scene.objects.get(args.rig)

@@ -263,3 +263,25 @@ def test_packs_of_each_kind_and_a_shot_with_a_human_and_a_creature(bpy, scene, t
     assert found["appearance_by_character"]["Beast"]["status"] == "ok"
     assert isinstance(shot["characterforge_appearance"], float)
     assert os.path.isfile(planes.file_of(shot))
+
+
+def test_make_sheet_object_headless(bpy, scene, tmp_path):
+    """`make_sheet.py --object NAME` as users run it: a separate process on a saved .blend."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    car()
+    blend = str(tmp_path / "car.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+
+    def run(*args):
+        return subprocess.run([sys.executable, os.path.join(root, "blender_scripts", "make_sheet.py"), "--blend", blend,
+                               "--name", "Car", "--maps-only", "--out", str(tmp_path), "--width", "512", "--height",
+                               "384", *args], capture_output=True, text=True, timeout=600, cwd=root)
+    result = run("--object", "Car", "--detail-views", "front")
+    assert result.returncode == 0, result.stderr
+    record = json.load(open(tmp_path / "Car" / "maps" / "sheet.json"))
+    assert record["kind"] == "object" and record["files"] == ["depth.png", "lineart.png", "normal.png"]
+    assert [v["name"] for v in record["views"]][-1] == "detail_front" and "object 'Car'" in result.stdout
+    bad = run("--object", "Boat")
+    assert bad.returncode == 1 and "no object or collection named 'Boat'" in bad.stderr

@@ -268,8 +268,10 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
     shot = _inputs(engine, spec, pngs)
     job = dict(spec, prompt=", ".join(p for p in [spec["prompt"].strip()] + [ch["prompt"].strip()
                                                                              for ch in spec["characters"]] if p))
+    followed, skipped = engine.steering(spec)
     record = {"mode": spec["composite"]["mode"], "characters": [ch["name"] for ch in spec["characters"]],
-              "composite": spec["composite"]}
+              "composite": spec["composite"],
+              "maps": {"followed": followed, **({"not_followed": skipped} if skipped else {})}}
     if shot.previous is not None:
         _, holes, strength = shot.previous
         record["previous"] = {"strength": strength, "holes": round(float(holes.mean()), 4),

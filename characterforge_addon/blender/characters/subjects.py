@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from ...core.characters import kinds
 from ...core.errors import UserError
-from ..rig.rig import character_meshes, rigs_in_scene
+from ..rig.rig import character_meshes
 
 
 @dataclass
@@ -28,16 +27,6 @@ class Subject:
         """The object whose own axes are the character's (front -Y, up +Z): its armature or
         mesh; a collection uses the world's."""
         return self.obj
-
-    def location(self):
-        if self.obj is not None:
-            return self.obj.matrix_world.translation.copy()
-        points = [o.matrix_world.translation for o in self.meshes]
-        return sum(points, Vector()) / max(len(points), 1)
-
-    def settings(self):
-        """The PropertyGroup holding who it plays in shots (character, prompt)."""
-        return (self.obj or self.collection).characterforge
 
 
 def _has_faces(obj, depsgraph):
@@ -94,11 +83,6 @@ def find(name):
     return thing
 
 
-def is_marked(thing):
-    """Whether a creature or object plays a character in shots (humanoids: every OpenPose rig)."""
-    return bool(getattr(thing, "characterforge", None) and thing.characterforge.is_character)
-
-
 def marked_in_scene(scene):
     """The creatures and objects marked as characters that are in `scene` (objects, then
     collections), as Subjects; a mark on something that cannot be one is refused by name."""
@@ -106,11 +90,6 @@ def marked_in_scene(scene):
                and o.characterforge.is_character]
     collections = [c for c in scene.collection.children_recursive if c.characterforge.is_character]
     return [subject_of(t) for t in objects + collections]
-
-
-def characters_in_scene(scene):
-    """Every character of the scene: its humanoid rigs, then its marked creatures and objects."""
-    return [subject_of(r) for r in rigs_in_scene(scene)] + marked_in_scene(scene)
 
 
 def world_points(subject, depsgraph):

@@ -110,9 +110,10 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     rigs = rigs_in_scene(scene)
     others = marked_in_scene(scene)  # creatures and objects playing characters
     if not rigs and not others:
-        raise UserError(f"scene '{scene.name}' has no character: add an OpenPose rig (Pose > Add rig), mark your "
-                        "own armature with Pose > Use as OpenPose rig, or mark a creature or object as a character "
-                        "(Characters > Character in shots)")
+        raise UserError(f"scene '{scene.name}' has no OpenPose rig and no creature or object marked as a character: "
+                        "add a rig with Pose > Add rig, mark your own armature with Pose > Use as OpenPose rig, or "
+                        "select a creature, mesh or collection and tick 'is a character' in Shot > Characters in "
+                        "the shot")
     out_dir = bpy.path.abspath(out_dir)
     try:
         check_writable_folder(out_dir)

@@ -39,13 +39,6 @@ def is_humanoid(kind):
     return kind == HUMANOID
 
 
-def check(kind, field="kind"):
-    if kind not in KINDS:
-        from ..errors import UserError
-        raise UserError(f"{field}: unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return kind
-
-
 def wants_top(footprint, height):
     """Whether a sheet of something `footprint` across (its larger horizontal extent) and
     `height` tall gains a top view."""
