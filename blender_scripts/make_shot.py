@@ -116,8 +116,8 @@ def main(argv=None):
             thing = rigs.get(name) or scene.objects.get(name) or bpy.data.collections.get(name)
             playable = isinstance(thing, bpy.types.Collection) or getattr(thing, "type", "") in ("ARMATURE", "MESH")
             if thing is None or not playable:
-                fail(f"--{option} {name}=...: the scene has no rig, creature, mesh or collection {name!r} (rigs: "
-                     f"{', '.join(rigs) or 'none'})")
+                fail(f"--{option} {name}=...: the scene has no rig {name!r}, nor a creature, mesh or collection of "
+                     f"that name (rigs: {', '.join(rigs) or 'none'})")
             if name not in rigs:  # a creature or an object: it plays a character in the shot
                 thing.characterforge.is_character = True
             setattr(thing.characterforge, field, value)

@@ -105,7 +105,8 @@ def shot_job(context, camera, background, controls_dir, seed, previous=None, man
         if decode_png(mask).any():
             seen.append((rig, mask))
     if not seen:
-        raise UserError(f"the camera '{camera.name}' sees none of the characters: frame at least one")
+        raise UserError(f"the camera '{camera.name}' sees none of the rigs, creatures or objects playing characters: "
+                        "frame at least one character")
     rigs = [rig for rig, _ in seen]
     characters = []
     for rig, mask in seen:
