@@ -33,3 +33,26 @@ def build(bpy, resolution=(768, 768)):
     posing.apply_library_pose(context, kid, "SITTING")
     context.view_layer.update()
     return scene
+
+
+def add_lantern(bpy, location=(-0.75, -0.4, 0.0)):
+    """A lantern standing on the floor: a collection of four meshes (base, glass, cap, ring), the
+    demo's non-human character (an object: depth, normal and line-art maps, no skeleton)."""
+    context = bpy.context
+    lantern = bpy.data.collections.new("Lantern")
+    context.scene.collection.children.link(lantern)
+    x, y, z = location
+    parts = (("cube", "Lantern base", (x, y, z + 0.03), (0.22, 0.22, 0.06)),
+             ("cylinder", "Lantern glass", (x, y, z + 0.2), (0.16, 0.16, 0.28)),
+             ("cone", "Lantern cap", (x, y, z + 0.4), (0.22, 0.22, 0.12)),
+             ("torus", "Lantern ring", (x, y, z + 0.5), (0.08, 0.08, 0.08)))
+    for kind, name, centre, size in parts:
+        getattr(bpy.ops.mesh, f"primitive_{kind}_add")(location=centre)
+        obj = context.object
+        obj.name = name
+        obj.dimensions = size
+        for collection in list(obj.users_collection):
+            collection.objects.unlink(obj)
+        lantern.objects.link(obj)
+    context.view_layer.update()
+    return lantern

@@ -4,8 +4,9 @@
   blender -b FILE -P blender_scripts/make_shot.py -- [options]
 
   --background-prompt TEXT | --background-image FILE   (else the shot's existing background)
-  --character RIG=PACK   the identity pack a rig plays (repeat per rig)
-  --rig-prompt RIG=TEXT  what a rig's character looks like (repeat per rig)
+  --character NAME=PACK  the identity pack a rig plays (repeat per rig); a creature (armature),
+                         a mesh or a collection named here plays it too, as a character
+  --rig-prompt NAME=TEXT what a rig's (creature's, object's) character looks like (repeat)
   --mode inpaint|cutout  --expression happy|sad|angry|surprised|scared|custom [--expression-rig RIG]
 
 Options match the sidebar's Shot section; results land as planes in 'CharacterForge Shots/SHOT'.
@@ -112,9 +113,14 @@ def main(argv=None):
     for option, field, values in (("character", "character", pairs(args.character, "character")),
                                   ("rig-prompt", "prompt", pairs(args.rig_prompt, "rig-prompt"))):
         for name, value in values.items():
-            if name not in rigs:
-                fail(f"--{option} {name}=...: the scene has no rig {name!r} (rigs: {', '.join(rigs) or 'none'})")
-            setattr(rigs[name].characterforge, field, value)
+            thing = rigs.get(name) or scene.objects.get(name) or bpy.data.collections.get(name)
+            playable = isinstance(thing, bpy.types.Collection) or getattr(thing, "type", "") in ("ARMATURE", "MESH")
+            if thing is None or not playable:
+                fail(f"--{option} {name}=...: the scene has no rig {name!r}, nor a creature, mesh or collection of "
+                     f"that name (rigs: {', '.join(rigs) or 'none'})")
+            if name not in rigs:  # a creature or an object: it plays a character in the shot
+                thing.characterforge.is_character = True
+            setattr(thing.characterforge, field, value)
     start = time.perf_counter()
     try:
         if args.background_image:

@@ -1,4 +1,5 @@
-"""All add-on settings: one PropertyGroup on the Scene, one on each Object (rigs)."""
+"""All add-on settings: one PropertyGroup on the Scene, one on each Object (rigs, creatures,
+objects) and one on each Collection (a collection playing a character)."""
 
 import bpy
 from bpy.props import (
@@ -41,6 +42,17 @@ class CHARACTERFORGE_PG_rig(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What this character looks like in shots; empty: the "
                            "Shot's prompt")
     pose_import: PointerProperty(type=CHARACTERFORGE_PG_rig_pose)  # its last imported pose: fit, flips
+    # A creature (an armature that is no OpenPose rig) or an object (a mesh) playing a character
+    is_character: BoolProperty(name="Character", description="This creature or object is a character in shots: "
+                               "its own mask, depth, normal and line-art maps, identity and prompt")
+
+
+class CHARACTERFORGE_PG_collection(bpy.types.PropertyGroup):
+    """A collection of meshes playing one character (a prop, a vehicle) in shots."""
+    is_character: BoolProperty(name="Character", description="This collection is one character in shots (a prop, "
+                               "a vehicle): its own mask, maps, identity and prompt")
+    character: StringProperty(name="Character", description="The identity pack it plays in shots; empty: none")
+    prompt: StringProperty(name="Prompt", description="What it looks like in shots; empty: the Shot's prompt")
 
 
 # No update callbacks here: with any Python property callback registered, the bpy 4.2 module
@@ -54,6 +66,7 @@ class CHARACTERFORGE_PG_character(bpy.types.PropertyGroup):
     # name: the pack's folder name
     folder: StringProperty(name="Folder", subtype="DIR_PATH")
     problem: StringProperty(name="Problem", description="Why the pack cannot be used, if it cannot")
+    kind: StringProperty(name="Kind", default="humanoid", description="humanoid, creature or object")
     faces: CollectionProperty(type=CHARACTERFORGE_PG_face)
     active_face: IntProperty()
     # its trained LoRA, as the pack records it (changed by operators, written into the pack)
@@ -199,6 +212,27 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     sheet_face_detail: BoolProperty(name="Fix faces", default=True,
                                     description="Redraw every face at full resolution and paste it back")
     sheet_face_strength: FloatProperty(name="Face strength", default=0.4, min=0.0, max=1.0)
+    # Sheets of creatures and objects
+    sheet_subject: StringProperty(name="Sheet of", description="The object, armature or collection the sheet is "
+                                  "made from; empty: the selected object (or the only rig)")
+    sheet_object_views: StringProperty(name="Views", default="auto",
+                                       description="Whole views of a creature or object: auto (front, three_quarter, "
+                                       "side, back, and top when its footprint is broad), or names from front, "
+                                       "three_quarter, side, back, top, bottom, or name=degrees")
+    sheet_detail_views: StringProperty(name="Detail views", default="front, three_quarter",
+                                       description="Close-ups of one part, left to right; empty for none")
+    sheet_detail_part: StringProperty(name="Detail of", default="",
+                                      description="The part the close-ups show: a collection's mesh, a creature's "
+                                      "bone, a mesh's vertex group or loose piece; empty: the largest part")
+    shape_depth_strength: FloatProperty(name="Depth", default=0.8, min=0.0, max=2.0,
+                                        description="A creature's or object's depth map strength")
+    normal_strength: FloatProperty(name="Normal", default=0.5, min=0.0, max=2.0,
+                                   description="A creature's or object's normal map strength")
+    lineart_strength: FloatProperty(name="Line art", default=0.5, min=0.0, max=2.0,
+                                    description="A creature's or object's line-art map strength")
+    appearance_scale: FloatProperty(name="Look", default=0.5, min=0.0, max=1.5,
+                                    description="How strongly a character's pack keeps its look (an object's, a "
+                                    "creature's, a costume's) through the appearance IP-Adapter; 0: scored only")
     characters: CollectionProperty(type=CHARACTERFORGE_PG_character, options={"SKIP_SAVE"})
     active_character: IntProperty(name="Character")
     dataset_trigger: StringProperty(name="Trigger word", default="",
@@ -224,8 +258,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
 
 
 classes = (*pose_import_classes,  # nested in the two below: registered first
-           CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_face, CHARACTERFORGE_PG_character,
-           CHARACTERFORGE_PG_scene)
+           CHARACTERFORGE_PG_joint_map, CHARACTERFORGE_PG_rig, CHARACTERFORGE_PG_collection, CHARACTERFORGE_PG_face,
+           CHARACTERFORGE_PG_character, CHARACTERFORGE_PG_scene)
 
 
 def register():
@@ -233,9 +267,11 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.characterforge = PointerProperty(type=CHARACTERFORGE_PG_scene)
     bpy.types.Object.characterforge = PointerProperty(type=CHARACTERFORGE_PG_rig)
+    bpy.types.Collection.characterforge = PointerProperty(type=CHARACTERFORGE_PG_collection)
 
 
 def unregister():
+    del bpy.types.Collection.characterforge
     del bpy.types.Object.characterforge
     del bpy.types.Scene.characterforge
     for cls in reversed(classes):

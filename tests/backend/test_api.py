@@ -278,7 +278,7 @@ def test_faceid_joins_plus_face_when_a_face_is_found(api):
         return image_of(r), json.loads(Image.open(io.BytesIO(r.content)).text["characterforge"])
 
     without, record = run(scale=0.6, faceid_scale=0.0)
-    assert record["identity_adapters"] == ["plus_face", "faceid"]
+    assert record["identity_adapters"] == ["plus_face", "faceid", "appearance"]  # appearance at 0: no look sent
     with_faceid, _ = run(scale=0.6, faceid_scale=1.0)
     assert not np.array_equal(without, with_faceid)  # the embedding steers the image
     other = [0.0] * 511 + [1.0]

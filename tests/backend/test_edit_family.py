@@ -95,6 +95,10 @@ def test_the_instruction_says_which_picture_is_which():
         "colours and props, in exactly the pose of the skeleton in picture 1. a knight")
     assert edit.instruction(["depth"], 0, job) == (
         "Picture 1 is a depth map. Draw the character, following the depth map. a knight")
+    assert edit.instruction(["depth", "lineart"], 1, dict(job, prompt="a red car")) == (
+        "Picture 1 is a depth map. Picture 2 is a line drawing of its outlines. Draw the same character as in "
+        "picture 3: the same shape, colours, materials and markings, with exactly the shape and outlines of "
+        "picture 1 and picture 2. a red car")
 
 
 def test_the_face_pass_keeps_the_higher_identity_score_and_records_both(make_backend, tmp_path):

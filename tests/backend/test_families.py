@@ -67,7 +67,10 @@ def test_models_missing_on_this_machine_refuse_the_job_with_the_download(api):
 
 
 def test_capabilities_follow_the_roles_a_profile_names():
-    assert families.capabilities(profiles.load_profile("tiny")) == set(families.FAMILIES["sdxl"].CAPABILITIES)
+    every = set(families.FAMILIES["sdxl"].CAPABILITIES)
+    assert families.capabilities(profiles.load_profile("tiny-union")) == every
+    # normal and line-art maps only through a ControlNet-Union: tiny names two ControlNets
+    assert families.capabilities(profiles.load_profile("tiny")) == every - {"normal_control", "line_control"}
     assert "identity" not in families.capabilities(profiles.load_profile("sd15"))
     assert "depth_control" not in families.capabilities(profiles.parse_profile(NO_DEPTH))
 

@@ -129,13 +129,62 @@ def test_regional_masks_reach_the_attention_processors(models_dir, monkeypatch):
     never = type("E", (), {"is_set": staticmethod(lambda: False)})()
     shot.run(engine, spec, control_pngs(spec), progress, never, None, None)
     masks, scales = seen[0]
-    assert masks is not None and len(masks) == len(engine.adapters.names()) == 2  # plus-face and FaceID
+    assert masks is not None and len(masks) == len(engine.adapters.names()) == 3  # plus-face, FaceID, appearance
     for m in masks:
         assert tuple(m.shape) == (1, 2, H, W)
         hero, rival = m[0, 0].numpy() > 0.5, m[0, 1].numpy() > 0.5
         assert hero[LEFT > 0].all() and rival[RIGHT > 0].all()
         assert not (hero & rival).any() and not hero[RIGHT > 0].any() and not rival[LEFT > 0].any()
     assert scales[0] == [0.8, 0.8]  # one plus-face scale per character
+
+
+def test_a_human_and_a_creature_keep_their_identities_in_their_own_masks(models_dir, monkeypatch):
+    """The human's face identity (plus-face, FaceID) acts in its mask only; the creature's
+    appearance (the appearance adapter) in its mask only, it gets no face identity; each gets
+    its own pass steered by its own maps, and its own score."""
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import shot
+    from characterforge_addon.backend.models import profiles
+    from characterforge_addon.core.spec.job_spec import validate_job
+    seen, passes = [], []
+    real = IPAdapterAttnProcessor2_0.__call__
+
+    def spy(self, attn, hidden_states, *args, ip_adapter_masks=None, **kwargs):
+        seen.append((ip_adapter_masks, [list(s) if isinstance(s, list) else s for s in self.scale]))
+        return real(self, attn, hidden_states, *args, ip_adapter_masks=ip_adapter_masks, **kwargs)
+
+    monkeypatch.setattr(IPAdapterAttnProcessor2_0, "__call__", spy)
+    engine = pipelines.Engine(profiles.load_profile("tiny-union"), models_dir)
+    inpaint = engine.inpaint
+    monkeypatch.setattr(engine, "inpaint", lambda spec, *a, controls=(), **k: passes.append(
+        (spec["identity"] if "identity" in spec else None, [n for n, _ in controls])) or inpaint(
+        spec, *a, controls=controls, **k))
+    look = {"embedding": [0.5] * 32, "views": [[0.5] * 32, [0.4] * 32], "scale": 0.7}
+    job = shot_job(hands={"enabled": False}, profile="tiny-union", controls={
+        "openpose": {"image": b64(pattern(seed=1))}, "depth": {"image": b64(pattern(seed=2))},
+        "normal": {"image": b64(pattern(seed=3))}, "lineart": {"image": png_b64(W, H, (0, 0, 0))}})
+    job["characters"][1] = {"name": "Beast", "kind": "creature", "prompt": "a green lizard", "mask": b64(RIGHT),
+                            "identity": dict(identity((40, 200, 60)), scale=0.0, appearance=look)}
+    spec = validate_job(job)
+    progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
+    never = type("E", (), {"is_set": staticmethod(lambda: False)})()
+    (name, pixels, record), = shot.run(engine, spec, control_pngs(spec), progress, never, None, None)
+    masks, scales = seen[0]
+    assert engine.adapters.names() == ["plus_face", "faceid", "appearance"] and len(masks) == 3
+    for m in masks:
+        hero, beast = m[0, 0].numpy() > 0.5, m[0, 1].numpy() > 0.5
+        assert hero[LEFT > 0].all() and beast[RIGHT > 0].all() and not (hero & beast).any()
+    plus, faceid, appearance = scales
+    assert plus == [0.8, 0.0] and faceid[1] == 0.0  # the creature has no face to keep
+    assert appearance == [0.0, 0.7]  # its look, in its own mask; the human has no appearance here
+    own = {tuple(maps): identity_ for identity_, maps in passes[1:]}
+    assert ("openpose",) in own and ("depth", "normal", "lineart") in own  # each its own maps in its own pass
+    assert own[("depth", "normal", "lineart")]["scale"] == 0.0
+    assert record["scores"]["appearance_by_character"]["Beast"]["status"] == "ok"
+    assert "Hero" not in record["scores"]["appearance_by_character"]
+    assert set(record["scores"]["identity_by_character"]) == {"Hero"}
 
 
 def test_identities_stay_in_their_own_region(models_dir):

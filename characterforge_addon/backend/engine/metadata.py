@@ -24,8 +24,11 @@ def spec_without_images(spec):
         out["background"] = "image"
     if "image" in spec:
         out["image"] = "the picture edited"
+    if "mask" in spec:
+        out["mask"] = "where the character is"
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
+                              **({"kind": c["kind"]} if c.get("kind", "humanoid") != "humanoid" else {}),
                               **({"identity": _identity_summary(c["identity"])} if "identity" in c else {})}
                              for c in spec["characters"]]
     return out
@@ -36,6 +39,8 @@ def _identity_summary(identity):
            "embedding": "embedding" in identity}
     if "lora" in identity:
         out["lora"] = identity["lora"]
+    if "appearance" in identity:
+        out["appearance"] = {"scale": identity["appearance"]["scale"], "views": len(identity["appearance"]["views"])}
     return out
 
 

@@ -17,11 +17,13 @@ import torch
 from PIL import Image
 
 from ...core.errors import UserError
+from ...core.spec.job_spec import CONTROL_CAPABILITY, CONTROL_KINDS, extra_maps
 from ...core.spec.training_spec import prompt_with_trigger
-from ..families import family_of, memory_need
+from ..families import capabilities, family_of, memory_need
 from ..models import models
 from . import device
 from .adapters import Adapters
+from .appearance import Appearance
 from .character_loras import CharacterLoras
 from .offload import offload_in_groups, offload_sequentially, remove_offload, store_in_fp8
 from .pictures import decode_image_bytes
@@ -81,6 +83,7 @@ class Engine:
         self._controlnets = {}
         self._variants = {}
         self.adapters = Adapters(self)
+        self.appearance = Appearance(self)  # the image encoder's embeddings: appearance scores and packs
         self._faces = None
         self._draft_lora = False  # the profile's draft LoRA is in the denoiser (adapter "draft")
         self.loras = CharacterLoras(self, lora_store)  # characters' trained LoRAs, loaded as jobs name them
@@ -347,7 +350,7 @@ class Engine:
         control name) and reference pictures (PIL images, identity via IP-Adapter)."""
         controls = spec["controls"]
         # hand depth uses the depth ControlNet a second time, on the hands only
-        names = [n for n in ("openpose", "depth", "hand_depth") if n in controls]
+        names = self.steering(spec)[0]
         missing = [r for r in (self.family.control_role(self.profile.models, n) for n in names)
                    if r not in self.profile.models]
         if missing:
@@ -364,6 +367,15 @@ class Engine:
                                   **self._prompts(spec), **self._identity_kwargs(pipe, spec, references),
                                   width=spec["width"], height=spec["height"], **control)
         return self._with_oom_retry(run)
+
+    def steering(self, spec):
+        """(the maps of `spec` this profile follows, in order; {map: why not} for the normal and
+        line-art maps beside a depth map that it cannot follow: the depth map steers alone)."""
+        able = capabilities(self.profile)
+        skipped = {n: f"profile {self.profile.name} has no ControlNet for {n} maps (a ControlNet-Union profile "
+                      "such as sdxl-union follows them): the depth map steered" for n in extra_maps(spec)
+                   if CONTROL_CAPABILITY[n] not in able}
+        return [n for n in CONTROL_KINDS if n in spec["controls"] and n not in skipped], skipped
 
     def txt2img(self, spec, on_step, cancel_event):
         """Images from the prompt alone (the base pipeline, no ControlNet)."""

@@ -4,8 +4,9 @@ capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for 
 classes, and a job whose profile cannot do what it asks is refused before it is queued.
 
 Capabilities: draw (a new picture steered by the maps and references sent), txt2img (from a
-prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control and
-depth_control (OpenPose and depth maps steer it), identity (reference pictures or a face
+prompt alone), img2img, inpaint (a picture redrawn, redrawn in a mask), pose_control,
+depth_control, normal_control and line_control (OpenPose, depth, normal and line-art maps steer
+it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
 few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
@@ -32,6 +33,7 @@ CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2i
                    "img2img": "redrawing a picture", "inpaint": "redrawing inside a mask",
                    "pose_control": "following the OpenPose map",
                    "depth_control": "following depth maps (depth, hand depth)",
+                   "normal_control": "following normal maps", "line_control": "following line-art maps",
                    "identity": "keeping an identity from reference pictures or a face embedding",
                    "draft": "quick few-step drafts", "lora": "a character's trained LoRA",
                    "train_lora": "training a character LoRA",

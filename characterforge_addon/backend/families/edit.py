@@ -12,11 +12,21 @@ from PIL import Image
 from ...core.errors import UserError
 from ..engine.pictures import decode_image_bytes
 
-_MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth": "a depth map of the hands"}
+_MAPS = {"openpose": "an OpenPose skeleton", "depth": "a depth map", "hand_depth": "a depth map of the hands",
+         "lineart": "a line drawing of its outlines", "normal": "a normal map"}
+_EXTRA = ("lineart", "normal")  # taken after the others while a picture of the character still fits
+
+
+def _taken(names, room):
+    """The maps of `names` an edit takes: every pose and depth map, then the line art and
+    normal maps while `room` (pictures left beside them) allows."""
+    base = [n for n in _MAPS if n in names and n not in _EXTRA]
+    return base + [n for n in _EXTRA if n in names][:max(0, room - len(base))]
 
 
 class EditFamily:
-    CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "identity", "draft")
+    CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "normal_control", "line_control", "identity",
+                    "draft")
     region_strength = False  # an edit decides how much it changes
     batched_inpaint = False  # Qwen-Image-Edit refuses batches: regions are edited one by one
     taesd_latents = False  # packed latents of another VAE
@@ -70,8 +80,8 @@ class EditFamily:
         """The maps first, then as many of the character's pictures as the model takes (best
         first, as the pack orders them), one image at a time."""
         size = (spec["width"], spec["height"])
-        maps = [(n, decode_image_bytes(pngs[n], f"controls.{n}.image").resize(size)) for n in _MAPS
-                if n in spec["controls"]]
+        taken = _taken(spec["controls"], self.max_pictures - (1 if references else 0))
+        maps = [(n, decode_image_bytes(pngs[n], f"controls.{n}.image").resize(size)) for n in taken]
         refs = references[:max(0, self.max_pictures - len(maps))]
         pictures = [im for _, im in maps] + refs
         if not pictures:  # nothing to edit from: a neutral canvas of the job's size
@@ -92,7 +102,9 @@ class EditFamily:
         identity: no adapters here); the caller pastes the result through its mask. `strength`
         does not apply: the edit decides how much changes."""
         h, w = pixels.shape[:2]
-        maps = [(n, im.resize((w, h))) for n, im in controls if n in _MAPS]
+        by_name = dict(controls)
+        taken = _taken(by_name, self.max_pictures - 1 - (1 if references else 0))
+        maps = [(n, by_name[n].resize((w, h))) for n in taken]
         refs = references[:max(0, self.max_pictures - 1 - len(maps))]
         pictures = [Image.fromarray(pixels)] + [im for _, im in maps] + refs
         prompt = region_instruction([n for n, _ in maps], len(refs), spec, suffix)
@@ -110,8 +122,9 @@ def region_instruction(maps, references, spec, suffix=""):
     told = [f"picture {i + 2} is {_MAPS[n]}" for i, n in enumerate(maps)]
     first = len(maps) + 2
     steer = "".join(f", following picture {i + 2}" for i in range(len(maps)))
-    keep = ("" if not references else f", the same person as in picture {first}" if references == 1
-            else f", the same person as in pictures {first} to {first + references - 1}")
+    who = "character" if set(_EXTRA) & set(maps) else "person"
+    keep = ("" if not references else f", the same {who} as in picture {first}" if references == 1
+            else f", the same {who} as in pictures {first} to {first + references - 1}")
     return (f"Edit picture 1{' (' + '; '.join(told) + ')' if told else ''}: {words}{steer}{keep}; "
             "change nothing else.")
 
@@ -123,10 +136,16 @@ def instruction(maps, references, spec):
     first = len(maps) + 1
     if references:
         who = f"picture {first}" if references == 1 else f"pictures {first} to {first + references - 1}"
-        told.append(f"Draw the same character as in {who}: the same face, hair, outfit, colours and props")
+        keep = ("the same face, hair, outfit, colours and props" if "openpose" in maps or not maps
+                else "the same shape, colours, materials and markings")
+        told.append(f"Draw the same character as in {who}: {keep}")
     else:
         told.append("Draw the character")
-    if maps:
-        told[-1] += f", in exactly the pose of the skeleton in picture {maps.index('openpose') + 1}" \
-            if "openpose" in maps else ", following the depth map"
+    if "openpose" in maps:
+        told[-1] += f", in exactly the pose of the skeleton in picture {maps.index('openpose') + 1}"
+    elif set(_EXTRA) & set(maps):  # a creature or an object: its shape from the maps
+        told[-1] += ", with exactly the shape and outlines of " + " and ".join(
+            f"picture {i + 1}" for i in range(len(maps)))
+    elif maps:
+        told[-1] += ", following the depth map"
     return ". ".join(told) + (f". {words}" if words else ".")

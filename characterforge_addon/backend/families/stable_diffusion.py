@@ -1,20 +1,22 @@
 """The Stable Diffusion families (SDXL, SD 1.5): a diffusers text-to-image base, its img2img and
 inpaint variants built on the same weights with `from_pipe`, ControlNets for pose and depth (or,
-on SDXL, one ControlNet-Union for both), IP-Adapter plus-face and FaceID for identity."""
+on SDXL, one ControlNet-Union for pose, depth, normal and line-art maps), IP-Adapter plus-face
+and FaceID for identity, a plain IP-Adapter for appearance (an object's or creature's look)."""
 
 from ...core.errors import UserError
 from .draft import Draft
 
-CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft",
-                "lora", "train_lora")
+CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "normal_control",
+                "line_control", "identity", "draft", "lora", "train_lora")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
 _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}
 UNION = "controlnet_union"
-# The control modes of xinsir's ControlNet-Union for SDXL (0 OpenPose, 1 depth); hand depth is a
-# second depth map.
-UNION_MODES = {"openpose": 0, "depth": 1, "hand_depth": 1}
+# The control modes of xinsir's ControlNet-Union for SDXL (0 OpenPose, 1 depth, 2 thick line, 3
+# thin line: canny and line art, 4 normal); hand depth is a second depth map, our line art thin.
+UNION_MODES = {"openpose": 0, "depth": 1, "hand_depth": 1, "lineart": 3, "normal": 4}
+UNION_ONLY = ("normal_control", "line_control")  # no separate SDXL or SD 1.5 ControlNet is named for these
 
 
 class StableDiffusion:
@@ -46,7 +48,7 @@ class StableDiffusion:
     def roles_for(self, capability, models=()):
         """The profile roles a capability needs beyond the base model, in a profile naming the
         roles `models` (pose and depth come from its ControlNet-Union when it has one)."""
-        if UNION in models and capability in ("pose_control", "depth_control"):
+        if (UNION in models and capability in ("pose_control", "depth_control")) or capability in UNION_ONLY:
             return (UNION,)
         return _ROLES.get(capability, ())
 
@@ -75,7 +77,7 @@ class StableDiffusion:
     def control_role(models, name):
         """The ControlNet role that reads map `name` (openpose, depth, hand_depth) in a profile
         naming the roles `models`."""
-        if UNION in models:
+        if UNION in models or name in ("normal", "lineart"):
             return UNION
         return "controlnet_openpose" if name == "openpose" else "controlnet_depth"
 
@@ -145,7 +147,7 @@ class StableDiffusion:
     def draw(engine, spec, pngs, references, on_step, cancel_event):
         """The prompt through the ControlNets of the maps sent (none: the base pipeline), the
         references through the identity adapters."""
-        if any(n in spec["controls"] for n in ("openpose", "depth", "hand_depth")):
+        if spec["controls"]:
             return engine.controlnet_images(spec, pngs, references, on_step, cancel_event)
         return engine.txt2img(spec, on_step, cancel_event)
 

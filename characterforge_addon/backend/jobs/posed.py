@@ -1,5 +1,11 @@
-"""The posed character job: generate, score every image (identity, pose adherence) and, when
-the job sets a minimum identity score, try new seeds until one reaches it (keeping the best)."""
+"""The posed character job: generate, score every image (identity, appearance in the character's
+mask, pose adherence) and, when the job sets a minimum identity score, try new seeds until one
+reaches it (keeping the best)."""
+
+import base64
+
+import numpy as np
+from PIL import Image
 
 from ..engine.pictures import decode_image_bytes
 from . import face_pass, scoring
@@ -30,7 +36,9 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector, refine=
         progress.stage("scoring")
         identity = scoring.identity_scores(face_tools, images, target)
         pose = scoring.pose_scores(pose_detector, images, spec)
-        results = [(pixels, seed + i, {"identity": identity[i], "pose": pose[i]}, passes[i])
+        look = scoring.appearance_scores(engine, images, [_mask(spec, images[0].shape)] * len(images),
+                                         spec.get("identity"))
+        results = [(pixels, seed + i, {"identity": identity[i], "pose": pose[i], "appearance": look[i]}, passes[i])
                    for i, pixels in enumerate(images)]
         found = [s for s in (_similarity(score) for score in identity) if s is not None]
         top = max(found) if found else None
@@ -40,12 +48,24 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector, refine=
         if not retry or top is None or top >= retry["min_identity"]:
             break  # good enough, or no identity score to judge by
     names = [spec["name"] if len(best[1]) == 1 else f"{spec['name']}_{i}" for i in range(len(best[1]))]
+    followed, skipped = engine.steering(spec)
+    maps = {"followed": followed, **({"not_followed": skipped} if skipped else {})}
     out = []
     for name, (pixels, seed, image_scores, face_record) in zip(names, best[1]):
-        record = {"seed": seed, "scores": {k: v for k, v in image_scores.items() if v is not None}}
+        record = {"seed": seed, "scores": {k: v for k, v in image_scores.items() if v is not None}, "maps": maps}
         if face_record is not None:
             record["face_pass"] = face_record
         if retry:
             record["tries"] = history
         out.append((name, pixels, record))
     return out
+
+
+def _mask(spec, shape):
+    """The character's mask (bool, the output's size) the job sends, else None (the whole picture)."""
+    if "mask" not in spec:
+        return None
+    image = decode_image_bytes(base64.b64decode(spec["mask"]), "mask").convert("L")
+    if image.size != (shape[1], shape[0]):
+        image = image.resize((shape[1], shape[0]), Image.NEAREST)
+    return np.asarray(image) > 127

@@ -1,6 +1,7 @@
-"""Scores for every output: identity with insightface (ArcFace), pose adherence by re-detecting
-the pose with controlnet_aux's OpenPose detector. Where a model is missing the score says so.
-The arithmetic is core.scores."""
+"""Scores for every output: identity with insightface (ArcFace), appearance with the profile's
+image encoder (a character's region against its pack's views: the look of a creature or an
+object, the outfit of a human), pose adherence by re-detecting the pose with controlnet_aux's
+OpenPose detector. Where a model is missing the score says so. The arithmetic is core.scores."""
 
 import os
 
@@ -89,3 +90,23 @@ def pose_scores(detector, images, spec):
         found = detector.people(pixels)
         out.append({name: scores.best_match(found, np.asarray(body)) for name, body in targets.items()})
     return out
+
+
+def appearance_scores(engine, images, masks, identity):
+    """Per output image, the appearance score of the character's region (its mask, None: the
+    whole image) against the pack's appearance `identity["appearance"]`; None without one."""
+    look = (identity or {}).get("appearance")
+    if not look:
+        return [None] * len(images)
+    if engine.appearance.missing:
+        return [scores.unavailable(engine.appearance.missing)] * len(images)
+    try:
+        found = engine.appearance.of_regions(images, masks)
+    except models.ModelMissing as exc:
+        return [scores.unavailable(f"the image encoder ({exc})")] * len(images)
+    if any(f is not None and len(f) != len(look["embedding"]) for f in found):
+        why = (f"the pack's appearance embedding has {len(look['embedding'])} numbers, this profile's image encoder "
+               "makes another size: make the sheet again with it")
+        return [scores.unavailable(why)] * len(images)
+    views = {f"view {i + 1}": v for i, v in enumerate(look["views"])}
+    return [scores.appearance(f, look["embedding"], views) for f in found]

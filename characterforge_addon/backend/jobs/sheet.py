@@ -1,15 +1,17 @@
 """The character sheet job, in three stages as in the seed workflow: the sheet from its
-OpenPose (and depth) maps; a 2x upscale done tile by tile (img2img at low strength, so the
-largest model call is one tile, whatever the sheet size); a face detail pass (each face
-re-generated at full model resolution by inpainting, pasted back through a feathered mask).
-Then the sheet is cut into its views and faces: the identity pack's pictures.
-"""
+OpenPose (and depth) maps, or a creature's or object's depth, normal and line-art maps; a 2x
+upscale done tile by tile (img2img at low strength, so the largest model call is one tile,
+whatever the sheet size); a face detail pass for humanoids (each face re-generated at full
+model resolution by inpainting, pasted back through a feathered mask). Then the sheet is cut
+into its views, faces and detail close-ups: the identity pack's pictures, each whole view with
+its appearance embedding (the view's silhouette from the sheet's depth map, cut out)."""
 
 import math
 
 import numpy as np
+from PIL import Image
 
-from ...core.characters import scores
+from ...core.characters import kinds, scores
 from ..engine.pictures import decode_image_bytes
 from ..engine.pipelines import GenerationError
 from . import redraw
@@ -109,9 +111,14 @@ def cut(image, spec, factor):
     pieces = []
     for view in spec["views"]:
         box = tuple(int(round(v * factor)) for v in view["box"])
-        record = {"view": view["name"], "kind": view["kind"], "yaw": view["yaw"], "box": list(box)}
+        record = {"view": view["name"], "kind": view["kind"], "yaw": view["yaw"], "elevation": view["elevation"],
+                  "box": list(box)}
         if view["kind"] == "body":
             pieces.append((f"view_{view['name']}", image[box[1]:box[3], box[0]:box[2]], record))
+        elif view["kind"] == "detail":
+            record["part"] = view["part"]
+            name = view["name"] if view["name"].startswith("detail_") else f"detail_{view['name']}"
+            pieces.append((name, image[box[1]:box[3], box[0]:box[2]], record))
         else:
             source = view["face_box"] or view["box"]
             square = redraw.square(tuple(int(round(v * factor)) for v in source), FACE_GROW, width, height, step=1)
@@ -130,7 +137,9 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
     factor = spec["upscale"]["factor"]
     sheet = upscale(engine, base, spec, identity, progress, cancel) if factor > 1 else base
     factor = sheet.shape[1] / base.shape[1]
-    faces = {"enabled": spec["faces"]["enabled"] and spec["faces"]["strength"] > 0, "source": None, "boxes": [],
+    humanoid = kinds.is_humanoid(spec["subject"])
+    faces = {"enabled": humanoid and spec["faces"]["enabled"] and spec["faces"]["strength"] > 0,
+             "source": None if humanoid else f"none: {kinds.TEXT[spec['subject']]} has no face", "boxes": [],
              "size": spec["faces"]["size"] or engine.profile.native_size}
     if faces["enabled"]:
         progress.stage("faces: finding faces")
@@ -139,11 +148,17 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
             faces["source"] += f" ({no_detector_reason})"
         faces["boxes"] = [list(b) for b in boxes]
         sheet = detail_faces(engine, sheet, boxes, spec, identity, progress, cancel)
-    progress.stage("cutting views and faces")
-    results = [("sheet", sheet, {"stage": "final", "upscale": factor, "faces": faces}),
+    progress.stage("cutting views and faces" if humanoid else "cutting views and details")
+    followed, skipped = engine.steering(spec)
+    results = [("sheet", sheet, {"stage": "final", "upscale": factor, "faces": faces, "kind": spec["subject"],
+                                 "maps": {"followed": followed, **({"not_followed": skipped} if skipped else {})}}),
                ("sheet_base", base, {"stage": "before upscale"})]
     embeddings = {}
-    for name, pixels, record in cut(sheet, spec, factor):
+    pieces = cut(sheet, spec, factor)
+    looks = _appearance(engine, sheet, pngs, pieces, progress)
+    for name, pixels, record in pieces:
+        if record["kind"] == "body":
+            record["appearance"] = looks.get(name)
         if record["kind"] == "face":
             embedding = face_tools.embed(pixels) if face_tools is not None and face_tools.has_recogniser else None
             record["embedding"] = None if embedding is None else [round(float(v), 6) for v in embedding]
@@ -151,6 +166,33 @@ def run(engine, spec, pngs, progress, cancel, face_tools=None, no_detector_reaso
         results.append((name, np.ascontiguousarray(pixels), record))
     results[0][2]["scores"] = {"identity": scores.pairwise_identity(embeddings) if face_tools is not None else
                                scores.unavailable(f"insightface ({no_detector_reason or 'not loaded'})")}
+    if not humanoid:
+        results[0][2]["scores"]["identity"] = scores.unavailable(
+            f"{kinds.TEXT[spec['subject']]} has no face: see appearance")
+    results[0][2]["scores"]["appearance"] = (scores.unavailable(engine.appearance.missing) if engine.appearance.missing
+                                             else scores.pairwise_appearance(looks))
+    if looks:
+        results[0][2]["appearance_model"] = engine.appearance.model_name()
     if not any(r[2].get("kind") for r in results):
         raise GenerationError("the sheet has no view boxes to cut: render the sheet's maps again")
     return results
+
+
+def _appearance(engine, sheet, pngs, pieces, progress):
+    """{view result name: appearance embedding} of the sheet's whole views, each cut out by its
+    silhouette in the sheet's depth map (the whole box without one); {} without an image encoder."""
+    if engine.appearance.missing:
+        return {}
+    progress.stage("appearance of the views")
+    h, w = sheet.shape[:2]
+    silhouette = None
+    if "depth" in pngs:
+        depth = decode_image_bytes(pngs["depth"], "controls.depth.image").convert("L").resize((w, h), Image.NEAREST)
+        silhouette = np.asarray(depth) > 0
+    views = [(name, pixels, record) for name, pixels, record in pieces if record["kind"] == "body"]
+    masks = []
+    for _, _, record in views:
+        x0, y0, x1, y1 = record["box"]
+        masks.append(None if silhouette is None or not silhouette[y0:y1, x0:x1].any() else silhouette[y0:y1, x0:x1])
+    found = engine.appearance.of_regions([pixels for _, pixels, _ in views], masks)
+    return {name: vector for (name, _, _), vector in zip(views, found) if vector is not None}

@@ -1,4 +1,6 @@
-"""The shot job: the characters put into the background so they look lit by it.
+"""The shot job: the characters put into the background so they look lit by it. A character is a
+humanoid (OpenPose, face identity), a creature or an object (its shape maps, its appearance):
+each keeps its identity in its own mask only and gets its own prompt and pass.
 
 In place (default): the background is inpainted inside the characters' masks (grown, then
 feathered) with the combined OpenPose map (and hand depth) and each character's identity
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ...core.characters import kinds
 from ...core.errors import UserError
+from ...core.spec.job_spec import CONTROL_KINDS
 from ..engine.adapters import Region
 from ..engine.pictures import decode_image_bytes
 from . import redraw, scoring
@@ -101,7 +105,15 @@ class Shot:
         return [refs[0] for refs in self.references if refs]
 
     def steering(self):
-        return [(n, Image.fromarray(self.maps[n])) for n in ("openpose", "depth") if n in self.maps]
+        return [(n, Image.fromarray(self.maps[n])) for n in ("openpose", "depth", "normal", "lineart")
+                if n in self.maps]
+
+    def own_steering(self, character):
+        """The maps a character's own pass follows: a humanoid its pose (the first map, as
+        before), a creature or an object its shape (depth, normal, line art)."""
+        if kinds.is_humanoid(character.get("kind", kinds.HUMANOID)):
+            return self.steering()[:1]
+        return [(n, im) for n, im in self.steering() if n in kinds.SHAPE_MAPS]
 
     def identity(self, engine):
         """The regional identity arguments for a pipeline, or None when no character has one."""
@@ -115,7 +127,7 @@ def _inputs(engine, spec, pngs):
     w, h = spec["width"], spec["height"]
     background = cover(decode_picture(base64.b64decode(spec["background"]["image"]), "background.image"), w, h)
     maps = {n: np.asarray(decode_picture(pngs[n], f"controls.{n}.image", (w, h)))
-            for n in ("openpose", "depth", "hand_depth") if n in pngs}
+            for n in CONTROL_KINDS if n in pngs}
     characters = spec["characters"]
     masks = [np.asarray(decode_picture(base64.b64decode(ch["mask"]), f"characters[{i}].mask", (w, h), "L")) > 127
              for i, ch in enumerate(characters)]
@@ -129,8 +141,14 @@ def _inputs(engine, spec, pngs):
     for i, ch in enumerate(characters):
         identity = ch.get("identity", {})
         area = grow(masks[i], spec["composite"]["grow"]) & ~_others(masks, i)
-        regions.append(Region(references[i], _embedding(engine, identity, references[i]), identity.get("scale", 0.0),
-                              identity.get("faceid_scale", 0.0), mask_image(area)))
+        look = identity.get("appearance")
+        if kinds.is_humanoid(ch["kind"]):
+            regions.append(Region(references[i], _embedding(engine, identity, references[i]),
+                                  identity.get("scale", 0.0), identity.get("faceid_scale", 0.0), mask_image(area),
+                                  look and look["embedding"], look["scale"] if look else 0.0))
+        else:  # no face: its pictures steer no face adapter; its look is its identity
+            regions.append(Region(references[i], None, 0.0, 0.0, mask_image(area), look and look["embedding"],
+                                  look["scale"] if look else 0.0))
     previous = None
     if "previous" in spec:
         p = spec["previous"]
@@ -181,11 +199,14 @@ def _own_passes(engine, shot, image, progress, cancel, wanted):
         return image
     for n, (i, ch) in enumerate(characters):
         progress.stage(f"character {n + 1} of {len(characters)}: {ch['name']}")
+        identity = ch.get("identity", {"scale": 0.0})
+        if not kinds.is_humanoid(ch["kind"]):  # a creature's or object's pictures steer no face adapter
+            identity = {k: v for k, v in identity.items() if k != "embedding"} | {"scale": 0.0, "faceid_scale": 0.0}
         own = dict(spec, prompt=", ".join(p for p in (spec["prompt"].strip(), ch["prompt"].strip()) if p),
-                   identity=ch.get("identity", {"scale": 0.0}))
+                   identity=identity)
         region = grow(shot.masks[i], max(2, c["grow"] // 3))
         made = engine.inpaint(own, image, mask_image(region), strength, shot.references[i],
-                              spec["seed"] + 11 + i, "", progress.step, cancel, controls=shot.steering()[:1])
+                              spec["seed"] + 11 + i, "", progress.step, cancel, controls=shot.own_steering(ch))
         image = paste(image, made, feathered(region, max(2, c["feather"] // 2)))
     return image
 
@@ -247,8 +268,10 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector):
     shot = _inputs(engine, spec, pngs)
     job = dict(spec, prompt=", ".join(p for p in [spec["prompt"].strip()] + [ch["prompt"].strip()
                                                                              for ch in spec["characters"]] if p))
+    followed, skipped = engine.steering(spec)
     record = {"mode": spec["composite"]["mode"], "characters": [ch["name"] for ch in spec["characters"]],
-              "composite": spec["composite"]}
+              "composite": spec["composite"],
+              "maps": {"followed": followed, **({"not_followed": skipped} if skipped else {})}}
     if shot.previous is not None:
         _, holes, strength = shot.previous
         record["previous"] = {"strength": strength, "holes": round(float(holes.mean()), 4),
@@ -274,14 +297,21 @@ def _embedding(engine, identity, references):
 
 
 def _scores(engine, spec, image, masks, face_tools, pose_detector):
-    """Pose adherence of every rig, and each character's identity on the faces inside its mask."""
+    """Pose adherence of every rig, each humanoid's identity on the faces inside its mask, and
+    every character's appearance inside its mask."""
     out = {}
     pose = scoring.pose_scores(pose_detector, [image], spec)[0] if pose_detector else None
     if pose is not None:
         out["pose"] = pose
+    looks = {ch["name"]: scoring.appearance_scores(engine, [image], [mask], ch["identity"])[0]
+             for ch, mask in zip(spec["characters"], masks) if "appearance" in ch.get("identity", {})}
+    if looks:
+        ok = [s for s in looks.values() if s and s.get("status") == "ok"]
+        out["appearance"] = min(ok, key=lambda s: s["similarity"]) if ok else next(iter(looks.values()))
+        out["appearance_by_character"] = looks
     by_character = {}
     for ch, mask in zip(spec["characters"], masks):
-        if "identity" not in ch:
+        if "identity" not in ch or not kinds.is_humanoid(ch["kind"]):
             continue
         pngs = [base64.b64decode(b) for b in ch["identity"]["images"]]
         target = scoring.identity_target(face_tools, {"identity": ch["identity"]}, pngs, decode_image_bytes)

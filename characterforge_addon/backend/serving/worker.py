@@ -68,7 +68,8 @@ class Executor:
         if spec["kind"] == "background":
             outputs = background.run(engine, spec, pngs, progress, event)
         elif spec["kind"] == "character_sheet":
-            outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, True))
+            outputs = sheet.run(engine, spec, pngs, progress, event,
+                                *self._face_tools(engine, spec["subject"] == "humanoid"))
         elif spec["kind"] == "shot":
             engine.base()
             faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]))

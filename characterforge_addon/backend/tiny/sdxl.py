@@ -1,5 +1,5 @@
 """Tiny random-weight SDXL components, made locally (no hub): the `tiny` profile's base, ControlNets,
-identity adapters, draft LoRA and preview decoder.
+identity and appearance adapters, draft LoRA and preview decoder.
 
 Shapes follow diffusers' own SDXL ControlNet tests (but for a VAE that scales by 8 like
 SDXL's, so full-size scenes stay fast). Made once per data folder, seeded, saved
@@ -158,3 +158,9 @@ def _ip_adapter(folder, unet):
               "image_proj.norm.weight": torch.ones(out), "image_proj.norm.bias": torch.zeros(out)}
     faceid.update({k: rand(*v.shape) for k, v in tensors.items() if k.startswith("ip_adapter.")})
     save_file(faceid, os.path.join(folder, "ip_adapter_faceid.safetensors"))
+    # Appearance: a plain IP-Adapter (the image encoder's 32-number embedding -> 4 tokens), in the
+    # published ip-adapter_sdxl_vit-h layout (image_proj.proj / image_proj.norm)
+    plain = {"image_proj.proj.weight": rand(4 * out, embed), "image_proj.proj.bias": rand(4 * out),
+             "image_proj.norm.weight": torch.ones(out), "image_proj.norm.bias": torch.zeros(out)}
+    plain.update({k: rand(*v.shape) for k, v in tensors.items() if k.startswith("ip_adapter.")})
+    save_file(plain, os.path.join(folder, "ip_adapter_appearance.safetensors"))

@@ -1,20 +1,22 @@
-"""Characters in Blender: render a rig's sheet maps, send the sheet job, turn its results into
-an identity pack and the sheet into an image plane; list, rename, import and export packs;
-train a character's LoRA from its pack and keep it there."""
+"""Characters in Blender: render a rig's (or a creature's or object's) sheet maps, send the
+sheet job, turn its results into an identity pack and the sheet into an image plane; list,
+rename, import and export packs; train a character's LoRA from its pack and keep it there."""
 
 import functools
 import os
 
 import bpy
 
-from ...core.characters import character_lora, identity_pack, sheet_layout
+from ...core.characters import character_lora, identity_pack, kinds, sheet_layout
 from ...core.errors import UserError
 from ...core.spec.job_spec import character_sheet_spec, safe_name
 from .. import preferences
 from ..generation import jobs, planes
-from ..generation.job_inputs import active_pack, identity_inputs, pick_seed, resolve_dir
+from ..generation.job_inputs import active_pack, identity_inputs, pick_seed, resolve_dir, selected_look
 from ..maps import controls
 from ..rig.rig import rigs_in_scene, ROLE
+from . import subjects
+from .object_sheet import render_object_sheet
 from .sheet import render_sheet
 
 SHEETS_COLLECTION = "Character sheets"
@@ -40,6 +42,23 @@ def sheet_rig(context):
                     "the scene has no OpenPose rig: add one with Pose > Add rig")
 
 
+def sheet_subject(context):
+    """The character the sheet is made from (a subjects.Subject): the 'Sheet of' setting, else
+    the active object (an armature, a mesh; a rig's proxy or a mesh an armature moves stands
+    for that armature), else the only rig."""
+    s = context.scene.characterforge
+    if s.sheet_subject:
+        return subjects.subject_of(subjects.find(s.sheet_subject))
+    obj = context.active_object
+    if obj is not None and obj.type == "MESH" and obj.get(ROLE) != "result_plane":
+        owner = obj.parent if obj.parent is not None and obj.parent.type == "ARMATURE" else next(
+            (m.object for m in obj.modifiers if m.type == "ARMATURE" and m.object is not None), None)
+        return subjects.subject_of(owner or obj)
+    if obj is not None and obj.type == "ARMATURE":
+        return subjects.subject_of(obj)
+    return subjects.subject_of(sheet_rig(context))
+
+
 def layout_from(settings):
     return sheet_layout.plan_sheet(
         settings.sheet_width, settings.sheet_height,
@@ -56,37 +75,49 @@ def make_sheet(context, name=None, seed=None):
     root = packs_root(context)
     if os.path.exists(os.path.join(root, name)):
         raise UserError(f"a character named {name!r} already exists in {root}: pick another name")
-    rig = sheet_rig(context)
+    subject = sheet_subject(context)
     out_dir = os.path.join(resolve_dir(s.results_dir), "sheets", name)
-    record = render_sheet(context, rig, os.path.join(out_dir, "maps"), layout_from(s), depth=s.sheet_use_depth,
-                          pose=s.sheet_pose)
+    maps_dir = os.path.join(out_dir, "maps")
+    if subject.kind == kinds.HUMANOID:
+        record = render_sheet(context, subject.obj, maps_dir, layout_from(s), depth=s.sheet_use_depth,
+                              pose=s.sheet_pose)
+        wanted = [("openpose", s.openpose_strength)] + ([("depth", s.depth_strength)] if s.sheet_use_depth else [])
+    else:
+        record = render_object_sheet(context, subject, maps_dir, s.sheet_width, s.sheet_height, s.sheet_object_views,
+                                     s.sheet_detail_views, s.sheet_detail_part, s.sheet_spacing)
+        wanted = [("depth", s.shape_depth_strength), ("normal", s.normal_strength), ("lineart", s.lineart_strength)]
     if seed is None:
         seed = pick_seed(s)
     s.seed = seed
     controls = {}
-    for control, strength in (("openpose", s.openpose_strength), ("depth", s.depth_strength)):
-        if control in ("openpose",) or s.sheet_use_depth:
-            with open(os.path.join(out_dir, "maps", f"{control}.png"), "rb") as f:
-                controls[control] = {"png": f.read(), "strength": strength}
+    for control, strength in wanted:
+        with open(os.path.join(maps_dir, f"{control}.png"), "rb") as f:
+            controls[control] = {"png": f.read(), "strength": strength}
     references, _, lora = identity_inputs(context)  # a new sheet of the selected character keeps it
+    look_kind, _ = selected_look(context)
+    style = s.sheet_style
+    if subject.kind != kinds.HUMANOID and style == kinds.STYLE[kinds.HUMANOID]:  # the humanoid default: the kind's
+        style = kinds.STYLE[subject.kind]
     spec = character_sheet_spec(
-        s.prompt, controls, record, style=s.sheet_style, negative_prompt=s.negative_prompt, seed=seed,
+        s.prompt, controls, record, style=style, negative_prompt=s.negative_prompt, seed=seed,
         steps=s.steps, guidance=s.guidance, profile=preferences.job_profile(context), name=name,
-        references=references, identity_scale=s.identity_scale, upscale=s.sheet_upscale,
-        upscale_strength=s.sheet_upscale_strength, tile=1024,
-        face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength, lora=lora)
-    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
+        references=references, identity_scale=s.identity_scale if look_kind == kinds.HUMANOID else 0.0,
+        upscale=s.sheet_upscale, upscale_strength=s.sheet_upscale_strength, tile=1024,
+        face_detail=s.sheet_face_detail and subject.kind == kinds.HUMANOID, face_strength=s.sheet_face_strength,
+        lora=lora, subject=subject.kind)
+    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, subject.name))
     return record["advice"]
 
 
-def place_sheet(name, root, rig_name, scene, files, job_id):
+def place_sheet(name, root, subject_name, scene, files, job_id):
     """Main thread, when the sheet job ends: the identity pack, and the sheet as a plane."""
     results = {}
     for path in files:
         with open(path, "rb") as f:
             results[os.path.splitext(os.path.basename(path))[0]] = f.read()
     folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string})
-    sheet_plane(scene, os.path.join(folder, "sheet.png"), name, scene.objects.get(rig_name), job_id)
+    thing = scene.objects.get(subject_name) or bpy.data.collections.get(subject_name)
+    sheet_plane(scene, os.path.join(folder, "sheet.png"), name, thing, job_id)
     refresh(scene)
     scene.characterforge.active_character = next(
         (i for i, c in enumerate(scene.characterforge.characters) if c.name == name), 0)
@@ -112,7 +143,13 @@ def sheet_plane(scene, path, name, rig, job_id=""):
         coll.objects.unlink(obj)
     root.objects.link(obj)
     # stand it behind the character, facing the same way, its bottom on the floor
-    base = rig.matrix_world.translation if rig is not None else (0.0, 0.0, 0.0)
+    base = (0.0, 0.0, 0.0)
+    if isinstance(rig, bpy.types.Collection):
+        meshes = [o for o in rig.all_objects if o.type == "MESH"]
+        base = sum((o.matrix_world.translation for o in meshes), meshes[0].matrix_world.translation * 0) / len(
+            meshes) if meshes else base
+    elif rig is not None:
+        base = rig.matrix_world.translation
     obj.location = (base[0], base[1] + 2.0, base[2] + SHEET_HEIGHT / 2)
     obj[ROLE] = "result_plane"
     planes.tag_scores(obj, path)  # the sheet's faces compared with each other
@@ -130,6 +167,7 @@ def refresh(scene):
         item.name, item.folder, item.problem = name, folder, problem or ""
         if not problem:
             manifest = identity_pack.load_pack(folder)
+            item.kind = manifest["kind"]
             for face in manifest["faces"]:
                 entry = item.faces.add()
                 entry.name, entry.use = face["name"], bool(face.get("use_as_identity", True))

@@ -4,9 +4,10 @@ import functools
 import os
 
 import bpy
+import numpy as np
 
 from ...core.errors import UserError
-from ...core.image_io import encode_png
+from ...core.image_io import decode_png, encode_png
 from ...core.maps import control_maps
 from ...core.spec.job_spec import background_spec, posed_character_spec
 from .. import preferences
@@ -21,6 +22,7 @@ from .job_inputs import (
     resolve_dir,
     rig_faces,
     rig_keypoints,
+    selected_look,
     subject_distance,
 )
 
@@ -39,10 +41,15 @@ def generate(context, seed=None):
     settings.seed = seed
     w, h = manifest["resolution"]
     references, embedding, lora = identity_inputs(context)
+    kind, look = selected_look(context)
+    humanoid = kind == "humanoid"
     spec = posed_character_spec(
         settings.prompt, control_inputs(settings, controls_dir), w, h, settings.negative_prompt, seed,
         settings.steps, settings.guidance, preferences.job_profile(context), name=f"seed{seed}",
-        references=references, identity_scale=settings.identity_scale, identity_embedding=embedding, lora=lora,
+        references=references, identity_scale=settings.identity_scale if humanoid else 0.0,
+        identity_embedding=embedding, lora=lora, appearance=look, appearance_scale=settings.appearance_scale,
+        faceid_scale=None if humanoid else 0.0,
+        mask=characters_mask(controls_dir, manifest, humanoid) if look else None,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     spec["draft"] = settings.draft
@@ -51,13 +58,29 @@ def generate(context, seed=None):
                                                                 extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
 
 
+def characters_mask(controls_dir, manifest, humanoid=True):
+    """PNG bytes of where the characters of the pack's sort are (humanoids, or creatures and
+    objects: their masks joined): the region a posed character's appearance is scored on; None
+    without such masks."""
+    joined = None
+    for name, file in manifest["masks"].items():
+        if (manifest.get("kinds", {}).get(name, "humanoid") == "humanoid") != humanoid:
+            continue
+        with open(os.path.join(controls_dir, file), "rb") as f:
+            mask = decode_png(f.read())
+        mask = (mask if mask.ndim == 2 else mask[..., 0]) > 127
+        joined = mask if joined is None else joined | mask
+    return None if joined is None else encode_png(np.where(joined, np.uint8(255), np.uint8(0)))
+
+
 def spec_summary(spec):
     """The job as kept on its plane: everything but the pictures and the embedding (a LoRA by
     name, weight, trigger and SHA-256)."""
     def identity(entry):
         return {"references": len(entry["images"]), "scale": entry["scale"], "embedding": "embedding" in entry,
                 **({"lora": entry["lora"]} if "lora" in entry else {})}
-    out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters")}
+    out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters",
+                                                      "mask")}
     if "identity" in spec:
         out["identity"] = identity(spec["identity"])
     if "characters" in spec:

@@ -10,12 +10,13 @@ import tempfile
 import bpy
 import numpy as np
 
-from ...core.characters import character_lora, identity_pack
+from ...core.characters import character_lora, identity_pack, kinds
 from ...core.errors import UserError
 from ...core.image_io import encode_png
 from ...core.rig import keypoints
 from ...core.shots import shot_regions
 from ...core.spec.job_spec import LIMITS
+from ..characters.subjects import marked_in_scene
 from ..rig.rig import rigs_in_scene
 
 SEEDS = 2**31  # Blender's int properties (the Seed field, the planes' custom properties) are signed 32-bit
@@ -34,20 +35,44 @@ def resolve_dir(path):
 
 
 def subject_distance(scene, camera, rigs=None):
-    """How far in front of the camera the rigs (default: all) stand: where a result plane goes."""
+    """How far in front of the camera the rigs, creatures and objects (default: all the
+    characters) stand: where a result plane goes."""
     forward = -camera.matrix_world.col[2].xyz.normalized()
     origin = camera.matrix_world.translation
-    depths = [(rig.matrix_world.translation - origin).dot(forward) for rig in rigs or rigs_in_scene(scene)]
+    things = rigs or rigs_in_scene(scene) + [t.obj or t.collection for t in marked_in_scene(scene)]
+    depths = [(_location(thing) - origin).dot(forward) for thing in things]
     depths = [d for d in depths if d > camera.data.clip_start]
     return sum(depths) / len(depths) if depths else 5.0
 
 
+def _location(thing):
+    """An object's location, or the middle of a collection's meshes."""
+    if isinstance(thing, bpy.types.Collection):
+        points = [o.matrix_world.translation for o in thing.all_objects if o.type == "MESH"]
+        return sum(points[1:], points[0].copy()) / len(points) if points else thing.all_objects[0].location
+    return thing.matrix_world.translation
+
+
 def control_inputs(settings, folder):
-    files = {"openpose": settings.openpose_strength}
-    if settings.use_depth:
-        files["depth"] = settings.depth_strength
-    if settings.use_hand_depth:
+    """{map: {"png", "strength"}} of the maps in `folder` a job sends: OpenPose (and hand depth)
+    when humanoids are in view, depth, and the normal and line-art maps of creatures and objects."""
+    manifest = {}
+    if os.path.isfile(os.path.join(folder, "controls.json")):
+        with open(os.path.join(folder, "controls.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+    found = manifest.get("kinds", {})
+    humans = not found or any(k == kinds.HUMANOID for k in found.values())
+    shapes = any(k != kinds.HUMANOID for k in found.values())
+    # a batch's [shot] settings may not name the shape maps' strengths: the sidebar's defaults then
+    shape = {k: getattr(settings, k, default) for k, default in (("shape_depth_strength", 0.8),
+                                                                 ("normal_strength", 0.5), ("lineart_strength", 0.5))}
+    files = {"openpose": settings.openpose_strength} if humans else {}
+    if settings.use_depth or shapes:
+        files["depth"] = shape["shape_depth_strength"] if shapes and not humans else settings.depth_strength
+    if settings.use_hand_depth and humans:
         files["hand_depth"] = settings.hand_depth_strength
+    if shapes:
+        files.update(normal=shape["normal_strength"], lineart=shape["lineart_strength"])
     out = {}
     for name, strength in files.items():
         with open(os.path.join(folder, f"{name}.png"), "rb") as f:
@@ -84,10 +109,28 @@ def reference_pngs(settings):
 
 
 def pack_identity(pack):
-    """(identity face PNGs, mean embedding or None) of a character pack (a PG_character)."""
+    """(identity PNGs, mean face embedding or None) of a character pack (a PG_character): a
+    humanoid's picked face crops, a creature's or object's whole views (it has no face)."""
     if pack.problem:
         raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
-    return identity_pack.identity_faces(pack.folder), identity_pack.load_pack(pack.folder).get("embedding")
+    manifest = identity_pack.load_pack(pack.folder)
+    if manifest["kind"] != kinds.HUMANOID:
+        return identity_pack.identity_views(pack.folder), None
+    return identity_pack.identity_faces(pack.folder), manifest.get("embedding")
+
+
+def pack_look(pack):
+    """(the pack's kind, its appearance embeddings or None) for a PG_character, or (humanoid,
+    None) without a pack."""
+    if pack is None or pack.problem:
+        return kinds.HUMANOID, None
+    return identity_pack.load_pack(pack.folder)["kind"], identity_pack.appearance(pack.folder)
+
+
+def selected_look(context):
+    """pack_look of the selected character when Generate uses it."""
+    settings = context.scene.characterforge
+    return pack_look(active_pack(context.scene) if settings.use_character else None)
 
 
 def pack_lora(pack):

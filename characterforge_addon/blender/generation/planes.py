@@ -120,6 +120,9 @@ def tag_scores(obj, path):
     poses = [s for s in (found.get("pose") or {}).values() if isinstance(s, dict) and s.get("status") == "ok"]
     if poses:
         obj["characterforge_pose_pck"] = min(s["pck@0.1"] for s in poses)
+    look = found.get("appearance") or {}
+    if look.get("status") == "ok":
+        obj["characterforge_appearance"] = look.get("similarity", look.get("mean"))
     return found
 
 
@@ -133,6 +136,14 @@ def score_lines(obj):
     elif identity:
         lines.append(f"Identity {identity['similarity']:.2f}" + (" (pasted face?)" if identity.get("copy_paste") else "")
                      if identity.get("status") == "ok" else f"Identity: {identity.get('reason', identity['status'])}")
+    look = found.get("appearance")
+    if look and look.get("status") == "ok" and "mean" in look:  # a sheet's views with each other
+        lines.append(f"Appearance across views: mean {look['mean']:.2f}, lowest {look['min']:.2f}")
+    elif look:
+        by = found.get("appearance_by_character") or {}
+        for who, s in (by.items() if len(by) > 1 else [("", look)]):
+            lines.append(f"Appearance{' ' + who if who else ''} {s['similarity']:.2f}" if s.get("status") == "ok"
+                         else f"Appearance{' ' + who if who else ''}: {s.get('reason', s.get('status'))}")
     pose = found.get("pose")
     if pose and pose.get("status") == "unavailable":
         lines.append(f"Pose: {pose['reason']}")

@@ -1,5 +1,7 @@
 """Control maps for one camera and frame: OpenPose skeleton and JSON, depth, hand depth,
-a mask per character and, on request, normals, from every OpenPose rig in the scene.
+a mask per character and, on request, normals, from every OpenPose rig in the scene; with
+creatures or objects marked as characters, also exact normals (Cycles' Normal pass) and their
+line art (core.maps.line_art), and a mask for each.
 
 Joints come from `joints` (projection and occlusion); depth and object index from ONE render
 (`passes`); hand depth, masks and normals are cut from it, so the whole set costs about one
@@ -17,11 +19,13 @@ import numpy as np
 
 from ...core.errors import UserError
 from ...core.image_io import check_writable_folder, encode_png, write_atomic
-from ...core.maps import control_maps, openpose_draw
+from ...core.maps import control_maps, line_art, openpose_draw
 from ...core.rig import keypoints, projection
-from ..rig.joints import camera_model, check_camera_outside, find_camera, project_rig
-from ..rig.rig import character_meshes, rigs_in_scene
+from ..characters.subjects import marked_in_scene
+from ..rig.joints import camera_model, check_camera_outside, find_camera, OUTPUT_ROLES, project_rig
+from ..rig.rig import character_meshes, rigs_in_scene, ROLE
 from .passes import INDEX_BASE, render_passes
+from .shape_maps import render_normals
 
 # ---------------------------------------------------------------------------------------------
 # The whole set
@@ -39,9 +43,10 @@ def _hand_region(person, shape):
     return region
 
 
-def _maps_from_passes(pool, cam, depth, index, characters, normals):
+def _maps_from_passes(pool, cam, depth, index, characters, normals, shapes=(), shape_normals=None):
     """({file: PNG bytes} of the depth, hand depth, mask (and normal) maps, made side by side
-    on `pool`; {character: mask file})."""
+    on `pool`; {character: mask file}). `shapes`: [(creature or object, its pass index)], whose
+    masks, exact normals (`shape_normals`, the whole frame's) and line art come too."""
     ids = np.rint(index).astype(np.int32)
     hand_mask = np.zeros(depth.shape, dtype=bool)
     images, mask_files = {}, {}
@@ -50,15 +55,39 @@ def _maps_from_passes(pool, cam, depth, index, characters, normals):
         hand_mask |= (ids == hand_id) if has_hand_mesh else (mask & _hand_region(person, depth.shape))
         mask_files[rig.name] = f"mask_{_safe_name(rig.name)}.png"
         images[mask_files[rig.name]] = lambda mask=mask: np.where(mask, np.uint8(255), np.uint8(0))
+    shaped = np.zeros(depth.shape, dtype=bool)
+    for subject, body_id in shapes:
+        mask = ids == body_id
+        shaped |= mask
+        mask_files[subject.name] = f"mask_{_safe_name(subject.name)}.png"
+        images[mask_files[subject.name]] = lambda mask=mask: np.where(mask, np.uint8(255), np.uint8(0))
+    if shapes:
+        shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
+        images["normal.png"] = lambda: control_maps.encode_normals(shape_normals, shown)
+        width = line_art.line_width(max(depth.shape))
+
+        def lines():  # the creatures' and objects' own lines (their outlines against anything)
+            drawn = line_art.line_art(depth, shape_normals, ids, width=width)
+            return np.where(_grow(shaped, width), drawn, np.uint8(0))
+        images["lineart.png"] = lines
     images["depth.png"] = lambda: control_maps.depth_image(depth)
     images["hand_depth.png"] = lambda: control_maps.depth_image(depth, hand_mask)
-    if normals:
+    if normals and not shapes:
         def normal_map():
             shown = (depth < control_maps.BACKGROUND_DEPTH) & (depth > 0)
             return control_maps.normal_image(projection.unproject(cam, np.where(shown, depth, 0.0)), shown)
         images["normal.png"] = normal_map
     done = {name: pool.submit(lambda make=make: encode_png(make())) for name, make in images.items()}
     return {name: future.result() for name, future in done.items()}, mask_files
+
+
+def _grow(mask, pixels):
+    """`mask` grown by `pixels` each way (lines drawn just outside a silhouette belong to it)."""
+    out = mask
+    for axis in (0, 1):
+        padded = np.pad(out, [(pixels, pixels) if a == axis else (0, 0) for a in (0, 1)])
+        out = np.lib.stride_tricks.sliding_window_view(padded, 2 * pixels + 1, axis=axis).any(axis=-1)
+    return out
 
 
 def _safe_name(name):
@@ -79,9 +108,12 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     camera = camera or find_camera(scene)
     cam = camera_model(scene, camera)
     rigs = rigs_in_scene(scene)
-    if not rigs:
-        raise UserError(f"scene '{scene.name}' has no OpenPose rig: add one with Pose > Add rig, or mark your "
-                        "own armature with Pose > Use as OpenPose rig")
+    others = marked_in_scene(scene)  # creatures and objects playing characters
+    if not rigs and not others:
+        raise UserError(f"scene '{scene.name}' has no OpenPose rig and no creature or object marked as a character: "
+                        "add a rig with Pose > Add rig, mark your own armature with Pose > Use as OpenPose rig, or "
+                        "select a creature, mesh or collection and tick 'is a character' in Shot > Characters in "
+                        "the shot")
     out_dir = bpy.path.abspath(out_dir)
     try:
         check_writable_folder(out_dir)
@@ -103,6 +135,11 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
             index_of[obj] = hand_id
         people.append((mean_depth, person))
         characters.append((rig, person, body_id, hand_id, bool(hands)))
+    shapes = []
+    for j, subject in enumerate(others, start=len(rigs) + 1):
+        for obj in subject.meshes:
+            index_of[obj] = INDEX_BASE + 2 * j
+        shapes.append((subject, INDEX_BASE + 2 * j))
     people = [p for _, p in sorted(people, key=lambda item: -item[0])]  # far first: near overlaps far
     timings["project_s"] = time.perf_counter() - t0
 
@@ -123,10 +160,14 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
         drawing = pool.submit(draw)
         t2 = time.perf_counter()
         depth, index, *vectors = render_passes(scene, camera, index_of, motion=motion)
+        shape_normals = None
+        if shapes:  # a second render, for exact normals (a creature's or object's line art and normal map)
+            shape_normals = render_normals(scene, camera, hide=[o for o in scene.objects
+                                                                if o.get(ROLE) in OUTPUT_ROLES])
         timings["render_s"] = time.perf_counter() - t2
         files = drawing.result()
         t3 = time.perf_counter()
-        maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals)
+        maps, mask_files = _maps_from_passes(pool, cam, depth, index, characters, normals, shapes, shape_normals)
         files.update(maps)
         if motion:
             files[MOTION] = _motion_bytes(vectors[0], depth, index)
@@ -140,6 +181,7 @@ def render_controls(context, out_dir, camera=None, drop_occluded=False, preview=
     manifest = {
         "camera": camera.name, "frame": scene.frame_current, "resolution": [w, h],
         "files": sorted(files), "masks": mask_files,
+        "kinds": {**{rig.name: "humanoid" for rig in rigs}, **{subject.name: subject.kind for subject, _ in shapes}},
         "people": [{"name": p.name,
                     "visible": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == 1).sum()),
                     "occluded": int((np.concatenate([a[:, 2] for a in p.parts().values()]) == keypoints.OCCLUDED_CONFIDENCE).sum())}

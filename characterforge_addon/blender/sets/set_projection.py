@@ -17,6 +17,7 @@ import numpy as np
 from ...core.errors import UserError
 from ...core.image_io import decode_png
 from ...core.shots import set_projection
+from ..characters.subjects import marked_in_scene
 from ..generation.planes import SHOTS_COLLECTION
 from ..maps import passes
 from ..rig import joints
@@ -32,7 +33,9 @@ DOME_AT = 0.9  # of the camera's clip end: inside the frustum, behind everything
 
 
 def characters(scene):
-    return [o for rig in rigs_in_scene(scene) for o in sum(character_meshes(rig), [])]
+    """The meshes of every character: the rigs', and the creatures' and objects' playing one."""
+    return [o for rig in rigs_in_scene(scene) for o in sum(character_meshes(rig), [])] + [
+        o for subject in marked_in_scene(scene) for o in subject.meshes]
 
 
 def set_objects(scene):

@@ -1,6 +1,7 @@
 """A shot's characters composited into its background, and expression edits of a result:
-the jobs built from the scene (rigs, their identity packs and prompts, masks, hand boxes) and
-their results placed as planes in the shot's collection."""
+the jobs built from the scene (rigs, creatures and objects playing characters, their identity
+packs and prompts, masks, hand boxes) and their results placed as planes in the shot's
+collection."""
 
 import functools
 import json
@@ -15,6 +16,8 @@ from ...core.rig import keypoints
 from ...core.shots import shot_regions
 from ...core.spec.job_spec import expression_spec, LIMITS, shot_spec
 from .. import preferences
+from ...core.characters import kinds
+from ..characters.subjects import marked_in_scene
 from ..generation import generation, job_inputs, jobs, planes
 from ..maps import controls
 from ..rig import joints
@@ -38,7 +41,8 @@ def background_file(scene, shot):
 
 
 def rig_pack(scene, rig, only_rig):
-    """The identity pack a rig plays (a PG_character), or None."""
+    """The identity pack a rig (or a creature or object: an Object or a Collection) plays (a
+    PG_character), or None."""
     s = scene.characterforge
     name = rig.characterforge.character
     if name:
@@ -48,7 +52,7 @@ def rig_pack(scene, rig, only_rig):
             refresh(scene)
             pack = s.characters.get(name)
         if pack is None:
-            raise UserError(f"rig '{rig.name}' plays character {name!r}, which is not in Characters "
+            raise UserError(f"'{rig.name}' plays character {name!r}, which is not in Characters "
                             f"({s.characters and ', '.join(c.name for c in s.characters) or 'none'}): refresh the "
                             "list or pick another character for the rig")
         return pack
@@ -93,22 +97,28 @@ def shot_job(context, camera, background, controls_dir, seed, previous=None, man
     if manifest is None:
         manifest = controls.render_controls(context, controls_dir, camera, s.drop_occluded, preview=False)
     w, h = manifest["resolution"]
-    seen = []  # (rig, mask PNG) of the rigs the camera sees
-    for rig in rigs_in_scene(scene):
+    seen = []  # (rig, creature or object, mask PNG) of the characters the camera sees
+    every = rigs_in_scene(scene) + [subject.obj or subject.collection for subject in marked_in_scene(scene)]
+    for rig in every:
         with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
             mask = f.read()
         if decode_png(mask).any():
             seen.append((rig, mask))
     if not seen:
-        raise UserError(f"the camera '{camera.name}' sees none of the rigs: frame at least one character")
+        raise UserError(f"the camera '{camera.name}' sees none of the rigs, creatures or objects playing characters: "
+                        "frame at least one character")
     rigs = [rig for rig, _ in seen]
     characters = []
     for rig, mask in seen:
+        kind = manifest["kinds"].get(rig.name, kinds.HUMANOID)
         pack = rig_pack(scene, rig, len(rigs) == 1)
         references, embedding = job_inputs.pack_identity(pack) if pack else ([], None)
-        characters.append({"name": job_inputs.safe_key(rig.name), "prompt": rig_prompt(scene, rig), "mask": mask,
-                           "references": references[:LIMITS["max_references"]], "embedding": embedding,
-                           "scale": s.identity_scale, "lora": job_inputs.pack_lora(pack)})
+        _, look = job_inputs.pack_look(pack)
+        characters.append({"name": job_inputs.safe_key(rig.name), "kind": kind, "prompt": rig_prompt(scene, rig),
+                           "mask": mask, "references": references[:LIMITS["max_references"]], "embedding": embedding,
+                           "scale": s.identity_scale if kind == kinds.HUMANOID else 0.0,
+                           "lora": job_inputs.pack_lora(pack), "appearance": look,
+                           "appearance_scale": s.appearance_scale})
     map_w, map_h, people = job_inputs.maps_people(controls_dir)
     boxes = shot_regions.hand_boxes(people, w // 8 * 8, h // 8 * 8, (map_w, map_h)) if s.fix_hands else []
     spec = shot_spec(s.background_prompt, job_inputs.control_inputs(s, controls_dir), w, h, background, characters,

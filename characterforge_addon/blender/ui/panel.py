@@ -17,7 +17,10 @@ class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
 
 class CHARACTERFORGE_UL_characters(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        layout.label(text=item.name, icon="ERROR" if item.problem else "USER")
+        layout.label(text=item.name, icon="ERROR" if item.problem else _KIND_ICONS.get(item.kind, "USER"))
+
+
+_KIND_ICONS = {"humanoid": "USER", "creature": "OUTLINER_OB_ARMATURE", "object": "OUTLINER_OB_MESH"}
 
 
 class CHARACTERFORGE_UL_faces(bpy.types.UIList):
@@ -25,6 +28,21 @@ class CHARACTERFORGE_UL_faces(bpy.types.UIList):
         button = layout.operator("characterforge.toggle_identity_face", text=item.name, emboss=False,
                                  icon="CHECKBOX_HLT" if item.use else "CHECKBOX_DEHLT")
         button.index = index
+
+
+def _creature_or_object(context):
+    """What can be marked as a creature or object character here: the active armature (not an
+    OpenPose rig) or mesh (not one of ours), and the active collection (not the scene's)."""
+    out = []
+    obj = context.active_object
+    if obj is not None and obj.type in ("ARMATURE", "MESH") and not obj.characterforge.is_rig and \
+            not obj.get("characterforge_role"):
+        out.append(obj)
+    collection = context.collection
+    if collection is not None and collection != context.scene.collection and not collection.name.startswith(
+            ("CharacterForge", "Character sheets")):
+        out.append(collection)
+    return out
 
 
 class _Sidebar:
@@ -114,6 +132,10 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
             character = s.characters[s.active_character]
             if character.problem:
                 layout.label(text=character.problem, icon="ERROR")
+            elif character.kind != "humanoid":  # no face: its views and its appearance keep it
+                layout.label(text=f"A {character.kind}: kept by its look (its views' appearance)",
+                             icon=_KIND_ICONS[character.kind])
+                draw_lora(layout, s, character)
             else:
                 layout.label(text="Identity faces:")
                 layout.template_list("CHARACTERFORGE_UL_faces", "", character, "faces", character, "active_face",
@@ -126,10 +148,24 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
         box.prop(s, "prompt")
         box.prop(s, "sheet_style")
         box.prop(s, "reference_image")
+        box.prop(s, "sheet_subject", icon="OBJECT_DATA")
+        target = bpy.data.objects.get(s.sheet_subject) if s.sheet_subject else context.active_object
+        humanoid = s.sheet_subject not in bpy.data.collections and (
+            target is None or (target.type == "ARMATURE" and target.characterforge.is_rig) or (
+                target.type not in ("ARMATURE", "MESH")) or target.get("characterforge_role", "").startswith("proxy"))
         col = box.column(align=True)
-        col.prop(s, "sheet_body_views")
-        col.prop(s, "sheet_face_views")
-        box.prop(s, "sheet_pose")
+        if humanoid:
+            col.prop(s, "sheet_body_views")
+            col.prop(s, "sheet_face_views")
+            box.prop(s, "sheet_pose")
+        else:  # a creature or an object: shape maps, detail close-ups
+            col.prop(s, "sheet_object_views")
+            col.prop(s, "sheet_detail_views")
+            col.prop(s, "sheet_detail_part")
+            row = box.row(align=True)
+            row.prop(s, "shape_depth_strength")
+            row.prop(s, "normal_strength")
+            row.prop(s, "lineart_strength")
         row = box.row(align=True)
         row.prop(s, "sheet_width")
         row.prop(s, "sheet_height")
@@ -139,9 +175,10 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
         row = box.row(align=True)
         row.prop(s, "sheet_upscale")
         row.prop(s, "sheet_upscale_strength")
-        row = box.row(align=True)
-        row.prop(s, "sheet_face_detail")
-        row.prop(s, "sheet_face_strength")
+        if humanoid:
+            row = box.row(align=True)
+            row.prop(s, "sheet_face_detail")
+            row.prop(s, "sheet_face_strength")
         box.operator("characterforge.make_sheet", icon="RENDER_STILL")
 
 
@@ -221,6 +258,18 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
             col.label(text=rig.name, icon="ARMATURE_DATA")
             col.prop_search(rig.characterforge, "character", s, "characters", icon="USER")
             col.prop(rig.characterforge, "prompt")
+        # a creature or an object plays a character too: the selected armature or mesh, the active collection
+        for thing in _creature_or_object(context):
+            col = box.column(align=True)
+            col.prop(thing.characterforge, "is_character", text=f"{thing.name} is a character",
+                     icon="OUTLINER_COLLECTION" if isinstance(thing, bpy.types.Collection) else "OBJECT_DATA")
+            if thing.characterforge.is_character:
+                col.prop_search(thing.characterforge, "character", s, "characters", icon="USER")
+                col.prop(thing.characterforge, "prompt")
+        row = box.row(align=True)
+        row.prop(s, "appearance_scale")
+        row.prop(s, "normal_strength")
+        row.prop(s, "lineart_strength")
         box.prop(s, "composite_mode", expand=True)
         row = box.row(align=True)
         row.prop(s, "composite_grow")

@@ -2,10 +2,12 @@
 folder with a `character.json`. Every later job takes its identity from a pack.
 
 Folder layout:
-    character.json   name, prompts, seed, profile, views (yaw, file), faces (file, whether
-                     used as an identity reference, insightface embedding), mean embedding,
+    character.json   name, kind (humanoid, creature, object), prompts, seed, profile, views
+                     (yaw, file, appearance embedding), faces (file, whether used as an
+                     identity reference, insightface embedding), mean embedding, details
+                     (an object's or creature's close-ups), the mean appearance embedding,
                      creation time, versions
-    sheet.png, sheet_base.png, views/<view>.png, faces/<face>.png
+    sheet.png, sheet_base.png, views/<view>.png, faces/<face>.png, details/<detail>.png
 Packs travel as zip files; importing one refuses absolute paths, '..', links and oversized
 members, and checks the pack before it is kept.
 """
@@ -22,6 +24,7 @@ import zipfile
 from ..errors import UserError
 from ..image_io import PNGError, read_png_text, write_atomic
 from ..spec.job_spec import safe_name
+from . import kinds
 
 FORMAT = "characterforge.identity_pack"
 VERSION = 1
@@ -51,6 +54,20 @@ def mean_embedding(embeddings):
     return [round(x / norm, 6) for x in mean]
 
 
+def mean_appearance(vectors):
+    """The mean of a pack's view embeddings (CLIP image embeddings, not unit length), at the
+    views' mean length: what the appearance IP-Adapter takes in place of one picture's
+    embedding; None without any."""
+    vectors = [v for v in vectors if v]
+    if not vectors:
+        return None
+    n = len(vectors[0])
+    mean = [sum(v[i] for v in vectors) / len(vectors) for i in range(n)]
+    length = sum(math.sqrt(sum(x * x for x in v)) for v in vectors) / len(vectors)
+    norm = math.sqrt(sum(x * x for x in mean)) or 1.0
+    return [round(x * length / norm, 6) for x in mean]
+
+
 def create_pack(root, name, results, versions=None):
     """Write a pack named `name` under `root` from a character sheet job's results
     ({result name: PNG bytes}: sheet, sheet_base, view_*, face_*). Returns its folder."""
@@ -64,12 +81,19 @@ def create_pack(root, name, results, versions=None):
     os.makedirs(root, exist_ok=True)
     staging = _staging(root, f".{name}-")
     try:
-        views, faces = [], []
+        views, faces, details = [], [], []
+        sheet_record = _record_of(results["sheet"], "sheet")
         for result, png in sorted(results.items()):
             record = _record_of(png, result)
             if result.startswith("view_"):
                 file = f"views/{result[5:]}.png"
-                views.append({"name": result[5:], "yaw": record.get("yaw", 0.0), "file": file})
+                views.append({"name": result[5:], "yaw": record.get("yaw", 0.0),
+                              "elevation": record.get("elevation", 0.0), "file": file,
+                              "appearance": record.get("appearance")})
+            elif result.startswith("detail_"):
+                file = f"details/{result}.png"
+                details.append({"name": result, "yaw": record.get("yaw", 0.0), "file": file,
+                                "part": record.get("part", "")})
             elif result.startswith("face_"):
                 file = f"faces/{result}.png"
                 faces.append({"name": result, "yaw": record.get("yaw", 0.0), "file": file, "use_as_identity": True,
@@ -80,15 +104,19 @@ def create_pack(root, name, results, versions=None):
                 continue
             os.makedirs(os.path.dirname(os.path.join(staging, file)), exist_ok=True)
             write_atomic(os.path.join(staging, file), png)
+        kind = sheet_record.get("kind", job.get("subject", kinds.HUMANOID))
+        encoder = sheet_record.get("appearance_model")
         manifest = {
-            "format": FORMAT, "version": VERSION, "name": name,
+            "format": FORMAT, "version": VERSION, "name": name, "kind": kind,
             "prompt": job.get("prompt", ""), "style": job.get("style", ""),
             "negative_prompt": job.get("negative_prompt", ""), "seed": job.get("seed", 0),
             "profile": job.get("profile", ""), "sheet": "sheet.png",
             "sheet_base": "sheet_base.png" if "sheet_base" in results else None,
-            "views": views, "faces": faces,
+            "views": views, "faces": faces, "details": details,
             "embedding": mean_embedding([f["embedding"] for f in faces]),
             "embedding_model": "insightface recognition (ArcFace), unit length" if any(f["embedding"] for f in faces) else None,
+            "appearance": mean_appearance([v["appearance"] for v in views]),
+            "appearance_model": encoder if any(v["appearance"] for v in views) else None,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions or {},
         }
@@ -136,8 +164,11 @@ def load_pack(folder):
     for key in ("name", "views", "faces", "sheet"):
         if key not in manifest:
             raise PackError(f"{path}: field {key!r} is missing")
+    if manifest.setdefault("kind", kinds.HUMANOID) not in kinds.KINDS:  # packs made before kinds were humanoid
+        raise PackError(f"{path}: kind {manifest['kind']!r} is not one of {', '.join(kinds.KINDS)}")
     named = [("sheet", manifest["sheet"])] + [(f"view {v.get('name')}", v.get("file")) for v in manifest["views"]] + \
-            [(f"face {f.get('name')}", f.get("file")) for f in manifest["faces"]]
+            [(f"face {f.get('name')}", f.get("file")) for f in manifest["faces"]] + \
+            [(f"detail {d.get('name')}", d.get("file")) for d in manifest.setdefault("details", [])]
     for what, relative in named:
         file = _inside(folder, relative, what)
         try:
@@ -162,6 +193,35 @@ def identity_faces(folder):
         with open(_inside(folder, face["file"], f"face {face['name']}"), "rb") as f:
             out.append(f.read())
     return out
+
+
+# the views a creature's or object's identity shows first: the ones that show most of it
+VIEW_ORDER = ("three_quarter", "front", "side", "back", "top")
+
+
+def identity_views(folder, limit=4):
+    """PNG bytes of a pack's whole views, the most telling first (its identity pictures when it
+    has no faces: a creature or an object)."""
+    manifest = load_pack(folder)
+    views = sorted(manifest["views"], key=lambda v: VIEW_ORDER.index(v["name"]) if v["name"] in VIEW_ORDER
+                   else len(VIEW_ORDER))
+    if not views:
+        raise PackError(f"character {manifest['name']!r} has no views: make its sheet again")
+    out = []
+    for view in views[:limit]:
+        with open(_inside(folder, view["file"], f"view {view['name']}"), "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def appearance(folder):
+    """{"embedding": the pack's mean appearance embedding, "views": each view's} or None when
+    the pack has none (made before appearance embeddings, or without the image encoder)."""
+    manifest = load_pack(folder)
+    views = [v["appearance"] for v in manifest["views"] if v.get("appearance")]
+    if not manifest.get("appearance") or not views:
+        return None
+    return {"embedding": manifest["appearance"], "views": views}
 
 
 def list_packs(root):

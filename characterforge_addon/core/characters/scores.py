@@ -92,3 +92,31 @@ def best_match(detected_people, target):
         return scored[0]
     key = f"pck@{PCK_THRESHOLDS[-1]:g}"
     return max(ok, key=lambda s: (s[key], s[f"pck@{PCK_THRESHOLDS[0]:g}"]))
+
+
+def appearance(output, pack_mean, views=None):
+    """How much the output's region of a character looks like its pack: the cosine similarity
+    of the region's appearance embedding (CLIP image embedding) to the pack's mean, and to its
+    closest view (`views`: {name: embedding}). Cosines of one encoder are comparable with each
+    other only: see BENCHMARKS.md for what high and low mean."""
+    if pack_mean is None:
+        return unavailable("the identity pack has no appearance embedding (made without the image encoder)")
+    if output is None:
+        return {"status": "no_region", "reason": "the character's mask is empty in the output"}
+    out = {"status": "ok", "similarity": round(cosine(output, pack_mean), 4)}
+    if views:
+        sims = {name: cosine(output, v) for name, v in views.items()}
+        best = max(sims, key=sims.get)
+        out["closest_view"], out["closest_view_similarity"] = best, round(sims[best], 4)
+    return out
+
+
+def pairwise_appearance(embeddings):
+    """Appearance across a sheet's whole views: cosine of every pair, mean and min (the views
+    of one object differ by angle, so this is lower than a face's pairwise identity)."""
+    named = [(n, e) for n, e in embeddings.items() if e is not None]
+    if len(named) < 2:
+        return unavailable("fewer than two views with an appearance embedding")
+    pairs = {f"{a}|{b}": round(cosine(ea, eb), 4) for i, (a, ea) in enumerate(named) for b, eb in named[i + 1:]}
+    values = list(pairs.values())
+    return {"status": "ok", "pairs": pairs, "mean": round(float(np.mean(values)), 4), "min": round(min(values), 4)}

@@ -30,9 +30,10 @@ class SheetError(UserError):
 @dataclass(frozen=True)
 class View:
     name: str
-    kind: str     # "body" or "face"
+    kind: str     # "body", "face" or "detail" (an object's or creature's close-up)
     yaw: float    # degrees
     cell: tuple   # (x0, y0, x1, y1) in sheet pixels, x1/y1 exclusive
+    elevation: float = 0.0  # degrees above the character's horizon (90: a top view)
 
     @property
     def size(self):

@@ -65,3 +65,15 @@ def normal_image(points, shown):
     out[0, :] = out[-1, :] = out[:, 0] = out[:, -1] = (128, 128, 255)  # the frame's edge faces the camera
     out[~shown] = 0
     return out
+
+
+def encode_normals(normals, shown):
+    """Camera-space unit normals (H x W x 3: x right, y up, z towards the camera, as Blender's
+    Normal pass gives them once turned into the camera's frame) as RGB, the convention of
+    `normal_image`; empty pixels black."""
+    n = np.asarray(normals, dtype=np.float64)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(length > 1e-9, n / np.maximum(length, 1e-9), (0.0, 0.0, 1.0))
+    out = np.rint((n + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    out[~np.asarray(shown, dtype=bool)] = 0
+    return out

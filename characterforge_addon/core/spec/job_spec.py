@@ -7,16 +7,17 @@ naming the field, what is wrong and how to fix it. Each kind's fields are declar
 that declaration; the few rules that tie fields together follow it.
 """
 
+from ..characters.kinds import HUMANOID, KINDS
+from . import animation_spec
 from .spec_fields import (Box, Choice, Const, Flag, Image, image_values, Integer, JobSpecError, ListOf, MapOf, Name,
                           Number, Obj, safe_name, Text)
-from . import animation_spec
 from .training_spec import lora_field
 from .training_spec import table as training_table
 
 SPEC_VERSION = 1
 JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora", "detect_pose",
              "animation")
-CONTROL_KINDS = ("openpose", "depth", "hand_depth")
+CONTROL_KINDS = ("openpose", "depth", "hand_depth", "normal", "lineart")
 
 LIMITS = {
     "max_side": 2048,          # width and height, pixels
@@ -45,6 +46,7 @@ COMPOSITE_MODES = ("inpaint", "cutout")
 # must not ask for more than max_steps
 MIN_STRENGTH = 0.01
 EMBEDDING_SIZE = 512  # an insightface (ArcFace) face embedding: what FaceID and the identity score take
+APPEARANCE_SIZES = (8, 4096)  # a CLIP image embedding: the profile's image encoder decides (ViT-H: 1024)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +79,20 @@ def _identity(doc):
                             f"the pack's mean insightface (ArcFace) embedding: {EMBEDDING_SIZE} numbers", omit=True,
                             fix="send the pack's mean embedding as it is, or none"),
         "lora": lora_field(),
+        "appearance": Obj({
+            "embedding": _appearance_vector("the pack's mean appearance embedding (CLIP image embedding of its views)"),
+            "views": ListOf(_appearance_vector("one view's appearance embedding"), 0, LIMITS["max_views"],
+                            "each whole view's appearance embedding: the appearance score names the closest", []),
+            "scale": Number(0.0, 1.5, "IP-Adapter scale of the appearance (the look: an object's, a creature's, "
+                            "a costume's); 0: scored only", 0.5)},
+            "the pack's appearance: kept by the IP-Adapter (not plus-face) and scored on every output", omit=True),
     }, doc, omit=True)
+
+
+def _appearance_vector(doc):
+    lo, hi = APPEARANCE_SIZES
+    return ListOf(Number(-1e6, 1e6, "a component"), lo, hi, f"{doc}: {lo} to {hi} numbers, as the pack holds it",
+                  fix="send the pack's appearance embeddings as they are")
 
 
 _JOINT = ListOf(Number(-1e5, 1e5, "x, y (pixels) or confidence"), 3, 3, "a joint as [x, y, confidence]")
@@ -109,8 +124,10 @@ def _common(kind, controls):
     }
 
 
-_POSE_FIX = "render control maps first: a posed character needs the OpenPose map"
-_POSE_CONTROLS = _controls(CONTROL_KINDS, "ControlNet maps: openpose (needed), depth, hand depth", "openpose", _POSE_FIX)
+_POSE_FIX = ("render control maps first: a humanoid needs its OpenPose map, a creature or an object its depth, "
+             "normal or line-art map")
+_POSE_CONTROLS = _controls(CONTROL_KINDS, "ControlNet maps (at least one): openpose and hand depth (humanoids), depth, "
+                           "normal, lineart (white lines on black)", fix=_POSE_FIX)
 
 
 def _tile(doc, strength):
@@ -122,8 +139,15 @@ def _tile(doc, strength):
 
 _SHEET = {
     "style": Text(LIMITS["max_prompt_chars"], "the sheet's drawing style, joined to the prompt"),
-    "views": ListOf(Obj({"name": Name("the view's name"), "kind": Choice(("body", "face"), "body or face close-up"),
+    "subject": Choice(KINDS, "what the sheet shows: a humanoid (face close-ups, face pass), a creature or an "
+                      "object (detail close-ups, no face pass)", HUMANOID),
+    "views": ListOf(Obj({"name": Name("the view's name"),
+                         "kind": Choice(("body", "face", "detail"), "a whole view (body), a face close-up or a "
+                                        "detail close-up (creatures, objects)"),
                          "yaw": Number(-360.0, 360.0, "the camera's angle around the character, degrees", 0.0),
+                         "elevation": Number(-90.0, 90.0, "the camera's angle above the horizon, degrees (90: "
+                                             "from the top)", 0.0),
+                         "part": Text(64, "the part a detail close-up shows"),
                          "box": Box(LIMITS["max_side"], "the view's box in the sheet"),
                          "face_box": Box(LIMITS["max_side"], "the face's box in the sheet, if it shows one",
                                          default=None)}, "one view of the sheet"),
@@ -141,12 +165,15 @@ _SHEET = {
 _SHOT = {
     "background": Obj({"image": Image(LIMITS["max_control_bytes"], "the background, base64 PNG")},
                       "the shot's background", fix="make the shot's background first (Shot > Background)"),
-    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"),
+    "characters": ListOf(Obj({"name": Name("the character's (rig's, creature's or object's) name"),
+                              "kind": Choice(KINDS, "what the character is: a humanoid (OpenPose, face identity), "
+                                             "a creature or an object (shape maps, appearance)", HUMANOID),
                               "prompt": Text(LIMITS["max_prompt_chars"], "what this character looks like"),
                               "mask": Image(LIMITS["max_control_bytes"], "where the character is, base64 PNG"),
                               "identity": _identity("this character's identity")}, "a character in the shot"),
                          1, LIMITS["max_characters"], "the characters in the shot",
-                         fix="add an OpenPose rig for each character in the shot"),
+                         fix="add an OpenPose rig, or mark a creature or object as a character, for each "
+                             "character in the shot"),
     "composite": Obj({"mode": Choice(COMPOSITE_MODES, "inpaint in place, or cut out and paste", "inpaint"),
                       "grow": Integer(0, 256, "pixels the masks grow by", 24),
                       "feather": Integer(0, 128, "pixels the masks' edges are feathered by", 12),
@@ -204,7 +231,10 @@ _DETECT_POSE = {
 }
 
 SCHEMAS = {
-    "posed_character": Obj(_common("posed_character", _POSE_CONTROLS), "a posed character from the rig's maps"),
+    "posed_character": Obj({**_common("posed_character", _POSE_CONTROLS),
+                            "mask": Image(LIMITS["max_control_bytes"], "where the character is (white), base64 PNG: "
+                                          "the region its appearance is scored on", omit=True)},
+                           "a posed character from the rig's maps"),
     "character_sheet": Obj({**_common("character_sheet", _POSE_CONTROLS), **_SHEET},
                            "a character sheet: views and faces, upscaled, faces redrawn"),
     "background": Obj({**_common("background", _controls(("depth",), "the set's depth map (optional)")),
@@ -247,6 +277,8 @@ def validate_job(spec):
     for name, control in out["controls"].items():
         if control["end"] < control["start"]:
             raise JobSpecError(f"controls.{name}.end", "is before start")
+    if kind in ("posed_character", "character_sheet", "shot") and not out["controls"]:
+        raise JobSpecError("controls", "no control map was sent", _POSE_FIX)
     if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression"):
         raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
                            + (", or give a reference picture" if kind == "character_sheet" else ""))
@@ -264,8 +296,23 @@ def _tiles(tiles, field):
         raise JobSpecError(f"{field}.tile", f"{tiles['tile']} must be more than twice the overlap ({tiles['overlap']})")
 
 
+def _appearance_rules(identity, field):
+    look = (identity or {}).get("appearance")
+    if look and any(len(v) != len(look["embedding"]) for v in look["views"]):
+        raise JobSpecError(f"{field}.appearance.views", f"hold embeddings of another length than the mean "
+                           f"({len(look['embedding'])} numbers)", "send the pack's appearance embeddings as they are")
+
+
 def _sheet_rules(out):
     _unique(out["views"], "views", "views")
+    _appearance_rules(out.get("identity"), "identity")
+    faces = [v["name"] for v in out["views"] if v["kind"] == "face"]
+    if out["subject"] != HUMANOID and faces:
+        raise JobSpecError("views", f"a {out['subject']}'s sheet has no face close-ups ({faces[0]})",
+                           "use detail close-ups, or subject humanoid")
+    if out["subject"] != HUMANOID and "openpose" in out["controls"]:
+        raise JobSpecError("controls.openpose", f"a {out['subject']} has no OpenPose skeleton",
+                           "send its depth, normal and line-art maps")
     _tiles(out["upscale"], "upscale")
     if max(out["width"], out["height"]) * out["upscale"]["factor"] > LIMITS["max_side"] * 2:
         raise JobSpecError("upscale.factor", f"would make a side over {LIMITS['max_side'] * 2} pixels")
@@ -275,6 +322,8 @@ def _sheet_rules(out):
 
 def _shot_rules(out):
     _unique(out["characters"], "characters", "characters")
+    for i, character in enumerate(out["characters"]):
+        _appearance_rules(character.get("identity"), f"characters[{i}].identity")
     if "previous" in out and out["composite"]["mode"] != "inpaint":
         raise JobSpecError("previous", "carries a frame over only in composite.mode inpaint",
                            "use composite.mode inpaint for a moving shot")
@@ -295,7 +344,21 @@ def _expression_rules(out):
 
 
 _RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _expression_rules,
-          "background": lambda out: _tiles(out["detail"], "detail")}
+          "background": lambda out: _tiles(out["detail"], "detail"),
+          "posed_character": lambda out: _appearance_rules(out.get("identity"), "identity")}
+
+
+# The capability a family declares for following each map (`needs`, `extra_maps`)
+CONTROL_CAPABILITY = {"openpose": "pose_control", "depth": "depth_control", "hand_depth": "depth_control",
+                      "normal": "normal_control", "lineart": "line_control"}
+
+
+def extra_maps(spec):
+    """The maps a validated job sends that steer only where its profile can follow them: normal
+    and line-art maps beside a depth map (a profile without them still follows the depth; the
+    output's record says which maps steered)."""
+    controls = spec.get("controls", {})
+    return [n for n in ("normal", "lineart") if n in controls] if "depth" in controls else []
 
 
 def needs(spec):
@@ -311,6 +374,8 @@ def needs(spec):
     wanted = {"pose_control"} if "openpose" in controls else set()
     if "depth" in controls or "hand_depth" in controls:
         wanted.add("depth_control")
+    else:  # normal and line-art maps beside a depth map steer where the profile can (see `extra_maps`)
+        wanted |= {CONTROL_CAPABILITY[n] for n in ("normal", "lineart") if n in controls}
     identities = [spec.get("identity")] + [c.get("identity") for c in spec.get("characters", ())]
     if any(identities):
         wanted.add("identity")
@@ -373,18 +438,36 @@ def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps
     return spec
 
 
+def _appearance_entry(appearance, scale):
+    """The identity's `appearance` from a pack's (`identity_pack.appearance`), or None."""
+    if not appearance:
+        return None
+    return {"embedding": list(appearance["embedding"]), "views": [list(v) for v in appearance.get("views", ())],
+            "scale": round(scale, 4)}
+
+
 def posed_character_spec(prompt, controls, width, height, negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", batch=1, name="result", references=(), identity_scale=0.6,
-                         identity_embedding=None, keypoints=None, retry=None, lora=None):
+                         identity_embedding=None, keypoints=None, retry=None, lora=None, appearance=None,
+                         appearance_scale=0.5, mask=None, faceid_scale=None):
     """A validated `posed_character` spec. `controls`: {name: {"png": bytes, "strength", "start",
     "end"}}; `references`: PNG bytes of pictures of the character (identity via IP-Adapter),
-    `identity_embedding` their pack's mean embedding, `lora` its trained LoRA; `keypoints`: {rig: 18 body joints} the
-    output's pose is scored against; `retry`: {"min_identity", "max_tries"}. Width and height
-    are rounded down to multiples of 8 (the render resolution need not be)."""
+    `identity_embedding` their pack's mean embedding, `lora` its trained LoRA, `appearance` its
+    appearance embeddings (kept at `appearance_scale`, scored in `mask`: PNG bytes of where the
+    character is); `keypoints`: {rig: 18 body joints} the output's pose is scored against;
+    `retry`: {"min_identity", "max_tries"}. Width and height are rounded down to multiples of
+    8 (the render resolution need not be)."""
     spec = _encoded("posed_character", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
                     profile, batch, name, references, identity_scale, lora)
     if identity_embedding is not None and "identity" in spec:
         spec["identity"]["embedding"] = list(identity_embedding)
+    if faceid_scale is not None and "identity" in spec:  # 0 for a creature or an object: no face to keep
+        spec["identity"]["faceid_scale"] = round(faceid_scale, 4)
+    look = _appearance_entry(appearance, appearance_scale)
+    if look and "identity" in spec:
+        spec["identity"]["appearance"] = look
+    if mask is not None:
+        spec["mask"] = _b64(mask)
     if keypoints:
         spec["keypoints"] = keypoints
     if retry:
@@ -395,14 +478,17 @@ def posed_character_spec(prompt, controls, width, height, negative_prompt="", se
 def character_sheet_spec(prompt, controls, sheet, style="", negative_prompt="", seed=0, steps=30, guidance=6.0,
                          profile="sdxl", name="sheet", references=(), identity_scale=0.6, upscale=2.0,
                          upscale_strength=0.3, tile=1024, face_detail=True, face_strength=0.4, face_size=0,
-                         lora=None):
-    """A validated `character_sheet` spec from the sheet record that `render_sheet` wrote
-    (sheet.json: size and views with their boxes); `lora`: the character's, with its references."""
+                         lora=None, subject=HUMANOID):
+    """A validated `character_sheet` spec from the sheet record that `render_sheet` (or the
+    object sheet's) wrote (sheet.json: size and views with their boxes); `lora`: the
+    character's, with its references; `subject`: the kind of character the sheet shows."""
     width, height = sheet["size"]
     spec = _encoded("character_sheet", prompt, controls, width, height, negative_prompt, seed, steps, guidance,
                     profile, 1, name, references, identity_scale, lora)
-    spec.update(style=style, views=[{k: v[k] for k in ("name", "kind", "yaw", "box", "face_box")}
-                                    for v in sheet["views"] if v.get("box")],
+    spec.update(style=style, subject=subject,
+                views=[{"name": v["name"], "kind": v["kind"], "yaw": v["yaw"], "box": v["box"],
+                        "face_box": v.get("face_box"), "elevation": v.get("elevation", 0.0), "part": v.get("part", "")}
+                       for v in sheet["views"] if v.get("box")],
                 upscale={"factor": round(upscale, 4), "strength": round(upscale_strength, 4), "tile": tile,
                          "overlap": min(128, tile // 4)},
                 faces={"enabled": face_detail, "strength": round(face_strength, 4), "size": face_size})
@@ -433,7 +519,8 @@ def _b64(png):
     return base64.b64encode(png).decode("ascii")
 
 
-def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None):
+def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None, appearance=None,
+                    appearance_scale=0.5):
     if not references:
         return None
     entry = {"images": [_b64(png) for png in references], "scale": round(scale, 4),
@@ -442,6 +529,9 @@ def _identity_entry(references, embedding, scale, faceid_scale=0.6, lora=None):
         entry["embedding"] = list(embedding)
     if lora:
         entry["lora"] = lora
+    look = _appearance_entry(appearance, appearance_scale)
+    if look:
+        entry["appearance"] = look
     return entry
 
 
@@ -450,16 +540,19 @@ def shot_spec(prompt, controls, width, height, background_png, characters, negat
               character_strength=0.5, harmonize=0.3, hands=True, hand_strength=0.45, hand_boxes=(), keypoints=None,
               previous=None):
     """A validated `shot` spec: the characters generated into the background. `characters`:
-    [{"name", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale", "lora"}];
+    [{"name", "kind", "prompt", "mask" (PNG bytes), "references" (PNG bytes), "embedding", "scale",
+    "lora", "appearance", "appearance_scale"}];
     `previous`: (warped previous frame PNG, holes PNG, strength) for a moving shot's later frames."""
     spec = _encoded("shot", prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, 1,
                     name, (), 0.0)
     spec["background"] = {"image": _b64(background_png)}
     spec["characters"] = []
     for c in characters:
-        entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
+        entry = {"name": c["name"], "kind": c.get("kind", HUMANOID), "prompt": c.get("prompt", ""),
+                 "mask": _b64(c["mask"])}
         identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6),
-                                   lora=c.get("lora"))
+                                   lora=c.get("lora"), appearance=c.get("appearance"),
+                                   appearance_scale=c.get("appearance_scale", 0.5))
         if identity:
             entry["identity"] = identity
         spec["characters"].append(entry)
@@ -475,13 +568,15 @@ def shot_spec(prompt, controls, width, height, background_png, characters, negat
 
 def expression_spec(image_png, width, height, expression, prompt="", custom="", face_box=None, negative_prompt="",
                     seed=0, steps=30, guidance=6.0, profile="sdxl", name="expression", strength=0.6,
-                    references=(), embedding=None, identity_scale=0.6, detector="auto", lora=None):
+                    references=(), embedding=None, identity_scale=0.6, detector="auto", lora=None, appearance=None,
+                    appearance_scale=0.5):
     """A validated `expression` spec: the face in `image_png` redrawn with `expression`."""
     spec = _encoded("expression", prompt, {}, width, height, negative_prompt, seed, steps, guidance, profile, 1,
                     name, (), 0.0)
     spec.update(image=_b64(image_png), expression=expression, custom=custom, face_box=face_box, strength=strength,
                 detector=detector)
-    identity = _identity_entry(references, embedding, identity_scale, lora=lora)
+    identity = _identity_entry(references, embedding, identity_scale, lora=lora, appearance=appearance,
+                               appearance_scale=appearance_scale)
     if identity:
         spec["identity"] = identity
     return validate_job(spec)
