@@ -22,6 +22,7 @@ from ..jobs import training
 from ..models import models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
+from .picture_store import PictureStore
 from .store import JobStore
 from .worker import JobRunner
 
@@ -158,8 +159,9 @@ class Backend:
         self.loras = self.engine_for.loras
         self.training_dir = os.path.join(self.data_dir, "training")
         self.runner = runner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
+        self.pictures = PictureStore(self.data_dir)  # pictures jobs name by hash (live mode)
         self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras,
-                              self.speedups)
+                              self.speedups, pictures=self.pictures)
 
     def check_runnable(self, job):
         """Before a job is queued: its profile exists, its family can do what the job asks, and

@@ -17,10 +17,12 @@ from .spec_fields import (
     Integer,
     JobSpecError,
     ListOf,
+    map_images,
     MapOf,
     Name,
     Number,
     Obj,
+    picture_ref,
     safe_name,
     Text,
 )
@@ -342,6 +344,17 @@ def expression_prompt(spec):
 def image_fields(job):
     """[(field, base64 PNG)] of every picture in a validated job, for checking them all up front."""
     return list(image_values(SCHEMAS[job["kind"]], job, ""))
+
+
+def map_image_fields(job, change):
+    """A copy of a validated `job` with every picture replaced by `change(field, value)`: the
+    add-on swaps pictures the backend keeps for "sha256:<hex>", the backend swaps them back."""
+    return map_images(SCHEMAS[job["kind"]], job, change)
+
+
+def picture_refs(job):
+    """{field: SHA-256} of the pictures a validated `job` names by hash."""
+    return {field: picture_ref(value) for field, value in image_fields(job) if picture_ref(value)}
 
 
 def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,
