@@ -6,15 +6,17 @@ from . import preferences, properties
 from .backend import operators as backend_operators
 from .characters import operators as character_operators
 from .generation import jobs, profile_chooser
+from .generation import live_operators
 from .generation import operators as generation_operators
 from .maps import operators as map_operators
 from .rig import operators as rig_operators
 from .sets import operators as set_operators
 from .shots import operators as shot_operators
-from .ui import backend_panel, panel
+from .ui import backend_panel, live_panel, panel
 
 _modules = (preferences, properties, rig_operators, map_operators, generation_operators, shot_operators,
-            character_operators, set_operators, backend_operators, profile_chooser, panel, backend_panel)
+            character_operators, set_operators, backend_operators, profile_chooser, panel, backend_panel,
+            live_operators, live_panel)
 
 
 def register():
