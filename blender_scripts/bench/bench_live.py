@@ -84,7 +84,7 @@ def main():
         cold = shown(1)
         runs = []
         for i in range(args.changes):
-            hero.pose.bones["hand_ik.L"].location.z += 0.05 if i % 2 == 0 else -0.05
+            hero.pose.bones["hand_ik.L"].location.z += 0.04  # a new pose each time: new maps to send
             bpy.context.view_layer.update()  # what Blender does after each step of a drag
             runs.append(shown(session.generation + 1))
             print(f"change {i + 1}: {runs[-1]['total']:.3f} s", flush=True)

@@ -208,6 +208,40 @@ def test_identity_pictures_go_once_and_keep_makes_a_result_that_regenerates_as_f
     assert not final[planes.DRAFT] and final["characterforge_seed"] == kept["characterforge_seed"] and final != kept
 
 
+def test_a_live_shot_sends_the_background_once_and_composites_on_it(bpy, live_scene, tmp_path):
+    """Live picture 'Characters in the shot': the shot's job on its background, which goes by
+    hash after the first picture."""
+    import hashlib
+
+    from PIL import Image
+
+    from characterforge_addon.blender.generation import generation, live, planes
+    from characterforge_addon.client.pictures import sender_for
+    rig = live_scene
+    scene = bpy.context.scene
+    s = scene.characterforge
+    background = tmp_path / "harbour.png"
+    Image.new("RGB", (96, 128), (40, 90, 160)).save(background)
+    generation.place_background_picture(bpy.context, str(background), scene.camera, "Shot 1",
+                                        scene.camera.data.clip_end * generation.BACKGROUND_AT)
+    s.live_job, s.fix_hands, s.background_prompt = "SHOT", False, "a harbour at dawn"
+    bpy.ops.characterforge.live()
+    session = live.session()
+    clock = Clock(session)
+    clock.step(0.0)
+    clock.wait(lambda: session.shown == 1)
+    move(rig, "hand_ik.L", -0.2)
+    bpy.context.view_layer.update()
+    clock.step(live.QUIET_S)
+    clock.wait(lambda: session.shown == session.generation == 2)
+    sha = hashlib.sha256(background.read_bytes()).hexdigest()
+    assert [u[0] for u in sender_for(client().url).uploads].count(sha) == 1
+    (plane,) = live_planes(bpy, "Shot 1")
+    record = json.loads(Image.open(planes.file_of(plane)).text["characterforge"])
+    assert record["job"]["kind"] == "shot" and record["job"]["draft"]
+    assert plane.visible_get() and plane.location.z == pytest.approx(-scene.camera.data.clip_end * 0.97)
+
+
 def test_turning_live_off_cancels_the_running_job(bpy, live_scene):
     from characterforge_addon.blender.generation import live
     bpy.ops.characterforge.live()
@@ -269,7 +303,7 @@ def test_batch_units_draft_only_when_the_batch_file_says_so(bpy, scene, tmp_path
     s.draft = s.live = True  # the scene drafts (Live on): its batch renders do not
     assert live.generate_drafts(bpy.context)
     manifest = controls.render_controls(bpy.context, str(tmp_path / "maps"), preview=False)
-    shot = types.SimpleNamespace(**batch.SHOT_DEFAULTS)
+    shot = types.SimpleNamespace(**dict(batch.SHOT_DEFAULTS, prompt="a knight"))
     assert unit_spec(shot, str(tmp_path / "maps"), manifest, 1)["draft"] is False
     shot.draft = True
     assert unit_spec(shot, str(tmp_path / "maps"), manifest, 1)["draft"] is True

@@ -54,9 +54,11 @@ STAGES = ("quiet", "render", "upload", "queue", "load", "denoise", "finish", "po
 # The scene settings a live job reads (steps and guidance are not: a draft runs its own)
 SETTINGS = ("prompt", "negative_prompt", "seed", "openpose_strength", "use_depth", "depth_strength", "use_hand_depth",
             "hand_depth_strength", "drop_occluded", "reference_image", "use_character", "active_character",
-            "identity_scale", "profile", "shot", "results_dir", "live_job", "live_size")
+            "identity_scale", "shot", "live_job", "live_size")
 SHOT_SETTINGS = ("background_prompt", "composite_mode", "composite_grow", "composite_feather", "character_strength",
                  "harmonize", "fix_hands", "hand_fix_strength")
+
+HISTORY = 200  # requests a session remembers (their outcomes and times)
 
 _session = None
 _support = {}
@@ -105,16 +107,17 @@ def _file_stamp(path):
         return None
 
 
-def fingerprint(scene, meshes=None):
-    """A digest of everything a live job of `scene` sends; `meshes`: the set's digest (see
-    `mesh_digest`: recomputed only after a geometry change)."""
+def fingerprint(scene, meshes=None, profile=""):
+    """A digest of everything a live job of `scene` sends with `profile`; `meshes`: the set's
+    digest (see `mesh_digest`: recomputed only after a geometry change)."""
     s = scene.characterforge
     h = hashlib.blake2b(digest_size=16)
 
     def add(*values):
         h.update(repr(values).encode("utf-8", "replace"))
 
-    add(*(getattr(s, name) for name in SETTINGS), _file_stamp(s.reference_image) if s.reference_image else None)
+    add(profile, *(getattr(s, name) for name in SETTINGS),
+        _file_stamp(s.reference_image) if s.reference_image else None)
     if s.live_job == "SHOT":
         add(*(getattr(s, name) for name in SHOT_SETTINGS), *_background_stamp(scene, s.shot or "Shot"))
     pack = active_pack(scene, required=False)
@@ -131,6 +134,9 @@ def fingerprint(scene, meshes=None):
         h.update(_matrix(camera))
     for rig in rigs_in_scene(scene):
         add(rig.name, rig.characterforge.character, rig.characterforge.prompt, len(rig.pose.bones))
+        played = s.characters.get(rig.characterforge.character) if rig.characterforge.character else None
+        if played is not None:  # the identity faces picked for the character this rig plays
+            add(played.problem, played.lora_weight, *(face.use for face in played.faces))
         h.update(_matrix(rig))
         bones = np.empty(len(rig.pose.bones) * 16, dtype=np.float32)
         rig.pose.bones.foreach_get("matrix", bones)
@@ -241,7 +247,7 @@ class Session:
             return
         if self.geometry_changed or self._meshes is None:
             self._meshes, self.geometry_changed = mesh_digest(scene), False
-        seen = fingerprint(scene, self._meshes)
+        seen = fingerprint(scene, self._meshes, scene.characterforge.profile or preferences.get().profile)
         if seen != self.seen:
             self.seen, self.changed_at = seen, now
 
@@ -276,6 +282,7 @@ class Session:
         self.pending[self.generation] = dict(place, changed_at=self.changed_at, launched=now,
                                              render=time.monotonic() - started)
         self.history.append({"generation": self.generation, "fingerprint": self.seen, "outcome": "sent"})
+        del self.history[:-HISTORY]
         self.worker.want(request)
         say(context, "Live: drawing…")
 
@@ -337,8 +344,15 @@ def say(context, message, error=False):
     s = context.scene.characterforge
     s.live_message = message
     s.live_failed = error
-    for area in getattr(context.screen, "areas", None) or ():
-        area.tag_redraw()
+    redraw()
+
+
+def redraw():
+    """The sidebar and the viewports drawn again (from a timer, no area is the context's)."""
+    for window in getattr(bpy.context.window_manager, "windows", ()):
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Main thread only."""
 
 import json
 import os
+import re
 import shutil
 
 import bpy
@@ -89,10 +90,9 @@ def show(context, shot, camera, distance, path, spec, job_id, extra=None):
     if obj is None:
         obj = new_plane(path, camera, planes.shot_collection(scene, shot), f"{shot} live")
         obj[LIVE] = shot
-        image, old = plane_image(obj), None
+        image = plane_image(obj)
     else:
         image = plane_image(obj)
-        old = bpy.path.abspath(image.filepath)
         image.filepath = path
         image.reload()
     fit(scene, obj, camera, distance)
@@ -104,12 +104,20 @@ def show(context, shot, camera, distance, path, spec, job_id, extra=None):
     for key, value in (extra or {}).items():
         obj[key] = value
     planes.show_variant(obj)
-    if old and os.path.abspath(old) != os.path.abspath(path) and os.path.basename(old).startswith("live_"):
-        try:
-            os.remove(old)
-        except OSError:
-            pass
+    folder, shown = os.path.split(os.path.abspath(path))
+    for name in os.listdir(folder):  # the pictures shown before, and late ones of older states
+        if _generation(name) is not None and _generation(name) < (_generation(shown) or 0):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
     return obj
+
+
+def _generation(file_name):
+    """N of a live picture's file live_N_<name>.png (the worker names them so), else None."""
+    match = re.match(r"live_(\d+)_.*\.png$", file_name)
+    return int(match.group(1)) if match else None
 
 
 def keep(obj):
