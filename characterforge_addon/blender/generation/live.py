@@ -423,9 +423,10 @@ def _on_depsgraph(scene, depsgraph):
     session = _session
     if session is None or session.busy or scene.name != session.scene_name:
         return
-    for update in depsgraph.updates:
+    for update in depsgraph.updates:  # a set's object moved (rigs' proxies follow their rig: not needed)
         target = update.id
-        if isinstance(target, bpy.types.Object) and target.type == "MESH" and target.get(ROLE) != "result_plane":
+        if (update.is_updated_transform and isinstance(target, bpy.types.Object) and target.type == "MESH"
+                and not str(target.get(ROLE, "")).startswith(("proxy_", "result_plane"))):
             session.geometry_changed = True
             break
     session.note(scene, session.clock())
