@@ -20,16 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...core.characters.character_lora import lora_record
 from ...core.errors import UserError
-from ...core.spec.job_spec import (
-    image_fields,
-    JOB_KINDS,
-    JobSpecError,
-    json_schemas,
-    LIMITS,
-    picture_ref,
-    picture_refs,
-    validate_job,
-)
+from ...core.spec.job_spec import image_fields, JOB_KINDS, JobSpecError, json_schemas, LIMITS, validate_job
+from ...core.spec.job_spec import picture_ref, picture_refs
 from ...core.spec.training_spec import SHA256_PATTERN
 from ..engine.pictures import decode_image_bytes
 from ..models.lora_files import MAX_UPLOAD_BYTES
