@@ -250,6 +250,20 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     train_text_encoder: BoolProperty(name="Train text encoders", default=False,
                                      description="Also train the text encoders: more faithful, more memory")
 
+    # Live mode: the picture follows the scene (Live is switched by its operator: no update callbacks)
+    live: BoolProperty(name="Live", default=False, options={"SKIP_SAVE"},
+                       description="The picture follows the pose, camera, characters and prompt: a draft a moment "
+                       "after each change, on one live plane")
+    live_job: EnumProperty(name="Live picture", default="POSED", items=[
+        ("POSED", "Posed character", "What Generate makes: the rigs' pose with the Shot's prompt and identity"),
+        ("SHOT", "Characters in the shot", "What Composite Characters makes: the characters in the shot's "
+         "background")])
+    live_size: IntProperty(name="Live size", default=1024, min=64, max=2048, step=64, subtype="PIXEL",
+                           description="The live picture's longer side (its maps are rendered at this size; the "
+                           "render resolution's aspect is kept): smaller follows faster")
+    live_message: StringProperty(options={"SKIP_SAVE"})
+    live_failed: BoolProperty(options={"SKIP_SAVE"})
+
     # The running job, as the panel shows it
     job_key: StringProperty(options={"SKIP_SAVE"})
     job_state: StringProperty(options={"SKIP_SAVE"})

@@ -19,8 +19,9 @@ FINISHED = ("completed", "failed", "canceled")
 class BackendError(UserError):
     """An answer (or no answer) from the backend, in words a user can act on."""
 
-    def __init__(self, message, type_="error", fix="", status=None):
+    def __init__(self, message, type_="error", fix="", status=None, details=None):
         self.type, self.fix, self.status = type_, fix, status
+        self.details = details or {}  # the answer's details (a missing picture's hashes, say)
         super().__init__(message + (f" — {fix}" if fix else ""))
 
 
@@ -47,7 +48,8 @@ class BackendClient:
             except ValueError:
                 detail = {}
             raise BackendError(detail.get("message") or f"HTTP {exc.code} from the backend",
-                               detail.get("type", "http_error"), detail.get("fix", ""), exc.code) from None
+                               detail.get("type", "http_error"), detail.get("fix", ""), exc.code,
+                               detail.get("details") if isinstance(detail.get("details"), dict) else None) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise BackendError(f"cannot reach the backend at {self.url} ({reason})", "unreachable",
@@ -100,6 +102,23 @@ class BackendClient:
                                          headers={TOKEN_HEADER: self.token, "Content-Type": "image/png"})
         self._send(request)
         return True
+
+    def has_picture(self, sha256):
+        """Whether the backend keeps the picture with this SHA-256 (jobs may name it by hash)."""
+        try:
+            self._request("GET", f"/pictures/{sha256}")
+            return True
+        except BackendError as exc:
+            if exc.status != 404:
+                raise
+            return False
+
+    def put_picture(self, sha256, png):
+        """Send PNG bytes for the backend to keep under their SHA-256; True when it had not
+        kept them before."""
+        request = urllib.request.Request(f"{self.url}/pictures/{sha256}", data=png, method="PUT",
+                                         headers={TOKEN_HEADER: self.token, "Content-Type": "image/png"})
+        return json.loads(self._send(request) or b"{}").get("kept") == "now"
 
     def preview(self, job_id):
         """PNG bytes of the running job's latest preview, or None when it has none."""

@@ -14,12 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...core.characters.character_lora import lora_record
 from ...core.errors import UserError
 from ...core.spec.job_spec import image_fields, JOB_KINDS, JobSpecError, json_schemas, LIMITS, validate_job
+from ...core.spec.job_spec import picture_ref, picture_refs
 from ...core.spec.spec_fields import safe_name
 from ...core.spec.training_spec import SHA256_PATTERN
 from ..engine.pictures import decode_image_bytes
@@ -135,11 +137,22 @@ def _parse_json(body):
         raise UserError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
 
 
+def _missing_pictures(missing):
+    """The answer to a job naming pictures by hash that this backend lacks: which, so the
+    client sends them (PUT /pictures/SHA256) and the job again."""
+    field = sorted(missing)[0]
+    return error(400, "missing_pictures", f"{field}: this backend has no picture {missing[field]} "
+                 f"({len(set(missing.values()))} of the job's pictures named by hash are missing)",
+                 {"field": field, "missing": sorted(set(missing.values()))},
+                 "send each with PUT /pictures/SHA256 (the add-on does this itself), then the job again")
+
+
 def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, speedups=(),
-               version="0.1.0", media=None):
+               version="0.1.0", media=None, pictures=None):
     """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it;
     `speedups`: the fast path's speed-ups on (said by /health); `media`: the pictures jobs name
-    by SHA-256 (an animation's frames), sent with PUT /media/SHA256."""
+    by SHA-256 (an animation's frames), sent with PUT /media/SHA256; `pictures`: the PictureStore
+    that pictures named by hash come from (None: every hash is missing)."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
     app.add_middleware(Guard, token=token)
@@ -190,11 +203,21 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
         try:
             job = validate_job(spec)
             for field, image in image_fields(job):  # every picture must be a readable PNG before the job is queued
+                if picture_ref(image):
+                    continue  # kept by hash: checked when it was sent
                 try:
                     data = base64.b64decode(image, validate=True)
                 except (binascii.Error, ValueError):
                     raise JobSpecError(field, "is not base64") from None
                 decode_image_bytes(data, field)
+            if picture_refs(job):  # pictures named by hash go back inline: nothing after this sees a hash
+                missing = pictures.missing(job) if pictures is not None else picture_refs(job)
+                if missing:
+                    return _missing_pictures(missing)
+                try:
+                    job = pictures.resolve(job)
+                except KeyError:  # dropped from the store since: ask for it again
+                    return _missing_pictures(pictures.missing(job))
             check_runnable(job)
         except JobSpecError as exc:
             return error(400, "invalid_job", str(exc), {"field": exc.field}, exc.fix)
@@ -351,5 +374,41 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def _picture_or_error(sha256):
+        if not SHA256.match(sha256):
+            return error(400, "invalid_name", f"{sha256[:80]!r} is not a SHA-256",
+                         fix="name a picture by the SHA-256 of its PNG bytes in lowercase hex")
+        if pictures is None or not pictures.has(sha256):
+            return error(404, "not_found", f"this backend has no picture {sha256}",
+                         fix="send it with PUT /pictures/SHA256")
+        return None
+
+    @app.get("/pictures/{sha256}")
+    def picture(sha256: str):
+        """Whether this backend keeps the picture (a job may then name it as sha256:<hex>)."""
+        missing = _picture_or_error(sha256)
+        if missing:
+            return missing
+        return {"sha256": sha256, "bytes": os.path.getsize(pictures.path(sha256))}
+
+    @app.put("/pictures/{sha256}", status_code=201)
+    async def upload_picture(sha256: str, request: Request):
+        """Keep a PNG (up to the size of a control map) under its SHA-256, which must match it;
+        jobs then name it as sha256:<hex> wherever they take a picture."""
+        if not SHA256.match(sha256) or pictures is None:
+            return _picture_or_error(sha256)
+        data = await request.body()
+        if len(data) > LIMITS["max_control_bytes"]:
+            return _too_large(len(data), LIMITS["max_control_bytes"])
+        try:
+            kept = await run_in_threadpool(pictures.keep, sha256, data)
+        except UserError as exc:
+            return error(400, "invalid_picture", str(exc), {"sha256": sha256},
+                         "send the PNG file's bytes under the SHA-256 of those bytes")
+        except OSError as exc:
+            return error(507, "disk_full", f"could not keep the picture in {pictures.folder} ({exc.strerror or exc})",
+                         fix="free disk space there, or send the picture inline in the job")
+        return {"sha256": sha256, "kept": "now" if kept else "already"}
 
     return app

@@ -23,6 +23,7 @@ from ..models import model_identity, models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
 from .media import KEEP_DAYS, MediaStore
+from .picture_store import PictureStore
 from .store import JobStore
 from .worker import JobRunner
 
@@ -164,8 +165,10 @@ class Backend:
                   file=sys.stderr, flush=True)
         self.training_dir = os.path.join(self.data_dir, "training")
         self.runner = runner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
+        self.pictures = PictureStore(self.data_dir)  # pictures jobs name by hash (live mode)
         self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras,
-                              self.speedups, media=self.media)
+                              self.speedups, media=self.media,
+                              pictures=self.pictures)
 
     def check_runnable(self, job):
         """Before a job is queued: its profile exists, its family can do what the job asks, and

@@ -27,8 +27,9 @@ from .job_inputs import (
 )
 
 
-def generate(context, seed=None):
-    """Render the control maps, build the posed-character spec and start the job."""
+def generate(context, seed=None, draft=None):
+    """Render the control maps, build the posed-character spec and start the job; `draft`:
+    a draft or not (None: the Draft toggle's choice)."""
     scene = context.scene
     settings = scene.characterforge
     camera = joints.find_camera(scene)
@@ -52,7 +53,7 @@ def generate(context, seed=None):
         mask=characters_mask(controls_dir, manifest, humanoid) if look else None,
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
-    spec["draft"] = settings.draft
+    spec["draft"] = settings.draft if draft is None else draft
     distance = subject_distance(scene, camera)
     return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
                                                                 extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))

@@ -8,7 +8,7 @@ from bpy.props import StringProperty
 
 from ...core.errors import UserError
 from ..operator_base import StartsJob
-from . import generation, job_inputs, jobs, planes, regenerate
+from . import generation, job_inputs, jobs, live, planes, regenerate
 
 
 class CHARACTERFORGE_OT_generate(StartsJob, bpy.types.Operator):
@@ -21,7 +21,7 @@ class CHARACTERFORGE_OT_generate(StartsJob, bpy.types.Operator):
             raise UserError("Write a prompt first: what does the character look like?")
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        generation.generate(context)
+        generation.generate(context, draft=live.generate_drafts(context))  # drafts while Live is on
 
 
 class CHARACTERFORGE_OT_cancel_job(bpy.types.Operator):

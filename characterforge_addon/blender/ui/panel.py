@@ -5,6 +5,7 @@ import bpy
 from ..generation import jobs, planes, profile_chooser
 from ..rig.rig import rigs_in_scene
 from ..sets import set_projection
+from . import live_panel
 
 
 class CHARACTERFORGE_UL_joint_overrides(bpy.types.UIList):
@@ -205,6 +206,7 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         layout = self.layout
         s = context.scene.characterforge
         profile_chooser.draw(layout, context)
+        live_panel.draw(layout, context)
         layout.prop(s, "prompt")
         layout.prop(s, "negative_prompt")
         row = layout.row(align=True)

@@ -9,8 +9,8 @@ that declaration; the few rules that tie fields together follow it.
 
 from ..characters.kinds import HUMANOID, KINDS
 from . import animation_spec
-from .spec_fields import (Box, Choice, Const, Flag, Image, image_values, Integer, JobSpecError, ListOf, MapOf, Name,
-                          Number, Obj, safe_name, Text)
+from .spec_fields import (Box, Choice, Const, Flag, Image, image_values, Integer, JobSpecError, ListOf, map_images,
+                          MapOf, Name, Number, Obj, picture_ref, safe_name, Text)
 from .training_spec import lora_field
 from .training_spec import table as training_table
 
@@ -415,6 +415,17 @@ def expression_prompt(spec):
 def image_fields(job):
     """[(field, base64 PNG)] of every picture in a validated job, for checking them all up front."""
     return list(image_values(SCHEMAS[job["kind"]], job, ""))
+
+
+def map_image_fields(job, change):
+    """A copy of a validated `job` with every picture replaced by `change(field, value)`: the
+    add-on swaps pictures the backend keeps for "sha256:<hex>", the backend swaps them back."""
+    return map_images(SCHEMAS[job["kind"]], job, change)
+
+
+def picture_refs(job):
+    """{field: SHA-256} of the pictures a validated `job` names by hash."""
+    return {field: picture_ref(value) for field, value in image_fields(job) if picture_ref(value)}
 
 
 def _encoded(kind, prompt, controls, width, height, negative_prompt, seed, steps, guidance, profile, batch, name,

@@ -193,8 +193,20 @@ def safe_name(value, field):
     return value
 
 
+PICTURE_REF = "sha256:"  # a picture given by hash: "sha256:<64 hex>" of a PNG the backend keeps
+PICTURE_REF_PATTERN = r"^sha256:[0-9a-f]{64}$"
+_PICTURE_REF = re.compile(PICTURE_REF_PATTERN)
+
+
+def picture_ref(value):
+    """The SHA-256 a picture value names ("sha256:<hex>"), or None for an inline base64 PNG."""
+    return value[len(PICTURE_REF):] if isinstance(value, str) and value.startswith(PICTURE_REF) else None
+
+
 class Image(Field):
-    """A picture as base64 PNG (decoded and checked by the backend before the job is queued)."""
+    """A picture as base64 PNG (decoded and checked by the backend before the job is queued),
+    or by hash: "sha256:<hex>" of a PNG the backend keeps (sent once with PUT /pictures/<hex>;
+    base64 has no ':', so the two cannot be confused)."""
 
     def __init__(self, max_bytes, doc="", **kw):
         super().__init__(doc, **kw)
@@ -202,14 +214,22 @@ class Image(Field):
 
     def check(self, value, field, ctx):
         if not isinstance(value, str) or not value:
-            raise JobSpecError(field, "must be a base64 PNG")
+            raise JobSpecError(field, "must be a base64 PNG, or sha256:<hex> of a picture the backend keeps")
+        if value.startswith(PICTURE_REF):
+            if not _PICTURE_REF.match(value):
+                raise JobSpecError(field, f"{_show(value)} is not sha256: and a SHA-256 in lowercase hex",
+                                   "name a picture by the SHA-256 of its PNG bytes, or send the PNG as base64")
+            return value
         if len(value) * 3 // 4 > self.max_bytes:
             raise JobSpecError(field, f"is over {self.max_bytes // 2**20} MiB", "send a smaller picture")
         return value
 
     def schema(self):
-        return _described({"type": "string", "minLength": 1, "maxLength": self.max_bytes * 4 // 3 + 4,
-                           "contentEncoding": "base64", "contentMediaType": "image/png"}, self)
+        inline = _described({"type": "string", "minLength": 1, "maxLength": self.max_bytes * 4 // 3 + 4,
+                             "contentEncoding": "base64", "contentMediaType": "image/png"}, self)
+        by_hash = {"type": "string", "pattern": PICTURE_REF_PATTERN,
+                   "description": "the picture by hash: sha256:<hex> of a PNG sent before with PUT /pictures/<hex>"}
+        return {"anyOf": [inline, by_hash], **({"description": self.doc} if self.doc else {})}
 
 
 class Box(Field):
@@ -323,6 +343,19 @@ class Const(Field):
 
     def schema(self):
         return _described({"const": self.value}, Field(self.doc))
+
+
+def map_images(declared, value, change, field=""):
+    """A copy of a checked `value` of `declared` with every Image value replaced by
+    `change(field, value)` (pictures swapped for their hashes, or hashes for the pictures)."""
+    if isinstance(declared, Image):
+        return change(field, value)
+    if isinstance(declared, Obj) and isinstance(value, dict):
+        return {key: map_images(declared.fields[key], inner, change, f"{field}.{key}" if field else key)
+                if key in declared.fields else inner for key, inner in value.items()}
+    if isinstance(declared, ListOf) and isinstance(value, list):
+        return [map_images(declared.item, item, change, f"{field}[{i}]") for i, item in enumerate(value)]
+    return value
 
 
 def image_values(declared, value, field):
