@@ -83,9 +83,9 @@ def progress(done, total, failed, started):
 def generate(client, spec, unit_dir, media=None):
     """Run `spec` on `client` to the end (the pictures it names, `media`, sent first); its
     results saved in `unit_dir`; returns their paths."""
+    from characterforge_addon.client import pictures
     from characterforge_addon.client.backend_client import FINISHED, BackendError
-    for sha, data in (media or {}).items():
-        client.ensure_media(sha, data)
+    pictures.sender_for(client.url).ensure(client, media or {})
     job = client.submit(spec)
     while (status := client.status(job))["status"] not in FINISHED:
         time.sleep(0.2)

@@ -90,19 +90,6 @@ class BackendClient:
             self._send(request, timeout=max(self.timeout, size / 2**20))  # at least 1 MB/s
         return True
 
-    def ensure_media(self, sha256, data):
-        """Send a picture (PNG bytes) a job names unless the backend holds it already; True when sent."""
-        try:
-            self._request("GET", f"/media/{sha256}")
-            return False
-        except BackendError as exc:
-            if exc.status != 404:
-                raise
-        request = urllib.request.Request(f"{self.url}/media/{sha256}", data=data, method="PUT",
-                                         headers={TOKEN_HEADER: self.token, "Content-Type": "image/png"})
-        self._send(request)
-        return True
-
     def has_picture(self, sha256):
         """Whether the backend keeps the picture with this SHA-256 (jobs may name it by hash)."""
         try:

@@ -62,6 +62,23 @@ class PictureSender:
         self._send(client, {sha: pngs[sha] for sha in missing}, stats)
         return client.submit(spec), stats
 
+    def ensure(self, client, pngs):
+        """Send those of `pngs` ({sha256: PNG bytes}: pictures a job names by SHA-256, an
+        animation segment's) that the backend does not keep, asking it about the ones this
+        process has not sent it; returns how many were sent."""
+        with self._lock:
+            unknown = {sha: png for sha, png in pngs.items() if sha not in self.known}
+        absent = {}
+        for sha, png in unknown.items():
+            if client.has_picture(sha):
+                with self._lock:
+                    self.known.add(sha)
+            else:
+                absent[sha] = png
+        stats = {"uploaded": 0, "bytes": 0}
+        self._send(client, absent, stats)
+        return stats["uploaded"]
+
     def _send(self, client, pngs, stats):
         for sha, png in pngs.items():
             client.put_picture(sha, png)

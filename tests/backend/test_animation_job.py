@@ -1,5 +1,5 @@
 """The `animation` job on the tiny video profiles through the real backend: pictures sent first
-(PUT /media), a segment made end to end, a second segment carried over the model's own way (seen
+(PUT /pictures), a segment made end to end, a second segment carried over the model's own way (seen
 in what the tiny model is given), and the limits refused before queueing with the fix."""
 
 import io
@@ -38,7 +38,7 @@ def frames(count, seed=0, maps=("openpose", "mask", "face", "background")):
 
 def send(client, headers, media):
     for sha, data in media.items():
-        r = client.put(f"/media/{sha}", content=data, headers=headers)
+        r = client.put(f"/pictures/{sha}", content=data, headers=headers)
         assert r.status_code == 201, r.text
 
 
@@ -148,7 +148,7 @@ def test_the_models_window_and_carry_rules_are_refused_before_queueing_with_the_
     from fastapi.testclient import TestClient
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
     r = client.post("/jobs", json=spec, headers=headers)  # its pictures never sent
-    assert r.status_code == 400 and "PUT /media" in r.json()["fix"]
+    assert r.status_code == 400 and "PUT /pictures" in r.json()["fix"]
 
 
 @pytest.mark.parametrize("change, field, words", [
@@ -196,15 +196,15 @@ def test_pictures_are_kept_only_as_the_png_their_name_says(make_backend):
     client, headers = TestClient(backend.app), {"x-characterforge-token": backend.token}
     png = picture(11)
     name = animation_spec.media_name(png)
-    assert client.get(f"/media/{name}", headers=headers).status_code == 404
-    r = client.put(f"/media/{'0' * 64}", content=png, headers=headers)  # another file's name
+    assert client.get(f"/pictures/{name}", headers=headers).status_code == 404
+    r = client.put(f"/pictures/{'0' * 64}", content=png, headers=headers)  # another file's name
     assert r.status_code == 400 and "SHA-256" in r.json()["message"]
     text = b"not a picture"
-    r = client.put(f"/media/{animation_spec.media_name(text)}", content=text, headers=headers)
+    r = client.put(f"/pictures/{animation_spec.media_name(text)}", content=text, headers=headers)
     assert r.status_code == 400 and "not a PNG" in r.json()["message"]
-    r = client.put(f"/media/{name}", content=b"x", headers=dict(headers, **{"content-length": str(2**30)}))
+    r = client.put(f"/pictures/{name}", content=b"x", headers=dict(headers, **{"content-length": str(2**30)}))
     assert r.status_code == 413
-    assert client.put(f"/media/{name}", content=png, headers=headers).json()["kept"] == "now"
-    assert client.put(f"/media/{name}", content=png, headers=headers).json()["kept"] == "already"
-    assert client.get(f"/media/{name}", headers=headers).json()["bytes"] == len(png)
-    assert client.put(f"/media/{name}", content=png).status_code == 401  # the token, as everywhere
+    assert client.put(f"/pictures/{name}", content=png, headers=headers).json()["kept"] == "now"
+    assert client.put(f"/pictures/{name}", content=png, headers=headers).json()["kept"] == "already"
+    assert client.get(f"/pictures/{name}", headers=headers).json()["bytes"] == len(png)
+    assert client.put(f"/pictures/{name}", content=png).status_code == 401  # the token, as everywhere

@@ -1,5 +1,5 @@
 """The `animation` job: one segment of an animated shot, made by the profile's video family from
-the rig's control videos (core.animation_spec). Its pictures come from the media store (sent
+the rig's control videos (core.animation_spec). Its pictures come from the picture store (sent
 before the job); its frames go out one PNG each, named by the shot's frame number, the carried
 ones (made by the segment before) left out."""
 
@@ -33,10 +33,10 @@ class Clip:
         return self.spec["height"]
 
 
-def check(job, profile, family, media):
+def check(job, profile, family, pictures):
     """Before queueing: every picture the job names is here and the family can make the segment
     (its window, the frames it carries over, a picture of the character where it needs one)."""
-    media.check(job)
+    pictures.check_named(job)
     problem = family.window_problem(len(job["frames"]), len(job["previous"]))
     if problem:
         raise JobSpecError("frames", f"profile {profile.name}: {problem[0]}", problem[1])
@@ -45,12 +45,12 @@ def check(job, profile, family, media):
                            "given", "let the rig play a character (its pack's pictures go along), or use wan-vace")
 
 
-def load_clip(spec, media):
-    """The segment's pictures from the media store, as the family takes them."""
+def load_clip(spec, pictures):
+    """The segment's pictures from the picture store, as the family takes them."""
     size = (spec["width"], spec["height"])
 
     def picture(name, field, mode="RGB", resample=Image.BILINEAR, resize=True):
-        image = decode_image_bytes(media.read(name, field), field)
+        image = decode_image_bytes(pictures.read_named(name, field), field)
         image = image.convert(mode) if mode != "RGB" else image
         return image.resize(size, resample) if resize and image.size != size else image
 
@@ -80,11 +80,11 @@ def summary(spec):
                 references=len(spec["references"]), maps=sorted(spec["frames"][0]))
 
 
-def run(engine, spec, progress, event, emit, media, extra=None):
+def run(engine, spec, progress, event, emit, pictures, extra=None):
     """Make the segment: each new frame emitted as `<name>_<frame number>` with its record."""
     progress.stage("loading models")
     engine.base()
-    clip = load_clip(spec, media)
+    clip = load_clip(spec, pictures)
     family = engine.family
     carried = len(clip.previous)
     made = family.frames_for(len(clip.frames), carried)

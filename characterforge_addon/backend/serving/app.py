@@ -20,19 +20,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...core.characters.character_lora import lora_record
 from ...core.errors import UserError
-from ...core.spec.job_spec import image_fields, JOB_KINDS, JobSpecError, json_schemas, LIMITS, validate_job
-from ...core.spec.job_spec import picture_ref, picture_refs
+from ...core.spec.animation_spec import LIMITS as ANIMATION_LIMITS
+from ...core.spec.job_spec import (image_fields, JOB_KINDS, JobSpecError, json_schemas, LIMITS, picture_ref, picture_refs,
+                                   validate_job)
 from ...core.spec.spec_fields import safe_name
 from ...core.spec.training_spec import SHA256_PATTERN
 from ..engine.pictures import decode_image_bytes
 from ..models.lora_files import MAX_UPLOAD_BYTES
-from .media import MAX_MEDIA_BYTES
 
 TOKEN_HEADER = "x-characterforge-token"
 MAX_REQUEST_BYTES = 4 * LIMITS["max_control_bytes"] + 1024 * 1024
+MAX_PICTURE_BYTES = ANIMATION_LIMITS["max_media_bytes"]  # one picture PUT to /pictures: a 1280x720 frame's map
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 SHA256 = re.compile(SHA256_PATTERN)
-UPLOAD_PATH = re.compile(r"^/(loras|media)/[^/]+$")  # PUT here streams to disk: a LoRA is larger than any job
+UPLOAD_PATH = re.compile(r"^/(loras|pictures)/[^/]+$")  # PUT here streams to disk: a LoRA is larger than any job
 
 
 def error(status, type_, message, details=None, fix=""):
@@ -60,7 +61,7 @@ class Guard:
         refusal = self._refusal(headers)
         upload = scope["method"] == "PUT" and UPLOAD_PATH.match(scope["path"])
         if refusal is None:
-            limit = MAX_REQUEST_BYTES if not upload else MAX_MEDIA_BYTES if upload.group(1) == "media" else \
+            limit = MAX_REQUEST_BYTES if not upload else MAX_PICTURE_BYTES if upload.group(1) == "pictures" else \
                 MAX_UPLOAD_BYTES
             refusal = self._length_refusal(headers, limit)
         if refusal is None and upload:
@@ -148,10 +149,9 @@ def _missing_pictures(missing):
 
 
 def create_app(store, runner, token, doctor_report, check_runnable=lambda job: None, loras=None, speedups=(),
-               version="0.1.0", media=None, pictures=None):
+               version="0.1.0", pictures=None):
     """`check_runnable(job)` raises JobSpecError when the job's profile cannot run it;
-    `speedups`: the fast path's speed-ups on (said by /health); `media`: the pictures jobs name
-    by SHA-256 (an animation's frames), sent with PUT /media/SHA256; `pictures`: the PictureStore
+    `speedups`: the fast path's speed-ups on (said by /health); `pictures`: the PictureStore
     that pictures named by hash come from (None: every hash is missing)."""
     app = FastAPI(title="CharacterForge backend", version=version,
                   description="Local generation server for the CharacterForge Blender add-on.")
@@ -330,51 +330,6 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _media_or_error(sha256):
-        if not SHA256.match(sha256) or media is None:
-            return error(400, "invalid_name", f"{sha256[:80]!r} is not a SHA-256",
-                         fix="name a picture by the SHA-256 of its PNG bytes in hex")
-        if not media.has(sha256):
-            return error(404, "not_found", f"this backend has no picture {sha256}",
-                         fix="send it with PUT /media/SHA256")
-        return None
-
-    @app.get("/media/{sha256}")
-    def media_file(sha256: str):
-        """Whether this backend holds the picture (a PNG a job may name by its SHA-256)."""
-        missing = _media_or_error(sha256)
-        return missing or {"sha256": sha256, "bytes": os.path.getsize(media.path(sha256))}
-
-    @app.put("/media/{sha256}", status_code=201)
-    async def upload_media(sha256: str, request: Request):
-        """Keep a picture (a PNG up to 16 MiB) under its SHA-256, which must match it: an animation
-        names its frames this way."""
-        if not SHA256.match(sha256) or media is None:
-            return _media_or_error(sha256)
-        if media.has(sha256):
-            return {"sha256": sha256, "kept": "already"}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=media.folder)
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_MEDIA_BYTES:
-                        return _too_large(f"over {MAX_MEDIA_BYTES}", MAX_MEDIA_BYTES)
-                    f.write(chunk)
-            try:
-                media.keep(tmp, sha256)
-            except UserError as exc:
-                return error(400, "invalid_media", f"the picture sent as {sha256[:12]}…: {exc}",
-                             fix="send the PNG file whose SHA-256 names it")
-            return {"sha256": sha256, "kept": "now"}
-        except OSError as exc:
-            return error(507, "disk_full", f"could not keep the picture in {media.folder} ({exc.strerror or exc})",
-                         fix="free disk space there and send it again")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
     def _picture_or_error(sha256):
         if not SHA256.match(sha256):
             return error(400, "invalid_name", f"{sha256[:80]!r} is not a SHA-256",
@@ -394,21 +349,32 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
 
     @app.put("/pictures/{sha256}", status_code=201)
     async def upload_picture(sha256: str, request: Request):
-        """Keep a PNG (up to the size of a control map) under its SHA-256, which must match it;
-        jobs then name it as sha256:<hex> wherever they take a picture."""
+        """Keep a PNG (up to 16 MiB) under its SHA-256, which must match it; jobs then name it as
+        sha256:<hex> wherever they take a picture, and animation segments by its SHA-256."""
         if not SHA256.match(sha256) or pictures is None:
             return _picture_or_error(sha256)
-        data = await request.body()
-        if len(data) > LIMITS["max_control_bytes"]:
-            return _too_large(len(data), LIMITS["max_control_bytes"])
+        if pictures.has(sha256):
+            return {"sha256": sha256, "kept": "already"}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=pictures.folder)
         try:
-            kept = await run_in_threadpool(pictures.keep, sha256, data)
-        except UserError as exc:
-            return error(400, "invalid_picture", str(exc), {"sha256": sha256},
-                         "send the PNG file's bytes under the SHA-256 of those bytes")
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_PICTURE_BYTES:
+                        return _too_large(f"over {MAX_PICTURE_BYTES}", MAX_PICTURE_BYTES)
+                    f.write(chunk)
+            try:
+                kept = await run_in_threadpool(pictures.keep_file, sha256, tmp)
+            except UserError as exc:
+                return error(400, "invalid_picture", str(exc), {"sha256": sha256},
+                             "send the PNG file's bytes under the SHA-256 of those bytes")
+            return {"sha256": sha256, "kept": "now" if kept else "already"}
         except OSError as exc:
             return error(507, "disk_full", f"could not keep the picture in {pictures.folder} ({exc.strerror or exc})",
                          fix="free disk space there, or send the picture inline in the job")
-        return {"sha256": sha256, "kept": "now" if kept else "already"}
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     return app

@@ -1,8 +1,13 @@
-"""Pictures kept by their SHA-256, so a job names a picture the backend already has instead of
-sending it again (live mode sends the identity references, the background and unchanged maps
-this way). <data>/pictures/<sha256>.png, the least recently used dropped past a size cap;
-a job naming a picture by hash gets it back inline before it is queued, so nothing after the
-HTTP API (the worker, Ray replicas) ever sees a hash, and a picture dropped later harms no job."""
+"""Pictures kept by their SHA-256 (PUT /pictures/<sha256>), so a job names a picture the backend
+already has instead of sending it again: <data>/pictures/<sha256>.png, each checked to be the PNG
+its name says, the least recently used dropped past a size cap.
+
+Two kinds of job name pictures this way. Any job may give a picture as "sha256:<hex>" where it
+takes one (live mode sends identity references, the background and unchanged maps so): such a
+job gets its pictures back inline before it is queued, so nothing after the HTTP API ever sees a
+hash. An animation segment names its frames' maps by SHA-256 (core.spec.animation_spec): too
+many to inline, they are read from here when the segment runs (`read_named`), and a Ray
+replica on another machine is handed them with the job (`inline_named`, `put`)."""
 
 import base64
 import hashlib
@@ -12,10 +17,14 @@ import time
 
 from ...core.errors import UserError
 from ...core.image_io import write_atomic
+from ...core.spec.animation_spec import PICTURE_FIX, media_names
 from ...core.spec.job_spec import map_image_fields, picture_ref, picture_refs
+from ...core.spec.spec_fields import JobSpecError
 from ..engine.pictures import decode_image_bytes
 
-MAX_STORE_BYTES = 512 * 2**20  # a few thousand maps at 1024²; identity references are a few MB
+# Thousands of live maps, or a few animated segments at 1280x720 (about 400 MB each: five maps a
+# frame): a picture uploaded for a queued job is among the newest, so it is dropped last.
+MAX_STORE_BYTES = 2 * 2**30
 
 
 class PictureStore:
@@ -56,6 +65,35 @@ class PictureStore:
             self._kept[sha256] = (len(data), time.time())
         self._evict()
         return True
+
+    def keep_file(self, sha256, tmp_path):
+        """Keep a streamed upload (a file in this store's folder) under `sha256`; as `keep`."""
+        with open(tmp_path, "rb") as f:
+            data = f.read()
+        return self.keep(sha256, data)
+
+    def put(self, data):
+        """Keep PNG bytes handed over in-process (a Ray replica given a job's pictures); their SHA-256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.keep(sha256, data)
+        return sha256
+
+    def read_named(self, sha256, field):
+        """The PNG bytes of a picture a running job names; UserError naming `field` when it is gone."""
+        data = self.read(sha256)
+        if data is None:
+            raise UserError(f"{field}: the picture {sha256[:12]}… is gone from {self.folder}: send the job again")
+        return data
+
+    def check_named(self, spec):
+        """Refuse (JobSpecError) an animation segment whose pictures this backend lacks."""
+        for name in media_names(spec):
+            if not self.has(name):
+                raise JobSpecError("frames", f"this backend has no picture {name[:12]}… the job names", PICTURE_FIX)
+
+    def inline_named(self, spec):
+        """{sha256: bytes} of every picture an animation segment names (for a replica elsewhere)."""
+        return {name: self.read_named(name, "frames") for name in media_names(spec)}
 
     def read(self, sha256):
         """The PNG bytes of a kept picture (marked as used), or None."""

@@ -135,7 +135,7 @@ class RayJobRunner(JobRunner):
     def _execute(self, job, progress, event, emit):
         job_id = job["id"]
         if job["spec"]["kind"] == "animation":  # its pictures go along: the replica may be on another machine
-            job = dict(job, media=self.executor.engine_for.media.inline(job["spec"]))
+            job = dict(job, pictures=self.executor.engine_for.pictures.inline_named(job["spec"]))
         stream = self.handle.options(stream=True).run.remote(job)
         try:
             for kind, *data in stream:

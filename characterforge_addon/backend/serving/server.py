@@ -22,7 +22,6 @@ from ..jobs import animation, pose_detection, training
 from ..models import model_identity, models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
-from .media import KEEP_DAYS, MediaStore
 from .picture_store import PictureStore
 from .store import JobStore
 from .worker import JobRunner
@@ -116,7 +115,7 @@ class Engines:
         if "compile" in self.speedups:  # compiled code kept with the data for the next start (torch reads it at use)
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(data_dir, "compile_cache")
         self.loras = LoraStore(data_dir)
-        self.media = MediaStore(data_dir)  # pictures jobs name by SHA-256 (an animation's frames)
+        self.pictures = PictureStore(data_dir)  # pictures jobs name by hash (live mode, animation frames)
         self._engines = {}
 
     def __call__(self, name):
@@ -159,16 +158,11 @@ class Backend:
             print(f"notice: {notice}", file=sys.stderr, flush=True)
         self.engine_for = Engines(self.data_dir, memory, allow_download, weights, self.speedups)
         self.loras = self.engine_for.loras
-        self.media = self.engine_for.media
-        if self.media.prune():
-            print(f"notice: pictures no job named for {KEEP_DAYS} days removed from {self.media.folder}",
-                  file=sys.stderr, flush=True)
+        self.pictures = self.engine_for.pictures
         self.training_dir = os.path.join(self.data_dir, "training")
         self.runner = runner(self.store, self.engine_for, max_pending, self.loras, self.training_dir)
-        self.pictures = PictureStore(self.data_dir)  # pictures jobs name by hash (live mode)
         self.app = create_app(self.store, self.runner, self.token, self.doctor, self.check_runnable, self.loras,
-                              self.speedups, media=self.media,
-                              pictures=self.pictures)
+                              self.speedups, pictures=self.pictures)
 
     def check_runnable(self, job):
         """Before a job is queued: its profile exists, its family can do what the job asks, and
@@ -190,7 +184,7 @@ class Backend:
             sizes = [picture_size(base64.b64decode(p["image"])) for p in job["images"]]
             training.check(job, profile, family, self.weights, self.training_dir, sizes)
         if job["kind"] == "animation":
-            animation.check(job, profile, family, self.media)
+            animation.check(job, profile, family, self.pictures)
         identities = [("identity", job.get("identity"))] + [
             (f"characters[{i}].identity", c.get("identity")) for i, c in enumerate(job.get("characters", ()))]
         for field, identity in identities:

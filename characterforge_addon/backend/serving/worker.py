@@ -57,9 +57,9 @@ class Executor:
             pose_detection.run(engine.profile, spec, picture, progress, self._detectors, emit)
             return
         if spec["kind"] == "animation":
-            for data in job.get("media", {}).values():  # a replica elsewhere is given the job's pictures
-                self.engine_for.media.put(data)
-            animation.run(engine, spec, progress, event, emit, self.engine_for.media,
+            for data in job.get("pictures", {}).values():  # a replica elsewhere is given the job's pictures
+                self.engine_for.pictures.put(data)
+            animation.run(engine, spec, progress, event, emit, self.engine_for.pictures,
                           {"job_id": job_id, "worker": WORKER})
             return
         progress.stage("loading models")

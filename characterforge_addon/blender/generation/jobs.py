@@ -9,6 +9,7 @@ import time
 
 import bpy
 
+from ...client import pictures
 from ...client.backend_client import BackendClient, BackendError, FINISHED
 from ...core.errors import UserError
 from ...core.image_io import write_atomic
@@ -44,7 +45,7 @@ class Job:
             if self.media:
                 _messages.put((self.key, "progress", {"status": "starting",
                                                       "stage": f"sending {len(self.media)} pictures"}))
-            sent = sum(client.ensure_media(sha, data) for sha, data in self.media.items())
+            sent = pictures.sender_for(client.url).ensure(client, self.media)
             if sent:
                 _messages.put((self.key, "progress", {"status": "starting", "stage": f"{sent} pictures sent"}))
             self.job_id = client.submit(self.spec)

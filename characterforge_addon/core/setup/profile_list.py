@@ -27,7 +27,9 @@ def read_profiles(folders):
 # The models each family needs to draft (the backend's families: `draft()` and
 # `roles_for("draft", ...)`); tests/backend/test_live_pictures.py checks that the two agree on
 # every built-in profile. A family missing here is left to the backend to judge.
-DRAFT_ROLES = {"sdxl": ("draft_lora",), "sd15": ("draft_lora",), "qwen_edit": ("draft_lora",), "flux2_klein": ()}
+# The roles each family needs to draft (None: the family draws no still pictures, so no drafts).
+DRAFT_ROLES = {"sdxl": ("draft_lora",), "sd15": ("draft_lora",), "qwen_edit": ("draft_lora",), "flux2_klein": (),
+               "wan_vace": None, "wan_animate": None}
 
 
 def profile_docs(folders):
@@ -51,7 +53,8 @@ def profile_docs(folders):
 def _drafts(doc):
     family = str(doc.get("family", "sdxl"))
     models = doc.get("models") if isinstance(doc.get("models"), dict) else {}
-    return family not in DRAFT_ROLES or all(role in models for role in DRAFT_ROLES[family])
+    roles = DRAFT_ROLES.get(family, ())
+    return roles is not None and all(role in models for role in roles)
 
 
 def draft_support(folders, name):
@@ -65,8 +68,11 @@ def draft_support(folders, name):
     if _drafts(doc):
         return True, ""
     family = str(doc.get("family", "sdxl"))
-    missing = [r for r in DRAFT_ROLES[family] if r not in (doc.get("models") or {})]
     able = [n for n, (_, d) in sorted(docs.items()) if n != name and _drafts(d) and not d.get("produces_noise")]
+    if DRAFT_ROLES.get(family, ()) is None:
+        return False, (f"profile {name} ({family}) makes animated shots, not pictures: Live drafts pictures"
+                       + (f"; use profile {' or '.join(able)}" if able else ""))
+    missing = [r for r in DRAFT_ROLES[family] if r not in (doc.get("models") or {})]
     same = [n for n in able if str(docs[n][1].get("family", "sdxl")) == family]
     hint = ""
     if same:

@@ -5,7 +5,7 @@ keeping who it is. A shot longer than the model's window is made in overlapping 
 first frames of a segment after the first are the previous segment's last results, carried
 over the model's own way (`plan_segments`). Segments are the unit of resume and scale-out.
 
-Frames travel as files: each picture is sent once (`PUT /media/<sha256>`, the add-on does it
+Frames travel as files: each picture is sent once (`PUT /pictures/<sha256>`, the add-on does it
 before the job) and the job names it by its SHA-256, so a segment of 81 frames of five maps
 stays a small job and a frame shared by two segments (the carried ones) is sent once.
 
@@ -24,7 +24,7 @@ LIMITS = {
     "max_pixels": 1280 * 720,
     "max_carried": 32,
     "max_references": 4,
-    "max_media_bytes": 16 * 2**20,  # one picture sent with PUT /media
+    "max_media_bytes": 16 * 2**20,  # one picture sent with PUT /pictures
     "max_shot_frames": 100_000,
 }
 # What each video family makes in one pass and how many frames it carries over from the segment
@@ -35,11 +35,11 @@ FAMILY_WINDOWS = {"wan_vace": {"window": 81, "carries": tuple(range(1, 33)), "ca
 MAPS = ("openpose", "depth", "mask", "face", "background")
 CONTROLS = ("openpose", "depth")  # the map that steers the motion (VACE takes one; Animate the pose)
 MODES = ("replace", "animate")    # replace: the set's video kept outside the masks; animate: all drawn
-MEDIA_FIX = "send the picture first (PUT /media/SHA256); the add-on does this itself"
+PICTURE_FIX = "send the picture first (PUT /pictures/SHA256); the add-on does this itself"
 
 
 def media_field(doc, **kw):
-    return Pattern(MEDIA_PATTERN, 64, "the SHA-256 of a picture sent before (PUT /media/SHA256)", doc, fix=MEDIA_FIX,
+    return Pattern(MEDIA_PATTERN, 64, "the SHA-256 of a picture sent before (PUT /pictures/SHA256)", doc, fix=PICTURE_FIX,
                    **kw)
 
 

@@ -597,7 +597,7 @@ def animation_segment_spec(prompt, frames, width, height, previous=(), reference
                            steps=30, guidance=5.0, profile="wan-vace", name="clip", fps=16, mode="replace",
                            control="openpose", strength=1.0, grow=16, segment=None):
     """(a validated `animation` spec (core.animation_spec), {sha256: PNG bytes} of the pictures it
-    names: send them with PUT /media first). `frames`: [{map: PNG bytes}] in order, the carried
+    names: send them with PUT /pictures first). `frames`: [{map: PNG bytes}] in order, the carried
     ones first; `previous`: PNG bytes of the previous segment's last results; `references`: the
     character's pictures; `segment`: {"index", "count", "first_frame"}."""
     media = {}
