@@ -75,17 +75,19 @@ def make_sheet(context, name=None, seed=None):
         references=references, identity_scale=s.identity_scale, upscale=s.sheet_upscale,
         upscale_strength=s.sheet_upscale_strength, tile=1024,
         face_detail=s.sheet_face_detail, face_strength=s.sheet_face_strength, lora=lora)
-    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name))
+    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, rig.name, record=record))
     return record["advice"]
 
 
-def place_sheet(name, root, rig_name, scene, files, job_id):
-    """Main thread, when the sheet job ends: the identity pack, and the sheet as a plane."""
+def place_sheet(name, root, rig_name, scene, files, job_id, record=None):
+    """Main thread, when the sheet job ends: the identity pack (keeping the sheet's layout
+    `record`), and the sheet as a plane."""
     results = {}
     for path in files:
         with open(path, "rb") as f:
             results[os.path.splitext(os.path.basename(path))[0]] = f.read()
-    folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string})
+    folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string},
+                                       layout=record)
     sheet_plane(scene, os.path.join(folder, "sheet.png"), name, scene.objects.get(rig_name), job_id)
     refresh(scene)
     scene.characterforge.active_character = next(

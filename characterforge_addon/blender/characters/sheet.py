@@ -39,9 +39,10 @@ def _world_joints(rig, part):
     return np.array(out).reshape(-1, 3)
 
 
-def _character_points(depsgraph, rig, meshes):
-    """World points spanning the character: its posed meshes' vertices, or its joints."""
-    points = [_world_joints(rig, p) for p in ("body", "left_hand", "right_hand", "face")]
+def character_points(depsgraph, rig, meshes):
+    """World points spanning the character: its posed meshes' vertices, and its rig's joints
+    (`rig` None: a mesh alone)."""
+    points = [_world_joints(rig, p) for p in ("body", "left_hand", "right_hand", "face")] if rig is not None else []
     for obj in meshes:
         evaluated = obj.evaluated_get(depsgraph)
         mesh = evaluated.to_mesh()
@@ -56,9 +57,10 @@ def _character_points(depsgraph, rig, meshes):
     return np.concatenate(points)
 
 
-def _frame(rig):
-    """(up, front) unit vectors of the character in world space: its local +Z and -Y."""
-    basis = rig.matrix_world.to_3x3().normalized()
+def character_axes(obj):
+    """(up, front) unit vectors of the character (its rig, or a mesh alone) in world space: its
+    local +Z and -Y."""
+    basis = obj.matrix_world.to_3x3().normalized()
     return np.array(basis @ Vector((0, 0, 1))), np.array(basis @ Vector((0, -1, 0)))
 
 
@@ -82,7 +84,7 @@ def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
     copies = []
     try:
         # the sheet poses a copy of the character (object copies share the armature and mesh data)
-        actor, copies = _copy_character(rig, body_meshes + hand_meshes)
+        actor, copies = copy_character(rig, body_meshes + hand_meshes)
         for obj in [*copies, camera]:
             stage.collection.objects.link(obj)
         body_copies, hand_copies = copies[1:1 + len(body_meshes)], copies[1 + len(body_meshes):]
@@ -107,7 +109,7 @@ def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
             bpy.data.objects.remove(obj)
 
 
-def _copy_character(rig, meshes):
+def copy_character(rig, meshes):
     """(the rig's copy, [that copy, its meshes' copies]): constraints, parents and armature
     modifiers that pointed at the rig point at the copy."""
     actor = rig.copy()
@@ -142,13 +144,9 @@ def _pose_copy(context, actor, pose):
 
 
 def _render_views(stage, depsgraph, camera, rig, name, body_meshes, hand_meshes, out_dir, layout, depth, pose):
-    up, front = _frame(rig)
-    every = _character_points(depsgraph, rig, body_meshes + hand_meshes)
-    face_world = None
-    if any(v.kind != "body" for v in layout.views):
-        face_world = _world_joints(rig, "face")
-        if len(face_world) < 3:  # an own rig without face joints: frame its head joints
-            face_world = _head_points(rig)
+    up, front = character_axes(rig)
+    every = character_points(depsgraph, rig, body_meshes + hand_meshes)
+    face_world = face_points(rig) if any(v.kind != "body" for v in layout.views) else None
     cameras, limited_by = sheet_layout.frame_views(every, up, front, layout.views, face_world)
 
     index_of = {o: INDEX_BASE + 1 for o in body_meshes} | {o: INDEX_BASE + 2 for o in hand_meshes}
@@ -219,6 +217,13 @@ def _as_detected(person):
     head[head[:, 2] < 1.0] = 0.0
     person.body[HEAD_JOINTS] = head
     return person
+
+
+def face_points(rig):
+    """World points the face views frame: the face keypoints, or the head joints of an own rig
+    without face joints."""
+    points = _world_joints(rig, "face")
+    return points if len(points) >= 3 else _head_points(rig)
 
 
 def _head_points(rig):

@@ -1,0 +1,185 @@
+"""Benchmark for issue 27, part 2: a character's sheet painted onto its own model.
+
+  python blender_scripts/bench/bench_model_paint.py [--size 1024] [--sheet 1536x1024] [--factor 2]
+
+The default rig in its default sheet layout, and a *known* sheet picture: the rig's proxy
+rendered from every view's own camera with a colour pattern fixed to its surface (what a
+perfectly consistent generated sheet would be), laid into the sheet's cells at the sheet's
+upscale. That sheet is painted onto the proxy (bake at --size), and the painted proxy is
+rendered from each view's camera and compared with the view's cell: mean and 95th percentile
+of the per-pixel mean |difference| in levels. A second sheet tints every view differently
+(as a generated sheet's views differ): how much of its own picture each view keeps shows
+the blending rule's preference for the view that sees a surface best. Then the colour
+management: the painted model rendered with the scene's own view transform (Standard, AgX,
+Filmic; Cycles, and EEVEE where this machine has EGL) against the sheet. Prints one JSON line
+per figure. Holes are closed from their neighbours (no backend: the fill is tested with the
+tiny backend in tests/blender/test_model_paint.py).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+BACKGROUND = (236, 236, 236)  # a generated sheet's light background
+PERIOD = 0.3  # metres: the pattern's wavelength on the body
+
+
+def pattern_material(bpy, name, tint=(1.0, 1.0, 1.0)):
+    """An emission material coloured by the surface's own (object-space) position: sines of
+    x, y and z with PERIOD, times `tint`; the same on the posed copy from every camera."""
+    material = bpy.data.materials.new(name)
+    tree = material.node_tree
+    tree.nodes.clear()
+    coords = tree.nodes.new("ShaderNodeTexCoord")
+    xyz = tree.nodes.new("ShaderNodeSeparateXYZ")
+    tree.links.new(coords.outputs["Object"], xyz.inputs[0])
+    combine = tree.nodes.new("ShaderNodeCombineColor")
+    for i, (axis, phase) in enumerate(zip(xyz.outputs[:3], (0.0, 1.3, 2.1))):
+        angle = tree.nodes.new("ShaderNodeMath")
+        angle.operation = "MULTIPLY_ADD"
+        tree.links.new(axis, angle.inputs[0])
+        angle.inputs[1].default_value = 2 * math.pi / PERIOD
+        angle.inputs[2].default_value = phase
+        sine = tree.nodes.new("ShaderNodeMath")
+        sine.operation = "SINE"
+        tree.links.new(angle.outputs[0], sine.inputs[0])
+        level = tree.nodes.new("ShaderNodeMath")
+        level.operation = "MULTIPLY_ADD"
+        tree.links.new(sine.outputs[0], level.inputs[0])
+        level.inputs[1].default_value = 0.35 * tint[i]
+        level.inputs[2].default_value = 0.5 * tint[i]
+        tree.links.new(level.outputs[0], combine.inputs[i])
+    emission = tree.nodes.new("ShaderNodeEmission")
+    tree.links.new(combine.outputs[0], emission.inputs["Color"])
+    out = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(emission.outputs[0], out.inputs["Surface"])
+    return material
+
+
+def synthetic_sheet(bpy, rig, record, factor=1.0, tints=None):
+    """The known sheet picture (H, W, 3) uint8 for `record` (render_sheet's), `factor` times its
+    size: each view's cell is the rig's meshes rendered by that view's own camera with the
+    pattern (`tints`: {view name: (r, g, b) factors}) on BACKGROUND."""
+    import numpy as np
+
+    from characterforge_addon.blender.characters import model_paint
+    from characterforge_addon.blender.rig.rig import character_meshes
+    width, height = record["size"]
+    W, H = int(round(width * factor)), int(round(height * factor))
+    sheet = np.zeros((H, W, 3), np.uint8)
+    sheet[:] = BACKGROUND
+    body, hands = character_meshes(rig)
+    with model_paint.sheet_pose(bpy.context, rig, body + hands, record) as stage:
+        cameras, _ = model_paint.view_cameras(stage, rig, record)
+        materials = []
+        try:
+            for view in record["views"]:
+                tint = (tints or {}).get(view["name"], (1.0, 1.0, 1.0))
+                material = pattern_material(bpy, f".pattern {view['name']}", tint)
+                materials.append(material)
+                for copy in stage.copies.values():
+                    copy.data.materials.clear()
+                    copy.data.materials.append(material)
+                x0, y0, x1, y1 = view["cell"]
+                x0, x1 = int(round(x0 * W / width)), int(round(x1 * W / width))
+                y0, y1 = int(round(y0 * H / height)), int(round(y1 * H / height))
+                rgba = _render(bpy, stage, cameras[view["name"]], (x1 - x0, y1 - y0))
+                alpha = rgba[..., 3:4] / 255.0
+                sheet[y0:y1, x0:x1] = np.rint(rgba[..., :3] * alpha + np.array(BACKGROUND) * (1 - alpha))
+        finally:
+            for copy in stage.copies.values():
+                copy.data.materials.clear()
+            for material in materials:
+                bpy.data.materials.remove(material)
+    return sheet
+
+
+def _render(bpy, stage, camera, resolution):
+    from characterforge_addon.core.image_io import decode_png
+    scene = stage.scene
+    stage.render_at(camera, resolution)
+    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 1, False, False
+    scene.cycles.filter_width = 0.01
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"
+    path = os.path.join(tempfile.mkdtemp(prefix="characterforge-bench-"), "cell.png")
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    with open(path, "rb") as f:
+        pixels = decode_png(f.read())
+    os.remove(path)
+    os.rmdir(os.path.dirname(path))
+    return pixels
+
+
+def make_pack(bpy, rig, root, name, sheet_size=(1536, 1024), factor=2.0, tints=None, prompt="a knight in red armour"):
+    """Render the rig's sheet maps, make the known sheet and keep both as an identity pack;
+    returns (pack folder, sheet record)."""
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import identity_pack, sheet_layout
+    from characterforge_addon.core.image_io import encode_png
+    maps = tempfile.mkdtemp(prefix="characterforge-bench-maps-")
+    record = render_sheet(bpy.context, rig, maps, sheet_layout.plan_sheet(*sheet_size), depth=False)
+    picture = synthetic_sheet(bpy, rig, record, factor, tints)
+    png = encode_png(picture, {"characterforge": json.dumps({"job": {"prompt": prompt}})})
+    return identity_pack.create_pack(root, name, {"sheet": png}, layout=record), record
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="bench_model_paint.py", description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1024, help="texture size (pixels a side)")
+    p.add_argument("--sheet", default="1536x1024", help="sheet layout size")
+    p.add_argument("--factor", type=float, default=2.0, help="the sheet's upscale")
+    p.add_argument("--no-eevee", action="store_true", help="skip EEVEE (it needs EGL)")
+    args = p.parse_args(argv)
+    import bpy
+    import numpy as np
+
+    import characterforge_addon
+    characterforge_addon.register()
+    from characterforge_addon.blender.characters import model_paint
+    from characterforge_addon.blender.rig import rig as rigs
+    bpy.ops.wm.read_homefile(use_empty=True)
+    hero = rigs.add_rig(bpy.context, "Hero", 1.75, "ADULT", (0.0, 0.0, 0.0))
+    root = tempfile.mkdtemp(prefix="characterforge-bench-packs-")
+    sheet_size = tuple(int(v) for v in args.sheet.split("x"))
+    out = []
+
+    def emit(**row):
+        print(json.dumps(row), flush=True)
+        out.append(row)
+
+    for label, tints in (("consistent", None), ("tinted", "views")):
+        folder, record = make_pack(bpy, hero, root, f"Hero_{label}", sheet_size, args.factor)
+        if tints:
+            levels = np.linspace(0.8, 1.2, len(record["views"]))
+            tints = {v["name"]: (lv, 1.0, 2.0 - lv) for v, lv in zip(record["views"], levels)}
+            folder = os.path.join(root, f"Hero_{label}")
+            import shutil
+            shutil.rmtree(folder)
+            folder, record = make_pack(bpy, hero, root, f"Hero_{label}", sheet_size, args.factor, tints)
+        t = time.perf_counter()
+        painting, message = model_paint.paint(bpy.context, folder, hero, size=args.size, fill="NEIGHBOURS")
+        wall = time.perf_counter() - t
+        timings = painting.report["timings"]
+        emit(sheet=label, texture=args.size, sheet_size=f"{sheet_size[0]}x{sheet_size[1]}x{args.factor}",
+             paint_s=round(wall, 2), **{k: v for k, v in timings.items() if k != "paint_s"},
+             texels=painting.report["texels"], holes_after_views=painting.report["holes_after_views"],
+             closed_from_neighbours=painting.report["closed_from_neighbours"], views=painting.report["views"])
+        for view, (mean, p95) in model_paint.check_views(bpy.context, painting).items():
+            emit(sheet=label, view=view, mean=mean, p95=p95)
+        model_paint.remove(bpy.context.scene, hero)
+    return out
+
+
+if __name__ == "__main__":
+    main()
