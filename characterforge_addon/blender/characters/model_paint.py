@@ -44,14 +44,7 @@ UV_MAP = "CharacterForge Paint"
 MATERIAL = "CharacterForge Paint"  # one per object: "CharacterForge Paint (<object>)"
 SAVED = "characterforge_paint_materials"  # on each painted object: its own [material, link] by slot
 PAINTED = "characterforge_painted"  # on each painted object: JSON of what painted it
-SHADINGS = (("EMISSION", "As painted", "Emission: the sheet's colours as they are, whatever the lights (its "
-             "shading is in the picture)"),
-            ("PRINCIPLED", "Lit", "Principled BSDF with the texture as base colour: the scene's lights shade it"))
-FILLS = (("GENERATE", "Generate", "Holes no view reached are generated from the cameras that see them best, "
-          "then any left are closed from their neighbours"),
-         ("NEIGHBOURS", "Neighbours", "Holes are closed from their painted neighbours (no backend)"),
-         ("NONE", "Leave magenta", "Holes stay magenta, to see what the sheet did not reach"))
-MAX_FILLS = 4
+FILL_GROW_PX = 2
 MIN_FILL_SHARE = 0.002  # holes under this share of the texels are closed from their neighbours, not generated
 GREY = (128, 128, 128)  # what a fill's picture shows around the model
 # The colour space that undoes each view transform (sRGB display): an emission texture marked
@@ -397,7 +390,8 @@ class Painting:
         self.size, self.shading, self.fill, self.fill_size = size, shading, fill, fill_size
         self.uv, self.texels, self.slices = {}, {}, {}
         self.fills, self.fill_records, self.closed = [], [], 0
-        self.closed_colours = None  # the colours once the last holes were closed from their neighbours
+        self.reachable = None  # (N,) the texels some fill camera could see (computed at the first fill)
+        self.tried = None  # (N,) the texels a fill camera aimed at but did not paint: not aimed at again
         self.report = {}
 
     @property
@@ -406,6 +400,24 @@ class Painting:
 
     def texture_path(self, name):
         return os.path.join(self.texture_dir, f"{bpy.path.clean_name(name)}.png")
+
+    def close(self, only=None):
+        """Close holes from their painted neighbours in each texture (`only`: just these texels),
+        as one more layer of the painting; returns how many were closed."""
+        done = self.result()
+        colours = done.colours.copy()
+        closed = np.zeros(len(colours), bool)
+        for name in self.meshes:
+            sl = self.slices[name]
+            if done.painted[sl].all() or not done.painted[sl].any():
+                continue  # a mesh no view reached at all stays magenta: nothing to take colours from
+            colours[sl], closed[sl] = rule.close_holes(self.size, self.texels[name], done.colours[sl], done.painted[sl],
+                                                       None if only is None else only[sl])
+        if closed.any():
+            self.fills.append(rule.Blend(colours, closed.astype(float), closed, np.where(closed, 0, -1),
+                                         ["closed from neighbours"]))
+        self.closed += int(closed.sum())
+        return int(closed.sum())
 
     def result(self):
         return rule.combine(self.base, self.fills)
@@ -416,8 +428,6 @@ class Painting:
     def textures(self, colours=None, painted=None):
         """{object name: (size, size, 3) uint8, rows bottom-up} of the current painting."""
         done = self.result()
-        if colours is None and self.closed_colours is not None:
-            colours, painted = self.closed_colours, np.ones(len(self.closed_colours), bool)
         colours = done.colours if colours is None else colours
         painted = done.painted if painted is None else painted
         out = {}
@@ -437,24 +447,28 @@ def _objects(scene, names):
     return out
 
 
-def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", fill_size=512, layout_path=None):
+def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", fill_size=512,
+          max_fills=rule.MAX_FILLS, layout_path=None):
     """Paint the selected model (`obj`: a mesh or its rig) from the sheet of the pack in
     `folder`; the textures and the material are there when this returns, holes magenta, and
     with `fill` "GENERATE" the first fill job is started (each one starts the next). Returns
     (Painting, message)."""
-    if size not in (256, 512, 1024, 2048, 4096):
-        raise UserError(f"texture size {size} must be 256, 512, 1024, 2048 or 4096 pixels")
-    if shading not in {s[0] for s in SHADINGS} or fill not in {f[0] for f in FILLS}:
-        raise UserError(f"shading {shading!r} or fill {fill!r} is not one of {[s[0] for s in SHADINGS]} and "
-                        f"{[f[0] for f in FILLS]}")
+    if size not in rule.TEXTURE_SIZES:
+        raise UserError(f"texture size {size} must be one of {', '.join(map(str, rule.TEXTURE_SIZES))} pixels")
+    if shading not in {s[0] for s in rule.SHADINGS} or fill not in {f[0] for f in rule.FILLS}:
+        raise UserError(f"shading {shading!r} or fill {fill!r} is not one of {[s[0] for s in rule.SHADINGS]} and "
+                        f"{[f[0] for f in rule.FILLS]}")
     if fill == "GENERATE" and (fill_size % 64 or not 128 <= fill_size <= 2048):
         raise UserError(f"fill size {fill_size} must be a multiple of 64 from 128 to 2048 pixels")
+    if not 0 <= max_fills <= 16:
+        raise UserError(f"{max_fills} fills: use 0 to 16")
     start = time.perf_counter()
     rig, meshes, occluders = character_of(obj)
     manifest, record, picture = load_sheet(folder, layout_path)
     if context.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
     painting = Painting(folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size)
+    painting.max_fills = max_fills
     for mesh in meshes:
         painting.uv[mesh.name] = ensure_uv(context, mesh)
     context.view_layer.update()
@@ -487,11 +501,18 @@ def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", 
     painting.cameras = cameras
     t = time.perf_counter()
     painting.base = rule.blend(painting.points, painting.normals, views)
-    timings["blend_s"] = round(time.perf_counter() - t, 2)
     holes = float(painting.holes().mean())
+    if fill != "NONE":  # seams where parts meet: closed from their neighbours, not worth a generation
+        thin = np.zeros(len(painting.points), bool)
+        for name in painting.meshes:
+            sl = painting.slices[name]
+            thin[sl] = rule.thin_holes(size, painting.texels[name], painting.holes()[sl], painting.spacing)
+        painting.close(thin)
+    timings["blend_s"] = round(time.perf_counter() - t, 2)
     painting.report = {"sheet": manifest["sheet"], "character": manifest["name"], "cameras": found, "pose": pose,
                        "texture_size": size, "texels": int(len(painting.points)), "views": painting.base.shares(),
-                       "holes_after_views": round(holes, 4), "timings": timings}
+                       "holes_after_views": round(holes, 4), "thin_holes_closed": painting.closed,
+                       "timings": timings}
     t = time.perf_counter()
     _write(context.scene, painting)
     timings["write_s"] = round(time.perf_counter() - t, 2)
@@ -511,16 +532,23 @@ def next_step(context, painting):
         return _finish(context.scene, painting, "no hole left")
     if painting.fill != "GENERATE":
         return _finish(context.scene, painting, "")
-    if len(painting.fills) >= MAX_FILLS or share < MIN_FILL_SHARE:
-        return _finish(context.scene, painting, f"{share:.2%} left after {len(painting.fills)} fill(s)")
     pixel = max(2.5 * painting.spacing, np.ptp(painting.points, axis=0).max() / 512)
-    direction, targets = rule.choose_fill_view(painting.points, painting.normals, holes, painting.up, painting.front,
+    if painting.reachable is None:
+        painting.reachable = rule.reachable(painting.points, painting.normals, painting.up, painting.front, pixel)
+    if painting.tried is None:
+        painting.tried = np.zeros(len(holes), bool)
+    wanted = holes & painting.reachable & ~painting.tried
+    if len(painting.fill_records) >= painting.max_fills or wanted.mean() < MIN_FILL_SHARE:
+        return _finish(context.scene, painting, f"{wanted.mean():.2%} of the texels left to fill after "
+                                                f"{len(painting.fill_records)} fill(s)")
+    direction, targets = rule.choose_fill_view(painting.points, painting.normals, wanted, painting.up, painting.front,
                                                pixel)
     if direction is None:
         return _finish(context.scene, painting, "no camera sees the holes squarely")
     matrix, scale, clip = rule.frame_fill(painting.points, targets, direction, painting.up, painting.front)
-    n = len(painting.fills) + 1
-    camera = sheet_layout.ViewCamera(f"fill {n}", matrix, scale, tuple(matrix[:3, 3]), clip)
+    n = len(painting.fill_records) + 1
+    target = matrix[:3, 3] - matrix[:3, 2] * (3.0 * np.linalg.norm(painting.points - painting.points.mean(0), axis=1).max() + 1.0)
+    camera = sheet_layout.ViewCamera(f"fill {n}", matrix, scale, tuple(target), clip)
     resolution = (painting.fill_size, painting.fill_size)
     rig = context.scene.objects.get(painting.rig) if painting.rig else None
     with sheet_pose(context, rig, _objects(context.scene, painting.occluders), painting.record) as stage:
@@ -533,8 +561,11 @@ def next_step(context, painting):
         depth, _ = render_passes(stage.scene, stage.camera, {})
     surface = depth < BACKGROUND_DEPTH
     mask = surface & (coverage[..., 0] < 128) & (coverage[..., 3] > 127)
+    # two pixels more, so holes thinner than a pixel are claimed too (the fill paints holes only)
     if not mask.any():
-        return _finish(context.scene, painting, "the holes do not show from any fill camera")
+        painting.tried |= targets
+        return next_step(context, painting)
+    mask = surface & rule.grow(mask, FILL_GROW_PX)
     alpha = painted[..., 3:4].astype(float) / 255.0
     context_picture = np.rint(painted[..., :3] * alpha + np.array(GREY) * (1 - alpha)).astype(np.uint8)
     s = context.scene.characterforge
@@ -557,11 +588,11 @@ def next_step(context, painting):
     record = {"camera": camera.record(), "direction": [round(float(v), 4) for v in direction],
               "holes_before": round(float(holes.mean()), 4), "mask_pixels": int(mask.sum()), "seed": seed,
               "picture": f"{identity_pack.TEXTURES}/fills/{spec['name']}.png"}
-    jobs.start(context, spec, out_dir, functools.partial(place_fill, painting, camera, depth, mask, record))
+    jobs.start(context, spec, out_dir, functools.partial(place_fill, painting, camera, depth, mask, record, targets))
     return f"filling {share:.1%} of holes: fill {n} from {_direction_name(direction, painting.up, painting.front)}"
 
 
-def place_fill(painting, camera, depth, mask, record, scene, files, job_id):
+def place_fill(painting, camera, depth, mask, record, targets, scene, files, job_id):
     """Main thread, when a fill job ends: its picture projected onto the holes it made, the
     textures written again, and the next fill started (or the painting finished)."""
     with open(files[0], "rb") as f:
@@ -574,42 +605,33 @@ def place_fill(painting, camera, depth, mask, record, scene, files, job_id):
     holes = painting.holes()
     blended = rule.blend(painting.points, painting.normals, [view], only=holes)
     painting.fills.append(blended)
+    painting.tried |= targets & ~blended.painted
     record["filled"] = round(float((blended.painted & holes).sum() / max(len(holes), 1)), 4)
+    record["holes_after"] = round(float(painting.holes().mean()), 4)
     record["job_id"] = job_id
     painting.fill_records.append(record)
     painting.report["fills"] = painting.fill_records
     _write(scene, painting)
     _save_report(painting)
-    done = f"fill {len(painting.fills)} painted {record['filled']:.1%} of the texels"
+    done = f"fill {len(painting.fill_records)} painted {record['filled']:.1%} of the texels"
     return f"{done}; " + next_step(bpy.context, painting)
 
 
 def _finish(scene, painting, why):
     """Close the holes left from their neighbours (unless they are to stay magenta), write the
     textures and the report; returns the summary."""
-    result = painting.result()
-    left = int((~result.painted).sum())
+    left = int(painting.holes().sum())
     closed = ""
     if left and painting.fill != "NONE":
-        painting.closed_colours = result.colours.copy()
-        painting.closed = 0
-        for name in painting.meshes:
-            sl = painting.slices[name]
-            if result.painted[sl].all():
-                continue
-            if not result.painted[sl].any():  # a mesh no view reached at all (hidden inside another?)
-                painting.closed_colours[sl] = np.array(rule.HOLE, float)
-                continue
-            painting.closed_colours[sl], closed = rule.close_holes(painting.size, painting.texels[name],
-                                                                   result.colours[sl], result.painted[sl])
-            painting.closed += closed
+        n = painting.close()
         _write(scene, painting)
-        closed = f"{painting.closed} texel(s) no camera could see closed from their neighbours"
-    painting.report.update(closed_from_neighbours=painting.closed, holes_left=0 if painting.fill != "NONE" else left,
+        closed = f"{n} texel(s) closed from their neighbours"
+        painting.report["holes_closed_at_the_end"] = n
+    painting.report.update(closed_from_neighbours=painting.closed, holes_left=int(painting.holes().sum()),
                            finished=why or "done")
     _save_report(painting)
     parts = [p for p in (why, closed) if p]
-    return "; ".join(parts) + f"; texture in {painting.texture_dir}" if parts else f"texture in {painting.texture_dir}"
+    return "; ".join(parts + [f"texture in {painting.texture_dir}"])
 
 
 def _direction_name(direction, up, front):

@@ -46,6 +46,19 @@ FILL_MIN_COS = 0.45       # a fill camera counts a hole as its own when it sees 
 FILL_CONTEXT = 0.6        # a fill frames its holes with this much of their extent as painted context each side
 FILL_MIN_SHARE = 0.35     # ... and at least this share of the character's size
 GUTTER = 4                # texels of colour pushed past each UV island's edge (bilinear and mipmaps read them)
+THIN_HOLE = 0.03          # metres: holes narrower than this (seams where parts meet) are closed from their neighbours
+
+
+# The choices a painting takes (the add-on's settings and the script offer the same)
+TEXTURE_SIZES = (256, 512, 1024, 2048, 4096)
+SHADINGS = (("EMISSION", "As painted", "Emission: the sheet's colours as they are, whatever the lights (its "
+             "shading is in the picture); its colour space undoes the scene's view transform"),
+            ("PRINCIPLED", "Lit", "Principled BSDF with the texture as base colour: the scene's lights shade it"))
+FILLS = (("GENERATE", "Generate", "Holes no view reached are generated from the cameras that see them best, "
+          "then what is left is closed from its neighbours"),
+         ("NEIGHBOURS", "Neighbours", "Holes are closed from their painted neighbours (no backend)"),
+         ("NONE", "Leave magenta", "Holes stay magenta, to see what the sheet did not reach"))
+MAX_FILLS = 4
 
 
 class PaintError(UserError):
@@ -258,19 +271,23 @@ def candidate_directions(up, front):
     return np.array(out)
 
 
-def visible_from(points, direction, up, front, pixel):
+def visible_from(points, normals, direction, up, front, pixel):
     """(N,) bool: which points an orthographic camera looking along -direction sees, by a
     z-buffer of the points themselves splatted into pixels of `pixel` world units (the texels
-    are dense enough to close it when `pixel` is about twice their spacing)."""
+    are dense enough to close it when `pixel` is about twice their spacing); a point within
+    two pixels of the nearest depth, more on surfaces seen at an angle, counts as seen."""
     points = np.asarray(points, float)
+    direction = np.asarray(direction, float) / np.linalg.norm(direction)
     right, image_up = view_axes(direction, up, front)
-    u, v, z = points @ right, points @ image_up, points @ (np.asarray(direction) / np.linalg.norm(direction))
+    u, v, z = points @ right, points @ image_up, points @ direction
     iu = np.floor((u - u.min()) / pixel).astype(np.int64)
     iv = np.floor((v - v.min()) / pixel).astype(np.int64)
     cell = iv * (iu.max() + 1) + iu
     nearest = np.full(int(cell.max()) + 1, -np.inf)
     np.maximum.at(nearest, cell, z)
-    return z >= nearest[cell] - 2.0 * pixel
+    cos = np.clip(np.asarray(normals, float) @ direction, 0.05, 1.0)
+    slope = np.minimum(np.sqrt(1.0 - cos ** 2) / cos, 10.0)
+    return z >= nearest[cell] - pixel * (2.0 + slope)
 
 
 def choose_fill_view(points, normals, holes, up, front, pixel, directions=None, min_cos=FILL_MIN_COS):
@@ -284,7 +301,7 @@ def choose_fill_view(points, normals, holes, up, front, pixel, directions=None, 
         cos = normals[holes] @ (direction / np.linalg.norm(direction))
         if not (cos >= min_cos).any():
             continue
-        seen = visible_from(points, direction, up, front, pixel)[holes]
+        seen = visible_from(points, normals, direction, up, front, pixel)[holes]
         fills = seen & (cos >= min_cos)
         score = float((cos * fills).sum())
         if score > best_score:
@@ -292,6 +309,17 @@ def choose_fill_view(points, normals, holes, up, front, pixel, directions=None, 
             best_fills = np.zeros(len(holes), bool)
             best_fills[np.flatnonzero(holes)[fills]] = True
     return best, best_fills
+
+
+def reachable(points, normals, up, front, pixel, directions=None, min_cos=MIN_COS):
+    """(N,) bool: the texels some candidate fill camera sees within `min_cos` of square on (the
+    others are hidden in every direction in this pose: between parts that touch, inside others)."""
+    directions = candidate_directions(up, front) if directions is None else directions
+    out = np.zeros(len(points), bool)
+    for direction in directions:
+        cos = np.asarray(normals) @ (direction / np.linalg.norm(direction))
+        out |= (cos >= min_cos) & visible_from(points, normals, direction, up, front, pixel)
+    return out
 
 
 def frame_fill(points, targets, direction, up, front):
@@ -324,14 +352,15 @@ def ortho_camera(matrix, ortho_scale, resolution, clip_start=0.01):
 # ---------------------------------------------------------------------------------------------
 # The texture
 
-def fill_from_neighbours(image, known, max_steps=None):
+def fill_from_neighbours(image, known, max_steps=None, wanted=None):
     """`image` (H, W, C) floats with every texel not `known` given the mean of its known
-    8-neighbours, ring by ring (`max_steps` rings; None: until none is left). Returns (image,
-    known after)."""
+    8-neighbours, ring by ring (`max_steps` rings; None: until every `wanted` texel, default
+    every texel, is known or nothing grows). Returns (image, known after)."""
     image, known = image.astype(float).copy(), known.copy()
+    wanted = np.ones_like(known) if wanted is None else wanted
     h, w = known.shape
     step = 0
-    while not known.all() and (max_steps is None or step < max_steps):
+    while not known[wanted].all() and (max_steps is None or step < max_steps):
         total = np.zeros_like(image)
         count = np.zeros((h, w))
         padded_img = np.pad(image * known[..., None], ((1, 1), (1, 1), (0, 0)))
@@ -350,6 +379,41 @@ def fill_from_neighbours(image, known, max_steps=None):
     return image, known
 
 
+def _shifted_any(mask, value):
+    """Each pixel's 8-neighbourhood (and itself) reduced: any (value True) or all (False)."""
+    h, w = mask.shape
+    padded = np.pad(mask, 1, constant_values=not value)
+    out = np.zeros_like(mask) if value else np.ones_like(mask)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            window = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            out = (out | window) if value else (out & window)
+    return out
+
+
+def grow(mask, steps):
+    """`mask` (H, W bool) grown by `steps` pixels (8-neighbour)."""
+    for _ in range(steps):
+        mask = _shifted_any(mask, True)
+    return mask
+
+
+def thin_holes(size, texels, holes, spacing, width=THIN_HOLE):
+    """(N,) bool: the `holes` among the `texels` (flat indices in a size x size texture) narrower
+    than `width` world units on the texture, given the texels' `spacing` (world units): what a
+    morphological opening of the holes removes. Seams like these are closed from their
+    neighbours; only the wider holes are worth a generated fill."""
+    steps = max(1, int(round((width / max(spacing, 1e-9) - 1) / 2)))
+    image = np.zeros(size * size, bool)
+    image[texels[holes]] = True
+    image = image.reshape(size, size)
+    core = image
+    for _ in range(steps):
+        core = _shifted_any(core, False)
+    opened = grow(core, steps)
+    return holes & ~(opened & image).ravel()[texels]
+
+
 def texture(size, texels, colours, painted, hole=HOLE, gutter=GUTTER):
     """The (size, size, 3) uint8 texture: `colours` at the `texels` (flat indices of the texels
     the model covers) that are `painted`, HOLE at those that are not, and each painted
@@ -366,9 +430,9 @@ def texture(size, texels, colours, painted, hole=HOLE, gutter=GUTTER):
     return out
 
 
-def close_holes(size, texels, colours, painted):
-    """The texels no camera reached (hidden in every direction in the sheet's pose) given
-    their painted neighbours' colours in the texture: (colours, how many were closed so)."""
+def close_holes(size, texels, colours, painted, only=None):
+    """Unpainted texels given their painted neighbours' colours in the texture, ring by ring
+    (`only`: just these; None: every unpainted texel): (colours, the texels closed so)."""
     image = np.zeros((size * size, 3))
     known = np.zeros(size * size, bool)
     image[texels[painted]] = colours[painted]
@@ -376,12 +440,16 @@ def close_holes(size, texels, colours, painted):
     if not known.any():
         raise PaintError("no view of the sheet painted any part of the model: check that the sheet belongs to this "
                          "character (its cameras must see the model)")
-    mask = np.zeros(size * size, bool)
-    mask[texels] = True
-    filled, _ = fill_from_neighbours(image.reshape(size, size, 3), known.reshape(size, size))
+    wanted = np.zeros(size * size, bool)
+    wanted[texels[~painted if only is None else (~painted & only)]] = True
+    filled, reached = fill_from_neighbours(image.reshape(size, size, 3), known.reshape(size, size),
+                                           wanted=wanted.reshape(size, size))
+    closed = ~painted & reached.ravel()[texels]
+    if only is not None:
+        closed &= only
     out = colours.copy()
-    out[~painted] = filled.reshape(-1, 3)[texels[~painted]]
-    return out, int((~painted).sum())
+    out[closed] = filled.reshape(-1, 3)[texels[closed]]
+    return out, closed
 
 
 def compare(render, picture, mask):
