@@ -63,10 +63,11 @@ def pattern_material(bpy, name, tint=(1.0, 1.0, 1.0)):
     return material
 
 
-def synthetic_sheet(bpy, rig, record, factor=1.0, tints=None):
+def synthetic_sheet(bpy, rig, record, factor=1.0, tints=None, meshes=None):
     """The known sheet picture (H, W, 3) uint8 for `record` (render_sheet's), `factor` times its
-    size: each view's cell is the rig's meshes rendered by that view's own camera with the
-    pattern (`tints`: {view name: (r, g, b) factors}) on BACKGROUND."""
+    size: each view's cell is the rig's meshes (or `meshes`, a model without a rig) rendered by
+    that view's own camera with the pattern (`tints`: {view name: (r, g, b) factors}) on
+    BACKGROUND."""
     import numpy as np
 
     from characterforge_addon.blender.characters import model_paint
@@ -75,8 +76,10 @@ def synthetic_sheet(bpy, rig, record, factor=1.0, tints=None):
     W, H = int(round(width * factor)), int(round(height * factor))
     sheet = np.zeros((H, W, 3), np.uint8)
     sheet[:] = BACKGROUND
-    body, hands = character_meshes(rig)
-    with model_paint.sheet_pose(bpy.context, rig, body + hands, record) as stage:
+    if meshes is None:
+        body, hands = character_meshes(rig)
+        meshes = body + hands
+    with model_paint.sheet_pose(bpy.context, rig, meshes, record) as stage:
         cameras, _ = model_paint.view_cameras(stage, rig, record)
         materials = []
         try:
@@ -121,14 +124,19 @@ def _render(bpy, stage, camera, resolution):
     return pixels
 
 
-def make_pack(bpy, rig, root, name, sheet_size=(1536, 1024), factor=2.0, tints=None, prompt="a knight in red armour"):
+def make_pack(bpy, rig, root, name, sheet_size=(1536, 1024), factor=2.0, tints=None, prompt="a knight in red armour",
+              face_views=None):
     """Render the rig's sheet maps, make the known sheet and keep both as an identity pack;
-    returns (pack folder, sheet record)."""
+    `tints`: "views" to tint every view differently. Returns (pack folder, sheet record)."""
     from characterforge_addon.blender.characters.sheet import render_sheet
     from characterforge_addon.core.characters import identity_pack, sheet_layout
     from characterforge_addon.core.image_io import encode_png
     maps = tempfile.mkdtemp(prefix="characterforge-bench-maps-")
-    record = render_sheet(bpy.context, rig, maps, sheet_layout.plan_sheet(*sheet_size), depth=False)
+    layout = sheet_layout.plan_sheet(*sheet_size, **({} if face_views is None else {"face_views": face_views}))
+    record = render_sheet(bpy.context, rig, maps, layout, depth=False)
+    if tints == "views":  # from red-ish to blue-ish, view by view
+        levels = [0.8 + 0.4 * i / max(len(record["views"]) - 1, 1) for i in range(len(record["views"]))]
+        tints = {v["name"]: (lv, 1.0, 2.0 - lv) for v, lv in zip(record["views"], levels)}
     picture = synthetic_sheet(bpy, rig, record, factor, tints)
     png = encode_png(picture, {"characterforge": json.dumps({"job": {"prompt": prompt}})})
     return identity_pack.create_pack(root, name, {"sheet": png}, layout=record), record
@@ -159,14 +167,7 @@ def main(argv=None):
         out.append(row)
 
     for label, tints in (("consistent", None), ("tinted", "views")):
-        folder, record = make_pack(bpy, hero, root, f"Hero_{label}", sheet_size, args.factor)
-        if tints:
-            levels = np.linspace(0.8, 1.2, len(record["views"]))
-            tints = {v["name"]: (lv, 1.0, 2.0 - lv) for v, lv in zip(record["views"], levels)}
-            folder = os.path.join(root, f"Hero_{label}")
-            import shutil
-            shutil.rmtree(folder)
-            folder, record = make_pack(bpy, hero, root, f"Hero_{label}", sheet_size, args.factor, tints)
+        folder, record = make_pack(bpy, hero, root, f"Hero_{label}", sheet_size, args.factor, tints)
         t = time.perf_counter()
         painting, message = model_paint.paint(bpy.context, folder, hero, size=args.size, fill="NEIGHBOURS")
         wall = time.perf_counter() - t

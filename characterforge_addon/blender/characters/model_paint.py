@@ -470,7 +470,9 @@ def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", 
     painting = Painting(folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size)
     painting.max_fills = max_fills
     for mesh in meshes:
-        painting.uv[mesh.name] = ensure_uv(context, mesh)
+        uv_map, made = ensure_uv(context, mesh)
+        before = json.loads(mesh.get(PAINTED, "{}"))  # painted before: a UV map made then is still ours
+        painting.uv[mesh.name] = (uv_map, made or (before.get("uv_made", False) and before.get("uv_map") == uv_map))
     context.view_layer.update()
     points, normals, area = [], [], 0.0
     with sheet_pose(context, rig, occluders, record) as stage:
