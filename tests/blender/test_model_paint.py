@@ -130,6 +130,34 @@ def test_a_sheet_whose_cameras_are_off_does_not_match(bpy, scene, tmp_path, benc
     assert all(mean > MEAN_LEVELS or p95 > P95_LEVELS for mean, p95 in body), figures
 
 
+def test_a_users_render_shows_the_sheets_colours_under_the_scenes_own_view_transform(bpy, scene, tmp_path, bench):
+    """F12 as the user presses it: the scene's own view transform (AgX, Blender's default, left
+    alone; then Filmic), Cycles, the rig posed as the sheet shows it. The texture marked with the
+    colour space that undoes the view shows the sheet's colours; marked plain sRGB it would not.
+    (Muted colours: AgX cannot show very saturated ones at all, see BENCHMARKS.md.)"""
+    from characterforge_addon.blender.characters import model_paint
+    from characterforge_addon.blender.rig import posing
+    hero = hero_rig(bpy)
+    folder, _ = bench.make_pack(bpy, hero, str(tmp_path / "packs"), "Hero", (512, 384), 1.0, amplitude=0.15)
+    posing.apply_library_pose(bpy.context, hero, "STANDING")  # the sheet's relaxed pose
+    painting, _ = model_paint.paint(bpy.context, folder, hero, size=256, fill="NEIGHBOURS")
+    assert scene.view_settings.view_transform == "AgX"
+    rows = bench.colour_figures(bpy, painting, transforms=("AgX", "Filmic"))
+    print(rows)
+    for transform, engine, space, mean, p95 in rows:
+        if space == "sRGB":
+            assert mean > 8, (transform, space, mean)
+        else:
+            assert space == {"AgX": "AgX Base sRGB", "Filmic": "Filmic sRGB"}[transform]
+            assert mean <= 1.5 and p95 <= 4, (transform, space, mean, p95)
+    assert scene.view_settings.view_transform == "AgX"
+    # lit: the texture is the base colour of a Principled BSDF, an ordinary sRGB picture
+    model_paint.paint(bpy.context, folder, hero, size=256, shading="PRINCIPLED", fill="NEIGHBOURS")
+    material = bpy.data.objects["Hero_body"].material_slots[0].material
+    assert material.node_tree.nodes["texture"].outputs["Color"].links[0].to_node.type == "BSDF_PRINCIPLED"
+    assert material.node_tree.nodes["texture"].image.colorspace_settings.name == "sRGB"
+
+
 def make_own_character(bpy, scene):
     """A user's own character: a Mixamo-named armature and a capsule body bound to it by an
     Armature modifier, each vertex weighted to its nearest bone."""

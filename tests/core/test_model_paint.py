@@ -208,3 +208,15 @@ def test_a_projection_must_match_its_cameras_size():
     camera = camera_towards(FRONT, size=(64, 32))
     with pytest.raises(rule.PaintError, match="must both be the camera's 64x32"):
         rule.Projection("front", "body", camera, np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64)))
+
+
+def test_wide_hidden_holes_close_smoothly_from_what_surrounds_them():
+    size = 64
+    texels = np.arange(size * size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    colours = np.stack([xx * 2.0, yy * 2.0, np.full_like(xx, 50.0)], -1).reshape(-1, 3)
+    hole = ((xx - 32) ** 2 + (yy - 32) ** 2 < 20 ** 2).ravel()  # 40 texels across: more than the rings reach
+    closed, which = rule.close_holes(size, texels, np.where(hole[:, None], 0.0, colours), ~hole)
+    assert which.tolist() == hole.tolist()
+    # a smooth ramp is continued about as it was (the pyramid blends what surrounds the hole)
+    assert np.abs(closed[hole] - colours[hole]).mean() < 12 and closed[hole].min() >= 0

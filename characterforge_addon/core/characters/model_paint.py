@@ -46,6 +46,7 @@ FILL_MIN_COS = 0.45       # a fill camera counts a hole as its own when it sees 
 FILL_CONTEXT = 0.6        # a fill frames its holes with this much of their extent as painted context each side
 FILL_MIN_SHARE = 0.35     # ... and at least this share of the character's size
 GUTTER = 4                # texels of colour pushed past each UV island's edge (bilinear and mipmaps read them)
+CLOSE_RINGS = 16          # texels closed ring by ring from their neighbours before a smooth fill takes over
 THIN_HOLE = 0.03          # metres: holes narrower than this (seams where parts meet) are closed from their neighbours
 
 
@@ -430,6 +431,28 @@ def texture(size, texels, colours, painted, hole=HOLE, gutter=GUTTER):
     return out
 
 
+def push_pull(image, known):
+    """`image` (H, W, C) with every texel not `known` given a smooth blend of the known ones
+    around it: a pyramid of known-weighted means, each level filling the finer one's gaps."""
+    levels = [(image * known[..., None], known.astype(float))]
+    while max(levels[-1][1].shape) > 1:
+        colour, weight = levels[-1]
+        h, w = weight.shape
+        colour = np.pad(colour, ((0, h % 2), (0, w % 2), (0, 0)))
+        weight = np.pad(weight, ((0, h % 2), (0, w % 2)))
+        colour = colour.reshape(colour.shape[0] // 2, 2, colour.shape[1] // 2, 2, -1).sum(axis=(1, 3))
+        weight = weight.reshape(weight.shape[0] // 2, 2, weight.shape[1] // 2, 2).sum(axis=(1, 3))
+        levels.append((colour, weight))
+    colour, weight = levels[-1]
+    filled = colour / np.maximum(weight, 1e-12)[..., None]
+    for colour, weight in reversed(levels[:-1]):
+        h, w = weight.shape
+        coarse = np.repeat(np.repeat(filled, 2, axis=0), 2, axis=1)[:h, :w]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            filled = np.where(weight[..., None] > 0, colour / weight[..., None], coarse)
+    return np.where(known[..., None], image, filled)
+
+
 def close_holes(size, texels, colours, painted, only=None):
     """Unpainted texels given their painted neighbours' colours in the texture, ring by ring
     (`only`: just these; None: every unpainted texel): (colours, the texels closed so)."""
@@ -442,8 +465,13 @@ def close_holes(size, texels, colours, painted, only=None):
                          "character (its cameras must see the model)")
     wanted = np.zeros(size * size, bool)
     wanted[texels[~painted if only is None else (~painted & only)]] = True
+    # ring by ring from the painted edge for a few texels (seams take their neighbours' colours),
+    # then the pyramid for whatever wider hole is left (hidden texels: any smooth colour will do)
     filled, reached = fill_from_neighbours(image.reshape(size, size, 3), known.reshape(size, size),
-                                           wanted=wanted.reshape(size, size))
+                                           max_steps=CLOSE_RINGS, wanted=wanted.reshape(size, size))
+    if only is None and not reached.ravel()[wanted].all():
+        filled = push_pull(filled, reached)
+        reached = np.ones_like(reached)
     closed = ~painted & reached.ravel()[texels]
     if only is not None:
         closed &= only
