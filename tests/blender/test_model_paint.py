@@ -307,3 +307,51 @@ def test_from_the_sidebar_the_holes_are_filled_by_the_tiny_backend_and_no_texel_
         assert uv_covered > 1000 and not np.all(pixels == MAGENTA, axis=-1).any(), name
     assert bpy.ops.characterforge.remove_model_paint() == {"FINISHED"}
     assert body.material_slots[0].material.name == "CharacterForge Proxy"
+
+
+def test_paint_model_script_leaves_a_blend_whose_own_render_shows_the_sheet(bpy, scene, tmp_path, bench):
+    """paint_model.py as a user runs it (its own process), then the .blend it saved opened and
+    rendered with the scene's own settings (AgX, Cycles, its camera standing at the front view)."""
+    import subprocess
+
+    from characterforge_addon.blender.characters.sheet import place_camera
+    from characterforge_addon.blender.rig import posing
+    from characterforge_addon.core.characters import model_paint as rule
+    from characterforge_addon.core.characters import sheet_layout
+    from characterforge_addon.core.image_io import decode_png
+    hero = hero_rig(bpy)
+    folder, record = bench.make_pack(bpy, hero, str(tmp_path / "characters"), "Hero", (512, 384), 1.0,
+                                     amplitude=0.15)
+    posing.apply_library_pose(bpy.context, hero, "STANDING")
+    front = next(v for v in record["views"] if v["name"] == "front")
+    place_camera(scene.camera, sheet_layout.ViewCamera.from_record("front", front["camera"]))
+    x0, y0, x1, y1 = front["cell"]
+    scene.render.resolution_x, scene.render.resolution_y = x1 - x0, y1 - y0
+    scene.render.engine, scene.cycles.samples, scene.cycles.device = "CYCLES", 8, "CPU"
+    blend = str(tmp_path / "scene.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    saved = str(tmp_path / "painted.blend")
+    result = subprocess.run([sys.executable, os.path.join(os.path.dirname(BENCH), "paint_model.py"), "--blend", blend,
+                             "--character", "Hero", "--characters", str(tmp_path / "characters"), "--size", "256",
+                             "--fill", "neighbours", "--check", "--save", saved],
+                            capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(BENCH)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "painted Hero_body, Hero_hands" in result.stdout and "colour space AgX Base sRGB" in result.stdout
+    checks = [line for line in result.stdout.splitlines() if line.startswith("  ") and "mean" in line]
+    assert len(checks) == len(record["views"])
+
+    bpy.ops.wm.open_mainfile(filepath=saved)
+    scene = bpy.context.scene
+    assert scene.view_settings.view_transform == "AgX"  # the user's own, untouched
+    scene.render.filepath = str(tmp_path / "f12.png")
+    bpy.ops.render.render(write_still=True)
+    render = decode_png(open(tmp_path / "f12.png", "rb").read())[..., :3]
+    cell = decode_png(open(os.path.join(folder, "sheet.png"), "rb").read())[y0:y1, x0:x1, :3]
+    figure = rule.inner_distance(np.any(cell != bench.BACKGROUND, -1), 3) >= 3
+    mean, p95 = rule.compare(render, cell, figure)
+    print("F12 front under AgX:", mean, p95)
+    assert mean <= 1.5 and p95 <= 4, (mean, p95)
+    bad = subprocess.run([sys.executable, os.path.join(os.path.dirname(BENCH), "paint_model.py"), "--blend", blend,
+                          "--character", "Nobody", "--characters", str(tmp_path / "characters")],
+                         capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(BENCH)))
+    assert bad.returncode == 1 and "no character 'Nobody'" in bad.stderr

@@ -173,8 +173,10 @@ def view_weights(points, normals, view, best_density):
         centre, radius = view.region
         dist = np.linalg.norm(np.asarray(points) - np.asarray(centre), axis=1)
         weight *= np.clip((radius - dist) / (REGION_FADE * radius), 0.0, 1.0)
-    colours, near = sample(view.picture, surface, xy)
-    weight = np.where(near & (weight > 0), weight, 0.0)
+    colours = np.zeros((len(points), 3))
+    some = np.flatnonzero(weight > 0)  # read the picture only where the view paints
+    colours[some], near = sample(view.picture, surface, xy[some])
+    weight[some[~near]] = 0.0
     return weight, colours
 
 
@@ -356,26 +358,30 @@ def ortho_camera(matrix, ortho_scale, resolution, clip_start=0.01):
 def fill_from_neighbours(image, known, max_steps=None, wanted=None):
     """`image` (H, W, C) floats with every texel not `known` given the mean of its known
     8-neighbours, ring by ring (`max_steps` rings; None: until every `wanted` texel, default
-    every texel, is known or nothing grows). Returns (image, known after)."""
+    every texel, is known or nothing grows). Returns (image, known after). Each ring works on
+    its frontier texels only, so a 4096² texture costs what its holes' edges cost."""
     image, known = image.astype(float).copy(), known.copy()
     wanted = np.ones_like(known) if wanted is None else wanted
     h, w = known.shape
     step = 0
     while not known[wanted].all() and (max_steps is None or step < max_steps):
-        total = np.zeros_like(image)
-        count = np.zeros((h, w))
-        padded_img = np.pad(image * known[..., None], ((1, 1), (1, 1), (0, 0)))
-        padded_known = np.pad(known.astype(float), 1)
+        ys, xs = np.nonzero(~known & _shifted_any(known, True))
+        if not len(ys):
+            break
+        total = np.zeros((len(ys), image.shape[2]))
+        count = np.zeros(len(ys))
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                if dx or dy:
-                    total += padded_img[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                    count += padded_known[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-        grow = ~known & (count > 0)
-        if not grow.any():
-            break
-        image[grow] = total[grow] / count[grow][:, None]
-        known = known | grow
+                if not (dx or dy):
+                    continue
+                yy, xx = ys + dy, xs + dx
+                inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+                take = known[yy, xx] & inside
+                total += image[yy, xx] * take[:, None]
+                count += take
+        image[ys, xs] = total / count[:, None]
+        known[ys, xs] = True
         step += 1
     return image, known
 
