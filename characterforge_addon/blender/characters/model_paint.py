@@ -235,8 +235,9 @@ def ensure_uv(context, obj):
     view_layer = context.view_layer
     if obj.name not in view_layer.objects:
         raise UserError(f"'{obj.name}' is not in the current view layer: Smart UV Project needs it there")
-    previous, selectable = view_layer.objects.active, obj.hide_select
+    previous, selectable, hidden = view_layer.objects.active, obj.hide_select, obj.hide_get()
     obj.hide_select = False
+    obj.hide_set(False)  # edit mode needs it shown (hidden by the user, or a proxy kept out of sight)
     try:
         with context.temp_override(active_object=obj, object=obj, selected_objects=[obj], edit_object=obj):
             view_layer.objects.active = obj
@@ -244,8 +245,12 @@ def ensure_uv(context, obj):
             bpy.ops.mesh.select_all(action="SELECT")
             bpy.ops.uv.smart_project(angle_limit=math.radians(66), island_margin=0.02)
             bpy.ops.object.mode_set(mode="OBJECT")
+    except RuntimeError as exc:
+        raise UserError(f"'{obj.name}' could not be unwrapped ({exc}): show it in the viewport (not only in renders) "
+                        "or give it a UV map yourself (UV > Smart UV Project)") from None
     finally:
         obj.hide_select = selectable
+        obj.hide_set(hidden)
         view_layer.objects.active = previous
     return UV_MAP, True
 
@@ -383,13 +388,18 @@ def render_painted(stage, camera, resolution, textures, data=False):
 class Painting:
     """One model painted from one sheet, kept between the fill jobs (numpy only: no Blender data)."""
 
-    def __init__(self, folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size):
+    def __init__(self, folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size,
+                 max_fills):
         self.folder, self.manifest, self.record, self.picture = folder, manifest, record, picture
         self.rig = rig.name if rig is not None else None
         self.meshes, self.occluders = [m.name for m in meshes], [m.name for m in occluders]
-        self.size, self.shading, self.fill, self.fill_size = size, shading, fill, fill_size
-        self.uv, self.texels, self.slices = {}, {}, {}
-        self.fills, self.fill_records, self.closed = [], [], 0
+        self.size, self.shading, self.fill, self.fill_size, self.max_fills = size, shading, fill, fill_size, max_fills
+        self.uv, self.texels, self.slices = {}, {}, {}  # per mesh: (UV map, made now), covered texels, their slice
+        self.points = self.normals = None  # (N, 3) every covered texel's position and normal in the sheet's pose
+        self.up = self.front = self.spacing = self.cameras = None
+        self.base = None  # the sheet's views blended (a core Blend)
+        self.layers = []  # what painted the holes since, in order: fills and texels closed from their neighbours
+        self.fill_records, self.closed = [], 0
         self.reachable = None  # (N,) the texels some fill camera could see (computed at the first fill)
         self.tried = None  # (N,) the texels a fill camera aimed at but did not paint: not aimed at again
         self.report = {}
@@ -414,13 +424,13 @@ class Painting:
             colours[sl], closed[sl] = rule.close_holes(self.size, self.texels[name], done.colours[sl], done.painted[sl],
                                                        None if only is None else only[sl])
         if closed.any():
-            self.fills.append(rule.Blend(colours, closed.astype(float), closed, np.where(closed, 0, -1),
+            self.layers.append(rule.Blend(colours, closed.astype(float), closed, np.where(closed, 0, -1),
                                          ["closed from neighbours"]))
         self.closed += int(closed.sum())
         return int(closed.sum())
 
     def result(self):
-        return rule.combine(self.base, self.fills)
+        return rule.combine(self.base, self.layers)
 
     def holes(self):
         return ~self.result().painted
@@ -467,8 +477,8 @@ def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", 
     manifest, record, picture = load_sheet(folder, layout_path)
     if context.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
-    painting = Painting(folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size)
-    painting.max_fills = max_fills
+    painting = Painting(folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size,
+                        max_fills)
     for mesh in meshes:
         uv_map, made = ensure_uv(context, mesh)
         before = json.loads(mesh.get(PAINTED, "{}"))  # painted before: a UV map made then is still ours
@@ -572,9 +582,7 @@ def next_step(context, painting):
     context_picture = np.rint(painted[..., :3] * alpha + np.array(GREY) * (1 - alpha)).astype(np.uint8)
     s = context.scene.characterforge
     seed = pick_seed(s)
-    prompt = ", ".join(p for p in (painting.manifest.get("prompt", ""), painting.manifest.get("style", "")) if p)
-    if not prompt.strip():
-        prompt = s.prompt.strip()
+    prompt = painting.manifest.get("prompt", "").strip() or s.prompt.strip()  # the sheet's style says "turnaround"
     if not prompt:
         raise UserError(f"character {painting.manifest['name']!r} keeps no prompt: write what it looks like in the "
                         "Prompt field, it guides what fills the holes")
@@ -606,7 +614,7 @@ def place_fill(painting, camera, depth, mask, record, targets, scene, files, job
     view = rule.Projection(camera.name, "fill", model, picture, depth, claimed=mask)
     holes = painting.holes()
     blended = rule.blend(painting.points, painting.normals, [view], only=holes)
-    painting.fills.append(blended)
+    painting.layers.append(blended)
     painting.tried |= targets & ~blended.painted
     record["filled"] = round(float((blended.painted & holes).sum() / max(len(holes), 1)), 4)
     record["holes_after"] = round(float(painting.holes().mean()), 4)
