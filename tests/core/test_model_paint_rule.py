@@ -127,7 +127,8 @@ def test_fills_paint_only_the_holes_the_views_left():
     done = rule.combine(base, [fill])
     assert done.painted.all()
     assert (done.colours[points[:, 0] < 0] == 50).all() and (done.colours[points[:, 0] >= 0] == 250).all()
-    assert done.shares() == {"front": round((points[:, 0] < 0).mean(), 4), "fill 1": round((points[:, 0] >= 0).mean(), 4)}
+    left = round((points[:, 0] < 0).mean(), 4)
+    assert done.shares() == {"front": left, "fill 1": round(1 - left, 4)}
 
 
 def test_the_fill_camera_looks_at_the_holes_from_where_it_sees_them_squarely():
@@ -141,10 +142,11 @@ def test_the_fill_camera_looks_at_the_holes_from_where_it_sees_them_squarely():
     direction, fills = rule.choose_fill_view(points, normals, holes, UP, FRONT, pixel=0.05)
     np.testing.assert_allclose(direction, UP)
     assert fills[:400].all() and not fills[400:].any()
-    matrix, scale, clip = rule.frame_fill(points, fills, direction, UP, FRONT)
+    matrix, scale, clip, target = rule.frame_fill(points, fills, direction, UP, FRONT)
     assert scale == pytest.approx(1.05, rel=0.01)  # the top and its context, no more than the whole box
     np.testing.assert_allclose(matrix[:3, 2], UP, atol=1e-9)  # looking straight down
     assert matrix[2, 3] > 1.0 and clip[1] > matrix[2, 3] - 1.0
+    np.testing.assert_allclose(target[:2], (0.0, 0.0), atol=0.05)  # the middle of the top
     # nothing faces any camera squarely enough: no fill
     assert rule.choose_fill_view(points, normals, holes, UP, FRONT, 0.05, directions=np.array([FRONT]))[0] is None
 

@@ -86,8 +86,8 @@ def place_sheet(name, root, rig_name, scene, files, job_id, record=None):
     for path in files:
         with open(path, "rb") as f:
             results[os.path.splitext(os.path.basename(path))[0]] = f.read()
-    folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string},
-                                       layout=record)
+    versions = {"characterforge": "0.1.0", "blender": bpy.app.version_string}
+    folder = identity_pack.create_pack(root, name, results, versions, layout=record)
     sheet_plane(scene, os.path.join(folder, "sheet.png"), name, scene.objects.get(rig_name), job_id)
     refresh(scene)
     scene.characterforge.active_character = next(

@@ -539,7 +539,6 @@ def next_step(context, painting):
     """Start the next fill job, or finish (close what is left from the neighbours, as `fill`
     says); returns what happened, for the panel."""
     holes = painting.holes()
-    share = float(holes.mean())
     if not holes.any():
         return _finish(context.scene, painting, "no hole left")
     if painting.fill != "GENERATE":
@@ -557,10 +556,9 @@ def next_step(context, painting):
                                                pixel)
     if direction is None:
         return _finish(context.scene, painting, "no camera sees the holes squarely")
-    matrix, scale, clip = rule.frame_fill(painting.points, targets, direction, painting.up, painting.front)
+    matrix, scale, clip, target = rule.frame_fill(painting.points, targets, direction, painting.up, painting.front)
     n = len(painting.fill_records) + 1
-    target = matrix[:3, 3] - matrix[:3, 2] * (3.0 * np.linalg.norm(painting.points - painting.points.mean(0), axis=1).max() + 1.0)
-    camera = sheet_layout.ViewCamera(f"fill {n}", matrix, scale, tuple(target), clip)
+    camera = sheet_layout.ViewCamera(f"fill {n}", matrix, scale, target, clip)
     resolution = (painting.fill_size, painting.fill_size)
     rig = context.scene.objects.get(painting.rig) if painting.rig else None
     with sheet_pose(context, rig, _objects(context.scene, painting.occluders), painting.record) as stage:
@@ -573,10 +571,10 @@ def next_step(context, painting):
         depth, _ = render_passes(stage.scene, stage.camera, {})
     surface = depth < BACKGROUND_DEPTH
     mask = surface & (coverage[..., 0] < 128) & (coverage[..., 3] > 127)
-    # two pixels more, so holes thinner than a pixel are claimed too (the fill paints holes only)
-    if not mask.any():
+    if not mask.any():  # the holes it aimed at do not show from there after all
         painting.tried |= targets
         return next_step(context, painting)
+    # two pixels more, so holes thinner than a pixel are claimed too (the fill paints holes only)
     mask = surface & rule.grow(mask, FILL_GROW_PX)
     alpha = painted[..., 3:4].astype(float) / 255.0
     context_picture = np.rint(painted[..., :3] * alpha + np.array(GREY) * (1 - alpha)).astype(np.uint8)
@@ -599,7 +597,8 @@ def next_step(context, painting):
               "holes_before": round(float(holes.mean()), 4), "mask_pixels": int(mask.sum()), "seed": seed,
               "picture": f"{identity_pack.TEXTURES}/fills/{spec['name']}.png"}
     jobs.start(context, spec, out_dir, functools.partial(place_fill, painting, camera, depth, mask, record, targets))
-    return f"filling {share:.1%} of holes: fill {n} from {_direction_name(direction, painting.up, painting.front)}"
+    return (f"{wanted.mean():.1%} of the texels left to fill: fill {n} from "
+            f"{_direction_name(direction, painting.up, painting.front)}")
 
 
 def place_fill(painting, camera, depth, mask, record, targets, scene, files, job_id):
@@ -798,7 +797,8 @@ def check_views(context, painting):
             projection = view_projection(stage, view, camera, painting.picture, painting.record)
             h, w = projection.depth.shape
             render = render_painted(stage, camera, (w, h), textures)
-            _, index = render_passes(stage.scene, stage.camera, {stage.copies[n]: INDEX_BASE + 1 for n in painting.meshes})
+            painted = {stage.copies[n]: INDEX_BASE + 1 for n in painting.meshes}
+            _, index = render_passes(stage.scene, stage.camera, painted)
             ours = np.rint(index).astype(np.int64) == INDEX_BASE + 1
             shown = (render[..., 3] == 255) & (rule.inner_distance(ours, 1) >= 2)
             out[view["name"]] = rule.compare(render[..., :3], projection.picture, shown)

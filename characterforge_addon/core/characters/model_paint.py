@@ -328,7 +328,7 @@ def reachable(points, normals, up, front, pixel, directions=None, min_cos=MIN_CO
 def frame_fill(points, targets, direction, up, front):
     """The orthographic fill camera looking along -direction at the `targets` (N,) bool among
     the texel `points`, with painted context around them: (4x4 camera-to-world matrix, ortho
-    scale, (clip start, clip end))."""
+    scale, (clip start, clip end), the world point at the picture's centre)."""
     points = np.asarray(points, float)
     right, image_up = view_axes(direction, up, front)
     u, v = points @ right, points @ image_up
@@ -343,7 +343,7 @@ def frame_fill(points, targets, direction, up, front):
     radius = float(np.linalg.norm(points - points.mean(axis=0), axis=1).max())
     # upright along `up`, or along `front` for a camera straight above or below (as view_axes)
     matrix = look_from(target, direction, up if abs(np.dot(direction, up)) < 0.98 else front, 3.0 * radius + 1.0)
-    return matrix, float(extent), (0.01 * radius, 6.0 * radius + 2.0)
+    return matrix, float(extent), (0.01 * radius, 6.0 * radius + 2.0), tuple(float(t) for t in target)
 
 
 def ortho_camera(matrix, ortho_scale, resolution, clip_start=0.01):
