@@ -12,7 +12,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..core.characters import sheet_layout
+from ..core.characters import model_paint, sheet_layout
 from ..core.rig import poses, rig_layout
 from ..core.rig.rig_mapping import joint_keys
 from .rig.pose_import_settings import CHARACTERFORGE_PG_pose_import, CHARACTERFORGE_PG_rig_pose
@@ -263,6 +263,16 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
                            "render resolution's aspect is kept): smaller follows faster")
     live_message: StringProperty(options={"SKIP_SAVE"})
     live_failed: BoolProperty(options={"SKIP_SAVE"})
+    # Painting a model from the selected character's sheet
+    paint_texture_size: EnumProperty(name="Texture", default="1024", items=[
+        (str(n), f"{n} px", f"A {n}x{n} texture per painted mesh") for n in model_paint.TEXTURE_SIZES])
+    paint_shading: EnumProperty(name="Shading", default="EMISSION", items=model_paint.SHADINGS)
+    paint_fill: EnumProperty(name="Holes", default="GENERATE", items=model_paint.FILLS,
+                             description="What becomes of the surface no view of the sheet reached")
+    paint_fill_size: IntProperty(name="Fill size", default=512, min=128, max=2048, step=64, subtype="PIXEL",
+                                 description="Each fill picture's side in pixels, a multiple of 64")
+    paint_max_fills: IntProperty(name="Fills", default=model_paint.MAX_FILLS, min=0, max=16,
+                                 description="At most this many fill pictures (one per camera)")
 
     # The running job, as the panel shows it
     job_key: StringProperty(options={"SKIP_SAVE"})

@@ -158,6 +158,8 @@ def test_sheet_job_end_to_end_to_pack_plane_zip_and_dataset(bpy, scene, tmp_path
     folder = str(tmp_path / "characters" / "Knight")
     pack = identity_pack.load_pack(folder)
     assert len(pack["views"]) == 5 and len(pack["faces"]) == 4 and len(pack["embedding"]) == 512
+    layout = identity_pack.sheet_layout_record(folder)  # kept for painting a model from the sheet
+    assert layout["character"] == "Hero" and all(v["camera"]["ortho_scale"] > 0 for v in layout["views"])
     assert [c.name for c in s.characters] == ["Knight"] and len(s.characters[0].faces) == 4
     plane = bpy.data.collections[characters.SHEETS_COLLECTION].objects["Knight sheet"]
     assert plane["characterforge_character"] == "Knight"

@@ -170,6 +170,8 @@ def test_panels_draw_with_a_rig_characters_a_result_a_job_and_a_doctor_report(bp
         drawn = draw_all(bpy)
     assert ("list", "CHARACTERFORGE_UL_faces") in drawn["Characters"]
     assert ("operator", "characterforge.toggle_identity_face") in drawn["Characters"]
+    assert ("operator", "characterforge.paint_model") in drawn["Characters"]  # the rig is selected: its meshes
+    assert ("operator", "characterforge.remove_model_paint") in drawn["Characters"]
     assert any(c[0] == "icon" for c in drawn["Shot"])
     bpy.data.images.remove(preview)
     assert ("progress", "sheet 3/30") in drawn["Shot"] and ("operator", "characterforge.cancel_job") in drawn["Shot"]

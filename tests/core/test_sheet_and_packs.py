@@ -92,7 +92,12 @@ def sheet_results():
 
 
 def test_pack_round_trip_through_zip(tmp_path):
-    folder = identity_pack.create_pack(str(tmp_path / "packs"), "Hero", sheet_results(), {"characterforge": "0.1.0"})
+    layout = {"size": [96, 64], "views": [{"name": "front", "kind": "body", "yaw": 0.0, "cell": [0, 0, 48, 64]}]}
+    folder = identity_pack.create_pack(str(tmp_path / "packs"), "Hero", sheet_results(), {"characterforge": "0.1.0"},
+                                       layout=layout)
+    assert identity_pack.sheet_layout_record(folder) == layout  # kept for painting a model from the sheet
+    os.makedirs(os.path.join(folder, "texture"))
+    open(os.path.join(folder, "texture", "Hero_body.png"), "wb").write(b"painted")
     manifest = identity_pack.load_pack(folder)
     assert manifest["prompt"] == "a knight" and manifest["seed"] == 7 and manifest["style"] == "anime"
     assert [v["name"] for v in manifest["views"]] == ["front", "side"]
@@ -108,7 +113,8 @@ def test_pack_round_trip_through_zip(tmp_path):
     assert os.path.basename(again) == "Hero_2"
     copy = identity_pack.load_pack(again)
     assert copy["name"] == "Hero_2" and copy["faces"] == identity_pack.load_pack(folder)["faces"]
-    for rel in ("sheet.png", "views/front.png", "faces/face_side.png"):
+    assert identity_pack.sheet_layout_record(again) == layout
+    for rel in ("sheet.png", "views/front.png", "faces/face_side.png", "texture/Hero_body.png"):
         assert open(os.path.join(again, rel), "rb").read() == open(os.path.join(folder, rel), "rb").read()
     renamed = identity_pack.rename_pack(again, "Villain")
     assert [n for n, _, problem in identity_pack.list_packs(str(tmp_path / "packs")) if not problem] == ["Hero", "Villain"]

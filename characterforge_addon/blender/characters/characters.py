@@ -105,17 +105,19 @@ def make_sheet(context, name=None, seed=None):
         upscale=s.sheet_upscale, upscale_strength=s.sheet_upscale_strength, tile=1024,
         face_detail=s.sheet_face_detail and subject.kind == kinds.HUMANOID, face_strength=s.sheet_face_strength,
         lora=lora, subject=subject.kind)
-    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, subject.name))
+    jobs.start(context, spec, out_dir, functools.partial(place_sheet, name, root, subject.name, record=record))
     return record["advice"]
 
 
-def place_sheet(name, root, subject_name, scene, files, job_id):
-    """Main thread, when the sheet job ends: the identity pack, and the sheet as a plane."""
+def place_sheet(name, root, subject_name, scene, files, job_id, record=None):
+    """Main thread, when the sheet job ends: the identity pack (keeping the sheet's layout
+    `record`), and the sheet as a plane."""
     results = {}
     for path in files:
         with open(path, "rb") as f:
             results[os.path.splitext(os.path.basename(path))[0]] = f.read()
-    folder = identity_pack.create_pack(root, name, results, {"characterforge": "0.1.0", "blender": bpy.app.version_string})
+    versions = {"characterforge": "0.1.0", "blender": bpy.app.version_string}
+    folder = identity_pack.create_pack(root, name, results, versions, layout=record)
     thing = scene.objects.get(subject_name) or bpy.data.collections.get(subject_name)
     sheet_plane(scene, os.path.join(folder, "sheet.png"), name, thing, job_id)
     refresh(scene)

@@ -1,5 +1,5 @@
 """Operators of the Characters section: new sheet, list, rename, zip import/export, LoRA dataset,
-LoRA training, its weight and samples."""
+LoRA training, its weight and samples, a model painted from the sheet."""
 
 import os
 
@@ -11,7 +11,7 @@ from ...core.characters import character_lora, identity_pack, lora_dataset
 from ...core.errors import UserError
 from ..generation import job_inputs
 from ..operator_base import Reporting, StartsJob
-from . import characters
+from . import characters, model_paint
 
 
 class CHARACTERFORGE_OT_make_sheet(StartsJob, bpy.types.Operator):
@@ -159,8 +159,38 @@ class CHARACTERFORGE_OT_show_lora_samples(Reporting, bpy.types.Operator):
         return f"{len(names)} sample picture(s) of {pack.name}'s LoRA in the Image Editor"
 
 
+class CHARACTERFORGE_OT_paint_model(StartsJob, bpy.types.Operator):
+    """Paint the selected model (a mesh, or every mesh its rig drives) from the selected character's
+    sheet: its views projected onto the model in the sheet's pose and baked into a texture in the
+    character's pack; holes no view reached are filled as the Holes setting says"""
+    bl_idname = "characterforge.paint_model"
+    bl_label = "Paint Model from Sheet"
+
+    def run(self, context):
+        s = context.scene.characterforge
+        pack = job_inputs.active_pack(context.scene)
+        if pack.problem:
+            raise UserError(f"character {pack.name!r} cannot be used: {pack.problem}")
+        _, message = model_paint.paint(context, pack.folder, context.active_object, size=int(s.paint_texture_size),
+                                       shading=s.paint_shading, fill=s.paint_fill, fill_size=s.paint_fill_size,
+                                       max_fills=s.paint_max_fills)
+        return message
+
+
+class CHARACTERFORGE_OT_remove_model_paint(Reporting, bpy.types.Operator):
+    """Give the selected painted model (or its rig's meshes) its own materials back; the paint
+    material and a UV map made for it go, the texture stays in the pack"""
+    bl_idname = "characterforge.remove_model_paint"
+    bl_label = "Remove Model Paint"
+
+    def run(self, context):
+        names = model_paint.remove(context.scene, context.active_object)
+        return f"{', '.join(names)}: own materials back"
+
+
 classes = (CHARACTERFORGE_OT_make_sheet, CHARACTERFORGE_OT_refresh_characters, CHARACTERFORGE_OT_rename_character,
            CHARACTERFORGE_OT_toggle_identity_face, CHARACTERFORGE_OT_export_character,
            CHARACTERFORGE_OT_import_character, CHARACTERFORGE_OT_export_dataset, CHARACTERFORGE_OT_train_lora,
-           CHARACTERFORGE_OT_set_lora_weight, CHARACTERFORGE_OT_show_lora_samples)
+           CHARACTERFORGE_OT_set_lora_weight, CHARACTERFORGE_OT_show_lora_samples, CHARACTERFORGE_OT_paint_model,
+           CHARACTERFORGE_OT_remove_model_paint)
 register, unregister = bpy.utils.register_classes_factory(classes)

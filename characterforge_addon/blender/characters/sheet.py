@@ -8,7 +8,6 @@ silhouette, never from guesses.
 """
 
 import json
-import math
 import os
 
 import bpy
@@ -22,12 +21,9 @@ from ...core.maps import control_maps, openpose_draw
 from ...core.rig import keypoints, rig_mapping
 from ..maps.passes import INDEX_BASE, render_passes
 from ..rig.joints import camera_model, mapping_for, project_rig
-from ..rig.posing import apply_library_pose
+from ..rig.posing import apply_library_pose, pose_channels
 from ..rig.rig import character_meshes
 
-BODY_FILL = 0.92   # share of a body cell the character's full extent takes
-FACE_EXTENT = 3.6  # head close-up: frame this many face-keypoint radii (hair and chin included)
-FACE_LIFT = 0.3    # ... centred this many radii above the face keypoints' centre (the skull is above)
 MIN_FACE_POINTS = 5
 HEAD_JOINTS = [0, 14, 15, 16, 17]  # nose, eyes, ears: what a detector finds only on a visible face
 
@@ -43,9 +39,10 @@ def _world_joints(rig, part):
     return np.array(out).reshape(-1, 3)
 
 
-def _character_points(depsgraph, rig, meshes):
-    """World points spanning the character: its posed meshes' vertices, or its joints."""
-    points = [_world_joints(rig, p) for p in ("body", "left_hand", "right_hand", "face")]
+def character_points(depsgraph, rig, meshes):
+    """World points spanning the character: its posed meshes' vertices, and its rig's joints
+    (`rig` None: a mesh alone)."""
+    points = [_world_joints(rig, p) for p in ("body", "left_hand", "right_hand", "face")] if rig is not None else []
     for obj in meshes:
         evaluated = obj.evaluated_get(depsgraph)
         mesh = evaluated.to_mesh()
@@ -60,40 +57,11 @@ def _character_points(depsgraph, rig, meshes):
     return np.concatenate(points)
 
 
-def _frame(rig):
-    """(up, front) unit vectors of the character in world space: its local +Z and -Y."""
-    basis = rig.matrix_world.to_3x3().normalized()
+def character_axes(obj):
+    """(up, front) unit vectors of the character (its rig, or a mesh alone) in world space: its
+    local +Z and -Y."""
+    basis = obj.matrix_world.to_3x3().normalized()
     return np.array(basis @ Vector((0, 0, 1))), np.array(basis @ Vector((0, -1, 0)))
-
-
-def _orbit(up, front, yaw):
-    """The direction from the character towards a camera at `yaw` degrees (counter-clockwise
-    seen from above, so 90 looks at the character's left side)."""
-    a = math.radians(yaw)
-    side = np.cross(up, front)  # front x up would point right; up x front points left (+X)
-    return front * math.cos(a) + side * math.sin(a)
-
-
-def _place_camera(camera, center, direction, up, distance):
-    location = Vector(center + direction * distance)
-    look = Vector(-direction)
-    # keep the image upright along the character's own up axis
-    right = look.cross(Vector(up)).normalized()
-    true_up = right.cross(look).normalized()
-    rotation = Matrix((right, true_up, -look)).transposed()
-    camera.matrix_world = Matrix.Translation(location) @ rotation.to_4x4()
-
-
-def _right(up, direction):
-    """The image's right for a camera looking along -direction with `up` upright."""
-    right = np.cross(-direction, up)
-    return right / np.linalg.norm(right)
-
-
-def _across(points, up, direction):
-    """(lowest, highest) of points along the image's horizontal for a camera at `direction`."""
-    x = points @ _right(up, direction)
-    return float(x.min()), float(x.max())
 
 
 def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
@@ -116,7 +84,7 @@ def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
     copies = []
     try:
         # the sheet poses a copy of the character (object copies share the armature and mesh data)
-        actor, copies = _copy_character(rig, body_meshes + hand_meshes)
+        actor, copies = copy_character(rig, body_meshes + hand_meshes)
         for obj in [*copies, camera]:
             stage.collection.objects.link(obj)
         body_copies, hand_copies = copies[1:1 + len(body_meshes)], copies[1 + len(body_meshes):]
@@ -141,7 +109,7 @@ def render_sheet(context, rig, out_dir, layout, depth=True, pose="relaxed"):
             bpy.data.objects.remove(obj)
 
 
-def _copy_character(rig, meshes):
+def copy_character(rig, meshes):
     """(the rig's copy, [that copy, its meshes' copies]): constraints, parents and armature
     modifiers that pointed at the rig point at the copy."""
     actor = rig.copy()
@@ -176,26 +144,10 @@ def _pose_copy(context, actor, pose):
 
 
 def _render_views(stage, depsgraph, camera, rig, name, body_meshes, hand_meshes, out_dir, layout, depth, pose):
-    up, front = _frame(rig)
-    every = _character_points(depsgraph, rig, body_meshes + hand_meshes)
-    along = every @ up
-    bottom, top = float(along.min()), float(along.max())
-    height = top - bottom
-    center = every.mean(axis=0)
-    base = every - np.outer(along, up)
-    radius = float(np.linalg.norm(base - base.mean(axis=0), axis=1).max())
-    distance = 3.0 * max(height, 2 * radius, 0.1)
-    camera.data.clip_start = 0.01 * distance
-    camera.data.clip_end = 4.0 * distance
-    face_world = _world_joints(rig, "face")
-    if len(face_world) < 3:  # an own rig without face joints: frame its head joints
-        face_world = _head_points(rig)
-    # every body view gets the same scale, so the views match in size: the largest at which each
-    # view's own silhouette (seen from its angle) fits its cell; each view is centred on itself
-    bodies = [v for v in layout.views if v.kind == "body"]
-    across = {v.name: _across(every, up, _orbit(up, front, v.yaw)) for v in bodies}
-    scale, limited_by = sheet_layout.body_scale(
-        [(hi - lo, height) for lo, hi in across.values()], [v.size for v in bodies], BODY_FILL) if bodies else (1, "")
+    up, front = character_axes(rig)
+    every = character_points(depsgraph, rig, body_meshes + hand_meshes)
+    face_world = face_points(rig) if any(v.kind != "body" for v in layout.views) else None
+    cameras, limited_by = sheet_layout.frame_views(every, up, front, layout.views, face_world)
 
     index_of = {o: INDEX_BASE + 1 for o in body_meshes} | {o: INDEX_BASE + 2 for o in hand_meshes}
     sheet = openpose_draw.blank_canvas(layout.width, layout.height)
@@ -204,18 +156,7 @@ def _render_views(stage, depsgraph, camera, rig, name, body_meshes, hand_meshes,
     for view in layout.views:
         w, h = view.size
         stage.render.resolution_x, stage.render.resolution_y = w, h
-        direction = _orbit(up, front, view.yaw)
-        if view.kind == "body":
-            lo, hi = across[view.name]
-            camera.data.ortho_scale = max(w, h) / scale
-            right = _right(up, direction)
-            look_at = center + right * ((lo + hi) / 2 - center @ right) + up * ((bottom + top) / 2 - center @ up)
-        else:
-            face_center = face_world.mean(axis=0)
-            r = float(np.linalg.norm(face_world - face_center, axis=1).max())
-            camera.data.ortho_scale = sheet_layout.ortho_scale(FACE_EXTENT * r, FACE_EXTENT * r, w, h, 1.0)
-            look_at = face_center + up * FACE_LIFT * r
-        _place_camera(camera, look_at, direction, up, distance)
+        place_camera(camera, cameras[view.name])
         stage.view_layers[0].update()
         person = _as_detected(project_rig(stage, depsgraph, camera, camera_model(stage, camera), rig)[0])
         person.name = name
@@ -239,18 +180,29 @@ def _render_views(stage, depsgraph, camera, rig, name, body_meshes, hand_meshes,
         views.append({"name": view.name, "kind": view.kind, "yaw": view.yaw, "cell": list(view.cell),
                       "box": list(box) if box else None,
                       "face_box": _list(sheet_layout.face_box(view.cell, face)),
-                      "keypoints": int(len(seen))})
+                      "keypoints": int(len(seen)), "camera": cameras[view.name].record()})
     files = {"openpose.png": encode_png(sheet),
              "openpose.json": keypoints.to_openpose_json(layout.width, layout.height, people).encode("utf-8")}
     if depth:
         files["depth.png"] = encode_png(depth_sheet)
     fill, advice = sheet_layout.fill_report(views, limited_by, pose)
     record = {"character": name, "size": [layout.width, layout.height], "pose": pose, "fill": fill,
-              "advice": advice, "views": views, "files": sorted(files)}
+              "advice": advice, "views": views, "files": sorted(files),
+              # where the character stood and how it was posed: the views' cameras follow it (model painting)
+              "rig_matrix": [round(float(v), 7) for v in np.asarray(rig.matrix_world).ravel()],
+              "pose_channels": pose_channels(rig)}
     for name, data in files.items():
         write_atomic(os.path.join(out_dir, name), data)
     write_atomic(os.path.join(out_dir, "sheet.json"), json.dumps(record, indent=1).encode("utf-8"))
     return record
+
+
+def place_camera(camera, view_camera):
+    """Stand a Blender camera where a sheet_layout.ViewCamera says (orthographic)."""
+    camera.data.type = "ORTHO"
+    camera.data.ortho_scale = view_camera.ortho_scale
+    camera.data.clip_start, camera.data.clip_end = view_camera.clip
+    camera.matrix_world = Matrix(np.asarray(view_camera.matrix).tolist())
 
 
 def _as_detected(person):
@@ -265,6 +217,13 @@ def _as_detected(person):
     head[head[:, 2] < 1.0] = 0.0
     person.body[HEAD_JOINTS] = head
     return person
+
+
+def face_points(rig):
+    """World points the face views frame: the face keypoints, or the head joints of an own rig
+    without face joints."""
+    points = _world_joints(rig, "face")
+    return points if len(points) >= 3 else _head_points(rig)
 
 
 def _head_points(rig):

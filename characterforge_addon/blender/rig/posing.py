@@ -73,6 +73,22 @@ def pose_channels(rig):
     return channels
 
 
+def apply_channels(rig, channels):
+    """Pose `rig` with channels as pose_channels wrote them ({bone: location, quaternion,
+    scale}); bones it lacks are skipped. Returns how many bones were posed."""
+    reset_pose(rig)
+    posed = 0
+    for name, ch in channels.items():
+        pb = rig.pose.bones.get(name)
+        if pb is None:
+            continue
+        pb.location = Vector(ch["location"])
+        _set_rotation(pb, Quaternion(ch["rotation_quaternion"]))
+        pb.scale = ch["scale"]
+        posed += 1
+    return posed
+
+
 def rig_height(rig):
     if rig.characterforge.is_rig and "hand_ik.L" in rig.pose.bones:
         return rig.characterforge.height

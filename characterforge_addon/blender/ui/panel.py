@@ -114,6 +114,30 @@ def draw_lora(layout, s, character):
     row.operator("characterforge.export_dataset", icon="EXPORT", text="Export dataset")
 
 
+def draw_paint(layout, context, s, character):
+    """Paint the selected model from the character's sheet, and take the paint off again."""
+    box = layout.box()
+    box.label(text="Paint a model from the sheet", icon="BRUSH_DATA")
+    obj = context.active_object
+    if obj is None or obj.type not in ("MESH", "ARMATURE"):
+        box.label(text="Select the model (a mesh) or its rig", icon="INFO")
+    else:
+        box.label(text=f"{obj.name}: {'every mesh it drives' if obj.type == 'ARMATURE' else 'this mesh'}",
+                  icon="ARMATURE_DATA" if obj.type == "ARMATURE" else "MESH_DATA")
+    row = box.row(align=True)
+    row.prop(s, "paint_texture_size", text="")
+    row.prop(s, "paint_shading", text="")
+    row = box.row(align=True)
+    row.prop(s, "paint_fill")
+    if s.paint_fill == "GENERATE":
+        row = box.row(align=True)
+        row.prop(s, "paint_fill_size")
+        row.prop(s, "paint_max_fills")
+    row = box.row(align=True)
+    row.operator("characterforge.paint_model", icon="TEXTURE")
+    row.operator("characterforge.remove_model_paint", icon="X", text="")
+
+
 class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
     bl_label = "Characters"
     bl_idname = "CHARACTERFORGE_PT_characters"
@@ -142,6 +166,7 @@ class CHARACTERFORGE_PT_characters(_Sidebar, bpy.types.Panel):
                 layout.template_list("CHARACTERFORGE_UL_faces", "", character, "faces", character, "active_face",
                                      rows=2)
                 draw_lora(layout, s, character)
+                draw_paint(layout, context, s, character)
 
         box = layout.box()
         box.label(text="New character sheet", icon="IMAGE_DATA")

@@ -8,6 +8,9 @@ Folder layout:
                      (an object's or creature's close-ups), the mean appearance embedding,
                      creation time, versions
     sheet.png, sheet_base.png, views/<view>.png, faces/<face>.png, details/<detail>.png
+    sheet.json       the sheet's layout as render_sheet wrote it: each view's cell, box and
+                     camera, the rig's matrix and pose (what painting a model from the sheet needs)
+    texture/         a model painted from the sheet (written by Paint Model from Sheet)
 Packs travel as zip files; importing one refuses absolute paths, '..', links and oversized
 members, and checks the pack before it is kept.
 """
@@ -68,9 +71,14 @@ def mean_appearance(vectors):
     return [round(x * length / norm, 6) for x in mean]
 
 
-def create_pack(root, name, results, versions=None):
+LAYOUT = "sheet.json"
+TEXTURES = "texture"
+
+
+def create_pack(root, name, results, versions=None, layout=None):
     """Write a pack named `name` under `root` from a character sheet job's results
-    ({result name: PNG bytes}: sheet, sheet_base, view_*, face_*). Returns its folder."""
+    ({result name: PNG bytes}: sheet, sheet_base, view_*, face_*) and `layout`, the sheet's
+    record (sheet.json) when there is one. Returns its folder."""
     safe_name(name, "character name")
     folder = os.path.join(root, name)
     if os.path.exists(folder):
@@ -106,13 +114,15 @@ def create_pack(root, name, results, versions=None):
             write_atomic(os.path.join(staging, file), png)
         kind = sheet_record.get("kind", job.get("subject", kinds.HUMANOID))
         encoder = sheet_record.get("appearance_model")
+        if layout is not None:
+            write_atomic(os.path.join(staging, LAYOUT), json.dumps(layout, indent=1).encode("utf-8"))
         manifest = {
             "format": FORMAT, "version": VERSION, "name": name, "kind": kind,
             "prompt": job.get("prompt", ""), "style": job.get("style", ""),
             "negative_prompt": job.get("negative_prompt", ""), "seed": job.get("seed", 0),
             "profile": job.get("profile", ""), "sheet": "sheet.png",
             "sheet_base": "sheet_base.png" if "sheet_base" in results else None,
-            "views": views, "faces": faces, "details": details,
+            "views": views, "faces": faces, "details": details, "layout": LAYOUT if layout is not None else None,
             "embedding": mean_embedding([f["embedding"] for f in faces]),
             "embedding_model": "insightface recognition (ArcFace), unit length" if any(f["embedding"] for f in faces) else None,
             "appearance": mean_appearance([v["appearance"] for v in views]),
@@ -326,3 +336,21 @@ def import_zip(zip_path, root):
         manifest["name"] = os.path.basename(target)
         _save_manifest(target, manifest)
     return target
+
+
+def sheet_layout_record(folder):
+    """The sheet's layout record (sheet.json) a pack keeps, checked for what painting needs;
+    a PackError naming the fix when the pack has none (packs made before it was kept)."""
+    manifest = load_pack(folder)
+    relative = manifest.get("layout")
+    if not relative:
+        raise PackError(f"character {manifest['name']!r} keeps no sheet layout (sheet.json): its pack predates "
+                        "model painting; give the sheet's maps/sheet.json (results folder, sheets/<name>/maps) "
+                        "or make the sheet again")
+    path = _inside(folder, relative, "sheet layout")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise PackError(f"{path} cannot be read ({exc}): make the sheet again") from None
+    return record

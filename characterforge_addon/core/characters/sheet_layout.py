@@ -21,6 +21,9 @@ MIN_CELL = 48
 # The pose the sheet's copy of the rig takes (the user's rig is never re-posed); None: as it is
 SHEET_POSES = {"relaxed": "STANDING", "a_pose": "A_POSE", "t_pose": "T_POSE", "current": None}
 MIN_FILL = 0.8  # a body box under this share of its cell's height wastes the sheet's pixels
+BODY_FILL = 0.92   # share of a body cell the character's full extent takes
+FACE_EXTENT = 3.6  # head close-up: frame this many face-keypoint radii (hair and chin included)
+FACE_LIFT = 0.3    # ... centred this many radii above the face keypoints' centre (the skull is above)
 
 
 class SheetError(UserError):
@@ -189,3 +192,109 @@ def inside(box, points):
 
 def scale_box(box, factor):
     return tuple(int(round(v * factor)) for v in box)
+
+
+# ---------------------------------------------------------------------------------------------
+# The views' cameras: orthographic, orbiting the character about its own up axis
+
+@dataclass(frozen=True)
+class ViewCamera:
+    """Where one view's orthographic camera stands: `matrix` (4x4, camera to world; the camera
+    looks down its -Z axis, its +Y is the character's up), `ortho_scale` (Blender's: the world
+    width of the cell's larger side), `target` (the world point at the cell's centre) and
+    `clip` (start, end)."""
+    name: str
+    matrix: np.ndarray
+    ortho_scale: float
+    target: tuple
+    clip: tuple
+
+    def record(self):
+        """The camera as sheet.json keeps it."""
+        return {"matrix": [round(float(v), 7) for v in np.asarray(self.matrix).ravel()],
+                "ortho_scale": round(float(self.ortho_scale), 7),
+                "target": [round(float(v), 7) for v in self.target], "clip": [float(c) for c in self.clip]}
+
+    @classmethod
+    def from_record(cls, name, record, moved=None):
+        """A camera sheet.json kept; `moved` (4x4): how the character moved since (now @ then^-1)."""
+        matrix = np.asarray(record["matrix"], dtype=float).reshape(4, 4)
+        target = np.asarray(record["target"], dtype=float)
+        if moved is not None:
+            matrix = moved @ matrix
+            target = moved[:3, :3] @ target + moved[:3, 3]
+        return cls(name, matrix, float(record["ortho_scale"]), tuple(target), tuple(record["clip"]))
+
+
+def orbit(up, front, yaw):
+    """The direction from the character towards a camera at `yaw` degrees (counter-clockwise
+    seen from above, so 90 looks at the character's left side)."""
+    a = np.radians(yaw)
+    side = np.cross(up, front)  # front x up would point right; up x front points left (+X)
+    return np.asarray(front) * np.cos(a) + side * np.sin(a)
+
+
+def image_right(up, direction):
+    """The image's right for a camera looking along -direction with `up` upright."""
+    right = np.cross(-np.asarray(direction), up)
+    return right / np.linalg.norm(right)
+
+
+def look_from(target, direction, up, distance):
+    """4x4 camera-to-world matrix of a camera `distance` from `target` along `direction`,
+    looking back at it with the image upright along `up`."""
+    direction = np.asarray(direction, float) / np.linalg.norm(direction)
+    right = image_right(up, direction)
+    true_up = np.cross(right, -direction)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = right, true_up / np.linalg.norm(true_up), direction
+    matrix[:3, 3] = np.asarray(target, float) + direction * distance
+    return matrix
+
+
+def frame_views(points, up, front, views, face_points=None, fill=BODY_FILL):
+    """Every view's camera for a character spanned by world `points` (N x 3) with its own `up`
+    and `front` unit vectors: body views share one scale (the largest at which each view's own
+    silhouette fits `fill` of its cell), each centred on itself; face views frame
+    `face_points` (the face keypoints, or the head joints). Returns ({name: ViewCamera},
+    "height" or "width": what limited the body scale, or "" without body views)."""
+    points = np.asarray(points, float).reshape(-1, 3)
+    up, front = np.asarray(up, float), np.asarray(front, float)
+    along = points @ up
+    bottom, top = float(along.min()), float(along.max())
+    height = top - bottom
+    center = points.mean(axis=0)
+    base = points - np.outer(along, up)
+    radius = float(np.linalg.norm(base - base.mean(axis=0), axis=1).max())
+    distance = 3.0 * max(height, 2 * radius, 0.1)
+    clip = (0.01 * distance, 4.0 * distance)
+    bodies = [v for v in views if v.kind == "body"]
+    across = {}
+    for v in bodies:
+        x = points @ image_right(up, orbit(up, front, v.yaw))
+        across[v.name] = (float(x.min()), float(x.max()))
+    scale, limited_by = body_scale([(hi - lo, height) for lo, hi in across.values()], [v.size for v in bodies],
+                                   fill) if bodies else (1.0, "")
+    faces = [v for v in views if v.kind != "body"]
+    if faces:
+        if face_points is None or len(face_points) < 2:
+            raise SheetError("face views need the face keypoints or head joints to frame: map the head's bones "
+                             "or use body views only")
+        face_points = np.asarray(face_points, float).reshape(-1, 3)
+        face_center = face_points.mean(axis=0)
+        r = float(np.linalg.norm(face_points - face_center, axis=1).max())
+    cameras = {}
+    for view in views:
+        w, h = view.size
+        direction = orbit(up, front, view.yaw)
+        if view.kind == "body":
+            lo, hi = across[view.name]
+            scale_here = max(w, h) / scale
+            right = image_right(up, direction)
+            target = center + right * ((lo + hi) / 2 - center @ right) + up * ((bottom + top) / 2 - center @ up)
+        else:
+            scale_here = ortho_scale(FACE_EXTENT * r, FACE_EXTENT * r, w, h, 1.0)
+            target = face_center + up * FACE_LIFT * r
+        cameras[view.name] = ViewCamera(view.name, look_from(target, direction, up, distance), float(scale_here),
+                                        tuple(float(t) for t in target), clip)
+    return cameras, limited_by
