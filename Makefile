@@ -7,7 +7,7 @@ OUT ?= out
 PROFILE ?= sdxl
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test test-fast demo bench extension clean
+.PHONY: setup test test-fast demo bench extension docs clean
 
 $(VENV)/.installed: requirements/dev.lock
 	rm -rf $(VENV)
@@ -38,6 +38,10 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) blender_scripts/bench/bench_controls.py
+
+# The guide's pictures (docs/img) and docs/job-specs.md, made again from the code (about 2 minutes).
+docs: $(VENV)/.installed
+	$(PY) blender_scripts/dev/make_docs.py
 
 extension: $(VENV)/.installed
 	$(PY) blender_scripts/dev/build_extension.py --validate
