@@ -39,7 +39,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) blender_scripts/bench/bench_controls.py
 
-# The guide's pictures (docs/img) and docs/job-specs.md, made again from the code (about 2 minutes).
+# The guide's pictures (docs/img) and docs/job-specs.md, made again from the code (under a minute).
 docs: $(VENV)/.installed
 	$(PY) blender_scripts/dev/make_docs.py
 

@@ -58,7 +58,7 @@ PICTURES = {
     "panel_results.png": "the sidebar's Results section with a shot's variants",
 }
 COLOURS = {**{name: 16 for name in PICTURES if name.startswith("panel_")}, "maps.png": 48, "object_sheet.png": 48,
-           "set_coverage.png": 128}  # the rest: 64 (a PNG of few colours stays small)
+           "set_coverage.png": 128, "strip.png": 128}  # the rest: 64 (a PNG of few colours stays small)
 PAGES = {"job-specs.md": "every job kind's fields, types, defaults and limits, from core/spec/job_spec.py"}
 
 SIZE = 320  # a picture's width on the page: small files, readable
@@ -109,7 +109,8 @@ def _rows(schema, prefix=""):
         default = field.get("default")
         shown = "" if default is None else f"`{json.dumps(default)}`"
         required = name in schema.get("required", ())
-        yield (f"| `{path}` | {_type_words(field)} | {shown}{' (required)' if required else ''} | "
+        shown = f"{shown} (required)".strip() if required else shown
+        yield (f"| `{path}` | {_type_words(field)} | {shown} | "
                f"{_limits(field)} | {field.get('description', '').replace('|', '/')} |")
         if field.get("type") == "object" and field.get("properties"):
             yield from _rows(field, f"{path}.")
@@ -131,10 +132,10 @@ def job_specs_page():
              "and the backend both check a job against and the backend publishes at `GET /openapi.json`. "
              "Do not edit by hand: `tests/test_docs.py` fails when it and the declaration differ. "
              "How jobs are sent and answered: [The backend and its API](backend-api.md).", "",
-             "Kinds: " + ", ".join(f"[`{kind}`](#{kind.replace('_', '-')})" for kind in job_spec.JOB_KINDS) + ".", ""]
+             "Kinds: " + ", ".join(f"[`{kind}`](#{kind})" for kind in job_spec.JOB_KINDS) + ".", ""]
     for kind in job_spec.JOB_KINDS:
         schema = schemas[kind]
-        lines += [f"## {kind.replace('_', '-')}", "", f"`\"kind\": \"{kind}\"`", "",
+        lines += [f"## {kind}", "", f"`\"kind\": \"{kind}\"`", "",
                   "| field | type | default | limits | what it is for |", "| --- | --- | --- | --- | --- |",
                   *_rows(schema), ""]
     return "\n".join(lines)
@@ -617,6 +618,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}; pictures: {', '.join(PICTURES)}; pages: "
                      f"{', '.join(PAGES)}")
+    args.out = os.path.abspath(args.out)
+    os.makedirs(os.path.join(args.out, "img"), exist_ok=True)
     os.chdir(ROOT)  # bpy is imported from the repository (see FACTS: a temporary working folder crashed it once)
     if "job-specs.md" in wanted:
         with open(os.path.join(args.out, "job-specs.md"), "w", encoding="utf-8") as f:
