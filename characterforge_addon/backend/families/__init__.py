@@ -9,7 +9,7 @@ depth_control (OpenPose and depth maps steer it), identity (reference pictures o
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
 few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
-train_lora (training one: `training.py`).
+train_lora (training one: `training.py`), relight (a picture relit by a light reference: `relight`).
 """
 
 from ...core.spec.spec_fields import JobSpecError
@@ -31,7 +31,8 @@ CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2i
                    "depth_control": "following depth maps (depth, hand depth)",
                    "identity": "keeping an identity from reference pictures or a face embedding",
                    "draft": "quick few-step drafts", "lora": "a character's trained LoRA",
-                   "train_lora": "training a character LoRA"}
+                   "train_lora": "training a character LoRA",
+                   "relight": "relighting a picture by a light reference rendered from the scene"}
 
 
 def family_of(profile):

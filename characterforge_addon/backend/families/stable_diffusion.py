@@ -6,15 +6,15 @@ from ...core.errors import UserError
 from .draft import Draft
 
 CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "identity", "draft",
-                "lora", "train_lora")
+                "lora", "train_lora", "relight")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
 _MODES = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}
 UNION = "controlnet_union"
-# The control modes of xinsir's ControlNet-Union for SDXL (0 OpenPose, 1 depth); hand depth is a
-# second depth map.
-UNION_MODES = {"openpose": 0, "depth": 1, "hand_depth": 1}
+# The control modes of xinsir's ControlNet-Union for SDXL (0 OpenPose, 1 depth, 4 normal); hand
+# depth is a second depth map.
+UNION_MODES = {"openpose": 0, "depth": 1, "hand_depth": 1, "normal": 4}
 
 
 class StableDiffusion:
@@ -77,6 +77,8 @@ class StableDiffusion:
         naming the roles `models`."""
         if UNION in models:
             return UNION
+        if name == "normal":  # a profile's own normal ControlNet, where it names one
+            return "controlnet_normal"
         return "controlnet_openpose" if name == "openpose" else "controlnet_depth"
 
     def control_call(self, models, mode, names, images, controls):
@@ -154,3 +156,16 @@ class StableDiffusion:
                 identity):
         return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
                                                cancel_event, controls, identity)
+
+    @classmethod
+    def relight(cls, engine, spec, picture, start, light, mask, strength, references, seed, words, on_step,
+                cancel_event, controls, identity):
+        """(picture, notes): `start` (the picture re-shaded by the light reference) redrawn at a low
+        `strength` inside `mask`, the maps in `controls` the profile has ControlNets for holding the
+        geometry, the identities through the adapters (`identity`), the light named in the prompt."""
+        models = engine.profile.models
+        kept = [(n, im) for n, im in controls if cls.control_role(models, n) in models]
+        image = engine.inpaint_with_controlnets(spec, start, mask, strength, references, seed, f", {words['light']}",
+                                                on_step, cancel_event, kept, identity)
+        return image, {"method": "re-shaded by the light reference, then redrawn at a strength",
+                       "steered_by": [n for n, _ in kept], "strength": strength}

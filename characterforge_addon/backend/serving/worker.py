@@ -12,7 +12,7 @@ import traceback
 from ...core.errors import UserError
 from ..engine import metadata
 from ..engine.pipelines import Canceled
-from ..jobs import background, expression, face_pass, posed, scoring, sheet, shot, training
+from ..jobs import background, expression, face_pass, posed, relight, scoring, sheet, shot, training
 from ..models.models import ModelMissing
 
 SAMPLER = "Euler"
@@ -58,8 +58,14 @@ class Executor:
             outputs = sheet.run(engine, spec, pngs, progress, event, *self._face_tools(engine, True))
         elif spec["kind"] == "shot":
             engine.base()
-            faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]))
+            faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]) or "relight" in spec)
             outputs = shot.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
+            if "relight" in spec:  # the composite relit by the scene's lights, the unlit one kept
+                outputs = relight.after_shot(engine, spec, pngs, outputs, progress, event, faces)
+        elif spec["kind"] == "relight":
+            engine.base()
+            faces, _ = self._face_tools(engine, True)  # identity is checked before and after
+            outputs = relight.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
         elif spec["kind"] == "expression":
             engine.base()
             faces, _ = self._face_tools(engine, spec["detector"] == "auto" or "identity" in spec)
