@@ -23,6 +23,8 @@ batch.toml:
   temporal = true                 # shot: each frame starts from the one before, carried over by Blender's
                                   #   motion (false: every frame on its own, to compare)
   video = false                   # shot: also sequence.mp4 (H.264, the scene's frame rate) per camera and seed
+  relight = false                 # shot: relight every frame with the scene's own lights (a light reference per
+                                  #   frame, the Shot section's relight settings); the unlit frame kept beside it
   [shot]
   prompt = "a knight in silver armour"
   negative_prompt = "blurry"
@@ -116,7 +118,7 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
             if previous and not manifest.finished(previous, root):
                 raise UserError(f"frame {frame - 1}, which this frame carries over, did not finish")
             spec = moving_shots.frame_job(context, scene.objects[camera_name], unit_dir, seed,
-                                          os.path.join(root, previous) if previous else None)
+                                          os.path.join(root, previous) if previous else None, plan["relight"])
             spec.update(name=f"seed{seed}", steps=shot.steps, guidance=shot.guidance, profile=shot.profile,
                         draft=shot.draft)
             files = generate(client, spec, unit_dir)
@@ -142,7 +144,8 @@ def run_shot_frames(context, plan, shot, cameras, todo, root, manifest, client, 
                       f"carried over by the motion; {'from the frame before' if plan['temporal'] else 'every frame on its own'})",
                       flush=True)
                 record = {"camera": camera_name, "seed": seed, "frames": plan["frames"], "temporal": plan["temporal"],
-                          "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot)}
+                          "flicker": mean, "flicker_per_frame": per_frame, "shot": vars(shot),
+                          "relight": plan["relight"]}
                 if plan["video"]:
                     record["video"] = moving_shots.write_video(sequence, plan["frames"], scene.render.fps,
                                                                os.path.join(sequence, "sequence.mp4"))

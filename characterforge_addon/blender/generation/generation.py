@@ -60,6 +60,10 @@ def spec_summary(spec):
     out = {k: v for k, v in spec.items() if k not in ("controls", "identity", "background", "image", "characters")}
     if "identity" in spec:
         out["identity"] = identity(spec["identity"])
+    if "light" in spec:  # a relight's light reference: its camera, white and keys, not its picture
+        out["light"] = {k: v for k, v in spec["light"].items() if k != "image"}
+    if spec.get("relight"):
+        out["relight"] = dict(spec["relight"], light={k: v for k, v in spec["relight"]["light"].items() if k != "image"})
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
                               **({"identity": identity(c["identity"])} if "identity" in c else {})}
