@@ -101,6 +101,9 @@ def specs(draw):
     schema = SCHEMAS[kind]
     spec = draw(from_schema(schema, "", size))
     spec.update(width=size[0], height=size[1], profile="tiny")
+    for holder in (spec, spec.get("relight") or {}):  # a light reference mostly from the picture's own camera
+        if "light" in holder and "view" in holder and draw(st.integers(0, 3)):
+            holder["light"]["view"] = holder["view"]
     return spec
 
 
