@@ -120,6 +120,33 @@ def test_an_edit_family_takes_the_light_reference_as_picture_2(make_backend, pro
     assert not np.array_equal(moved, pixels)  # the light reference reaches the model
 
 
+def test_a_relight_lora_acts_in_the_relight_only(make_backend, tmp_path, monkeypatch):
+    """tiny-qwen-edit names a relight LoRA: it is loaded for a relight and changes it; the same
+    profile without it (a user's profile) relights too, differently; a draft of a posed character
+    on the LoRA's profile runs without it."""
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.families import qwen_edit
+    seen = []
+    real = pipelines.Engine._lora_adapters
+    monkeypatch.setattr(pipelines.Engine, "_lora_adapters", lambda self, spec: seen.append(real(self, spec)) or seen[-1])
+    folder = tmp_path / "data" / "profiles"
+    folder.mkdir(parents=True)
+    text = open(qwen_edit.__file__.replace("families/qwen_edit.py", "models/profiles/tiny-qwen-edit.toml")).read()
+    plain = text.replace('name = "tiny-qwen-edit"', 'name = "qwen-no-relight"').split("# a relight LoRA")[0]
+    (folder / "qwen-no-relight.toml").write_text(plain)
+    backend = make_backend()
+    job = relight_job(profile="tiny-qwen-edit", characters=relight_job()["characters"][1:], controls={})
+    (with_lora, record), = relit(backend, job).values()
+    assert record["relight"]["lora"] == "draft_lora_qwen_edit/pytorch_lora_weights.safetensors"
+    assert {"relight": 1.0} in seen
+    (without, other), = relit(backend, dict(job, profile="qwen-no-relight")).values()
+    assert other["relight"]["lora"] is None and not np.array_equal(with_lora, without)
+    seen.clear()
+    from conftest import spec as posed
+    relit(backend, posed(profile="tiny-qwen-edit"))
+    assert seen and all("relight" not in active for active in seen)  # other jobs run without it
+
+
 def test_a_shot_relit_after_compositing_comes_back_with_its_unlit_composite(make_backend):
     backend = make_backend()
     job = shot_job(hands={"enabled": False},

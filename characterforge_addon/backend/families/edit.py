@@ -115,7 +115,8 @@ class EditFamily:
 
         def run():
             with self.calling(engine):
-                return self._edit(engine, spec, seed, pictures, prompt, w, h, on_step, cancel_event)[0]
+                return self._edit(engine, engine.relighting(spec), seed, pictures, prompt, w, h, on_step,
+                                  cancel_event)[0]
         return engine._with_oom_retry(run), {"method": "an edit with the light reference as picture 2",
                                              "instruction": prompt}
 

@@ -73,12 +73,12 @@ class StableDiffusion:
 
     @staticmethod
     def control_role(models, name):
-        """The ControlNet role that reads map `name` (openpose, depth, hand_depth) in a profile
-        naming the roles `models`."""
+        """The ControlNet role that reads map `name` (openpose, depth, hand_depth, normal) in a
+        profile naming the roles `models`; None when none does."""
         if UNION in models:
             return UNION
-        if name == "normal":  # a profile's own normal ControlNet, where it names one
-            return "controlnet_normal"
+        if name == "normal":  # only the ControlNet-Union reads normal maps here: none, so it is left out
+            return None
         return "controlnet_openpose" if name == "openpose" else "controlnet_depth"
 
     def control_call(self, models, mode, names, images, controls):
@@ -165,7 +165,7 @@ class StableDiffusion:
         geometry, the identities through the adapters (`identity`), the light named in the prompt."""
         models = engine.profile.models
         kept = [(n, im) for n, im in controls if cls.control_role(models, n) in models]
-        image = engine.inpaint_with_controlnets(spec, start, mask, strength, references, seed, f", {words['light']}",
-                                                on_step, cancel_event, kept, identity)
+        image = engine.inpaint_with_controlnets(engine.relighting(spec), start, mask, strength, references, seed,
+                                                f", {words['light']}", on_step, cancel_event, kept, identity)
         return image, {"method": "re-shaded by the light reference, then redrawn at a strength",
                        "steered_by": [n for n, _ in kept], "strength": strength}

@@ -214,8 +214,9 @@ def relight_picture(engine, spec, picture, light, characters, masks, references,
                  "reshaded": lighting.agreement(start, rgb, measured),
                  "after": lighting.agreement(image, rgb, measured),
                  "where": "inside the characters' masks" if union.any() else "wherever the light reference has a surface"}
+    lora = engine.profile.models.get("relight_lora")
     record = {"whole": whole, "words": words, "white": options["light"]["white"], "shading": shading,
-              "agreement": agreement, "identity": identity, **notes}
+              "agreement": agreement, "identity": identity, "lora": lora.location if lora else None, **notes}
     return image, record
 
 

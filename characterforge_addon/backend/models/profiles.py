@@ -21,6 +21,7 @@ ROLES = {
     "ip_adapter_faceid": "identity from a face embedding (IP-Adapter FaceID)",
     "insightface": "finding faces (the sheet's face pass, expressions) and identity embeddings and scores",
     "draft_lora": "draft mode (a few-step LoRA: TCD for SDXL, Lightning for Qwen-Image-Edit)",
+    "relight_lora": "relighting (a relight LoRA of the base model, on in relights only; optional)",
     "preview_decoder": "previews while a job denoises (a tiny autoencoder: TAESD)",
 }
 # What a posed character needs: the profile is ready when these (those it names) are present.
