@@ -249,8 +249,9 @@ def main(argv=None):
         relit, seconds = relight_job(folder, encode_png(before), os.path.join(folder, "moved"), moved, masks, size,
                                      args.steps)
         a, b = figures(relit)
-        print(f"  after the whole relight job on the tiny profile ({args.steps} steps, {seconds:.1f} s with the backend's "
-              f"start; random weights, so this says the path runs, not how good a model is): {a:+.3f}   {b:+.3f}")
+        print(f"  after the whole relight job on the tiny profile ({args.steps} steps, {seconds:.1f} s with the "
+              f"backend's start; random weights, so this says the path runs, not how good a model is): "
+              f"{a:+.3f}   {b:+.3f}")
     print(f"(pictures in {folder})")
 
 

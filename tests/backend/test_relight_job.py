@@ -40,7 +40,8 @@ def light(side="left", **changes):
 def relight_job(**changes):
     out = {"kind": "relight", "name": "relit", "prompt": "two people in a courtyard", "seed": 5, "steps": 2,
            "width": W, "height": H, "profile": "tiny", "image": b64(pattern()), "view": VIEW, "light": light(),
-           "characters": [{"name": "Hero", "prompt": "a knight", "mask": b64(LEFT), "identity": identity((200, 150, 120))},
+           "characters": [{"name": "Hero", "prompt": "a knight", "mask": b64(LEFT),
+                           "identity": identity((200, 150, 120))},
                           {"name": "Rival", "prompt": "a witch", "mask": b64(RIGHT)}],
            "controls": {"depth": {"image": b64(pattern(seed=2))}, "normal": {"image": b64(pattern(seed=3))}},
            "grow": 4, "feather": 2, "strength": 0.5}
@@ -128,7 +129,8 @@ def test_a_relight_lora_acts_in_the_relight_only(make_backend, tmp_path, monkeyp
     from characterforge_addon.backend.families import qwen_edit
     seen = []
     real = pipelines.Engine._lora_adapters
-    monkeypatch.setattr(pipelines.Engine, "_lora_adapters", lambda self, spec: seen.append(real(self, spec)) or seen[-1])
+    monkeypatch.setattr(pipelines.Engine, "_lora_adapters",
+                        lambda self, spec: seen.append(real(self, spec)) or seen[-1])
     folder = tmp_path / "data" / "profiles"
     folder.mkdir(parents=True)
     text = open(qwen_edit.__file__.replace("families/qwen_edit.py", "models/profiles/tiny-qwen-edit.toml")).read()

@@ -100,7 +100,8 @@ def test_relight_a_composite_with_the_scenes_sun(bpy, scene, tmp_path, backend_e
     bpy.context.view_layer.objects.active = hero_only
     run(bpy, lambda: bpy.ops.characterforge.regenerate(new_seed=True))
     (again,) = shown(shot, "picture")
-    assert json.loads(again["characterforge_job"])["kind"] == "relight" and again["characterforge_source"] == composite.name
+    assert json.loads(again["characterforge_job"])["kind"] == "relight"
+    assert again["characterforge_source"] == composite.name
 
     # refused with the reason: the camera moved since the composite was made, then no light at all
     s.relight_target = "CHARACTERS"

@@ -117,7 +117,8 @@ def blur_matches_a_gaussian():
 
 def test_the_blur_keeps_the_light_and_spreads_it_as_a_gaussian():
     total, variance = blur_matches_a_gaussian()
-    assert total == pytest.approx(1.0) and variance == pytest.approx(36.0, rel=0.2)  # whole-pixel boxes: close, not exact
+    assert total == pytest.approx(1.0)
+    assert variance == pytest.approx(36.0, rel=0.2)  # whole-pixel boxes: close, not exact
     weights = np.zeros((20, 20))
     weights[:, :10] = 1.0
     values = np.where(weights > 0, 5.0, 100.0)

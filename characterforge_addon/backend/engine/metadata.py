@@ -27,7 +27,8 @@ def spec_without_images(spec):
     if "light" in spec:  # a relight's light reference: its camera, white and keys, not its picture
         out["light"] = {k: v for k, v in spec["light"].items() if k != "image"}
     if spec.get("relight"):
-        out["relight"] = dict(spec["relight"], light={k: v for k, v in spec["relight"]["light"].items() if k != "image"})
+        light = {k: v for k, v in spec["relight"]["light"].items() if k != "image"}
+        out["relight"] = dict(spec["relight"], light=light)
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
                               **({"identity": _identity_summary(c["identity"])} if "identity" in c else {})}

@@ -213,7 +213,8 @@ def relight_picture(engine, spec, picture, light, characters, masks, references,
     agreement = {"before": lighting.agreement(picture, rgb, measured),
                  "reshaded": lighting.agreement(start, rgb, measured),
                  "after": lighting.agreement(image, rgb, measured),
-                 "where": "inside the characters' masks" if union.any() else "wherever the light reference has a surface"}
+                 "where": ("inside the characters' masks" if union.any()
+                           else "wherever the light reference has a surface")}
     lora = engine.profile.models.get("relight_lora")
     record = {"whole": whole, "words": words, "white": options["light"]["white"], "shading": shading,
               "agreement": agreement, "identity": identity, "lora": lora.location if lora else None, **notes}

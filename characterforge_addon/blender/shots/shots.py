@@ -83,9 +83,9 @@ def make_shot(context, seed=None):
     # each character's cut-out stands at its own rig's depth, so it can be moved on its own
     cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
                for rig in rigs}
+    extra = {**planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)), **light_rig.view_props(scene, camera)}
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra={**planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)),
-                                                        **light_rig.view_props(scene, camera)})
+                              distances=cutouts, extra=extra)
     return jobs.start(context, spec, shot_dir, light_rig.placing_relit(place) if relight else place)
 
 
