@@ -177,7 +177,7 @@ def main(argv=None):
     import bpy
     register_addon()
     from characterforge_addon.blender.maps import controls, light
-    from characterforge_addon.core.image_io import encode_png
+    from characterforge_addon.core.image_io import decode_png, encode_png
     from characterforge_addon.core.shots import lighting
 
     folder = tempfile.mkdtemp(prefix="cf-bench-relight-")
@@ -207,7 +207,6 @@ def main(argv=None):
     manifest = controls.render_controls(bpy.context, os.path.join(folder, "controls"), preview=False)
     masks = {}
     for name, file in manifest["masks"].items():
-        from characterforge_addon.core.image_io import decode_png
         with open(os.path.join(folder, "controls", file), "rb") as f:
             masks[name] = decode_png(f.read()) > 127
     union = np.logical_or.reduce(list(masks.values()))
@@ -220,7 +219,12 @@ def main(argv=None):
     where = union & coverage
     feather = lighting.blur(union.astype(float), 3.0) * (lighting.blur(union.astype(float), 3.0) > 0.01)
     blend = np.maximum(union, feather)
-    reshaded = {amount: lighting.reshade(before, rgb, coverage, blend, amount)[0] for amount in (0.8, 1.0)}
+    with open(os.path.join(folder, "moved", "light_normal.png"), "rb") as f:
+        normals = lighting.normals_from_picture(decode_png(f.read()))
+    segments = list(masks.values())
+    reshaded = {f"ours, re-shaded (shading {amount})": lighting.reshade(before, rgb, coverage, blend, amount, normals,
+                                                                         segments)[0] for amount in (0.8, 1.0)}
+    reshaded["ours without the normals (shading blurred off)"] = lighting.reshade(before, rgb, coverage, blend, 1.0)[0]
     linear = lighting.srgb_to_linear(before)
     light_lum = lighting.luminance(rgb)
     gain = light_lum / max(light_lum[where].mean(), 1e-9)
@@ -235,14 +239,14 @@ def main(argv=None):
     print(f"shading agreement with the moved light (key from the upper left), {size}², inside the characters' "
           f"masks ({int(where.sum())} pixels): the correlation of the picture's luminance with the rendered diffuse "
           "light, and with the scene really rendered under that light:")
-    print("  picture                                         light    real render")
+    print("  picture                                             light    real render")
     rows = [("before (the picture lit from the right)", before),
             ("plain alternative, picture x light", multiplied)]
-    rows += [(f"ours, re-shaded (shading {amount})", image) for amount, image in reshaded.items()]
+    rows += list(reshaded.items())
     rows.append(("ceiling: the scene rendered under that light", truth))
     for label, image in rows:
         a, b = figures(image)
-        print(f"  {label:<46} {a:+.3f}   {b:+.3f}")
+        print(f"  {label:<50} {a:+.3f}   {b:+.3f}")
     print(f"  the moved light's key: {moved['key_light']} {moved['words']}; per character: "
           + ", ".join(f"{c['name']} {c['key_light']} {c['words']}" for c in moved["characters"]))
     if args.job:

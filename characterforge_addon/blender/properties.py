@@ -153,7 +153,7 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     relight_strength: FloatProperty(name="Redraw", default=0.35, min=0.05, max=1.0,
                                     description="How much the re-shaded picture is redrawn (SDXL; an edit model "
                                     "decides for itself)")
-    relight_shading: FloatProperty(name="Shading", default=0.8, min=0.0, max=1.0,
+    relight_shading: FloatProperty(name="Shading", default=1.0, min=0.0, max=1.0,
                                    description="How far the picture's own shading is replaced by the scene's light "
                                    "before the redraw")
     relight_margin: FloatProperty(name="Identity margin", default=0.1, min=0.0, max=1.0,

@@ -30,9 +30,17 @@ def light_png(side="left", black=False, size=(W, H)):
     return b64(pixels)
 
 
+def normal_png():
+    """The surfaces' normals: a row of cylinders across the picture (x varies, facing the camera)."""
+    across = np.sin(np.linspace(0, 8 * np.pi, W))
+    normals = np.zeros((H, W, 3))
+    normals[..., 0], normals[..., 2] = across, np.sqrt(1 - across ** 2)
+    return b64(lighting.normal_picture(normals, np.ones((H, W), bool)))
+
+
 def light(side="left", **changes):
     entry = {"image": light_png(side), "view": VIEW, "white": 2.0, "key": [-0.7, 0.5, 0.5] if side == "left"
-             else [0.7, 0.5, 0.5], "characters": [{"name": "Hero", "key": [-0.7, 0.5, 0.5]}]}
+             else [0.7, 0.5, 0.5], "characters": [{"name": "Hero", "key": [-0.7, 0.5, 0.5]}], "normal": normal_png()}
     entry.update(changes)
     return entry
 
@@ -76,6 +84,7 @@ def test_relight_inside_the_masks_keeps_every_pixel_outside_them(make_backend):
     agreement = r["agreement"]
     assert agreement["where"] == "inside the characters' masks"
     assert agreement["reshaded"] > agreement["before"]  # the re-shaded start follows the light reference
+    assert r["shading"]["old_shading"] == "the geometry's normals"
     assert set(r["identity"]["by_character"]) == {"Hero", "Rival"} and r["identity"]["margin"] == 0.1
     hero = r["identity"]["by_character"]["Hero"]
     assert hero.get("against") in (None, "identity pack")
@@ -180,6 +189,7 @@ def post(backend, job):
     ({"light": light(view=dict(VIEW, matrix=[*VIEW["matrix"][:3], 0.5, *VIEW["matrix"][4:]]))}, "light.view",
      "has moved or turned since the picture was made"),
     ({"light": light(view=dict(VIEW, resolution=[W, W]))}, "light.view", "another frame shape"),
+    ({"light": light(normal=b64(pattern(w=W, h=W)))}, "light.normal", f"is {W}x{W}: not the shape"),
     ({"characters": []}, "characters", "nothing to relight"),
     ({"characters": [{"name": "Ghost", "prompt": "", "mask": b64(np.zeros((H, W), np.uint8))}]},
      "characters[0].mask", "marks nothing"),

@@ -23,11 +23,11 @@ def lit(side):
     return np.repeat(np.tile(ramp, (H, 1))[..., None], 3, axis=2)
 
 
-def textured(light):
-    """A picture of a textured surface (albedo 0.2-0.7 in 4-pixel cells) lit by `light`."""
+def textured(light, cell=4):
+    """A picture of a textured surface (albedo 0.2-0.7 in `cell`-pixel cells) lit by `light`."""
     rng = np.random.default_rng(1)
-    cells = rng.uniform(0.2, 0.7, (H // 4, W // 4))
-    albedo = np.kron(cells, np.ones((4, 4)))[..., None] * np.array([1.0, 0.9, 0.8])
+    cells = rng.uniform(0.2, 0.7, (H // cell, W // cell))
+    albedo = np.kron(cells, np.ones((cell, cell)))[..., None] * np.array([1.0, 0.9, 0.8])
     return lighting.linear_to_srgb(albedo * light / 2.0)
 
 
@@ -70,6 +70,44 @@ def test_reshading_makes_the_picture_follow_the_new_light_inside_its_region_only
                                                                               picture[inside & coverage])
     untouched, record = lighting.reshade(picture, new, np.ones((H, W), bool), np.zeros((H, W)), 1.0)
     assert np.array_equal(untouched, picture) and not record["changed"]
+
+
+def rods(direction):
+    """Upright rods 10 pixels wide (as limbs are), each its own colour, lit by a distant light from
+    `direction` (camera space) and a fill: (picture, light, (normals, where), where the rods are)."""
+    xs = np.arange(W)
+    across = (xs - (xs // 16 * 16 + 8)) / 5.0
+    on_rod = np.abs(across) < 1
+    inside = np.tile(on_rod, (H, 1))
+    inside[:8] = inside[-8:] = False
+    normals = np.zeros((H, W, 3))
+    normals[..., 0] = np.where(on_rod, across, 0.0)
+    normals[..., 2] = np.sqrt(np.clip(1 - normals[..., 0] ** 2, 0, 1))
+    l = np.asarray(direction, float) / np.linalg.norm(direction)
+    light = np.repeat((np.maximum(normals @ l, 0) * 1.5 + 0.35)[..., None], 3, axis=2) * inside[..., None]
+    rng = np.random.default_rng(3)
+    albedo = np.tile(rng.uniform(0.2, 0.7, W // 16)[xs // 16], (H, 1))[..., None]
+    albedo = albedo * (0.85 + 0.3 * rng.random((H, W, 1)))
+    return lighting.linear_to_srgb(albedo * light / 2.0), light, (normals, inside), inside
+
+
+def test_the_old_shading_read_off_the_geometry_keeps_the_colours():
+    """Thin limbs: a blur cannot tell their shading from their colours, their normals can."""
+    before, _, normals, inside = rods((0.8, 0.1, 0.6))
+    truth, new, _, _ = rods((-0.7, 0.3, 0.6))
+    real = lighting.luminance(lighting.srgb_to_linear(truth))[inside]
+
+    def like_truth(image):
+        return np.corrcoef(lighting.luminance(lighting.srgb_to_linear(image))[inside], real)[0, 1]
+    each = [inside & (np.arange(W) // 16 == k)[None, :] for k in range(W // 16)]
+    geometry, record = lighting.reshade(before, new, inside, inside.astype(float), 1.0, normals)
+    per_rod, _ = lighting.reshade(before, new, inside, inside.astype(float), 1.0, normals, each)
+    blurred, _ = lighting.reshade(before, new, inside, inside.astype(float), 1.0)
+    assert record["old_shading"] == "the geometry's normals"
+    assert like_truth(geometry) > 0.97 and like_truth(per_rod) > 0.97  # each rod's colour kept
+    assert like_truth(blurred) < 0.6 and like_truth(before) < 0
+    back, shown = lighting.normals_from_picture(lighting.normal_picture(normals[0], inside))
+    assert np.array_equal(shown, inside) and np.abs(back - normals[0])[inside].max() < 0.02
 
 
 def test_a_coloured_light_tints_and_a_feathered_edge_blends():

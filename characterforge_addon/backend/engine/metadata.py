@@ -25,9 +25,9 @@ def spec_without_images(spec):
     if "image" in spec:
         out["image"] = "the picture edited"
     if "light" in spec:  # a relight's light reference: its camera, white and keys, not its picture
-        out["light"] = {k: v for k, v in spec["light"].items() if k != "image"}
+        out["light"] = {k: v for k, v in spec["light"].items() if k not in ("image", "normal")}
     if spec.get("relight"):
-        light = {k: v for k, v in spec["relight"]["light"].items() if k != "image"}
+        light = {k: v for k, v in spec["relight"]["light"].items() if k not in ("image", "normal")}
         out["relight"] = dict(spec["relight"], light=light)
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],

@@ -51,8 +51,8 @@ def _same_shape(size, width, height, field, fix):
 
 
 def _light(entry, field, width, height):
-    """(light H, W, 3 linear over the white, coverage) at the picture's size, refusing a light
-    reference of another shape or one that shows no light."""
+    """(light H, W, 3 linear over the white, coverage, (normals, where) or None) at the picture's
+    size, refusing a light reference of another shape or one that shows no light."""
     image = _rgba(_png(entry["image"]), f"{field}.image")
     _same_shape(image.size, width, height, f"{field}.image",
                 "render the light reference from the picture's camera at its resolution")
@@ -63,7 +63,12 @@ def _light(entry, field, width, height):
         raise JobSpecError(f"{field}.image", "shows no light: none of the scene's lights reaches anything the "
                            "camera sees", "add a light to the scene (or switch one on, or aim it at the set and the "
                            "characters) and render the light reference again")
-    return light, coverage
+    normals = None
+    if "normal" in entry:
+        image = decode_picture(_png(entry["normal"]), f"{field}.normal")
+        _same_shape(image.size, width, height, f"{field}.normal", "send the normals rendered with the light reference")
+        normals = lighting.normals_from_picture(np.asarray(image.resize((width, height), Image.NEAREST)))
+    return light, coverage, normals
 
 
 def _masks(characters, width, height):
@@ -193,14 +198,14 @@ def relight_picture(engine, spec, picture, light, characters, masks, references,
     `references`: per character its PIL pictures; `controls`: [(map name, PIL image)];
     `options`: {"light" (the spec's entry), "strength", "shading", "margin"}."""
     h, w = picture.shape[:2]
-    rgb, coverage = light
+    rgb, coverage, normals = light
     union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), bool)
     areas = [grow(m, grow_px) for m in masks]
     area = np.ones((h, w), bool) if whole else grow(union, grow_px)
     blend = np.ones((h, w)) if whole else feathered(area, feather_px)
     measured = (union if union.any() else np.ones((h, w), bool)) & coverage
     progress.stage("re-shading")
-    start, shading = lighting.reshade(picture, rgb, coverage, blend, options["shading"])
+    start, shading = lighting.reshade(picture, rgb, coverage, blend, options["shading"], normals, areas)
     words = light_words(options["light"], characters, masks, whole)
     progress.stage("relighting")
     first = [refs[0] for refs in references if refs]

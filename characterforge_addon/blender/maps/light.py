@@ -125,8 +125,8 @@ def _pass(channels, names, components):
 
 
 def render_light(scene, camera, index_of, groups, hide=(), samples=SAMPLES, scale=SCALE):
-    """({"direct", "indirect": (H, W, 3), "depth", "index": (H, W), "groups": {group: (H, W, 3)
-    light}}, seconds) of one Cycles render of the clay scene from `camera` at `scale` of the
+    """({"direct", "indirect", "normal" (world space): (H, W, 3), "depth", "index": (H, W), "groups":
+    {group: (H, W, 3) light}}, seconds) of one Cycles render of the clay scene from `camera` at `scale` of the
     render resolution. `index_of`: {object: pass index}; `groups`: {light or world: group name};
     `hide`: objects left out."""
     saved = {}
@@ -166,7 +166,7 @@ def render_light(scene, camera, index_of, groups, hide=(), samples=SAMPLES, scal
         layer = tmp.view_layers[0]
         layer.material_override = clay
         layer.use_pass_diffuse_direct = layer.use_pass_diffuse_indirect = True
-        layer.use_pass_object_index = layer.use_pass_z = True
+        layer.use_pass_object_index = layer.use_pass_z = layer.use_pass_normal = True
         for group in sorted(set(groups.values())):
             layer.lightgroups.add(name=group)
         settings = render.image_settings
@@ -186,6 +186,7 @@ def render_light(scene, camera, index_of, groups, hide=(), samples=SAMPLES, scal
         out = {"direct": _pass(channels, ("Diffuse Direct", "DiffDir"), "RGB"),
                "indirect": _pass(channels, ("Diffuse Indirect", "DiffInd"), "RGB"),
                "depth": _pass(channels, ("Depth",), "Z")[..., 0],
+               "normal": _pass(channels, ("Normal",), "XYZ"),
                "index": _pass(channels, ("Object Index", "IndexOB"), "X")[..., 0],
                "groups": {g: _pass(channels, (f"Combined_{g}",), "RGB") / CLAY for g in set(groups.values())}}
         return out, seconds
@@ -274,7 +275,12 @@ def light_reference(context, camera, out_dir, hide=(), samples=SAMPLES, scale=SC
     seen_rigs = [r for r, m in masks.items() if m.any()]
     centre = np.mean([_centre(r) for r in seen_rigs], axis=0) if seen_rigs else np.array(camera.matrix_world)[:3, 3]
     key_dir = direction(key, centre)
-    files = {"light.png": encode_png(lighting.light_picture(light, coverage, white))}
+    rotation = np.array(camera.matrix_world)[:3, :3]
+    rotation = rotation / np.linalg.norm(rotation, axis=0)
+    normals = passes["normal"] @ rotation  # world to camera space: x right, y up, z towards the camera
+    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-9)
+    files = {"light.png": encode_png(lighting.light_picture(light, coverage, white)),
+             "light_normal.png": encode_png(lighting.normal_picture(normals, coverage))}
     lights_out = []
     for group, values in sorted(passes["groups"].items()):
         file = f"light_{_safe(names[group])}.png"
@@ -310,5 +316,8 @@ def spec_light(out_dir, manifest=None):
             manifest = json.load(f)
     with open(os.path.join(out_dir, "light.png"), "rb") as f:
         png = f.read()
-    return {"png": png, "view": manifest["view"], "white": manifest["white"], "key": manifest["key"],
+    with open(os.path.join(out_dir, "light_normal.png"), "rb") as f:
+        normal = f.read()
+    return {"png": png, "normal": normal, "view": manifest["view"], "white": manifest["white"],
+            "key": manifest["key"],
             "characters": [{"name": c["name"], "key": c["key"]} for c in manifest["characters"]]}

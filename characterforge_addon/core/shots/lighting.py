@@ -5,7 +5,8 @@ re-shaded by it, how much a picture's shading agrees with it, and a light's dire
 A light reference is the diffuse light (Cycles' Diffuse Direct + Indirect) falling on a grey
 clay version of the set and the characters, seen from the shot's camera: linear RGB (the
 lights' colours), in Blender's units divided by `white` (the light that maps to full white),
-and a coverage (where a surface was hit at all: the sky has no light to show).
+a coverage (where a surface was hit at all: the sky has no light to show), and the surfaces'
+normals in camera space (as normal ControlNets take them: RGB = (n + 1) x 127.5).
 """
 
 import math
@@ -15,8 +16,7 @@ import numpy as np
 LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 / sRGB primaries
 WHITE_PERCENTILE = 99.5  # the light reference's white: this share of the lit pixels is no brighter
 SHADOW_FLOOR = 0.03  # of the white: light never goes below this (a shadow keeps some bounce)
-DETAIL_SHARE = 0.03  # the old shading is the picture's luminance blurred over this share of its size
-LIGHT_SHARE = 0.004  # the light reference is smoothed over this share (Cycles' noise at low samples)
+DETAIL_SHARE = 0.03  # without normals, the old shading is the luminance blurred over this share of the size
 MAX_CHANGE = 8.0  # a pixel's luminance is changed by at most this factor either way
 
 
@@ -68,6 +68,22 @@ def light_from_picture(rgba):
     return srgb_to_linear(rgba[..., :3]), coverage
 
 
+def normal_picture(normals, coverage):
+    """RGB uint8 of camera-space unit normals (x right, y up, z towards the camera), black where
+    no surface is: the encoding of normal ControlNets (core.maps.control_maps.normal_image)."""
+    encoded = np.clip(np.rint((np.asarray(normals, dtype=np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.where(coverage[..., None], encoded, np.uint8(0))
+
+
+def normals_from_picture(rgb):
+    """(unit normals H, W, 3, where they are) from `normal_picture`'s pixels."""
+    rgb = np.asarray(rgb)[..., :3]
+    shown = rgb.any(axis=-1)
+    n = rgb.astype(np.float64) / 127.5 - 1.0
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0), shown & (length[..., 0] > 0.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Blurs (numpy only): three box passes make a close Gaussian
 
@@ -107,16 +123,56 @@ def masked_blur(values, weights, sigma):
 # ---------------------------------------------------------------------------------------------
 # Re-shading and how well a picture agrees with a light
 
-def reshade(picture, light, coverage, region, amount=1.0):
+def _basis(n):
+    """The nine second-order spherical harmonics of unit normals (N, 3): how a Lambert surface's
+    shading depends on its normal under any distant light, shadows aside."""
+    x, y, z = n[:, 0], n[:, 1], n[:, 2]
+    return np.stack([np.ones_like(x), x, y, z, x * y, y * z, x * z, x * x - y * y, 3 * z * z - 1], axis=1)
+
+
+def old_shading(lum, normals, where, segments=(), samples=200_000):
+    """The picture's own shading read off the geometry: its luminance fitted (least squares) by
+    the normals' second-order spherical harmonics over `where` (each of `segments`, the
+    characters, fitted on its own for its shape, at the level of the shared fit so one character's
+    colours do not become another's light), so the fit holds the light's shape and leaves the
+    colours, texture and cast shadows to the detail. None with too few pixels."""
+    together = _fit(lum, normals, where, samples)
+    if together is None:
+        return None
+    for part in (np.asarray(s, bool) & where for s in segments):
+        one = _fit(lum, normals, part, samples)
+        if one is not None:  # its own light's shape, at the level the shared fit gives it (not its colours')
+            fitted = one[part] * (together[part].mean() / max(one[part].mean(), 1e-6))
+            together[part] = fitted
+    return together
+
+
+def _fit(lum, normals, where, samples):
+    index = np.flatnonzero(where)
+    if index.size < 64:
+        return None
+    if index.size > samples:  # a fit of nine numbers needs no million pixels
+        index = index[np.linspace(0, index.size - 1, samples).astype(np.int64)]
+    flat_n, flat_lum = normals.reshape(-1, 3), lum.reshape(-1)
+    coefficients, *_ = np.linalg.lstsq(_basis(flat_n[index]), flat_lum[index], rcond=None)
+    fitted = np.ones(lum.shape)
+    fitted[where] = _basis(normals[where]) @ coefficients
+    floor = max(0.05 * float(np.median(flat_lum[index])), 1e-4)  # a fit may dip below zero at its edges
+    return np.maximum(fitted, floor)
+
+
+def reshade(picture, light, coverage, region, amount=1.0, normals=None, segments=()):
     """(uint8 picture, record): `picture`'s luminance re-shaded by the light reference inside
     `region` (H, W weights 0..1: a feathered mask, or ones), where a surface was hit.
 
-    In log luminance the picture's own large-scale variation (its old shading: the luminance
-    blurred over DETAIL_SHARE of the picture's size, read inside the region only) is replaced by
-    the light's, `amount` of the way; detail finer than that stays, the region keeps its mean
-    brightness (the light decides where it is brighter or darker), the light's colour tints it
-    as much, and no pixel changes by more than MAX_CHANGE either way. Pixels outside the region or
-    the coverage are returned unchanged."""
+    In log luminance the picture's own shading (read off the geometry's `normals` by
+    `old_shading`; without normals, its luminance blurred over DETAIL_SHARE of the picture's size
+    inside the region) is replaced by the light's, `amount` of the way; what the old shading does
+    not explain (colours, texture, detail) stays, the region keeps its mean brightness (the light
+    decides where it is brighter or darker), the light's colour tints it as much, and no pixel
+    changes by more than MAX_CHANGE either way. Pixels outside the region or the coverage are
+    returned unchanged. `normals`: (unit camera-space normals H, W, 3, where they are) or None;
+    `segments`: the characters' masks (each read on its own)."""
     picture = np.asarray(picture)[..., :3]
     h, w = picture.shape[:2]
     size = max(h, w)
@@ -127,11 +183,17 @@ def reshade(picture, light, coverage, region, amount=1.0):
         return picture.copy(), dict(record, changed=False)
     linear = srgb_to_linear(picture)
     lum = np.maximum(luminance(linear), 1e-4)
-    light = np.maximum(masked_blur(light, coverage, LIGHT_SHARE * size), 0.0)
+    light = np.maximum(np.asarray(light, dtype=np.float64), 0.0)  # unblurred: a limb takes no light off the floor
     light_lum = luminance(light)
     floor = SHADOW_FLOOR * max(float(np.percentile(light_lum[coverage], WHITE_PERCENTILE)), 1e-6)
     log_light = np.log(np.maximum(light_lum, floor))
-    old = np.log(np.maximum(masked_blur(lum, support, DETAIL_SHARE * size), 1e-4))
+    fitted = old_shading(lum, normals[0], support & normals[1], segments) if normals is not None else None
+    if fitted is None:
+        old = np.log(np.maximum(masked_blur(lum, support, DETAIL_SHARE * size), 1e-4))
+    else:
+        blurred = masked_blur(lum, support, DETAIL_SHARE * size)
+        old = np.log(np.where(support & normals[1], fitted, blurred).clip(1e-4))
+    record["old_shading"] = "the geometry's normals" if fitted is not None else "the luminance blurred"
     weights = region / region.sum()
     delta = (log_light - (log_light * weights).sum()) - (old - (old * weights).sum())
     ratio = np.exp(np.clip(amount * delta, -math.log(MAX_CHANGE), math.log(MAX_CHANGE)))

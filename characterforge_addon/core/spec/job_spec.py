@@ -216,6 +216,10 @@ _LIGHT = Obj({
                    "a surface is"),
     "view": _view("the camera the light reference was rendered from"),
     "white": Number(1e-9, 1e9, "the light (Blender's units) that is white in the picture"),
+    "normal": Image(LIMITS["max_control_bytes"], "the camera-space normals of the surfaces the light falls on, "
+                    "base64 PNG of the light reference's size (RGB = (n + 1) x 127.5: x right, y up, z towards the "
+                    "camera; black where no surface is): the re-shading reads the picture's own shading off them",
+                    omit=True),
     "key": ListOf(Number(-1.0, 1.0, "a component"), 3, 3, "the key light's direction over all characters (or "
                   "the whole picture): from the subject towards the light, camera space (x right, y up, z "
                   "towards the camera)", omit=True),
@@ -229,8 +233,8 @@ _LIGHT = Obj({
 def _relight_options():
     return {"strength": Number(0.05, 1.0, "how much the re-shaded picture is redrawn (families that redraw at a "
                                "strength; an edit decides for itself)", 0.35),
-            "shading": Number(0.0, 1.0, "how far the picture's own large-scale shading is replaced by the light "
-                              "reference's before the redraw (0: not at all)", 0.8),
+            "shading": Number(0.0, 1.0, "how far the picture's own shading is replaced by the light reference's "
+                              "before the redraw (0: not at all)", 1.0),
             "margin": Number(0.0, 2.0, "how far an identity score may fall (ArcFace cosine) before the relight "
                              "says so", 0.1)}
 
@@ -586,6 +590,7 @@ def expression_spec(image_png, width, height, expression, prompt="", custom="", 
 
 def _light_entry(light):
     entry = {"image": _b64(light["png"]), "view": light["view"], "white": light["white"],
+             **({"normal": _b64(light["normal"])} if light.get("normal") else {}),
              "characters": [{"name": c["name"], "key": [round(v, 6) for v in c["key"]]}
                             for c in light.get("characters", ())]}
     if light.get("key") is not None:
@@ -593,7 +598,7 @@ def _light_entry(light):
     return entry
 
 
-def relight_options(light, view, strength=0.35, shading=0.8, margin=0.1):
+def relight_options(light, view, strength=0.35, shading=1.0, margin=0.1):
     """A shot spec's `relight`: `light` as `maps.light` renders it ({"png", "view", "white", "key",
     "characters": [{"name", "key"}]}), `view` the camera the maps were rendered from."""
     return {"light": _light_entry(light), "view": view, "strength": round(strength, 4),
@@ -602,7 +607,7 @@ def relight_options(light, view, strength=0.35, shading=0.8, margin=0.1):
 
 def relight_spec(image_png, width, height, view, light, characters=(), controls=None, prompt="", negative_prompt="",
                  seed=0, steps=30, guidance=6.0, profile="sdxl", name="relit", whole=False, grow=16, feather=12,
-                 strength=0.35, shading=0.8, margin=0.1):
+                 strength=0.35, shading=1.0, margin=0.1):
     """A validated `relight` spec: `image_png` (width x height) relit by `light` (see
     `relight_options`); `view`: the camera the picture was made from; `characters`: [{"name",
     "prompt", "mask" (PNG bytes), "references", "embedding", "scale", "lora"}]; `controls`:
