@@ -289,8 +289,8 @@ def light_reference(context, camera, out_dir, hide=(), samples=SAMPLES, scale=SC
         lights_out.append({"name": names[group], "type": "WORLD" if owner == scene.world else owner.data.type,
                            "file": file, "share": round(share[group], 4), "direction": direction(group, centre)})
     buf = io.BytesIO()
-    np.savez_compressed(buf, direct=passes["direct"].astype(np.float32), indirect=passes["indirect"].astype(np.float32),
-                        coverage=coverage, index=ids.astype(np.int32), depth=passes["depth"].astype(np.float32))
+    np.savez(buf, direct=passes["direct"].astype(np.float16), indirect=passes["indirect"].astype(np.float16),
+             coverage=coverage, index=ids.astype(np.int32), depth=passes["depth"].astype(np.float32))  # as rendered
     files["light.npz"] = buf.getvalue()
     for name, data in files.items():
         write_atomic(os.path.join(out_dir, name), data)
@@ -306,7 +306,7 @@ def light_reference(context, camera, out_dir, hide=(), samples=SAMPLES, scale=SC
 def read_light(out_dir):
     """(light H, W, 3 in Blender's units, coverage, object index) of a light reference on disk."""
     with np.load(os.path.join(out_dir, "light.npz")) as data:
-        return data["direct"] + data["indirect"], data["coverage"], data["index"]
+        return data["direct"].astype(np.float64) + data["indirect"], data["coverage"], data["index"]
 
 
 def spec_light(out_dir, manifest=None):

@@ -29,11 +29,19 @@ def srgb_to_linear(pixels):
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
-def linear_to_srgb(linear):
-    """float linear -> uint8 sRGB (clipped)."""
-    c = np.clip(linear, 0.0, 1.0)
+def _srgb_table(steps=65536):
+    c = np.linspace(0.0, 1.0, steps)
     c = np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
     return np.clip(np.rint(c * 255), 0, 255).astype(np.uint8)
+
+
+_SRGB = _srgb_table()  # linear in 1/65535 steps (20 times finer than sRGB's darkest level) -> 8-bit sRGB
+
+
+def linear_to_srgb(linear):
+    """float linear -> uint8 sRGB (clipped), through a table: a megapixel in milliseconds."""
+    index = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0) * np.float32(len(_SRGB) - 1) + np.float32(0.5)
+    return _SRGB[index.astype(np.uint16)]
 
 
 def luminance(linear):
