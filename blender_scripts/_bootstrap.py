@@ -52,6 +52,8 @@ def add_job_options(parser, out):
     parser.add_argument("--out", default=out, help="folder for maps and downloaded results")
     parser.add_argument("--characters", help="characters folder (default: the add-on's)")
     parser.add_argument("--data", help="backend data folder (default: the add-on's)")
+    parser.add_argument("--port", type=int, help="port of the backend (default: the preferences' port; with --data, a "
+                                                  "free one, so a backend of another data folder is never met)")
 
 
 def apply_job_options(args, settings):
@@ -61,9 +63,18 @@ def apply_job_options(args, settings):
     for name, value in (("CHARACTERFORGE_CHARACTERS", args.characters), ("CHARACTERFORGE_DATA", args.data)):
         if value:
             os.environ[name] = os.path.abspath(value)
+    if args.port or args.data:
+        os.environ["CHARACTERFORGE_PORT"] = str(args.port or free_port())
     settings.random_seed, settings.seed = False, args.seed
     settings.steps = args.steps or (4 if args.profile == "tiny" else 30)
     settings.results_dir = os.path.abspath(args.out)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def save_blend(bpy, path):

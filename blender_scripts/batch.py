@@ -32,6 +32,8 @@ batch.toml:
                                   #   motion (false: every frame on its own, to compare)
   video = false                   # shot, animation: also sequence.mp4 (H.264, the scene's frame rate) per camera
                                   #   and seed
+  relight = false                 # shot: relight every frame with the scene's own lights (a light reference per
+                                  #   frame, the Shot section's relight settings); the unlit frame kept beside it
   kind = "animation"              # the shot made by a video model (the frames one run: "1-48"), segment by
                                   #   segment, each carried over from the one before; a segment is the unit
   [animation]                     # kind = "animation" (the [shot] table's prompt, steps and guidance apply)
@@ -198,7 +200,7 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
                 raise UserError(f"frame {frame - 1}, which this frame carries over, did not finish")
             here = resume.stage(folder)
             spec = moving_shots.frame_job(context, scene.objects[camera_name], here, seed,
-                                          os.path.join(root, previous) if previous else None)
+                                          os.path.join(root, previous) if previous else None, plan["relight"])
             spec.update(name=f"seed{seed}", steps=shot.steps, guidance=shot.guidance, profile=shot.profile,
                         draft=shot.draft)
             made = fingerprint.of_job(spec, resume.identity)
@@ -229,7 +231,8 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
             folders = [os.path.join(root, batch_plan.unit_folder(camera_name, f, seed)) for f in plan["frames"]]
             if all(manifest.finished(os.path.relpath(f, root), root) for f in folders):
                 sequence = os.path.join(root, batch_plan.sequence_folder(camera_name, seed))
-                settings = {"frames": plan["frames"], "temporal": plan["temporal"], "fps": scene.render.fps}
+                settings = {"frames": plan["frames"], "temporal": plan["temporal"], "fps": scene.render.fps,
+                            "relight": plan["relight"]}
                 try:
                     with open(os.path.join(sequence, "sequence.json"), encoding="utf-8") as f:
                         before = json.load(f)

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bootstrap import ROOT, fail, follow_jobs, register_addon, script_args  # noqa: E402
+from _bootstrap import ROOT, fail, follow_jobs, free_port, register_addon, script_args  # noqa: E402
 import make_set  # noqa: E402
 import make_shot  # noqa: E402
 
@@ -204,8 +204,10 @@ def main(argv=None):
         print(f"\ngeneration skipped: profile {args.profile!r} is missing models (see above). For the offline "
               "smoke run with tiny random weights (they produce noise):\n    make demo PROFILE=tiny", flush=True)
     else:
+        # the demo's own backend, on a free port: another backend (another data folder) may hold 7861
         os.environ.update(CHARACTERFORGE_BACKEND_PYTHON=sys.executable, CHARACTERFORGE_DATA=data,
-                          CHARACTERFORGE_PROFILE=args.profile, CHARACTERFORGE_CHARACTERS=os.path.join(out, "characters"))
+                          CHARACTERFORGE_PROFILE=args.profile, CHARACTERFORGE_CHARACTERS=os.path.join(out, "characters"),
+                          CHARACTERFORGE_PORT=str(free_port()))
         settings = scene.characterforge
         settings.random_seed, settings.seed = False, 1234
         settings.steps = args.steps or (4 if "produces noise" in report else 30)

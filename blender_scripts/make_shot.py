@@ -8,6 +8,8 @@
                          a mesh or a collection named here plays it too, as a character
   --rig-prompt NAME=TEXT what a rig's (creature's, object's) character looks like (repeat)
   --mode inpaint|cutout  --expression happy|sad|angry|surprised|scared|custom [--expression-rig RIG]
+  --relight              relight the composite with the scene's own lights (the unlit one kept as a variant)
+  --relight-only         relight the shot's picture shown now (no new composite): after moving a light
 
 Options match the sidebar's Shot section; results land as planes in 'CharacterForge Shots/SHOT'.
 """
@@ -43,6 +45,15 @@ def parse(argv):
     p.add_argument("--expression", choices=EXPRESSIONS, help="then change this expression")
     p.add_argument("--expression-words", default="", help="the custom expression in words")
     p.add_argument("--expression-rig", default="", help="whose face (default: the first rig showing one)")
+    p.add_argument("--relight", action="store_true", help="relight the composite with the scene's own lights")
+    p.add_argument("--relight-only", action="store_true",
+                   help="relight the shot's picture shown now with the scene's lights, no new composite")
+    p.add_argument("--relight-target", choices=("characters", "character", "whole"), default="characters",
+                   help="relight inside every character's mask, one character's (--relight-rig), or the whole shot")
+    p.add_argument("--relight-rig", default="", help="the rig relit with --relight-target character")
+    p.add_argument("--relight-strength", type=float, help="how much the re-shaded picture is redrawn (0.05-1)")
+    p.add_argument("--light-samples", type=int, help="Cycles samples of the light reference")
+    p.add_argument("--light-scale", type=float, help="the light reference's size as a share of the render's")
     add_job_options(p, out="out/shots")
     p.add_argument("--save", help="save the .blend with the shot's planes here")
     return p.parse_args(argv)
@@ -67,14 +78,15 @@ def run_job(start):
     print(message, flush=True)
 
 
-def shoot(bpy, expression=None, expression_rig=""):
-    """Composite the shot's characters, then (optionally) change one face's expression.
-    Returns the planes shown in the shot afterwards."""
+def shoot(bpy, expression=None, expression_rig="", relight_only=False):
+    """Composite the shot's characters (or, `relight_only`, relight the picture shown with the
+    scene's lights), then (optionally) change one face's expression. Returns the planes shown in
+    the shot afterwards."""
     from characterforge_addon.blender.generation import planes
-    from characterforge_addon.blender.shots import shots
+    from characterforge_addon.blender.shots import relight, shots
     context = bpy.context
     s = context.scene.characterforge
-    run_job(lambda: shots.make_shot(context))
+    run_job(lambda: relight.relight(context) if relight_only else shots.make_shot(context))
     collection = bpy.data.collections[s.shot]
     if expression:
         s.expression, s.expression_rig = expression.upper(), expression_rig
@@ -104,6 +116,10 @@ def main(argv=None):
     s.shot = args.shot
     s.composite_mode, s.fix_hands, s.expression_custom = args.mode.upper(), not args.no_hands, args.expression_words
     s.draft = args.draft
+    s.relight_composite, s.relight_target, s.relight_rig = args.relight, args.relight_target.upper(), args.relight_rig
+    for option in ("relight_strength", "light_samples", "light_scale"):
+        if getattr(args, option) is not None:
+            setattr(s, option, getattr(args, option))
     s.background_use_set_depth, s.background_sharp = not args.no_set_depth, not args.no_sharp
     if args.prompt is not None:
         s.prompt = args.prompt
@@ -129,7 +145,7 @@ def main(argv=None):
         elif args.background_prompt:
             s.background_prompt, s.background_image = args.background_prompt, ""
             run_job(lambda: generation.make_background(context))
-        shown = shoot(bpy, args.expression, args.expression_rig)
+        shown = shoot(bpy, args.expression, args.expression_rig, args.relight_only)
     except UserError as exc:
         fail(str(exc))
     finally:

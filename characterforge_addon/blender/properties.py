@@ -183,6 +183,31 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
     animation_strength: FloatProperty(name="Control", default=1.0, min=0.0, max=2.0,
                                       description="How strongly the control video steers the clip")
     animation_video: BoolProperty(name="MP4", default=True, description="Also write sequence.mp4 (H.264)")
+    # Relighting with the scene's own lights (the light reference: maps.light)
+    relight_target: EnumProperty(name="Relight", default="CHARACTERS", items=[
+        ("CHARACTERS", "Characters", "Relight inside every character's mask (grown by Grow); the rest stays as it is"),
+        ("CHARACTER", "Selected character", "Relight inside one character's mask (Whose light)"),
+        ("WHOLE", "Whole shot", "Relight the whole picture: set and characters")])
+    relight_rig: StringProperty(name="Whose light", default="",
+                                description="The rig relit with Selected character; empty: the active rig")
+    relight_strength: FloatProperty(name="Redraw", default=0.35, min=0.05, max=1.0,
+                                    description="How much the re-shaded picture is redrawn (SDXL; an edit model "
+                                    "decides for itself)")
+    relight_shading: FloatProperty(name="Shading", default=1.0, min=0.0, max=1.0,
+                                   description="How far the picture's own shading is replaced by the scene's light "
+                                   "before the redraw")
+    relight_margin: FloatProperty(name="Identity margin", default=0.1, min=0.0, max=1.0,
+                                  description="Say so when a character's identity score falls by more than this")
+    relight_prompt: StringProperty(name="Light words", default="",
+                                   description="Words about the light added to the prompt, e.g. 'warm evening light'")
+    relight_composite: BoolProperty(name="Relight", default=False,
+                                    description="Composite Characters also relights the composite with the scene's "
+                                    "lights (the composite before relighting is kept as a variant)")
+    light_samples: IntProperty(name="Light samples", default=4, min=1, max=256,
+                               description="Cycles samples of the light reference (more: less noise, slower)")
+    light_scale: FloatProperty(name="Light size", default=0.5, min=0.1, max=1.0, subtype="FACTOR",
+                               description="The light reference's size as a share of the render resolution "
+                               "(light is smooth: half size is four times faster)")
 
     # Characters: sheets and identity packs
     character_name: StringProperty(name="Name", default="Character",

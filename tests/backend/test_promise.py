@@ -105,6 +105,9 @@ def specs(draw):
     spec["profile"] = "tiny"
     if "width" in schema["properties"]:  # the kinds that make pictures (a LoRA or a found pose has no size)
         spec.update(width=size[0], height=size[1])
+    for holder in (spec, spec.get("relight") or {}):  # a light reference mostly from the picture's own camera
+        if "light" in holder and "view" in holder and draw(st.integers(0, 3)):
+            holder["light"]["view"] = holder["view"]
     return spec
 
 

@@ -28,11 +28,13 @@ def test_every_role_is_read_by_a_job(make_backend, monkeypatch):
                controls={"openpose": {"image": png_b64()}, "depth": {"image": png_b64()}}, draft=True)
     backend = make_backend()
     completed_job(backend, job)
-    assert read == set(profiles.load_profile("tiny").models) == set(profiles.ROLES) - {"controlnet_union"}
+    # the relight LoRA is tiny-qwen-edit's (test_relight_job reads it)
+    assert read == set(profiles.load_profile("tiny").models) == set(profiles.ROLES) - {"controlnet_union",
+                                                                                        "relight_lora"}
     read.clear()
     completed_job(backend, dict(job, profile="tiny-union"))
     assert read == set(profiles.load_profile("tiny-union").models) == (
-        set(profiles.ROLES) - {"controlnet_openpose", "controlnet_depth"})
+        set(profiles.ROLES) - {"controlnet_openpose", "controlnet_depth", "relight_lora"})
 
 
 @pytest.mark.parametrize("name", ["sdxl", "sdxl-union", "sd15", "tiny", "tiny-union", "qwen-edit", "tiny-qwen-edit",

@@ -26,6 +26,11 @@ def spec_without_images(spec):
         out["image"] = "the picture edited"
     if "mask" in spec:
         out["mask"] = "where the character is"
+    if "light" in spec:  # a relight's light reference: its camera, white and keys, not its picture
+        out["light"] = {k: v for k, v in spec["light"].items() if k not in ("image", "normal")}
+    if spec.get("relight"):
+        light = {k: v for k, v in spec["relight"]["light"].items() if k not in ("image", "normal")}
+        out["relight"] = dict(spec["relight"], light=light)
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
                               **({"kind": c["kind"]} if c.get("kind", "humanoid") != "humanoid" else {}),

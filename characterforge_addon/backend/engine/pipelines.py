@@ -32,6 +32,9 @@ from .preview import FACTORS as PREVIEW_FACTORS
 from .speedups import chosen
 
 
+RELIGHT_CALL = "relight_call"  # set in the spec a family's relight hands the engine: its relight LoRA acts
+
+
 class GenerationError(UserError):
     """A job that cannot produce a usable image; the message says why and what to change."""
 
@@ -86,6 +89,7 @@ class Engine:
         self.appearance = Appearance(self)  # the image encoder's embeddings: appearance scores and packs
         self._faces = None
         self._draft_lora = False  # the profile's draft LoRA is in the denoiser (adapter "draft")
+        self._relight_lora = False  # the profile's relight LoRA is in the denoiser (adapter "relight")
         self.loras = CharacterLoras(self, lora_store)  # characters' trained LoRAs, loaded as jobs name them
         self._trained_adapter = None  # a LoRA being trained: on in its sample pictures
         self._preview_decoder = None  # the profile's tiny autoencoder, loaded at the first preview
@@ -212,22 +216,36 @@ class Engine:
 
     def _load_draft_lora(self):
         """The profile's draft LoRA into the denoiser, once (families that need none have no role)."""
-        if self._draft_lora or "draft_lora" not in self.profile.models:
-            return
-        source = self.profile.models["draft_lora"]
+        if not self._draft_lora and "draft_lora" in self.profile.models:
+            self._draft_lora = self._load_lora_role("draft_lora", "draft", "draft")
+
+    def _load_relight_lora(self):
+        """The profile's relight LoRA (an optional role) into the denoiser, once."""
+        if not self._relight_lora and "relight_lora" in self.profile.models:
+            self._relight_lora = self._load_lora_role("relight_lora", "relight", "relight")
+
+    def _load_lora_role(self, role, adapter, what):
+        """The LoRA file of profile role `role` loaded into the shared denoiser as `adapter`."""
+        source = self.profile.models[role]
         where, kwargs = models.resolve_for_loading(source, self.models_dir, self.allow_download)
         base = self.base()
         try:
             with self.changing_weights():
                 if os.path.isfile(where):
-                    base.load_lora_weights(where, adapter_name="draft")
+                    base.load_lora_weights(where, adapter_name=adapter)
                 else:  # a repo to download (--allow-download)
-                    base.load_lora_weights(where, weight_name=source.weight, adapter_name="draft", **kwargs)
+                    base.load_lora_weights(where, weight_name=source.weight, adapter_name=adapter, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
-            raise models.ModelMissing("draft_lora", f"could not load the draft LoRA {source.location}: "
+            raise models.ModelMissing(role, f"could not load the {what} LoRA {source.location}: "
                                       f"{str(exc).splitlines()[0]}", where,
-                                      "check that it is the draft LoRA for this profile's base model") from None
-        self._draft_lora = True
+                                      f"check that it is a {what} LoRA for this profile's base model") from None
+        return True
+
+    @staticmethod
+    def relighting(spec):
+        """`spec` as a relight's own model call takes it (families call this): the profile's relight
+        LoRA, where it names one, acts in that call only."""
+        return dict(spec, **{RELIGHT_CALL: True})
 
     def _lora_adapters(self, spec):
         """{adapter: weight} a call runs with: the draft LoRA for a draft, the character LoRA of
@@ -237,6 +255,10 @@ class Engine:
             self._load_draft_lora()
             if self._draft_lora:
                 active["draft"] = 1.0
+        if spec.get(RELIGHT_CALL):  # a relight's own model call: the profile's relight LoRA, where it has one
+            self._load_relight_lora()
+            if self._relight_lora:
+                active["relight"] = 1.0
         lora = spec.get("identity", {}).get("lora")
         if lora and lora["weight"] > 0:
             active[self.loras.adapter(lora)] = lora["weight"]
@@ -253,7 +275,7 @@ class Engine:
         if active:
             pipe.enable_lora()
             pipe.set_adapters(list(active), list(active.values()))
-        elif self._draft_lora or self.loras.loaded:
+        elif self._draft_lora or self._relight_lora or self.loras.loaded:
             pipe.disable_lora()
         with self._fused_attention(pipe):
             if not spec.get("draft"):
@@ -577,7 +599,7 @@ class Engine:
             pipe.to("cpu")
         self._base = None
         self.adapters = Adapters(self)  # the base is loaded again: its identity adapters and LoRAs too
-        self._draft_lora = False
+        self._draft_lora = self._relight_lora = False
         self.loras = CharacterLoras(self, self.loras.store)
         device.empty_cache(self.device)
 

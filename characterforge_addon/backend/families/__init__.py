@@ -10,8 +10,9 @@ it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
 few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
-train_lora (training one: `training.py`). The video families (`wan_video`) declare animate (a
-clip from control videos rendered from the rig) and none of the picture capabilities.
+train_lora (training one: `training.py`), relight (a picture relit by a light reference: `relight`).
+The video families (`wan_video`) declare animate (a clip from control videos rendered from the
+rig) and none of the picture capabilities.
 """
 
 from ...core.spec.spec_fields import JobSpecError
@@ -37,7 +38,8 @@ CAPABILITY_TEXT = {"draw": "new pictures steered by maps and references", "txt2i
                    "identity": "keeping an identity from reference pictures or a face embedding",
                    "draft": "quick few-step drafts", "lora": "a character's trained LoRA",
                    "train_lora": "training a character LoRA",
-                   "animate": "animating a character from control videos (a video model)"}
+                   "animate": "animating a character from control videos (a video model)",
+                   "relight": "relighting a picture by a light reference rendered from the scene"}
 
 
 def family_of(profile):

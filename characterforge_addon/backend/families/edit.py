@@ -26,7 +26,7 @@ def _taken(names, room):
 
 class EditFamily:
     CAPABILITIES = ("draw", "inpaint", "pose_control", "depth_control", "normal_control", "line_control", "identity",
-                    "draft")
+                    "draft", "relight")
     region_strength = False  # an edit decides how much it changes
     batched_inpaint = False  # Qwen-Image-Edit refuses batches: regions are edited one by one
     taesd_latents = False  # packed latents of another VAE
@@ -113,6 +113,36 @@ class EditFamily:
             with self.calling(engine):
                 return self._edit(engine, spec, seed, pictures, prompt, w, h, on_step, cancel_event)[0]
         return engine._with_oom_retry(run)
+
+
+    def relight(self, engine, spec, picture, start, light, mask, strength, references, seed, words, on_step,
+                cancel_event, controls, identity):
+        """(picture, notes): the picture edited with the light reference as picture 2 (and the
+        characters' pictures after it), the instruction naming the light; the caller pastes it by
+        its mask. `start` and `strength` do not apply: the edit decides how much changes."""
+        h, w = picture.shape[:2]
+        refs = references[:max(0, self.max_pictures - 2)]
+        pictures = [Image.fromarray(picture), Image.fromarray(light).resize((w, h))] + refs
+        prompt = relight_instruction(words, len(refs), spec)
+
+        def run():
+            with self.calling(engine):
+                return self._edit(engine, engine.relighting(spec), seed, pictures, prompt, w, h, on_step,
+                                  cancel_event)[0]
+        return engine._with_oom_retry(run), {"method": "an edit with the light reference as picture 2",
+                                             "instruction": prompt}
+
+
+def relight_instruction(words, references, spec):
+    """What the edit model is asked to relight: picture 1 lit as the clay render in picture 2,
+    the key light in words, everything else kept."""
+    keep = ("" if not references else ", the same person as in picture 3" if references == 1
+            else f", the same person as in pictures 3 to {2 + references}")
+    extra = spec["prompt"].strip()
+    return (f"Relight {words['subject']} in picture 1 as lit in picture 2 (a grey clay render of the same view: "
+            f"bright where the light falls, dark in shadow): {words['light']}. Keep everything else exactly as it "
+            f"is: the same people, faces{keep}, hair, clothes, colours, pose, framing and background."
+            + (f" {extra}" if extra else ""))
 
 
 def region_instruction(maps, references, spec, suffix=""):

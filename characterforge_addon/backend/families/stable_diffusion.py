@@ -7,7 +7,7 @@ from ...core.errors import UserError
 from .draft import Draft
 
 CAPABILITIES = ("draw", "txt2img", "img2img", "inpaint", "pose_control", "depth_control", "normal_control",
-                "line_control", "identity", "draft", "lora", "train_lora")
+                "line_control", "identity", "draft", "lora", "train_lora", "relight")
 _ROLES = {"pose_control": ("controlnet_openpose",), "depth_control": ("controlnet_depth",),
           "identity": ("image_encoder", "ip_adapter_plus_face"), "draft": ("draft_lora",)}
 _PIPELINES = {"sdxl": "StableDiffusionXL{}", "sd15": "StableDiffusion{}"}
@@ -79,6 +79,8 @@ class StableDiffusion:
         naming the roles `models`."""
         if UNION in models or name in ("normal", "lineart"):
             return UNION
+        if name == "normal":  # only the ControlNet-Union reads normal maps here: none, so it is left out
+            return None
         return "controlnet_openpose" if name == "openpose" else "controlnet_depth"
 
     def control_call(self, models, mode, names, images, controls):
@@ -156,3 +158,16 @@ class StableDiffusion:
                 identity):
         return engine.inpaint_with_controlnets(spec, pixels, mask, strength, references, seed, suffix, on_step,
                                                cancel_event, controls, identity)
+
+    @classmethod
+    def relight(cls, engine, spec, picture, start, light, mask, strength, references, seed, words, on_step,
+                cancel_event, controls, identity):
+        """(picture, notes): `start` (the picture re-shaded by the light reference) redrawn at a low
+        `strength` inside `mask`, the maps in `controls` the profile has ControlNets for holding the
+        geometry, the identities through the adapters (`identity`), the light named in the prompt."""
+        models = engine.profile.models
+        kept = [(n, im) for n, im in controls if cls.control_role(models, n) in models]
+        image = engine.inpaint_with_controlnets(engine.relighting(spec), start, mask, strength, references, seed,
+                                                f", {words['light']}", on_step, cancel_event, kept, identity)
+        return image, {"method": "re-shaded by the light reference, then redrawn at a strength",
+                       "steered_by": [n for n, _ in kept], "strength": strength}

@@ -23,6 +23,7 @@ ROLES = {
     "ip_adapter_appearance": "keeping the look of a creature, an object or a costume (IP-Adapter, not plus-face)",
     "insightface": "finding faces (the sheet's face pass, expressions) and identity embeddings and scores",
     "draft_lora": "draft mode (a few-step LoRA: TCD for SDXL, Lightning for Qwen-Image-Edit)",
+    "relight_lora": "relighting (a relight LoRA of the base model, on in relights only; optional)",
     "preview_decoder": "previews while a job denoises (a tiny autoencoder: TAESD)",
 }
 # What a posed character needs: the profile is ready when these (those it names) are present.

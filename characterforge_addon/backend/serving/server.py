@@ -18,7 +18,7 @@ from ..engine import device, speedups
 from ..engine.pictures import picture_size
 from ..engine.pipelines import Engine
 from ..families import family_of, refuse_unless_able
-from ..jobs import animation, pose_detection, training
+from ..jobs import animation, pose_detection, relight, training
 from ..models import model_identity, models, profiles
 from ..models.lora_files import LoraStore
 from .app import create_app
@@ -185,6 +185,8 @@ class Backend:
             training.check(job, profile, family, self.weights, self.training_dir, sizes)
         if job["kind"] == "animation":
             animation.check(job, profile, family, self.pictures)
+        if job["kind"] == "relight" or job.get("relight"):
+            relight.check(job)  # the pictures' sizes, a light reference with light in it
         identities = [("identity", job.get("identity"))] + [
             (f"characters[{i}].identity", c.get("identity")) for i, c in enumerate(job.get("characters", ()))]
         for field, identity in identities:

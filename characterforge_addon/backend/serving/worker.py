@@ -13,8 +13,8 @@ from ...core.errors import UserError
 from ..engine import metadata
 from ..engine.pipelines import Canceled
 from ..engine.pictures import decode_image_bytes
-from ..jobs import (animation, background, expression, face_pass, pose_detection, posed, scoring, sheet, shot,
-                   training)
+from ..jobs import (animation, background, expression, face_pass, pose_detection, posed, relight, scoring, sheet,
+                   shot, training)
 from ..models.models import ModelMissing
 
 SAMPLER = "Euler"
@@ -72,8 +72,14 @@ class Executor:
                                 *self._face_tools(engine, spec["subject"] == "humanoid"))
         elif spec["kind"] == "shot":
             engine.base()
-            faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]))
+            faces, _ = self._face_tools(engine, any("identity" in c for c in spec["characters"]) or "relight" in spec)
             outputs = shot.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
+            if "relight" in spec:  # the composite relit by the scene's lights, the unlit one kept
+                outputs = relight.after_shot(engine, spec, pngs, outputs, progress, event, faces)
+        elif spec["kind"] == "relight":
+            engine.base()
+            faces, _ = self._face_tools(engine, True)  # identity is checked before and after
+            outputs = relight.run(engine, spec, pngs, progress, event, faces, self._pose_detector(spec))
         elif spec["kind"] == "expression":
             engine.base()
             faces, _ = self._face_tools(engine, spec["detector"] == "auto" or "identity" in spec)

@@ -84,6 +84,11 @@ def spec_summary(spec):
                                                       "mask")}
     if "identity" in spec:
         out["identity"] = identity(spec["identity"])
+    if "light" in spec:  # a relight's light reference: its camera, white and keys, not its picture
+        out["light"] = {k: v for k, v in spec["light"].items() if k not in ("image", "normal")}
+    if spec.get("relight"):
+        light = {k: v for k, v in spec["relight"]["light"].items() if k not in ("image", "normal")}
+        out["relight"] = dict(spec["relight"], light=light)
     if "characters" in spec:
         out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
                               **({"identity": identity(c["identity"])} if "identity" in c else {})}

@@ -5,7 +5,7 @@ import json
 import random
 
 from ...core.errors import UserError
-from ..shots import shots
+from ..shots import relight, shots
 from . import generation
 from .job_inputs import SEEDS
 
@@ -38,4 +38,12 @@ def regenerate(context, obj, new_seed, final=False):
         settings.expression = spec["expression"].upper()
         settings.expression_custom = spec.get("custom", "")
         return shots.make_expression(context, source, seed=seed)
+    if kind == "relight":  # the source picture relit again, by the scene's lights as they are now
+        source = context.scene.objects.get(obj.get("characterforge_source", ""))
+        if source is None:
+            raise UserError(f"the picture '{obj.get('characterforge_source', '?')}' this was relit from is gone: "
+                            "select another result and use Relight")
+        settings.relight_strength, settings.relight_shading = spec["strength"], spec["shading"]
+        settings.relight_margin = spec["margin"]
+        return relight.relight(context, source, seed=seed)
     raise UserError(f"a {kind.replace('_', ' ')} is made again from its own section (Characters > Make Sheet)")

@@ -14,7 +14,7 @@ from ...core.shots import motion
 from ..generation import job_inputs, planes
 from ..maps import controls
 from ..sets import set_projection
-from . import shots
+from . import light_rig, shots
 
 RESULT = "frame.png"  # each frame's picture in its folder (what the next frame carries over)
 
@@ -51,9 +51,11 @@ def carried_over(frame_dir, previous_dir, masks):
     return encode_png(carried), encode_png(np.where(hole, np.uint8(255), np.uint8(0))), motion.frame_strength(hidden), hole
 
 
-def frame_job(context, camera, frame_dir, seed, previous_dir=None):
+def frame_job(context, camera, frame_dir, seed, previous_dir=None, relight=False):
     """The shot job of the current frame (maps and motion rendered into `frame_dir/controls`),
-    carried over from the frame in `previous_dir` when given."""
+    carried over from the frame in `previous_dir` when given; with `relight`, the frame relit by
+    the scene's lights at this frame (its light reference in `frame_dir/light`, the white of the
+    previous frame's kept)."""
     scene = context.scene
     controls_dir = os.path.join(frame_dir, "controls")
     manifest = controls.render_controls(context, controls_dir, camera, scene.characterforge.drop_occluded,
@@ -65,8 +67,12 @@ def frame_job(context, camera, frame_dir, seed, previous_dir=None):
             with open(os.path.join(controls_dir, name), "rb") as f:
                 masks |= decode_png(f.read()) > 127
         previous = carried_over(frame_dir, previous_dir, masks)[:3]
+    options = None
+    if relight:
+        options, _ = light_rig.shot_relight(context, camera, os.path.join(frame_dir, light_rig.LIGHT_DIR),
+                                            light_rig.previous_white(previous_dir))
     spec, _, _ = shots.shot_job(context, camera, background_png(scene, camera), controls_dir, seed, previous,
-                                manifest)
+                                manifest, relight=options)
     return spec
 
 

@@ -14,7 +14,7 @@ from ...core.errors import UserError
 from ...core.image_io import decode_png
 from ...core.rig import keypoints
 from ...core.shots import shot_regions
-from ...core.spec.job_spec import expression_spec, LIMITS, shot_spec
+from ...core.spec.job_spec import expression_spec, LIMITS, shot_spec, validate_job
 from .. import preferences
 from ...core.characters import kinds
 from ..characters.subjects import marked_in_scene
@@ -22,6 +22,7 @@ from ..generation import generation, job_inputs, jobs, planes
 from ..maps import controls
 from ..rig import joints
 from ..rig.rig import rigs_in_scene
+from . import light_rig
 
 COMPOSITE_AT = 0.97  # of the camera's clip end: just in front of the background plane
 
@@ -77,21 +78,27 @@ def make_shot(context, seed=None):
     if seed is None:
         seed = job_inputs.pick_seed(s)
     s.seed = seed
-    spec, rigs, (w, h) = shot_job(context, camera, background, os.path.join(shot_dir, "controls"), seed)
+    relight = None  # Relight on: the composite relit by the scene's lights in the same job
+    if s.relight_composite:
+        relight, _ = light_rig.shot_relight(context, camera, os.path.join(shot_dir, light_rig.LIGHT_DIR))
+    spec, rigs, (w, h) = shot_job(context, camera, background, os.path.join(shot_dir, "controls"), seed,
+                                  relight=relight)
     controls_dir = os.path.join(shot_dir, "controls")
     # each character's cut-out stands at its own rig's depth, so it can be moved on its own
     cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
                for rig in rigs}
+    extra = {**planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)), **light_rig.view_props(scene, camera)}
     place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
-    return jobs.start(context, spec, shot_dir, place)
+                              distances=cutouts, extra=extra)
+    return jobs.start(context, spec, shot_dir, light_rig.placing_relit(place) if relight else place)
 
 
-def shot_job(context, camera, background, controls_dir, seed, previous=None, manifest=None):
+def shot_job(context, camera, background, controls_dir, seed, previous=None, manifest=None, relight=None):
     """(the validated shot spec of the scene's shot as `camera` sees it now, the rigs in view,
     the maps' resolution): maps rendered into `controls_dir`, the rigs' packs and prompts,
     the hands' boxes, on `background` (PNG bytes); `previous`: a moving shot's carried frame;
-    `manifest`: the maps' manifest when they are rendered already."""
+    `manifest`: the maps' manifest when they are rendered already; `relight`: the composite
+    relit too (light_rig.shot_relight)."""
     scene = context.scene
     s = scene.characterforge
     if manifest is None:
@@ -128,6 +135,8 @@ def shot_job(context, camera, background, controls_dir, seed, previous=None, man
                      hands=s.fix_hands, hand_strength=s.hand_fix_strength, hand_boxes=boxes[:LIMITS["max_hands"]],
                      keypoints=job_inputs.rig_keypoints(controls_dir, w, h), previous=previous)
     spec["draft"] = s.draft
+    if relight:
+        spec = validate_job(dict(spec, relight=relight))
     return spec, rigs, (w, h)
 
 

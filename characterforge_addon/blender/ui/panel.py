@@ -2,9 +2,12 @@
 
 import bpy
 
+import json
+
 from ..generation import jobs, planes, profile_chooser
 from ..rig.rig import rigs_in_scene
 from ..sets import set_projection
+from ..shots import light_rig
 from . import live_panel
 
 
@@ -310,7 +313,9 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         sub = row.row(align=True)
         sub.enabled = s.fix_hands
         sub.prop(s, "hand_fix_strength", text="")
-        box.operator("characterforge.make_shot", icon="IMAGE_RGB_ALPHA")
+        row = box.row(align=True)
+        row.prop(s, "relight_composite", icon="LIGHT_SUN")
+        row.operator("characterforge.make_shot", icon="IMAGE_RGB_ALPHA")
         box = layout.box()
         box.label(text=f"Animate frames {context.scene.frame_start}-{context.scene.frame_end}", icon="RENDER_ANIMATION")
         box.prop(s, "video_profile")
@@ -335,6 +340,7 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         row.prop_search(s, "expression_rig", context.scene, "objects")
         row.prop(s, "expression_strength")
         box.operator("characterforge.make_expression", icon="MONKEY")
+        draw_relight(layout, context, s)
         if s.job_state in ("starting", "pending", "running"):
             layout.progress(factor=s.job_progress, type="BAR", text=s.job_message)
             preview = bpy.data.images.get(jobs.PREVIEW_IMAGE)
@@ -356,6 +362,9 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
         if obj is not None and "characterforge_job" in obj:
             for line in planes.score_lines(obj):
                 layout.label(text=line, icon="CHECKMARK" if "unavailable" not in line else "INFO")
+            if "characterforge_relight" in obj:
+                relit = json.loads(obj["characterforge_relight"])
+                layout.label(text=light_rig.summary(relit) or "Relit", icon="LIGHT_SUN")
             row = layout.row(align=True)
             row.operator("characterforge.regenerate", icon="FILE_REFRESH")
             if obj.get(planes.DRAFT):
@@ -363,6 +372,26 @@ class CHARACTERFORGE_PT_generate(_Sidebar, bpy.types.Panel):
                 final = row.operator("characterforge.regenerate", text="Regenerate as Final", icon="CHECKMARK")
                 final.new_seed, final.final = False, True
         layout.operator("characterforge.stop_backend", icon="QUIT")
+
+
+def draw_relight(layout, context, s):
+    """Relighting with the scene's own lights: what is relit, how much, the light reference."""
+    box = layout.box()
+    box.label(text="Relight with the scene's lights", icon="LIGHT_SUN")
+    box.prop(s, "relight_target", expand=True)
+    if s.relight_target == "CHARACTER":
+        box.prop_search(s, "relight_rig", context.scene, "objects")
+    row = box.row(align=True)
+    row.prop(s, "relight_strength")
+    row.prop(s, "relight_shading")
+    box.prop(s, "relight_margin")
+    box.prop(s, "relight_prompt")
+    row = box.row(align=True)
+    row.prop(s, "light_samples")
+    row.prop(s, "light_scale")
+    row = box.row(align=True)
+    row.operator("characterforge.render_light", icon="LIGHT")
+    row.operator("characterforge.relight", icon="LIGHT_SUN")
 
 
 class CHARACTERFORGE_PT_results(_Sidebar, bpy.types.Panel):

@@ -42,7 +42,7 @@ def _retries(value, where):
 
 def load_plan(path):
     """The batch file as {"output", "frames", "cameras", "seeds", "generate", "backends", "token", "shot",
-    "retries", "kind", "temporal", "video"}."""
+    "retries", "kind", "temporal", "video", "relight"}."""
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -73,13 +73,17 @@ def load_plan(path):
     if not isinstance(animation, dict):
         raise UserError(f"{path}: [animation] must be a table (profile, segment, carry, mode, control, height, "
                         "strength)")
+    relight = batch.get("relight", False)
+    if not isinstance(relight, bool) or relight and kind != "shot":
+        raise UserError(f"{path}: relight = true relights a moving shot's frames with the scene's lights: set "
+                        "kind = \"shot\" (relight must be true or false)")
     if generate and kind == "posed" and not str(shot.get("prompt", "")).strip():
         raise UserError(f"{path}: [shot] needs a prompt to generate (or set generate = false for control maps only)")
     return {"output": str(batch.get("output", "//batch")), "frames": parse_frames(batch.get("frames", 1), path),
             "cameras": cameras, "seeds": seeds, "generate": generate, "backends": backends,
             "token": str(batch.get("token", "")), "shot": shot, "retries": _retries(batch.get("retries", 2), path),
             "kind": kind, "temporal": bool(batch.get("temporal", True)), "video": bool(batch.get("video", False)),
-            "animation": animation}
+            "animation": animation, "relight": relight}
 
 
 def units(plan, cameras):

@@ -16,7 +16,7 @@ from .training_spec import table as training_table
 
 SPEC_VERSION = 1
 JOB_KINDS = ("posed_character", "character_sheet", "background", "shot", "expression", "train_lora", "detect_pose",
-             "animation")
+             "animation", "relight")
 CONTROL_KINDS = ("openpose", "depth", "hand_depth", "normal", "lineart")
 
 LIMITS = {
@@ -207,6 +207,69 @@ _EXPRESSION = {
     "detector": Choice(("auto", "rig"), "auto: insightface, else face_box; rig: face_box only", "auto"),
 }
 
+# Relighting: a picture (or a shot's composite) re-lit by a light reference rendered from the
+# scene's own lights for the picture's camera (core.shots.lighting has the arithmetic)
+VIEW_TOLERANCE = 1e-3  # of a camera matrix's elements (metres, or unitless rotation) and its lens
+
+
+def _view(doc):
+    return Obj({"camera": Text(256, "the camera object's name"),
+                "matrix": ListOf(Number(-1e7, 1e7, "an element"), 16, 16, "its world matrix, row by row"),
+                "lens": ListOf(Number(-1e7, 1e7, "a value"), 6, 6, "its projection: [orthographic (0 or 1), focal "
+                               "length in mm or orthographic scale, sensor width, sensor height, shift x, shift y]"),
+                "resolution": ListOf(Integer(1, 65536, "pixels"), 2, 2, "the render resolution [width, height]")},
+               doc, fix="send the camera as the add-on describes it (maps.light.camera_view)")
+
+
+_DIRECTION = ListOf(Number(-1.0, 1.0, "a component"), 3, 3, "towards the light from the subject, in camera "
+                    "space: x right, y up, z towards the camera")
+
+_LIGHT = Obj({
+    "image": Image(LIMITS["max_control_bytes"], "the light reference, base64 PNG of the picture's shape: the diffuse "
+                   "light on grey clay seen from the camera, sRGB-coded light over white in RGB, alpha 255 where "
+                   "a surface is"),
+    "view": _view("the camera the light reference was rendered from"),
+    "white": Number(1e-9, 1e9, "the light (Blender's units) that is white in the picture"),
+    "normal": Image(LIMITS["max_control_bytes"], "the camera-space normals of the surfaces the light falls on, "
+                    "base64 PNG of the light reference's size (RGB = (n + 1) x 127.5: x right, y up, z towards the "
+                    "camera; black where no surface is): the re-shading reads the picture's own shading off them",
+                    omit=True),
+    "key": ListOf(Number(-1.0, 1.0, "a component"), 3, 3, "the key light's direction over all characters (or "
+                  "the whole picture): from the subject towards the light, camera space (x right, y up, z "
+                  "towards the camera)", omit=True),
+    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"), "key": _DIRECTION},
+                             "a character's own key light"), 0, LIMITS["max_characters"],
+                         "each character's own key light (its light group with the most light on it)", []),
+}, "the light reference rendered from the scene's lights for the picture's camera",
+    fix="render the light reference first (Shot > Relight renders it)")
+
+
+def _relight_options():
+    return {"strength": Number(0.05, 1.0, "how much the re-shaded picture is redrawn (families that redraw at a "
+                               "strength; an edit decides for itself)", 0.35),
+            "shading": Number(0.0, 1.0, "how far the picture's own shading is replaced by the light reference's "
+                              "before the redraw (0: not at all)", 1.0),
+            "margin": Number(0.0, 2.0, "how far an identity score may fall (ArcFace cosine) before the relight "
+                             "says so", 0.1)}
+
+
+_RELIGHT = {
+    "image": Image(LIMITS["max_control_bytes"], "the picture to relight, base64 PNG of exactly width x height"),
+    "view": _view("the camera the picture was made from, as it stood then"),
+    "light": _LIGHT,
+    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"),
+                              "prompt": Text(LIMITS["max_prompt_chars"], "what this character looks like"),
+                              "mask": Image(LIMITS["max_control_bytes"], "where the character is, base64 PNG"),
+                              "identity": _identity("this character's identity, kept through the relight")},
+                             "a character in the picture"), 0, LIMITS["max_characters"],
+                         "the characters in the picture: where they are, who they are", []),
+    "whole": Flag("relight the whole picture (the masks still place the identities); false: only inside the "
+                  "characters' masks", False),
+    "grow": Integer(0, 256, "pixels the masks grow by", 16),
+    "feather": Integer(0, 128, "pixels the masks' edges are feathered by", 12),
+    **_relight_options(),
+}
+
 _BACKGROUND = {
     "sharp": Flag("prompt against shallow depth of field and refine tile by tile", True),
     "detail": _tile("detail", 0.25),
@@ -230,6 +293,11 @@ _DETECT_POSE = {
     "face": Flag("also find each person's face (70 points)", True),
 }
 
+# A shot may be relit after compositing (the composite before relighting comes back too)
+_SHOT["relight"] = Obj({"light": _LIGHT, "view": _view("the camera the shot's maps were rendered from"),
+                        **_relight_options()},
+                       "relight the composite with the scene's own lights", default=None, omit=True)
+
 SCHEMAS = {
     "posed_character": Obj({**_common("posed_character", _POSE_CONTROLS),
                             "mask": Image(LIMITS["max_control_bytes"], "where the character is (white), base64 PNG: "
@@ -249,6 +317,9 @@ SCHEMAS = {
     "detect_pose": Obj(_DETECT_POSE, "the people in a picture as OpenPose keypoints (body, hands, face)"),
     "animation": Obj(animation_spec.table(LIMITS["max_prompt_chars"]),
                      "one segment of an animated shot made by a video model from the rig's control videos"),
+    "relight": Obj({**_common("relight", _controls(("depth", "normal"), "maps holding the geometry: depth, and "
+                                                   "normal where the profile has a normal ControlNet")),
+                    **_RELIGHT}, "a picture relit by the scene's own lights"),
 }
 
 
@@ -279,7 +350,7 @@ def validate_job(spec):
             raise JobSpecError(f"controls.{name}.end", "is before start")
     if kind in ("posed_character", "character_sheet", "shot") and not out["controls"]:
         raise JobSpecError("controls", "no control map was sent", _POSE_FIX)
-    if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression"):
+    if not out["prompt"].strip() and "identity" not in out and kind not in ("shot", "expression", "relight"):
         raise JobSpecError("prompt", "is empty", "describe the character, e.g. 'a knight in silver armour'"
                            + (", or give a reference picture" if kind == "character_sheet" else ""))
     _RULES.get(kind, lambda o: None)(out)
@@ -334,6 +405,8 @@ def _shot_rules(out):
     if not out["prompt"].strip() and not any(c["prompt"].strip() or "identity" in c for c in out["characters"]):
         raise JobSpecError("prompt", "is empty and no character has a prompt or an identity",
                            "describe the scene or the characters")
+    if out.get("relight"):
+        same_view(out["relight"]["light"]["view"], out["relight"]["view"], "relight.light.view")
 
 
 def _expression_rules(out):
@@ -343,9 +416,49 @@ def _expression_rules(out):
         raise JobSpecError("face_box", "is missing", "give the face's box (from the rig) or use detector 'auto'")
 
 
+def same_view(light, picture, field):
+    """Refuse a light reference rendered from another camera than the picture's (another camera,
+    the same one moved, turned or with another lens, or another frame shape)."""
+    fix = ("render the light reference from the picture's camera as it stood when the picture was made: put the "
+           "camera back, or make the picture again from where the camera is now")
+    if light["camera"] != picture["camera"]:
+        raise JobSpecError(field, f"the light reference was rendered from camera {light['camera']!r} but the picture "
+                           f"was made from camera {picture['camera']!r}", fix)
+    moved = max(abs(a - b) for a, b in zip(light["matrix"], picture["matrix"]))
+    if moved > VIEW_TOLERANCE:
+        raise JobSpecError(field, f"camera {picture['camera']!r} has moved or turned since the picture was made "
+                           f"(its matrix differs by up to {moved:.3g})", fix)
+    lens = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(light["lens"], picture["lens"]))
+    if lens > VIEW_TOLERANCE:
+        raise JobSpecError(field, f"the lens of camera {picture['camera']!r} has changed since the picture was made",
+                           fix)
+    (lw, lh), (pw, ph) = light["resolution"], picture["resolution"]
+    if abs(lw / lh - pw / ph) > 0.005 * pw / ph:
+        raise JobSpecError(field, f"the light reference was rendered for a {lw}x{lh} frame but the picture was "
+                           f"made for {pw}x{ph}: another frame shape", fix)
+
+
+def _relight_rules(out):
+    for field in ("identity", "retry"):
+        if field in out:
+            raise JobSpecError(field, "is not used by a relight", "send each character's identity in "
+                               "characters[i].identity" if field == "identity" else "send none")
+    if out["batch"] != 1:
+        raise JobSpecError("batch", "a relight makes one picture", "use batch 1")
+    _unique(out["characters"], "characters", "characters")
+    for i, character in enumerate(out["characters"]):
+        if "lora" in character.get("identity", {}):
+            raise JobSpecError(f"characters[{i}].identity.lora", "is not used by a relight: identities are kept "
+                               "through the identity adapters", "send the identity without its LoRA")
+    if not out["whole"] and not out["characters"]:
+        raise JobSpecError("characters", "is empty and whole is false: there is nothing to relight",
+                           "send the characters' masks, or set whole to true to relight the whole picture")
+    same_view(out["light"]["view"], out["view"], "light.view")
+
+
 _RULES = {"character_sheet": _sheet_rules, "shot": _shot_rules, "expression": _expression_rules,
           "background": lambda out: _tiles(out["detail"], "detail"),
-          "posed_character": lambda out: _appearance_rules(out.get("identity"), "identity")}
+          "posed_character": lambda out: _appearance_rules(out.get("identity"), "identity"), "relight": _relight_rules}
 
 
 # The capability a family declares for following each map (`needs`, `extra_maps`)
@@ -396,6 +509,8 @@ def needs(spec):
         wanted.add("inpaint")
     if kind == "shot" and spec["composite"]["mode"] == "cutout" and spec["composite"]["harmonize"] > 0:
         wanted.add("img2img")
+    if kind == "relight" or spec.get("relight"):
+        wanted.add("relight")
     if spec["draft"]:
         wanted.add("draft")
     return wanted
@@ -615,3 +730,42 @@ def animation_segment_spec(prompt, frames, width, height, previous=(), reference
             "mode": mode, "control": control, "strength": round(strength, 4), "grow": int(grow),
             "segment": dict(segment or {})}
     return validate_job(spec), media
+
+
+def _light_entry(light):
+    entry = {"image": _b64(light["png"]), "view": light["view"], "white": light["white"],
+             **({"normal": _b64(light["normal"])} if light.get("normal") else {}),
+             "characters": [{"name": c["name"], "key": [round(v, 6) for v in c["key"]]}
+                            for c in light.get("characters", ())]}
+    if light.get("key") is not None:
+        entry["key"] = [round(v, 6) for v in light["key"]]
+    return entry
+
+
+def relight_options(light, view, strength=0.35, shading=1.0, margin=0.1):
+    """A shot spec's `relight`: `light` as `maps.light` renders it ({"png", "view", "white", "key",
+    "characters": [{"name", "key"}]}), `view` the camera the maps were rendered from."""
+    return {"light": _light_entry(light), "view": view, "strength": round(strength, 4),
+            "shading": round(shading, 4), "margin": round(margin, 4)}
+
+
+def relight_spec(image_png, width, height, view, light, characters=(), controls=None, prompt="", negative_prompt="",
+                 seed=0, steps=30, guidance=6.0, profile="sdxl", name="relit", whole=False, grow=16, feather=12,
+                 strength=0.35, shading=1.0, margin=0.1):
+    """A validated `relight` spec: `image_png` (width x height) relit by `light` (see
+    `relight_options`); `view`: the camera the picture was made from; `characters`: [{"name",
+    "prompt", "mask" (PNG bytes), "references", "embedding", "scale", "lora"}]; `controls`:
+    {"depth"/"normal": {"png", "strength"}}."""
+    spec = _encoded("relight", prompt, controls or {}, width, height, negative_prompt, seed, steps, guidance, profile,
+                    1, name, (), 0.0)
+    spec.update(image=_b64(image_png), view=view, light=_light_entry(light), whole=bool(whole), grow=int(grow),
+                feather=int(feather), strength=round(strength, 4), shading=round(shading, 4), margin=round(margin, 4))
+    spec["characters"] = []
+    for c in characters:
+        entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
+        identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6),
+                                   lora=c.get("lora"))
+        if identity:
+            entry["identity"] = identity
+        spec["characters"].append(entry)
+    return validate_job(spec)
