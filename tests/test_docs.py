@@ -10,8 +10,8 @@
 - docs/job-specs.md is what make_docs makes from the declared job specs today.
 No Blender renders here: `make docs` makes the pictures. Runs in a few seconds.
 
-Text between `<!-- relight -->` and `<!-- /relight -->` (or `camera-shows`) documents a branch
-being merged: its options are checked once that branch's code is here (BRANCHES)."""
+Text between `<!-- camera-shows -->` and `<!-- /camera-shows -->` documents a branch being merged:
+its options are checked once that branch's code is here (BRANCHES); then the marks can go."""
 
 import concurrent.futures
 import glob
@@ -31,8 +31,7 @@ DOCS = os.path.join(ROOT, "docs")
 PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(DOCS, "*.md")))
 EXTERNAL = {"hf", "ray", "pip", "<backend"}  # programs that are not ours: shown, not run
 # a branch documented before its merge -> a file that exists once it is merged
-BRANCHES = {"relight": "characterforge_addon/backend/jobs/relight.py",
-            "camera-shows": "characterforge_addon/**/view_blend.py"}
+BRANCHES = {"camera-shows": "characterforge_addon/**/view_blend.py"}
 
 
 def merged(branch):
