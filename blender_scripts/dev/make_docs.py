@@ -48,7 +48,7 @@ PICTURES = {
     "sheet_layout.png": "the Hero's sheet maps with each view's cell and box from sheet.json",
     "object_sheet.png": "the lantern's sheet maps (depth, normal, line art) with cells and boxes",
     "shot_regions.png": "what a shot redraws: each character's grown mask and the hand boxes over the camera view",
-    "set_coverage.png": "a set painted from one camera, seen from a second: painted, and magenta where no camera reached",
+    "set_coverage.png": "a set painted from one camera, seen from a second: painted, and magenta where none reached",
     "flicker.png": "a moving shot's flicker figure: a frame, the one before carried over, their difference, per frame",
     "panel_backend.png": "the sidebar's Backend section with the doctor's report for a 12 GB NVIDIA card",
     "panel_characters.png": "the sidebar's Characters section with a character selected",
@@ -518,7 +518,6 @@ def make_panels(bpy, tmp, out, made):
     """panel_*.png: each sidebar section drawn from its draw() (panel_drawing.py), in the demo
     scene with the Hero selected, a Hero pack in the characters folder (its pictures blank: only
     its names show), the demo's prompts, and the doctor's report for a 12 GB card."""
-    import docs_drawing as d
     import make_demo
     import numpy as np
     import panel_drawing
@@ -644,10 +643,6 @@ def main(argv=None):
             if name in made and name in wanted:
                 d.save(made[name], os.path.join(img, name), colours=COLOURS.get(name, 64))
     record_path = os.path.join(img, "pictures.json")
-    record = {}
-    if os.path.isfile(record_path):
-        with open(record_path, encoding="utf-8") as f:
-            record = json.load(f)
     record = {name: {"shows": PICTURES[name], "sha256": sha256(os.path.join(img, name))}
               for name in PICTURES if os.path.isfile(os.path.join(img, name))}
     with open(record_path, "w", encoding="utf-8") as f:
