@@ -15,6 +15,8 @@ in headless Blender (the bpy module), at a small size:
   background) and seen from its second camera: what is painted and what is left magenta;
 - a moving shot's flicker figure, measured by moving_shots.flicker on Blender's own renders of
   the walking Hero (no generation: the floor a steady sequence reaches);
+- the light reference Relight renders for the demo scene with a key and a fill light;
+- the Hero's proxy painted by Paint Model from Sheet from a sheet whose views are flat colours;
 - the sidebar's sections, drawn from their panels' draw() calls (panel_drawing.py says how).
 No picture shows generated output: pictures from tiny random weights are noise and real
 weights are not on the machines that make these. The list of pictures is PICTURES below; the
@@ -49,6 +51,8 @@ PICTURES = {
     "object_sheet.png": "the lantern's sheet maps (depth, normal, line art) with cells and boxes",
     "shot_regions.png": "what a shot redraws: each character's grown mask and the hand boxes over the camera view",
     "set_coverage.png": "a set painted from one camera, seen from a second: painted, and magenta where none reached",
+    "light_reference.png": "the light reference Relight renders: the demo scene's key and fill lights on grey clay",
+    "paint_views.png": "a model painted from a sheet whose every view is one flat colour: which view paints which part",
     "flicker.png": "a moving shot's flicker figure: a frame, the one before carried over, their difference, per frame",
     "panel_backend.png": "the sidebar's Backend section with the doctor's report for a 12 GB NVIDIA card",
     "panel_characters.png": "the sidebar's Characters section with a character selected",
@@ -58,7 +62,7 @@ PICTURES = {
     "panel_results.png": "the sidebar's Results section with a shot's variants",
 }
 COLOURS = {**{name: 16 for name in PICTURES if name.startswith("panel_")}, "maps.png": 48, "object_sheet.png": 48,
-           "set_coverage.png": 128, "strip.png": 128}  # the rest: 64 (a PNG of few colours stays small)
+           "set_coverage.png": 128, "strip.png": 128, "light_reference.png": 24, "paint_views.png": 32}  # the rest: 64 (a PNG of few colours stays small)
 PAGES = {"job-specs.md": "every job kind's fields, types, defaults and limits, from core/spec/job_spec.py"}
 
 SIZE = 320  # a picture's width on the page: small files, readable
@@ -575,6 +579,108 @@ def make_panels(bpy, tmp, out, made):
     operators.doctor["report"] = None
 
 
+def make_light_reference(bpy, tmp, out, made):
+    """light_reference.png: the demo scene lit by a key sun from the upper left and a weaker area
+    fill from the right, and the light reference Relight renders from it (light_rig.render: the
+    lights on grey clay, one Cycles render), with the key light each character gets in words."""
+    import docs_drawing as d
+    import numpy as np
+    from characterforge_addon.blender.shots import light_rig
+    from characterforge_addon.core.image_io import decode_png
+    from mathutils import Euler
+    scene = _demo(bpy, DEMO)
+    sun = bpy.data.objects.new("Key", bpy.data.lights.new("Key", "SUN"))
+    sun.data.energy = 3.0
+    sun.rotation_euler = Euler((math.radians(50), 0, math.radians(-60)))  # from the camera's upper left
+    fill = bpy.data.objects.new("Fill", bpy.data.lights.new("Fill", "AREA"))
+    fill.data.energy, fill.data.size = 150.0, 2.0
+    fill.location = (3.5, -3.0, 2.0)
+    fill.rotation_euler = (fill.location.to_track_quat("Z", "Y")).to_euler()
+    for light in (sun, fill):
+        scene.collection.objects.link(light)
+    folder = os.path.join(tmp, "light")
+    manifest = light_rig.render(bpy.context, scene.camera, folder)
+    with open(os.path.join(folder, "light.png"), "rb") as f:
+        picture = d.image(decode_png(f.read()))
+    with np.load(os.path.join(folder, "light.npz")) as passes:
+        characters = passes["index"] > 0
+    crop = _crop_box([characters], int(0.12 * characters.shape[1]), characters.shape)
+    words = "; ".join(f"{c['rig']}: key light '{c['key_light']}', {c['words']}" for c in manifest["characters"])
+    print(f"  light reference: {words}", flush=True)
+    made["light_reference.png"] = d.caption(d.fit(picture.crop(crop), width=400), words)
+
+
+FLAT = {"front": (220, 60, 60), "three_quarter": (235, 150, 40), "side": (230, 220, 60),
+        "three_quarter_back": (70, 180, 90), "back": (60, 110, 220)}  # a body view's colour; face views: white
+
+
+def make_paint_views(bpy, tmp, out, made):
+    """paint_views.png: the Hero's proxy body painted by Paint Model from Sheet from a sheet
+    whose every view is one flat colour (its cell filled, no generation), so the model shows which
+    view painted which part; holes closed from their neighbours (no backend)."""
+    import docs_drawing as d
+    import numpy as np
+    from characterforge_addon.blender.characters import characters, model_paint
+    from characterforge_addon.blender.characters.sheet import render_sheet
+    from characterforge_addon.core.characters import identity_pack
+    from characterforge_addon.core.image_io import encode_png
+    scene = _demo(bpy, DEMO)
+    hero = scene.objects["Hero"]
+    s = scene.characterforge
+    record = render_sheet(bpy.context, hero, os.path.join(tmp, "paint_sheet"), characters.layout_from(s),
+                          depth=False, pose=s.sheet_pose)
+    w, h = record["size"]
+    sheet = np.full((h, w, 3), 236, np.uint8)
+    for view in record["views"]:
+        x0, y0, x1, y1 = view["cell"]
+        sheet[y0:y1, x0:x1] = FLAT.get(view["name"], (245, 245, 245))
+    folder = identity_pack.create_pack(os.path.join(tmp, "paint_characters"), "Hero", {"sheet": encode_png(sheet)},
+                                       layout=record)
+    painting, _ = model_paint.paint(bpy.context, folder, hero, size=512, fill="NEIGHBOURS")
+    shares = painting.report["views"]
+    centre = np.array(hero.matrix_world.translation) + np.array((0, 0, 0.9))
+    tiles = []
+    for name, yaw in (("front left", 35), ("back right", 215)):
+        a = math.radians(yaw - 90)
+        camera = _look_at(bpy, name, tuple(centre + 3.6 * np.array((math.cos(a), math.sin(a), 0.12))), tuple(centre),
+                          lens=50)
+        tmp_scene_camera = scene.camera
+        for obj in scene.objects:  # the painted Hero alone
+            obj.hide_render = obj.name not in ("Hero", "Hero_body", "Hero_hands") and obj.type != "CAMERA"
+        picture = _flat_render(bpy, scene, camera, os.path.join(tmp, f"paint_{yaw}.png"), (240, 320))
+        scene.camera = tmp_scene_camera
+        tiles.append(d.caption(d.image(picture), f"seen from the {name}"))
+    legend = ", ".join(f"{n.replace('_', ' ')} {shares.get(n, 0):.0%}" for n in FLAT) + \
+        f", faces {sum(v for k, v in shares.items() if k.startswith('face')):.0%} of the texels"
+    print(f"  paint shares: {legend}", flush=True)
+    made["paint_views.png"] = d.caption(d.row(tiles), "red front, orange 3/4, yellow side, green 3/4 back, blue back, "
+                                        "white the face close-ups: " + legend, size=11)
+
+
+def _flat_render(bpy, scene, camera, path, size):
+    """What `camera` sees with the materials' own emission (the painted texture), Cycles, 4 samples."""
+    from characterforge_addon.core.image_io import decode_png
+    tmp = scene.copy()
+    try:
+        tmp.camera = camera
+        tmp.render.resolution_x, tmp.render.resolution_y = size
+        tmp.render.engine = "CYCLES"
+        tmp.cycles.samples, tmp.cycles.use_denoising, tmp.cycles.device = 4, False, "CPU"
+        tmp.cycles.seed = 0
+        world = bpy.data.worlds.get("docs") or bpy.data.worlds.new("docs")
+        world.color = (0.05, 0.05, 0.05)
+        tmp.world = world
+        tmp.view_settings.view_transform = "Standard"
+        settings = tmp.render.image_settings
+        settings.file_format, settings.color_mode = "PNG", "RGB"
+        tmp.render.filepath = path
+        bpy.ops.render.render(write_still=True, scene=tmp.name)
+    finally:
+        bpy.data.scenes.remove(tmp)
+    with open(path, "rb") as f:
+        return decode_png(f.read())[..., :3]
+
+
 def make_strip(bpy, tmp, out, made):
     """strip.png, the front page's picture: the rig, its OpenPose, depth and hand-depth maps, the
     Hero's sheet layout and a shot's regions, from the tiles the makers above left."""
@@ -596,6 +702,8 @@ MAKERS = (  # (maker, the pictures it makes), in order
     (make_pose_import, ("pose_import.png",)),
     (make_set_coverage, ("set_coverage.png",)),
     (make_flicker, ("flicker.png",)),
+    (make_light_reference, ("light_reference.png",)),
+    (make_paint_views, ("paint_views.png",)),
     (make_panels, tuple(name for name in PICTURES if name.startswith("panel_"))),
     (make_strip, ("strip.png",)),
 )
