@@ -14,7 +14,6 @@ from ..core import character_lora, identity_pack, keypoints, shot_regions
 from ..core.errors import UserError
 from ..core.image_io import encode_png
 from ..core.job_spec import LIMITS
-from .rig import rigs_in_scene
 
 SEEDS = 2**31  # Blender's int properties (the Seed field, the planes' custom properties) are signed 32-bit
 
@@ -29,15 +28,6 @@ def resolve_dir(path):
     if path.startswith("//") and not bpy.data.filepath:
         return os.path.join(tempfile.gettempdir(), "characterforge", path[2:])
     return bpy.path.abspath(path)
-
-
-def subject_distance(scene, camera, rigs=None):
-    """How far in front of the camera the rigs (default: all) stand: where a result plane goes."""
-    forward = -camera.matrix_world.col[2].xyz.normalized()
-    origin = camera.matrix_world.translation
-    depths = [(rig.matrix_world.translation - origin).dot(forward) for rig in rigs or rigs_in_scene(scene)]
-    depths = [d for d in depths if d > camera.data.clip_start]
-    return sum(depths) / len(depths) if depths else 5.0
 
 
 def control_inputs(settings, folder):

@@ -291,6 +291,9 @@ class CHARACTERFORGE_PT_results(_Sidebar, bpy.types.Panel):
                 button = row.operator("characterforge.show_result", text=obj.name,
                                       icon="HIDE_OFF" if shown else "HIDE_ON", depress=obj == context.active_object)
                 button.name = obj.name
+                if shown:
+                    hide = row.operator("characterforge.show_result", text="", icon="HIDE_ON")
+                    hide.name, hide.hide = obj.name, True
                 scores = planes.score_lines(obj)
                 row.label(text=scores[0] if scores else "")
         layout.operator("characterforge.open_results", icon="FILE_FOLDER")

@@ -16,9 +16,6 @@ from ..core.job_spec import LIMITS, expression_spec, shot_spec
 from . import controls, generation, job_inputs, jobs, joints, planes, preferences
 from .rig import rigs_in_scene
 
-COMPOSITE_AT = 0.97  # of the camera's clip end: just in front of the background plane
-
-
 def background_file(scene, shot):
     """The image file of the shot's background plane shown now (the latest if none is shown)."""
     collection = bpy.data.collections.get(shot)
@@ -71,11 +68,10 @@ def make_shot(context, seed=None):
     s.seed = seed
     spec, rigs, (w, h) = shot_job(context, camera, background, os.path.join(shot_dir, "controls"), seed)
     controls_dir = os.path.join(shot_dir, "controls")
-    # each character's cut-out stands at its own rig's depth, so it can be moved on its own
-    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
-               for rig in rigs}
-    place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
+    # each character's cut-out is a plane of its own, so it can be moved or hidden on its own
+    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}" for rig in rigs}
+    place = functools.partial(generation.place_shot, spec, shot, camera.name, cutouts=cutouts,
+                              extra=planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)))
     return jobs.start(context, spec, shot_dir, place)
 
 
@@ -171,5 +167,5 @@ def make_expression(context, obj, seed=None):
     # the pose goes along (a later edit of this edit finds the face), and the source (for Regenerate)
     keep = {key: obj[key] for key in (planes.KEYPOINTS, planes.FACES) if key in obj}
     keep["characterforge_source"] = obj.name
-    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z, extra=keep)
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, extra=keep)
     return jobs.start(context, spec, shot_dir, place)
