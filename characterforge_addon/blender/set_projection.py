@@ -211,6 +211,9 @@ def build_material(scene):
     for index, layer in enumerate(layers(scene)):
         ax, bx, ay, by, ortho = layer["constants"]
         projector = bpy.data.objects.get(layer["projector"])
+        if projector is None:
+            raise UserError(f"the projector of set layer {index} ({layer['projector']}) was deleted: Remove Set "
+                            "Projection and project again")
         coords = nodes.new("ShaderNodeTexCoord")
         coords.object = projector
         xyz = nodes.new("ShaderNodeSeparateXYZ")
