@@ -63,22 +63,24 @@ def plane_file(bpy, scene, obj):
 
 def shown_picture(bpy, scene, camera, size):
     """(H, W, 3) uint8 at `size` (W, H): what `camera`'s shown planes show, composited farthest
-    first (alpha over); None when the camera shows no plane."""
+    first (alpha over, in linear light as a render mixes them); None when the camera shows no plane."""
+    from characterforge_addon.core import picture_match
     from characterforge_addon.core.image_io import decode_png
     out = None
     for obj in shown_planes(camera):
         with open(plane_file(bpy, scene, obj), "rb") as f:
-            picture = resize(decode_png(f.read()), size).astype(np.float64)
+            picture = decode_png(f.read())
+        picture = picture if picture.ndim == 3 else picture[..., None]
         rgb = picture[..., :3] if picture.shape[-1] >= 3 else np.repeat(picture[..., :1], 3, -1)
-        alpha = picture[..., 3:4] / 255.0 if picture.shape[-1] == 4 else 1.0
+        alpha = picture[..., 3:4] / 255.0 if picture.shape[-1] == 4 else np.ones(picture.shape[:2] + (1,))
+        rgb, alpha = resize(picture_match.linear(rgb), size), resize(alpha, size)
         out = rgb * alpha + (0.0 if out is None else out * (1.0 - alpha))
-    return None if out is None else np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return None if out is None else np.clip(np.rint(picture_match.levels(out)), 0, 255).astype(np.uint8)
 
 
 def resize(picture, size):
-    """`picture` (H, W[, C]) at `size` (W, H): the mean of each output pixel's block of input
-    pixels (a render's pixel filter sees about that)."""
-    picture = picture if picture.ndim == 3 else picture[..., None]
+    """`picture` (H, W, C) at `size` (W, H): the mean of each output pixel's block of input
+    pixels (a render's pixel filter sees about that; average linear values, not sRGB levels)."""
     h, w = picture.shape[:2]
     if size[0] > w or size[1] > h:
         raise ValueError(f"resize makes pictures smaller only: {w}x{h} to {size[0]}x{size[1]}")
