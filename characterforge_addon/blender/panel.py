@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import jobs, planes, profile_chooser, set_projection
+from . import jobs, planes, profile_chooser, set_projection, view_colours
 from .rig import rigs_in_scene
 
 
@@ -296,6 +296,9 @@ class CHARACTERFORGE_PT_results(_Sidebar, bpy.types.Panel):
                     hide.name, hide.hide = obj.name, True
                 scores = planes.score_lines(obj)
                 row.label(text=scores[0] if scores else "")
+        _, off = view_colours.picture_space(context.scene)
+        if off:  # the view transform (or a look) changes what the camera shows of the pictures
+            layout.label(text=f"Colours: {off}", icon="INFO")
         layout.operator("characterforge.open_results", icon="FILE_FOLDER")
 
 
