@@ -194,7 +194,7 @@ def test_from_each_camera_that_painted_the_set_a_plain_render_shows_its_picture(
     after = set_projection.render_view(scene, cameras["A"])
     assert np.abs(after[seen["A"]].astype(int) - a_before[seen["A"]]).max() <= 1
     assert np.abs(a_before[seen["A"]].astype(int) - pictures["A"][seen["A"]]).max() <= 1
-    for view, mean, p95 in (("Standard", 1.0, 5.0), ("AgX", 2.0, 12.0)):  # AgX's inverse is close, not exact
+    for view, mean, p95 in (("Standard", 1.0, 6.0), ("AgX", 2.0, 12.0)):  # AgX's inverse is close, not exact
         scene.view_settings.view_transform = view
         view_colours.match(scene)  # what the UI's message bus does when the user picks another view
         for name in "AB":
