@@ -81,6 +81,9 @@ def import_plane(context, path, camera, distance, collection, name, cover=False)
                       "visible_shadow"):
         setattr(obj, attribute, False)  # a picture in front of the lens lights and shades nothing
     material = obj.active_material
+    # Solid shading (posing through the camera) sees through the plane: it would be a grey card
+    # over the lens there, and its shader cannot tell one camera from another
+    material.diffuse_color = (*material.diffuse_color[:3], 0.0)
     view_colours.mark_emission(material, scene)
     for node in material.node_tree.nodes:
         if node.type == "TEX_IMAGE" and node.image is not None:

@@ -66,6 +66,7 @@ def test_each_shot_camera_shows_its_shown_result_in_a_plain_render(bpy, tmp_path
         render = user_render.render(bpy, scene, cameras[name])
         expected = user_render.shown_picture(bpy, scene, cameras[name], (W, H))
         assert np.array_equal(expected, pictures[shown])  # the test's own reading of what is shown
+        assert all(o.active_material.diffuse_color[3] == 0 for o in user_render.shown_planes(cameras[name]))
         figure = picture_match.difference(render, pictures[shown])
         assert figure["mean"] < 2.0 and figure["p95"] < 8.0, (name, figure)  # AgX, undone by the colour space
     # Results > show: with B's picture hidden, B shows its background; with that hidden too, the 3D scene
