@@ -258,7 +258,7 @@ def run_shot_frames(context, plan, shot, cameras, units, root, manifest, client,
                 frames = plan["frames"]
                 if place and frames == list(range(frames[0], frames[-1] + 1)):
                     camera = scene.objects[camera_name]
-                    moving_shots.sequence_plane(context, sequence, frames, camera, camera.data.clip_end * 0.97,
+                    moving_shots.sequence_plane(context, sequence, frames, camera,
                                                 planes.shot_collection(scene, f"{camera_name} seed {seed}"),
                                                 f"{camera_name} seed {seed} sequence")
 

@@ -5,7 +5,7 @@ ui/ draws the sidebar; the settings (properties, preferences) and what operators
 from . import preferences, properties
 from .backend import operators as backend_operators
 from .characters import operators as character_operators
-from .generation import jobs, live_operators, profile_chooser
+from .generation import jobs, live_operators, profile_chooser, view_colours
 from .generation import operators as generation_operators
 from .maps import operators as map_operators
 from .rig import operators as rig_operators
@@ -17,7 +17,7 @@ from .ui import backend_panel, live_panel, panel, pose_import_panel
 
 _modules = (preferences, properties, rig_operators, map_operators, generation_operators, shot_operators,
             character_operators, set_operators, pose_import_operators, animation_operators, backend_operators,
-            live_operators, profile_chooser, panel, pose_import_panel, backend_panel, live_panel)
+            live_operators, profile_chooser, panel, pose_import_panel, backend_panel, live_panel, view_colours)
 
 
 def register():

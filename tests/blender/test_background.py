@@ -39,10 +39,10 @@ def test_set_depth_leaves_the_characters_out(bpy, scene):
     assert depth[:, 40:54].max() == 0  # the rig in the middle is not in it
 
 
-def test_generated_background_fills_the_frame_at_the_far_end(bpy, scene, tmp_path, backend_env):
+def test_generated_background_fills_the_frame_in_front_of_the_set(bpy, scene, tmp_path, backend_env):
     from PIL import Image
 
-    from characterforge_addon.blender.generation import generation, jobs
+    from characterforge_addon.blender.generation import jobs, planes
     set_scene(bpy, scene)
     s = scene.characterforge
     s.background_prompt, s.steps, s.random_seed, s.seed = "a stone courtyard", 2, False, 4
@@ -52,7 +52,7 @@ def test_generated_background_fills_the_frame_at_the_far_end(bpy, scene, tmp_pat
     assert s.job_state == "completed", s.job_message
     plane = next(iter(bpy.data.collections["CharacterForge Shots"].children["Shot 1"].objects))
     bpy.context.view_layer.update()
-    assert plane.location.z == pytest.approx(-scene.camera.data.clip_end * generation.BACKGROUND_AT)
+    assert plane.location.z == pytest.approx(-scene.camera.data.clip_start * planes.NEAR["background"])
     corners = frame_corners_px(bpy, scene, plane)
     assert np.abs(np.sort(corners[:, 0]) - [0, 0, 96, 96]).max() < 1
     assert np.abs(np.sort(corners[:, 1]) - [0, 0, 64, 64]).max() < 1

@@ -222,8 +222,7 @@ def test_a_live_shot_sends_the_background_once_and_composites_on_it(bpy, live_sc
     s = scene.characterforge
     background = tmp_path / "harbour.png"
     Image.new("RGB", (96, 128), (40, 90, 160)).save(background)
-    generation.place_background_picture(bpy.context, str(background), scene.camera, "Shot 1",
-                                        scene.camera.data.clip_end * generation.BACKGROUND_AT)
+    generation.place_background_picture(bpy.context, str(background), scene.camera, "Shot 1")
     s.live_job, s.fix_hands, s.background_prompt = "SHOT", False, "a harbour at dawn"
     bpy.ops.characterforge.live()
     session = live.session()
@@ -239,7 +238,7 @@ def test_a_live_shot_sends_the_background_once_and_composites_on_it(bpy, live_sc
     (plane,) = live_planes(bpy, "Shot 1")
     record = json.loads(Image.open(planes.file_of(plane)).text["characterforge"])
     assert record["job"]["kind"] == "shot" and record["job"]["draft"]
-    assert plane.visible_get() and plane.location.z == pytest.approx(-scene.camera.data.clip_end * 0.97)
+    assert plane.visible_get() and plane.location.z == pytest.approx(-planes.distance_for(scene.camera, planes.PICTURE))
 
 
 def test_turning_live_off_cancels_the_running_job(bpy, live_scene):

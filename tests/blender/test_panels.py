@@ -235,6 +235,12 @@ def test_results_switch_variants_and_the_status_bar_shows_the_job(bpy, scene):
     assert [o.hide_render for o in made] == [True, False, True] and bpy.context.active_object == made[1]
     drawn = draw_all(bpy)["Results"]
     assert ("operator", "characterforge.show_result") in drawn and ("label", "Identity 0.60") in drawn
+    assert not any(kind == "label" and str(text).startswith("Colours:") for kind, text in drawn)  # AgX: undone
+    assert bpy.ops.characterforge.show_result(name="Shot 1_seed1", hide=True) == {"FINISHED"}
+    assert all(o.hide_render and o.hide_viewport for o in made)  # every variant hidden: the 3D scene shows
+    scene.view_settings.view_transform = "False Color"
+    drawn = draw_all(bpy)["Results"]
+    assert any(kind == "label" and str(text).startswith("Colours: the False Color view") for kind, text in drawn)
     calls = []
     scene.characterforge.job_state, scene.characterforge.job_message = "running", "upscale: tile 2 of 12 3/9"
     panel.status_bar(types.SimpleNamespace(layout=CheckingLayout(bpy, calls)), bpy.context)

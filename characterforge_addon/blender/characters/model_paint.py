@@ -33,7 +33,7 @@ from ...core.maps import control_maps
 from ...core.maps.control_maps import BACKGROUND_DEPTH
 from ...core.spec.job_spec import background_spec
 from .. import preferences
-from ..generation import jobs
+from ..generation import jobs, view_colours
 from ..generation.job_inputs import pick_seed
 from ..maps.passes import INDEX_BASE, render_passes
 from ..rig.posing import apply_channels, apply_library_pose
@@ -47,10 +47,6 @@ PAINTED = "characterforge_painted"  # on each painted object: JSON of what paint
 FILL_GROW_PX = 2
 MIN_FILL_SHARE = 0.002  # holes under this share of the texels are closed from their neighbours, not generated
 GREY = (128, 128, 128)  # what a fill's picture shows around the model
-# The colour space that undoes each view transform (sRGB display): an emission texture marked
-# with it shows its file's colours in a render under that view
-VIEW_INVERSES = {"Standard": "sRGB", "AgX": "AgX Base sRGB", "Filmic": "Filmic sRGB", "Filmic Log": "Filmic Log",
-                 "Khronos PBR Neutral": "Khronos PBR Neutral sRGB", "Raw": "Non-Color"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +128,7 @@ def sheet_pose(context, rig, meshes, record):
         for dup in copies:  # baking changes a mesh's materials and UV selection: never the user's data
             dup.data = dup.data.copy()
             datas.append(dup.data)
+            dup.hide_render = False  # a rig's proxy stays out of the user's renders, not out of these
         for obj in [*objects, camera]:
             scene.collection.objects.link(obj)
         scene.camera = camera
@@ -670,7 +667,7 @@ def _write(scene, painting, colours=None, painted=None):
         write_atomic(path, encode_png(pixels[::-1]))  # PNG rows go top-down
         obj = scene.objects.get(name)
         if obj is not None:
-            apply_material(obj, path, painting.uv[name][0], painting.shading, space)
+            apply_material(obj, path, painting.uv[name][0], painting.shading, space, scene)
             obj[PAINTED] = json.dumps({"character": painting.manifest["name"], "pack": painting.folder,
                                        "texture": path, "uv_map": painting.uv[name][0],
                                        "uv_made": painting.uv[name][1]})
@@ -686,25 +683,18 @@ def _write(scene, painting, colours=None, painted=None):
 def colour_space(scene, shading):
     """(colour space for the texture, a note when the render will not show the file's colours):
     lit, it is an ordinary sRGB base colour; as painted (emission), the colour space that undoes
-    the scene's view transform, so a render shows the sheet's colours without touching the
-    user's view settings."""
+    the scene's view transform (view_colours: the same as every picture we show), so a render
+    shows the sheet's colours without touching the user's view settings."""
     if shading == "PRINCIPLED":
         return "sRGB", ""
-    view = scene.view_settings
-    display = scene.display_settings.display_device
-    inverse = VIEW_INVERSES.get(view.view_transform)
-    if inverse is None or display != "sRGB":
-        return "sRGB", (f"the '{view.view_transform}' view on a {display} display has no inverse here: renders show "
-                        "the sheet's colours only under the Standard view")
-    changes = [what for what, changed in (("look", view.look not in ("None", "")), ("exposure", view.exposure != 0.0),
-                                          ("gamma", view.gamma != 1.0), ("curves", view.use_curve_mapping)) if changed]
-    note = f"the view's {', '.join(changes)} still change the colours" if changes else ""
-    return inverse, note
+    space, note = view_colours.picture_space(scene)
+    return space, note or ""
 
 
-def apply_material(obj, path, uv_name, shading, space):
+def apply_material(obj, path, uv_name, shading, space, scene):
     """`obj` shows the texture at `path` through its own paint material; its own materials are
-    kept on the object once (restored by `remove`)."""
+    kept on the object once (restored by `remove`). As painted (emission), the texture follows
+    the scene's view transform from then on, as every picture we show does (view_colours)."""
     name = f"{MATERIAL} ({obj.name})"
     material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     tree = material.node_tree
@@ -732,6 +722,9 @@ def apply_material(obj, path, uv_name, shading, space):
         shader = tree.nodes.new("ShaderNodeEmission")
         tree.links.new(tex.outputs["Color"], shader.inputs["Color"])
     tree.links.new(shader.outputs[0], out.inputs["Surface"])
+    if shading != "PRINCIPLED":
+        view_colours.mark(image, scene)
+        view_colours.mark_emission(material, scene)
     if SAVED not in obj:
         obj[SAVED] = json.dumps([[slot.material.name if slot.material else "", slot.link]
                                  for slot in obj.material_slots])

@@ -23,7 +23,6 @@ from .job_inputs import (
     rig_faces,
     rig_keypoints,
     selected_look,
-    subject_distance,
 )
 
 
@@ -54,8 +53,7 @@ def generate(context, seed=None, draft=None):
         keypoints=rig_keypoints(controls_dir, w, h),
         retry={"min_identity": settings.min_identity, "max_tries": settings.max_tries} if settings.retry else None)
     spec["draft"] = settings.draft if draft is None else draft
-    distance = subject_distance(scene, camera)
-    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+    return jobs.start(context, spec, shot_dir, functools.partial(place_shot, spec, shot, camera.name,
                                                                 extra=planes.pose_props(spec, rig_faces(controls_dir, w, h))))
 
 
@@ -96,11 +94,10 @@ def spec_summary(spec):
     return out
 
 
-def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=planes.PICTURE, distances=None,
-               extra=None):
-    """Results as camera-filling planes in the shot's collection, each shown in place of the
-    earlier variants of its layer. `distances`: {file name: distance} of cut-outs;
-    `extra`: custom properties for every plane."""
+def place_shot(spec, shot, camera_name, scene, files, job_id, layer=planes.PICTURE, cutouts=(), extra=None):
+    """Results as camera-filling planes in the shot's collection (planes.distance_for their
+    layer), each shown in place of the earlier variants of its layer. `cutouts`: the file names
+    of cut-outs; `extra`: custom properties for every plane."""
     camera = scene.objects.get(camera_name)
     out_dir = os.path.dirname(files[0]) if files else ""
     if camera is None:
@@ -108,21 +105,19 @@ def place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer=pl
     collection = planes.shot_collection(scene, shot)
     for path in files:
         stem = os.path.splitext(os.path.basename(path))[0]
-        cutout = stem in (distances or {})
-        obj = planes.import_plane(bpy.context, path, camera, distances[stem] if cutout else distance, collection,
+        cutout = stem in cutouts
+        # each character's cut-outs are a layer of their own
+        own = f"cutout:{stem.rsplit('_cutout_', 1)[-1]}" if cutout else layer
+        obj = planes.import_plane(bpy.context, path, camera, planes.distance_for(camera, own), collection,
                                   f"{shot}_{stem}" + (" (draft)" if spec.get("draft") else ""))
         planes.tag(obj, spec_summary(spec), job_id, [path])
         obj[planes.DRAFT] = bool(spec.get("draft"))
         planes.tag_scores(obj, path)
-        # each character's cut-outs are a layer of their own
-        obj[planes.LAYER] = f"cutout:{stem.rsplit('_cutout_', 1)[-1]}" if cutout else layer
+        obj[planes.LAYER] = own
         for key, value in (extra or {}).items():
             obj[key] = value
         planes.show_variant(obj)
     return f"Done: {len(files)} image(s) in '{planes.SHOTS_COLLECTION}/{shot}'"
-
-
-BACKGROUND_AT = 0.98  # of the camera's clip end: the background plane stands at the far end of the frustum
 
 
 def set_depth_png(context, camera):
@@ -137,9 +132,10 @@ def set_depth_png(context, camera):
     return encode_png(image) if image.any() else None
 
 
-def place_background_picture(context, path, camera, shot, distance):
+def place_background_picture(context, path, camera, shot):
     """A picture (not a job's result) shown as the shot's background plane, covering the frame."""
-    obj = planes.import_plane(context, path, camera, distance, planes.shot_collection(context.scene, shot),
+    obj = planes.import_plane(context, path, camera, planes.distance_for(camera, "background"),
+                              planes.shot_collection(context.scene, shot),
                               f"{shot}_background", cover=True)
     obj["characterforge_background"] = path
     obj[planes.LAYER] = "background"
@@ -154,12 +150,11 @@ def make_background(context, seed=None):
     s = scene.characterforge
     camera = joints.find_camera(scene)
     shot = s.shot or "Shot"
-    distance = camera.data.clip_end * BACKGROUND_AT
     if s.background_image:
         path = bpy.path.abspath(s.background_image)
         if not os.path.isfile(path):
             raise UserError(f"background picture {path} not found: choose another file or clear Background picture")
-        place_background_picture(context, path, camera, shot, distance)
+        place_background_picture(context, path, camera, shot)
         return None
     if not s.background_prompt.strip():
         raise UserError("describe the background (Background prompt), or choose a Background picture")
@@ -172,5 +167,5 @@ def make_background(context, seed=None):
                            sharp=s.background_sharp)
     spec["draft"] = s.draft
     out_dir = os.path.join(resolve_dir(s.results_dir), shot)
-    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name, distance,
+    return jobs.start(context, spec, out_dir, functools.partial(place_shot, spec, shot, camera.name,
                                                                 layer="background"))

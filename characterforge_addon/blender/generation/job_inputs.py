@@ -16,8 +16,6 @@ from ...core.image_io import encode_png
 from ...core.rig import keypoints
 from ...core.shots import shot_regions
 from ...core.spec.job_spec import LIMITS
-from ..characters.subjects import marked_in_scene
-from ..rig.rig import rigs_in_scene
 
 SEEDS = 2**31  # Blender's int properties (the Seed field, the planes' custom properties) are signed 32-bit
 
@@ -32,25 +30,6 @@ def resolve_dir(path):
     if path.startswith("//") and not bpy.data.filepath:
         return os.path.join(tempfile.gettempdir(), "characterforge", path[2:])
     return bpy.path.abspath(path)
-
-
-def subject_distance(scene, camera, rigs=None):
-    """How far in front of the camera the rigs, creatures and objects (default: all the
-    characters) stand: where a result plane goes."""
-    forward = -camera.matrix_world.col[2].xyz.normalized()
-    origin = camera.matrix_world.translation
-    things = rigs or rigs_in_scene(scene) + [t.obj or t.collection for t in marked_in_scene(scene)]
-    depths = [(_location(thing) - origin).dot(forward) for thing in things]
-    depths = [d for d in depths if d > camera.data.clip_start]
-    return sum(depths) / len(depths) if depths else 5.0
-
-
-def _location(thing):
-    """An object's location, or the middle of a collection's meshes."""
-    if isinstance(thing, bpy.types.Collection):
-        points = [o.matrix_world.translation for o in thing.all_objects if o.type == "MESH"]
-        return sum(points[1:], points[0].copy()) / len(points) if points else thing.all_objects[0].location
-    return thing.matrix_world.translation
 
 
 def control_inputs(settings, folder):

@@ -36,7 +36,6 @@ from .job_inputs import (
     resolve_dir,
     rig_faces,
     rig_keypoints,
-    subject_distance,
 )
 from .live_worker import LiveWorker, Request
 
@@ -195,11 +194,9 @@ def build(context, generation):
     with live_resolution(scene, s.live_size):
         if s.live_job == "SHOT":
             from ..shots import shots
-            from ..shots.shots import COMPOSITE_AT
             from .job_inputs import picture_png
             background = picture_png(shots.background_file(scene, shot), "background")
             spec, _, (w, h) = shots.shot_job(context, camera, background, controls_dir, s.seed)
-            distance = camera.data.clip_end * COMPOSITE_AT
         else:
             if not s.prompt.strip() and not s.use_character and not s.reference_image:
                 raise UserError("write a prompt first: what does the character look like?")
@@ -210,11 +207,11 @@ def build(context, generation):
                 s.prompt, control_inputs(s, controls_dir), w, h, s.negative_prompt, s.seed, s.steps, s.guidance,
                 preferences.job_profile(context), name=f"seed{s.seed}", references=references,
                 identity_scale=s.identity_scale, identity_embedding=embedding, lora=lora)
-            distance = subject_distance(scene, camera)
     spec["draft"] = True
     spec.pop("keypoints", None)  # no pose score for a live picture: it is kept on the plane instead
     extra = planes.pose_props({"keypoints": rig_keypoints(controls_dir, w, h)}, rig_faces(controls_dir, w, h))
     request = Request(generation, spec, out_dir, lora_files(scene, spec))
+    distance = planes.distance_for(camera, planes.PICTURE)
     return request, {"shot": shot, "camera": camera.name, "distance": distance, "spec": spec, "extra": extra}
 
 

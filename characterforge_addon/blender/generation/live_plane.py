@@ -10,7 +10,6 @@ import shutil
 
 import bpy
 
-from ..rig.rig import ROLE
 from . import planes
 from .generation import spec_summary
 
@@ -63,7 +62,6 @@ def new_plane(path, camera, collection, name):
     obj.parent = camera
     obj.matrix_parent_inverse.identity()
     obj.rotation_euler = (0.0, 0.0, 0.0)
-    obj[ROLE] = "result_plane"
     return obj
 
 
@@ -91,11 +89,13 @@ def show(context, shot, camera, distance, path, spec, job_id, extra=None):
         obj = new_plane(path, camera, planes.shot_collection(scene, shot), f"{shot} live")
         obj[LIVE] = shot
         image = plane_image(obj)
+        fit(scene, obj, camera, distance)
+        planes.as_result(obj, camera, scene)  # after the fit: it reads how far the plane stands
     else:
         image = plane_image(obj)
         image.filepath = path
         image.reload()
-    fit(scene, obj, camera, distance)
+        fit(scene, obj, camera, distance)
     image.name = f"{LIVE_IMAGE} {shot}"
     planes.tag(obj, spec_summary(spec), job_id, [path])
     obj[planes.DRAFT] = bool(spec.get("draft"))

@@ -4,7 +4,7 @@ the results folder."""
 import os
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 
 from ...core.errors import UserError
 from ..operator_base import StartsJob
@@ -66,12 +66,22 @@ class CHARACTERFORGE_OT_show_result(bpy.types.Operator):
     bl_options = {"UNDO", "INTERNAL"}
 
     name: StringProperty()
+    hide: BoolProperty(name="Hide", description="Hide it instead: with every variant hidden, the camera shows the "
+                       "3D scene")
+
+    @classmethod
+    def description(cls, context, properties):
+        return ("Hide this result: with every variant of every layer hidden, the camera shows the 3D scene"
+                if properties.hide else cls.__doc__)
 
     def execute(self, context):
         obj = bpy.data.objects.get(self.name)
         if obj is None:
             self.report({"ERROR"}, f"result '{self.name}' is gone")
             return {"CANCELLED"}
+        if self.hide:
+            planes.hide_result(obj)
+            return {"FINISHED"}
         planes.show_variant(obj)
         for selected in context.selected_objects:
             selected.select_set(False)

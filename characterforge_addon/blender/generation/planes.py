@@ -1,4 +1,5 @@
-"""Results into the scene as image planes: camera-aligned, filling the camera frame exactly."""
+"""Results into the scene as image planes: camera-aligned, filling the camera frame exactly,
+standing in front of everything else the camera sees and seen only from their own camera."""
 
 import json
 import os
@@ -8,10 +9,20 @@ from mathutils import Vector
 
 from ...core.image_io import read_png_text
 from ..rig.rig import ROLE
+from . import view_colours
 
 SHOTS_COLLECTION = "CharacterForge Shots"
 LAYER = "characterforge_layer"  # background, picture or cutout:<rig>: the variants of one layer replace each other
 PICTURE = "picture"  # posed characters, composites and their expression edits: one at a time
+# Where a shot's planes stand, in multiples of its camera's clip start: nearer than anything
+# else the camera can see, so the set, the dome and the rigs never hide what the shot shows;
+# the picture in front of the cut-outs in front of the background, so Results > show decides.
+NEAR = {PICTURE: 1.5, "cutout": 2.0, "background": 2.5}
+
+
+def distance_for(camera, layer):
+    """How far in front of `camera` a plane of `layer` (background, picture, cutout:<rig>) stands."""
+    return camera.data.clip_start * NEAR.get(layer.split(":", 1)[0], NEAR[PICTURE])
 
 
 def shot_collection(scene, shot):
@@ -63,19 +74,79 @@ def import_plane(context, path, camera, distance, collection, name, cover=False)
     if cover:  # the mesh has the picture's aspect: one scale for both axes, the larger
         sx = sy = max(sx, sy)
     obj.scale = (sx, sy, 1.0)
-    obj[ROLE] = "result_plane"
     obj.hide_select = False
+    as_result(obj, camera, scene)
     return obj
 
 
+def as_result(obj, camera, scene):
+    """What makes a camera-parented picture plane a result: seen only from `camera`, lighting and
+    shading nothing, see-through in solid shading, its picture read through the colour space that
+    undoes the scene's view transform."""
+    obj[ROLE] = "result_plane"
+    _only_from(obj, camera)
+    for attribute in ("visible_diffuse", "visible_glossy", "visible_transmission", "visible_volume_scatter",
+                      "visible_shadow"):
+        setattr(obj, attribute, False)  # a picture in front of the lens lights and shades nothing
+    material = obj.active_material
+    # Solid shading (posing through the camera) sees through the plane: it would be a grey card
+    # over the lens there, and its shader cannot tell one camera from another
+    material.diffuse_color = (*material.diffuse_color[:3], 0.0)
+    view_colours.mark_emission(material, scene)
+    for node in material.node_tree.nodes:
+        if node.type == "TEX_IMAGE" and node.image is not None:
+            view_colours.mark(node.image, scene)
+
+
+def _only_from(obj, camera):
+    """The plane's material is transparent unless rendered from `camera`: a point of the plane
+    is where `camera` has it (its object coordinates) only in `camera`'s own view space, so
+    other shots' planes never hide this camera's view, nor this one theirs."""
+    tree = obj.active_material.node_tree
+    nodes, links = tree.nodes, tree.links
+    out = next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+    surface = out.inputs["Surface"].links[0].from_socket
+    own = nodes.new("ShaderNodeTexCoord")
+    own.object = camera
+    view = nodes.new("ShaderNodeVectorTransform")
+    view.vector_type, view.convert_from, view.convert_to = "POINT", "WORLD", "CAMERA"
+    links.new(nodes.new("ShaderNodeNewGeometry").outputs["Position"], view.inputs[0])
+    flip = nodes.new("ShaderNodeVectorMath")  # the shaders' camera space looks along +Z, the object along -Z
+    flip.operation = "MULTIPLY"
+    flip.inputs[1].default_value = (1.0, 1.0, -1.0)
+    links.new(view.outputs[0], flip.inputs[0])
+    apart = nodes.new("ShaderNodeVectorMath")
+    apart.operation = "DISTANCE"
+    links.new(flip.outputs[0], apart.inputs[0])
+    links.new(own.outputs["Object"], apart.inputs[1])
+    near = nodes.new("ShaderNodeMath")
+    near.operation = "LESS_THAN"
+    links.new(apart.outputs["Value"], near.inputs[0])
+    near.inputs[1].default_value = -obj.location.z * 0.05  # float noise far from the origin: a mm
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.name = "only_from_camera"
+    links.new(near.outputs[0], mix.inputs[0])
+    links.new(nodes.new("ShaderNodeBsdfTransparent").outputs[0], mix.inputs[1])
+    links.new(surface, mix.inputs[2])
+    links.new(mix.outputs[0], out.inputs["Surface"])
+
+
 def show_variant(obj):
-    """Show `obj` and hide the other variants of its layer in its shot (viewport and render);
-    the other layers (the background behind a composite, say) stay as they are."""
+    """Show `obj` and hide the other variants of its layer in its shot, and that layer's planes
+    of other shots on the same camera (viewport and render): a camera shows one picture per
+    layer. The other layers (the background behind a composite, say) stay as they are."""
     layer = obj.get(LAYER, PICTURE)
-    for collection in obj.users_collection:
-        for other in collection.objects:
-            if other.get(LAYER, PICTURE) == layer:
-                other.hide_render = other.hide_viewport = other != obj
+    others = {o for collection in obj.users_collection for o in collection.objects}
+    if obj.parent is not None:
+        others |= {o for o in obj.parent.children if o.get(ROLE) == "result_plane"}
+    for other in others:
+        if other.get(LAYER, PICTURE) == layer:
+            other.hide_render = other.hide_viewport = other != obj
+
+
+def hide_result(obj):
+    """Hide `obj` (viewport and render): with every variant hidden the camera shows the 3D scene."""
+    obj.hide_render = obj.hide_viewport = True
 
 
 DRAFT = "characterforge_draft"  # made in draft mode: Regenerate as Final makes the keeper

@@ -131,10 +131,14 @@ def render_light(scene, camera, index_of, groups, hide=(), samples=SAMPLES, scal
     `hide`: objects left out."""
     saved = {}
     for obj, index in index_of.items():
+        proxy = str(obj.get(ROLE, "")).startswith("proxy_")
         if obj.pass_index != index:
-            if not str(obj.get(ROLE, "")).startswith("proxy_"):
+            if not proxy:
                 saved[obj] = ("pass_index", obj.pass_index)
             obj.pass_index = index
+        if proxy and obj.hide_render:  # proxies stay out of the user's renders, not out of the light's clay
+            saved[obj] = ("hide_render", True)
+            obj.hide_render = False
     tmp = scene.copy()
     clay = _clay()
     folder = tempfile.mkdtemp(prefix="characterforge-light-")

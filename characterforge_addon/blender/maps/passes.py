@@ -77,10 +77,14 @@ def render_passes(scene, camera, index_of, hide=(), motion=False):
     """
     saved = {}
     for obj, index in index_of.items():
+        proxy = str(obj.get(ROLE, "")).startswith("proxy_")
         if obj.pass_index != index:
-            if not str(obj.get(ROLE, "")).startswith("proxy_"):
+            if not proxy:
                 saved[obj] = ("pass_index", obj.pass_index)
             obj.pass_index = index
+        if proxy and obj.hide_render:  # proxies stay out of the user's renders, not out of the maps
+            saved[obj] = ("hide_render", True)
+            obj.hide_render = False
     tmp = scene.copy()
     group = None
     folder = tempfile.mkdtemp(prefix="characterforge-")

@@ -122,6 +122,7 @@ def _add_proxy(context, rig, layout, hands):
     mod = obj.modifiers.new("Armature", "ARMATURE")
     mod.object = rig
     obj.hide_select = True  # pose the rig, not its proxy
+    obj.hide_render = True  # a posing aid and the maps' silhouette (passes shows it there), never in a picture
     return obj
 
 

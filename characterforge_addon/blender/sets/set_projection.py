@@ -4,8 +4,11 @@ far background (core.set_projection has the rule and the numbers).
 
 One material (`MATERIAL`) goes on every set object (their own materials are kept on the
 object and put back by `remove`); it is emission only, so the set looks as generated, lit by
-the picture, from every camera, in the viewport and in renders. Each layer's camera is frozen
-as an empty (`projector`): moving the camera afterwards does not slide the paint.
+the picture, from every camera, in the viewport and in renders. It blends the layers for the
+camera looking (core.view_blend): from a camera that painted the set, that camera's picture
+wherever it saw the surface. Each layer's camera is frozen as an empty (`projector`): moving
+the camera afterwards does not slide the paint. The pictures' colour space undoes the scene's
+view transform (view_colours).
 """
 
 import json
@@ -16,8 +19,9 @@ import numpy as np
 
 from ...core.errors import UserError
 from ...core.image_io import decode_png
-from ...core.shots import set_projection
+from ...core.shots import set_projection, view_blend
 from ..characters.subjects import marked_in_scene
+from ..generation import view_colours
 from ..generation.planes import SHOTS_COLLECTION
 from ..maps import passes
 from ..rig import joints
@@ -95,10 +99,9 @@ def set_depth(scene, camera):
     return depth
 
 
-def project(context, camera, picture, claimed=None, depth=None):
+def project(context, camera, picture, depth=None):
     """Add a layer: `picture` (a file, what `camera` sees of the set) projected onto the set
-    from `camera` where it sees it; `claimed`: the pixels (H, W bool) this picture filled,
-    kept even where the camera sees them at a grazing angle. Returns the layer."""
+    from `camera` where it sees it. Returns the layer."""
     scene = context.scene
     if not set_objects(scene):
         raise UserError("the scene has no set to project onto: model the set (floor, walls, props) or add a dome "
@@ -108,9 +111,7 @@ def project(context, camera, picture, claimed=None, depth=None):
     model = joints.camera_model(scene, camera)
     if depth is None:
         depth = set_depth(scene, camera)
-    if claimed is not None and claimed.shape != depth.shape:
-        raise UserError("the filled part does not match the camera's resolution: fill again from this camera")
-    data = set_projection.layer_data(model, depth, claimed)
+    data = set_projection.layer_data(depth)
     index = len(layers(scene))
     folder = os.path.dirname(os.path.abspath(picture))
     data_path = os.path.join(folder, f"set_layer{index}_{bpy.path.clean_name(camera.name)}.exr")
@@ -157,18 +158,21 @@ def _output(node, identifier):
 
 
 def build_material(scene):
-    """The set material from the scene's layers: each layer's picture where its depth test and
-    quality pass, first layer first; then any layer that saw the point at all; else HOLE. Its
-    node 'coverage' is 1 where some layer paints the point well."""
+    """The set material from the scene's layers, blended for the viewing camera by
+    core.view_blend's weights (a layer counts where its depth test passes); HOLE where no layer
+    saw the point. Its node 'coverage' is 1 where some layer paints the point acceptably for
+    the camera whose pixel width the value nodes 'viewer_pixel' and 'viewer_ortho' hold
+    (`render_view(coverage=True)` sets them)."""
     material = bpy.data.materials.get(MATERIAL) or bpy.data.materials.new(MATERIAL)
     material.use_nodes = True
     tree = material.node_tree
     tree.nodes.clear()
     nodes, links = tree.nodes, tree.links
 
-    def math(op, *operands):
+    def math(op, *operands, clamp=False):
         node = nodes.new("ShaderNodeMath")
         node.operation = op
+        node.use_clamp = clamp
         for socket, x in zip(node.inputs, operands):
             if isinstance(x, (int, float)):
                 socket.default_value = x
@@ -176,21 +180,47 @@ def build_material(scene):
                 links.new(x, socket)
         return node.outputs[0]
 
-    def mix(fac, a, b):
-        node = nodes.new("ShaderNodeMix")
-        node.data_type = "RGBA"
-        links.new(fac, _input(node, "Factor_Float"))
-        links.new(a, _input(node, "A_Color"))
-        links.new(b, _input(node, "B_Color"))
-        return _output(node, "Result_Color")
+    def vector(op, a, b=None):
+        node = nodes.new("ShaderNodeVectorMath")
+        node.operation = op
+        for socket, x in zip(node.inputs, (a, b)):
+            if isinstance(x, tuple):
+                socket.default_value = x
+            elif x is not None:
+                links.new(x, socket)
+        return _output(node, "Value" if op in ("DOT_PRODUCT", "LENGTH", "DISTANCE") else "Vector")
 
-    hole = nodes.new("ShaderNodeRGB")
-    hole.outputs[0].default_value = HOLE
-    painted = []
-    for layer in layers(scene):
+    def scale(v, factor):
+        node = nodes.new("ShaderNodeVectorMath")
+        node.operation = "SCALE"
+        links.new(v, node.inputs[0])
+        links.new(factor, _input(node, "Scale"))
+        return _output(node, "Vector")
+
+    def value(name, default):
+        node = nodes.new("ShaderNodeValue")
+        node.name = node.label = name
+        node.outputs[0].default_value = default
+        return node.outputs[0]
+
+    geometry = nodes.new("ShaderNodeNewGeometry")
+    normal, incoming = geometry.outputs["Normal"], geometry.outputs["Incoming"]
+    camera_data = nodes.new("ShaderNodeCameraData")
+    # the viewer's pixel on the surface (view_blend.footprint), for the coverage only
+    viewer_ortho = value("viewer_ortho", 0.0)
+    viewer_depth = math("ADD", math("MULTIPLY", camera_data.outputs["View Z Depth"], math("SUBTRACT", 1.0, viewer_ortho)),
+                        viewer_ortho)
+    viewer_cos = math("MAXIMUM", math("ABSOLUTE", vector("DOT_PRODUCT", normal, incoming)), view_blend.MIN_COS)
+    viewer_foot = math("DIVIDE", math("MULTIPLY", viewer_depth, value("viewer_pixel", 0.0)), viewer_cos)
+    numerator = total = coverage = None
+    for index, layer in enumerate(layers(scene)):
         ax, bx, ay, by, ortho = layer["constants"]
+        projector = bpy.data.objects.get(layer["projector"])
+        if projector is None:
+            raise UserError(f"the projector of set layer {index} ({layer['projector']}) was deleted: Remove Set "
+                            "Projection and project again")
         coords = nodes.new("ShaderNodeTexCoord")
-        coords.object = bpy.data.objects.get(layer["projector"])
+        coords.object = projector
         xyz = nodes.new("ShaderNodeSeparateXYZ")
         links.new(coords.outputs["Object"], xyz.inputs[0])
         d = math("MULTIPLY", xyz.outputs[2], -1.0)
@@ -204,34 +234,62 @@ def build_material(scene):
         inside = math("MULTIPLY", *(math("LESS_THAN", math("ABSOLUTE", math("SUBTRACT", c, 0.5)), 0.5) for c in (u, v)))
         picture = nodes.new("ShaderNodeTexImage")
         picture.image = _image(layer["picture"])
+        view_colours.mark(picture.image, scene)
         picture.extension = "EXTEND"  # no dark seam at the frame's edge
         data = nodes.new("ShaderNodeTexImage")
         data.image = _image(layer["data"], data=True)
         data.interpolation = "Closest"
         data.extension = "EXTEND"
-        for tex in (picture, data):
+        smooth = nodes.new("ShaderNodeTexImage")  # the same data, interpolated: the fade must not step per pixel
+        smooth.image = data.image
+        smooth.extension = "EXTEND"
+        for tex in (picture, data, smooth):
             links.new(uv.outputs[0], tex.inputs["Vector"])
         channels = nodes.new("ShaderNodeSeparateColor")
         links.new(data.outputs["Color"], channels.inputs[0])
-        # the surface this camera saw: in its frame, |d - stored| < tolerance x d (behind it: d < 0, fails)
-        seen = math("MULTIPLY", inside, math("LESS_THAN", math("ABSOLUTE", math("SUBTRACT", d, channels.outputs[0])),
-                                             math("MULTIPLY", d, set_projection.DEPTH_TOLERANCE)))
-        good = math("MULTIPLY", seen, channels.outputs[1])
-        painted.append((picture.outputs["Color"], seen, good))
-    color = hole.outputs[0]
-    for picture, seen, _ in reversed(painted):
-        color = mix(seen, color, picture)
-    for picture, _, good in reversed(painted):
-        color = mix(good, color, picture)
-    coverage = math("MAXIMUM", painted[0][2], 0.0)
-    for _, _, good in painted[1:]:
-        coverage = math("MAXIMUM", coverage, good)
+        inside_edges = nodes.new("ShaderNodeSeparateColor")
+        links.new(smooth.outputs["Color"], inside_edges.inputs[0])
+        # a surface this camera saw (core.set_projection.saw): in its frame, near x (1 - tol) < d < far x (1 + tol)
+        tol = set_projection.DEPTH_TOLERANCE
+        seen = math("MULTIPLY", inside, math("MULTIPLY", math("GREATER_THAN", d, math("MULTIPLY", channels.outputs[1], 1 - tol)),
+                                             math("LESS_THAN", d, math("MULTIPLY", channels.outputs[0], 1 + tol))))
+        # view_blend.weights: towards the projector (a point, or the orthographic camera's axis)
+        if ortho:
+            axis = projector.matrix_world.to_3x3().col[2].normalized()
+            direction = vector("NORMALIZE", (axis.x, axis.y, axis.z))
+        else:
+            where = projector.matrix_world.translation
+            direction = vector("NORMALIZE", vector("SUBTRACT", (where.x, where.y, where.z), geometry.outputs["Position"]))
+        pixel = 1.0 / (ax * layer["resolution"][0])
+        cos = math("MAXIMUM", math("ABSOLUTE", vector("DOT_PRODUCT", normal, direction)), view_blend.MIN_COS)
+        foot = math("DIVIDE", pixel if ortho else math("MULTIPLY", d, pixel), cos)
+        apart = vector("DISTANCE", incoming, direction)
+        off = math("MULTIPLY", math("MULTIPLY", apart, apart), 0.5)  # 1 - cos, without cancellation near 0
+        penalty = math("MULTIPLY_ADD", off, off, view_blend.EPS)
+        edge = math("MINIMUM", math("MINIMUM", u, math("SUBTRACT", 1.0, u)), math("MINIMUM", v, math("SUBTRACT", 1.0, v)))
+        fade = math("MAXIMUM", math("MULTIPLY", math("DIVIDE", edge, view_blend.EDGE, clamp=True),
+                                    inside_edges.outputs[2]), view_blend.FLOOR)
+        weight = math("DIVIDE", math("MULTIPLY", seen, fade), math("MULTIPLY", penalty, math("MULTIPLY", foot, foot)))
+        weight.node.name = f"weight {index}"
+        part = scale(picture.outputs["Color"], weight)
+        sharp = math("MULTIPLY", seen, math("LESS_THAN", foot, math("MULTIPLY", viewer_foot, view_blend.MAX_STRETCH)))
+        numerator = part if numerator is None else vector("ADD", numerator, part)
+        total = weight if total is None else math("ADD", total, weight)
+        coverage = math("MAXIMUM", sharp, 0.0) if coverage is None else math("MAXIMUM", coverage, sharp)
     coverage.node.name = "coverage"
+    hole = nodes.new("ShaderNodeRGB")
+    hole.outputs[0].default_value = HOLE
+    color = nodes.new("ShaderNodeMix")
+    color.data_type = "RGBA"
+    links.new(math("GREATER_THAN", total, 0.0), _input(color, "Factor_Float"))
+    links.new(hole.outputs[0], _input(color, "A_Color"))
+    links.new(scale(numerator, math("DIVIDE", 1.0, math("MAXIMUM", total, 1e-30))), _input(color, "B_Color"))
     emission = nodes.new("ShaderNodeEmission")
     emission.name = "emission"
-    links.new(color, emission.inputs["Color"])
+    links.new(_output(color, "Result_Color"), emission.inputs["Color"])
     out = nodes.new("ShaderNodeOutputMaterial")
     links.new(emission.outputs[0], out.inputs["Surface"])
+    view_colours.mark_emission(material, scene)
     return material
 
 
@@ -275,8 +333,9 @@ def remove(scene):
 
 def render_view(scene, camera, coverage=False):
     """What `camera` sees of the painted set (H, W, 3 uint8), or with `coverage` where some
-    layer paints it well (H, W floats 0..1): one Cycles sample at each pixel's centre, the
-    characters and our planes left out, colours as generated (Standard view)."""
+    layer paints it acceptably for this camera (H, W floats 0..1): one Cycles sample at each
+    pixel's centre, the characters and our planes left out, colours as generated (Standard
+    view, the pictures read as plain sRGB)."""
     material = bpy.data.materials.get(MATERIAL)
     if material is None or not layers(scene):
         raise UserError("the set has no projection yet: project a background onto it first (Shot > Set)")
@@ -285,6 +344,9 @@ def render_view(scene, camera, coverage=False):
     color_link = emission.inputs["Color"].links[0].from_socket
     if coverage:
         tree.links.new(tree.nodes["coverage"].outputs[0], emission.inputs["Color"])
+        model = joints.camera_model(scene, camera)
+        tree.nodes["viewer_pixel"].outputs[0].default_value = set_projection.pixel_width(model)
+        tree.nodes["viewer_ortho"].outputs[0].default_value = float(model.ortho)
     hidden = []
     tmp = scene.copy()
     path = os.path.join(bpy.app.tempdir or "/tmp", f"characterforge-set-{os.getpid()}.png")
@@ -308,10 +370,13 @@ def render_view(scene, camera, coverage=False):
         tmp.view_settings.look = "None"
         tmp.view_settings.exposure = 0.0
         tmp.view_settings.gamma = 1.0
+        tmp.view_settings.use_curve_mapping = False
+        tmp.display_settings.display_device = "sRGB"
         settings = tmp.render.image_settings
         settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
         tmp.render.filepath = path
-        bpy.ops.render.render(write_still=True, scene=tmp.name)
+        with view_colours.plain(scene):
+            bpy.ops.render.render(write_still=True, scene=tmp.name)
         with open(path, "rb") as f:
             pixels = decode_png(f.read())[..., :3]
     finally:

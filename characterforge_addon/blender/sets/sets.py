@@ -14,7 +14,6 @@ from ...core.shots import set_projection as rule
 from ...core.spec.job_spec import background_spec
 from .. import preferences
 from ..generation import generation, jobs, planes
-from ..generation.generation import BACKGROUND_AT
 from ..generation.job_inputs import pick_seed, resolve_dir
 from ..rig import joints
 from . import set_projection
@@ -55,11 +54,10 @@ def fill_from_camera(context, seed=None):
     depth = set_projection.set_depth(scene, camera)
     painted = set_projection.render_view(scene, camera)
     missing = rule.unpainted(depth < rule.BACKGROUND_DEPTH, set_projection.render_view(scene, camera, coverage=True))
-    distance = camera.data.clip_end * BACKGROUND_AT
     if not missing.any():
         path = os.path.join(out_dir, f"set_view_{bpy.path.clean_name(camera.name)}.png")
         write_atomic(path, encode_png(painted))
-        generation.place_background_picture(context, path, camera, shot, distance)
+        generation.place_background_picture(context, path, camera, shot)
         return None
     if not s.background_prompt.strip():
         raise UserError("describe the set (Background prompt): it guides what is generated where no camera painted it")
@@ -72,16 +70,16 @@ def fill_from_camera(context, seed=None):
                            name=f"set_fill_{bpy.path.clean_name(camera.name)}_seed{seed}", sharp=s.background_sharp,
                            fill=(encode_png(painted), encode_png(mask)))
     spec["draft"] = s.draft
-    return jobs.start(context, spec, out_dir, functools.partial(place_fill, spec, shot, camera.name, distance, missing))
+    return jobs.start(context, spec, out_dir, functools.partial(place_fill, spec, shot, camera.name, missing))
 
 
-def place_fill(spec, shot, camera_name, distance, missing, scene, files, job_id):
-    """The fill's picture: projected from its camera (the pixels it filled kept as its own even
-    at grazing angles), and shown as the shot's background."""
+def place_fill(spec, shot, camera_name, missing, scene, files, job_id):
+    """The fill's picture: projected from its camera (so from there the set shows exactly this
+    picture), and shown as the shot's background."""
     camera = scene.objects.get(camera_name)
     if camera is None:
         return f"Saved {files[0]}; camera '{camera_name}' is gone, so the set was not filled"
-    set_projection.project(bpy.context, camera, files[0], claimed=missing)
-    generation.place_shot(spec, shot, camera_name, distance, scene, files, job_id, layer="background")
+    set_projection.project(bpy.context, camera, files[0])
+    generation.place_shot(spec, shot, camera_name, scene, files, job_id, layer="background")
     return f"Filled {missing.mean():.0%} of {camera_name}'s view of the set; the rest kept as painted"
 

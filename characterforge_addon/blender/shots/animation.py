@@ -233,7 +233,6 @@ class AnimatedShot:
         if old is not None and old.get(planes.ROLE) == "result_plane":  # this sequence's plane, made before
             bpy.data.objects.remove(old)
         return moving_shots.sequence_plane(self.context, self.sequence, self.frames, camera,
-                                           camera.data.clip_end * shots.COMPOSITE_AT,
                                            planes.shot_collection(self.context.scene, collection_name), name)
 
 

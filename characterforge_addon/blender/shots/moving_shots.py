@@ -128,11 +128,11 @@ def write_video(folder, frames, fps, path):
     return path
 
 
-def sequence_plane(context, folder, frames, camera, distance, collection, name):
+def sequence_plane(context, folder, frames, camera, collection, name):
     """The sequence on a camera-filling plane that plays with the timeline (Blender's image
-    sequence: frame F shows frame_F.png)."""
-    obj = planes.import_plane(context, os.path.join(folder, f"frame_{frames[0]:04d}.png"), camera, distance,
-                              collection, name)
+    sequence: frame F shows frame_F.png), shown as its camera's picture."""
+    obj = planes.import_plane(context, os.path.join(folder, f"frame_{frames[0]:04d}.png"), camera,
+                              planes.distance_for(camera, planes.PICTURE), collection, name)
     for node in obj.active_material.node_tree.nodes:
         if node.type == "TEX_IMAGE":
             node.image.source = "SEQUENCE"
@@ -140,4 +140,5 @@ def sequence_plane(context, folder, frames, camera, distance, collection, name):
             user.frame_duration, user.frame_start, user.frame_offset = len(frames), frames[0], frames[0] - 1
             user.use_auto_refresh = True
     obj[planes.LAYER] = planes.PICTURE
+    planes.show_variant(obj)
     return obj

@@ -24,9 +24,6 @@ from ..rig import joints
 from ..rig.rig import rigs_in_scene
 from . import light_rig
 
-COMPOSITE_AT = 0.97  # of the camera's clip end: just in front of the background plane
-
-
 def background_file(scene, shot):
     """The image file of the shot's background plane shown now (the latest if none is shown)."""
     collection = bpy.data.collections.get(shot)
@@ -84,12 +81,10 @@ def make_shot(context, seed=None):
     spec, rigs, (w, h) = shot_job(context, camera, background, os.path.join(shot_dir, "controls"), seed,
                                   relight=relight)
     controls_dir = os.path.join(shot_dir, "controls")
-    # each character's cut-out stands at its own rig's depth, so it can be moved on its own
-    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}": job_inputs.subject_distance(scene, camera, [rig])
-               for rig in rigs}
+    # each character's cut-out is a plane of its own, so it can be moved or hidden on its own
+    cutouts = {f"{spec['name']}_cutout_{job_inputs.safe_key(rig.name)}" for rig in rigs}
     extra = {**planes.pose_props(spec, job_inputs.rig_faces(controls_dir, w, h)), **light_rig.view_props(scene, camera)}
-    place = functools.partial(generation.place_shot, spec, shot, camera.name, camera.data.clip_end * COMPOSITE_AT,
-                              distances=cutouts, extra=extra)
+    place = functools.partial(generation.place_shot, spec, shot, camera.name, cutouts=cutouts, extra=extra)
     return jobs.start(context, spec, shot_dir, light_rig.placing_relit(place) if relight else place)
 
 
@@ -194,5 +189,5 @@ def make_expression(context, obj, seed=None):
     # the pose goes along (a later edit of this edit finds the face), and the source (for Regenerate)
     keep = {key: obj[key] for key in (planes.KEYPOINTS, planes.FACES) if key in obj}
     keep["characterforge_source"] = obj.name
-    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -obj.location.z, extra=keep)
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, extra=keep)
     return jobs.start(context, spec, shot_dir, place)

@@ -4,7 +4,7 @@ import bpy
 
 import json
 
-from ..generation import jobs, planes, profile_chooser
+from ..generation import jobs, planes, profile_chooser, view_colours
 from ..rig.rig import rigs_in_scene
 from ..sets import set_projection
 from ..shots import light_rig
@@ -412,8 +412,14 @@ class CHARACTERFORGE_PT_results(_Sidebar, bpy.types.Panel):
                 button = row.operator("characterforge.show_result", text=obj.name,
                                       icon="HIDE_OFF" if shown else "HIDE_ON", depress=obj == context.active_object)
                 button.name = obj.name
+                if shown:
+                    hide = row.operator("characterforge.show_result", text="", icon="HIDE_ON")
+                    hide.name, hide.hide = obj.name, True
                 scores = planes.score_lines(obj)
                 row.label(text=scores[0] if scores else "")
+        _, off = view_colours.picture_space(context.scene)
+        if off:  # the view transform (or a look) changes what the camera shows of the pictures
+            layout.label(text=f"Colours: {off}", icon="INFO")
         layout.operator("characterforge.open_results", icon="FILE_FOLDER")
 
 
