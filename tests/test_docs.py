@@ -8,10 +8,7 @@
   and is the file make_docs recorded (docs/img/pictures.json: SHA-256), and every picture it makes
   is used;
 - docs/job-specs.md is what make_docs makes from the declared job specs today.
-No Blender renders here: `make docs` makes the pictures. Runs in a few seconds.
-
-Text between `<!-- camera-shows -->` and `<!-- /camera-shows -->` documents a branch being merged:
-its options are checked once that branch's code is here (BRANCHES); then the marks can go."""
+No Blender renders here: `make docs` makes the pictures. Runs in a few seconds."""
 
 import concurrent.futures
 import glob
@@ -30,12 +27,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(DOCS, "*.md")))
 EXTERNAL = {"hf", "ray", "pip", "<backend"}  # programs that are not ours: shown, not run
-# a branch documented before its merge -> a file that exists once it is merged
-BRANCHES = {"camera-shows": "characterforge_addon/**/view_blend.py"}
-
-
-def merged(branch):
-    return bool(glob.glob(os.path.join(ROOT, BRANCHES[branch]), recursive=True))
 
 
 def load_make_docs():
@@ -56,20 +47,11 @@ def read(path):
 
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-MARK = re.compile(r"<!-- (/?)([\w-]+) -->")
-
-
-def branch_at(text, position):
-    """The branch whose marked section holds `position`, or None."""
-    open_branch = None
-    for m in MARK.finditer(text, 0, position):
-        open_branch = None if m.group(1) else m.group(2)
-    return open_branch
 
 
 def commands():
-    """(page, command line, branch) for every command in a ```sh block; continuations joined,
-    comment lines left out."""
+    """(page, command line) for every command in a ```sh block; continuations joined, comment
+    lines left out."""
     out = []
     for page in PAGES:
         text = read(page)
@@ -79,7 +61,7 @@ def commands():
             joined = block.group(2).replace("\\\n", " ")
             for line in joined.splitlines():
                 if line.strip() and not line.strip().startswith("#"):
-                    out.append((os.path.relpath(page, ROOT), line.strip(), branch_at(text, block.start())))
+                    out.append((os.path.relpath(page, ROOT), line.strip()))
     return out
 
 
@@ -126,7 +108,7 @@ def run_help(argv):
 
 @pytest.fixture(scope="module")
 def helps():
-    wanted = {key for _, line, _ in commands() for kind, key in [what_runs(line)] if kind == "help"}
+    wanted = {key for _, line in commands() for kind, key in [what_runs(line)] if kind == "help"}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         return dict(zip(wanted, pool.map(run_help, wanted)))
 
@@ -135,15 +117,13 @@ def test_every_command_shown_runs_and_takes_the_options_shown(helps):
     shown = commands()
     assert len(shown) > 40, "the guide's commands were not found"
     problems = []
-    for page, line, branch in shown:
+    for page, line in shown:
         kind, key = what_runs(line)
         if kind == "help":
             rc, text = helps[key]
             if rc:
                 problems.append(f"{page}: `{' '.join(key)}` failed: {text.strip()[-300:]}")
                 continue
-            if branch and not merged(branch):
-                continue  # the branch's options arrive with it
             unknown = [o for o in sorted(options(line)) if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text)]
             if unknown:
                 problems.append(f"{page}: `{line[:80]}…` shows {', '.join(unknown)}, which `{' '.join(key)}` lacks")

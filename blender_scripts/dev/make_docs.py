@@ -156,8 +156,12 @@ def _demo(bpy, size=SIZE):
 
 def _workbench(bpy, scene, camera, path, size):
     """Render `camera`'s view in Workbench's solid shading (Cycles where EGL is missing, which a
-    subprocess check finds first); returns the (H, W, 3) pixels."""
+    subprocess check finds first), the rigs' proxies shown as the viewport shows them (they stay
+    out of the user's renders); returns the (H, W, 3) pixels."""
     from characterforge_addon.core.image_io import decode_png
+    proxies = [o for o in scene.objects if str(o.get("characterforge_role", "")).startswith("proxy_") and o.hide_render]
+    for obj in proxies:
+        obj.hide_render = False
     tmp = scene.copy()
     try:
         tmp.camera = camera
@@ -179,6 +183,8 @@ def _workbench(bpy, scene, camera, path, size):
         bpy.ops.render.render(write_still=True, scene=tmp.name)
     finally:
         bpy.data.scenes.remove(tmp)
+        for obj in proxies:
+            obj.hide_render = True
     with open(path, "rb") as f:
         return decode_png(f.read())[..., :3]
 

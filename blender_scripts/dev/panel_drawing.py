@@ -31,7 +31,7 @@ THEME = {
 
 # An icon-only button shows its icon's meaning as one character (Blender's icon sheet is not at hand)
 GLYPHS = {"X": "×", "CANCEL": "×", "ADD": "+", "REMOVE": "−", "FILE_REFRESH": "⟳", "IMPORT": "↓", "EXPORT": "↑",
-          "GREASEPENCIL": "✎", "COPYDOWN": "❐"}
+          "GREASEPENCIL": "✎", "COPYDOWN": "❐", "HIDE_ON": "○"}
 # ... and a button with words and a state icon, that state before its words
 STATES = {"HIDE_OFF": "● ", "HIDE_ON": "○ "}
 
