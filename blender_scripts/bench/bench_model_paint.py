@@ -107,12 +107,11 @@ def synthetic_sheet(bpy, rig, record, factor=1.0, tints=None, meshes=None, ampli
 
 
 def _render(bpy, stage, camera, resolution):
+    from characterforge_addon.blender.maps.passes import exact_cycles
     from characterforge_addon.core.image_io import decode_png
     scene = stage.scene
     stage.render_at(camera, resolution)
-    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 1, False, False
-    scene.cycles.filter_width = 0.01
-    scene.render.film_transparent = True
+    exact_cycles(scene, transparent=True)
     scene.view_settings.view_transform = "Standard"
     settings = scene.render.image_settings
     settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"

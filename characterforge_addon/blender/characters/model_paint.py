@@ -35,7 +35,7 @@ from ...core.spec.job_spec import background_spec
 from .. import preferences
 from ..generation import jobs, view_colours
 from ..generation.job_inputs import pick_seed
-from ..maps.passes import INDEX_BASE, render_passes
+from ..maps.passes import exact_cycles, INDEX_BASE, plain_view, render_passes
 from ..rig.posing import apply_channels, apply_library_pose
 from ..rig.rig import character_meshes
 from .sheet import character_axes, character_points, copy_character, face_points, place_camera
@@ -134,13 +134,8 @@ def sheet_pose(context, rig, meshes, record):
         scene.camera = camera
         scene.render.resolution_percentage = 100
         scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
-        scene.render.engine = "CYCLES"
-        scene.cycles.device = "CPU"
         # one sample at each pixel's (and texel's) centre: the bake reads positions, the renders exact colours
-        scene.cycles.samples = 1
-        scene.cycles.use_denoising = False
-        scene.cycles.use_adaptive_sampling = False
-        scene.cycles.filter_width = 0.01
+        exact_cycles(scene)
         scene.view_settings.view_transform = "Standard"
         camera.data.type = "ORTHO"
         pose = _pose(context, actor, record) if actor is not None else "its rest shape (no rig)"
@@ -352,15 +347,8 @@ def render_painted(stage, camera, resolution, textures, data=False):
             copy.data.materials.append(material)
             for slot in copy.material_slots:
                 slot.link = "DATA"
-        scene.cycles.samples = 1
-        scene.cycles.use_denoising = False
-        scene.cycles.use_adaptive_sampling = False
-        scene.cycles.filter_width = 0.01
-        scene.render.film_transparent = True
-        scene.render.use_compositing = False
-        scene.render.use_sequencer = False
-        view = scene.view_settings
-        view.view_transform, view.look, view.exposure, view.gamma = "Standard", "None", 0.0, 1.0
+        exact_cycles(scene, transparent=True)
+        plain_view(scene)
         settings = scene.render.image_settings
         settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"
         scene.render.filepath = path

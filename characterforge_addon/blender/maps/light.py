@@ -13,7 +13,6 @@ space. The user's scene, render settings and lights are left as they were.
 import io
 import json
 import os
-import tempfile
 import time
 
 import bpy
@@ -26,7 +25,7 @@ from ...core.shots import lighting
 from ..generation.job_inputs import safe_key
 from ..rig.joints import camera_model, OUTPUT_ROLES
 from ..rig.rig import character_meshes, rigs_in_scene, ROLE
-from .passes import exclude_our_planes, INDEX_BASE
+from .passes import exact_cycles, INDEX_BASE, scratch_scene
 
 CLAY = 0.8  # the clay's albedo: light-group passes are this times the light
 SAMPLES = 4
@@ -129,81 +128,51 @@ def render_light(scene, camera, index_of, groups, hide=(), samples=SAMPLES, scal
     {group: (H, W, 3) light}}, seconds) of one Cycles render of the clay scene from `camera` at `scale` of the
     render resolution. `index_of`: {object: pass index}; `groups`: {light or world: group name};
     `hide`: objects left out."""
-    saved = {}
-    for obj, index in index_of.items():
-        proxy = str(obj.get(ROLE, "")).startswith("proxy_")
-        if obj.pass_index != index:
-            if not proxy:
-                saved[obj] = ("pass_index", obj.pass_index)
-            obj.pass_index = index
-        if proxy and obj.hide_render:  # proxies stay out of the user's renders, not out of the light's clay
-            saved[obj] = ("hide_render", True)
-            obj.hide_render = False
-    tmp = scene.copy()
-    clay = _clay()
-    folder = tempfile.mkdtemp(prefix="characterforge-light-")
-    path = os.path.join(folder, "light.exr")
-    try:
-        hidden = exclude_our_planes(tmp)
-        for obj in scene.objects:
-            if (obj.get(ROLE) in OUTPUT_ROLES or obj in hide) and obj.name not in hidden and not obj.hide_render:
-                saved.setdefault(obj, ("hide_render", False))
-                obj.hide_render = True
-        for owner, group in groups.items():
-            saved.setdefault(owner, ("lightgroup", owner.lightgroup))
-            owner.lightgroup = group
-        tmp.camera = camera
-        render, cycles = tmp.render, tmp.cycles
-        render.engine = "CYCLES"
-        render.resolution_percentage = max(1, round(scene.render.resolution_percentage * scale))
-        cycles.device = "CPU"
-        cycles.samples = samples
-        cycles.use_denoising = False
-        cycles.use_adaptive_sampling = False
-        cycles.filter_width = 0.01  # pixel centres: object ids and depth exact, as in the control maps
-        cycles.max_bounces = cycles.diffuse_bounces = 1  # one bounce of light between surfaces
-        cycles.glossy_bounces = cycles.transmission_bounces = cycles.volume_bounces = 0
-        cycles.transparent_max_bounces = 0
-        cycles.caustics_reflective = cycles.caustics_refractive = False
-        render.film_transparent = False
-        render.use_compositing = render.use_sequencer = False
-        layer = tmp.view_layers[0]
-        layer.material_override = clay
-        layer.use_pass_diffuse_direct = layer.use_pass_diffuse_indirect = True
-        layer.use_pass_object_index = layer.use_pass_z = layer.use_pass_normal = True
-        for group in sorted(set(groups.values())):
-            layer.lightgroups.add(name=group)
-        settings = render.image_settings
-        if hasattr(settings, "media_type"):  # Blender 5: every pass into one file is a media type
-            settings.media_type = "MULTI_LAYER_IMAGE"
-        settings.file_format = "OPEN_EXR_MULTILAYER"
-        settings.color_depth = "16"
-        settings.exr_codec = "NONE"  # a scratch file read straight back
-        render.filepath = path
-        started = time.perf_counter()
-        bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
-        seconds = time.perf_counter() - started
-        if not os.path.exists(path):
-            raise UserError(f"Blender did not write the light render to {path}")
-        with open(path, "rb") as f:
-            channels = exr.read_exr(f.read())
-        out = {"direct": _pass(channels, ("Diffuse Direct", "DiffDir"), "RGB"),
-               "indirect": _pass(channels, ("Diffuse Indirect", "DiffInd"), "RGB"),
-               "depth": _pass(channels, ("Depth",), "Z")[..., 0],
-               "normal": _pass(channels, ("Normal",), "XYZ"),
-               "index": _pass(channels, ("Object Index", "IndexOB"), "X")[..., 0],
-               "groups": {g: _pass(channels, (f"Combined_{g}",), "RGB") / CLAY for g in set(groups.values())}}
-        return out, seconds
-    finally:
-        bpy.data.scenes.remove(tmp)
-        bpy.data.materials.remove(clay)
-        for obj, (attribute, value) in saved.items():
-            setattr(obj, attribute, value)
+    hide = [o for o in scene.objects if o.get(ROLE) in OUTPUT_ROLES or o in hide]  # and result planes moved out
+    lightgroups = {owner: owner.lightgroup for owner in groups}
+    with scratch_scene(scene, camera, "light.exr", index_of, hide) as (tmp, path):
+        clay = _clay()
         try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rmdir(folder)
+            for owner, group in groups.items():
+                owner.lightgroup = group
+            render, cycles = tmp.render, tmp.cycles
+            exact_cycles(tmp, samples)  # pixel centres: object ids and depth exact, as in the control maps
+            render.resolution_percentage = max(1, round(scene.render.resolution_percentage * scale))
+            cycles.max_bounces = cycles.diffuse_bounces = 1  # one bounce of light between surfaces
+            cycles.glossy_bounces = cycles.transmission_bounces = cycles.volume_bounces = 0
+            cycles.transparent_max_bounces = 0
+            cycles.caustics_reflective = cycles.caustics_refractive = False
+            layer = tmp.view_layers[0]
+            layer.material_override = clay
+            layer.use_pass_diffuse_direct = layer.use_pass_diffuse_indirect = True
+            layer.use_pass_object_index = layer.use_pass_z = layer.use_pass_normal = True
+            for group in sorted(set(groups.values())):
+                layer.lightgroups.add(name=group)
+            settings = render.image_settings
+            if hasattr(settings, "media_type"):  # Blender 5: every pass into one file is a media type
+                settings.media_type = "MULTI_LAYER_IMAGE"
+            settings.file_format = "OPEN_EXR_MULTILAYER"
+            settings.color_depth = "16"
+            settings.exr_codec = "NONE"  # a scratch file read straight back
+            render.filepath = path
+            started = time.perf_counter()
+            bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
+            seconds = time.perf_counter() - started
+            if not os.path.exists(path):
+                raise UserError(f"Blender did not write the light render to {path}")
+            with open(path, "rb") as f:
+                channels = exr.read_exr(f.read())
+            out = {"direct": _pass(channels, ("Diffuse Direct", "DiffDir"), "RGB"),
+                   "indirect": _pass(channels, ("Diffuse Indirect", "DiffInd"), "RGB"),
+                   "depth": _pass(channels, ("Depth",), "Z")[..., 0],
+                   "normal": _pass(channels, ("Normal",), "XYZ"),
+                   "index": _pass(channels, ("Object Index", "IndexOB"), "X")[..., 0],
+                   "groups": {g: _pass(channels, (f"Combined_{g}",), "RGB") / CLAY for g in set(groups.values())}}
+            return out, seconds
+        finally:
+            bpy.data.materials.remove(clay)
+            for owner, group in lightgroups.items():
+                owner.lightgroup = group
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-"""The one render behind every control map: depth and object index from Cycles at 1 sample."""
+"""The one render behind every control map: depth and object index from Cycles at 1 sample;
+and what every render of ours shares (`scratch_scene`: a throw-away copy of the scene, our
+planes and what is asked left out, all restored after; `exact_cycles`: Cycles at each pixel's
+centre; `plain_view`: colours as they are)."""
 
+import contextlib
 import os
 import tempfile
 
@@ -11,7 +15,7 @@ from ..rig.joints import OUTPUT_ROLES
 from ..rig.rig import ROLE
 
 # ---------------------------------------------------------------------------------------------
-# The one render: depth and object index
+# What every render of ours shares
 
 # Character pass indices start here: above what users usually give their own objects, and
 # exact in the half-float EXR (integers up to 2048).
@@ -37,6 +41,75 @@ def exclude_our_planes(tmp):
         return set()
     found.exclude = True
     return {o.name for o in found.collection.all_objects}
+
+
+@contextlib.contextmanager
+def scratch_scene(scene, camera, file_name, index_of=None, hide=()):
+    """Yields (a throw-away copy of `scene` seen from `camera`, the path of a scratch file
+    `file_name` in a folder of its own), so a render of ours leaves the user's render settings
+    and compositor untouched. Our planes are excluded from the copy's view layer; `hide`:
+    objects left out of the render; `index_of`: {object: pass index}. Objects are changed only
+    where they must be and restored afterwards (our proxies keep their indices, and are shown:
+    they stay out of the user's renders, not out of ours); the scratch file and its folder go."""
+    saved = {}
+    for obj, index in (index_of or {}).items():
+        proxy = str(obj.get(ROLE, "")).startswith("proxy_")
+        if obj.pass_index != index:
+            if not proxy:
+                saved[obj] = ("pass_index", obj.pass_index)
+            obj.pass_index = index
+        if proxy and obj.hide_render:
+            saved[obj] = ("hide_render", True)
+            obj.hide_render = False
+    tmp = scene.copy()
+    folder = tempfile.mkdtemp(prefix="characterforge-")
+    path = os.path.join(folder, file_name)
+    try:
+        hidden = exclude_our_planes(tmp)
+        for obj in hide:
+            if obj.name not in hidden and not obj.hide_render:
+                saved.setdefault(obj, ("hide_render", False))
+                obj.hide_render = True
+        tmp.camera = camera
+        yield tmp, path
+    finally:
+        bpy.data.scenes.remove(tmp)
+        for obj, (attribute, value) in saved.items():
+            setattr(obj, attribute, value)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rmdir(folder)
+
+
+def exact_cycles(scene, samples=1, transparent=False, compositing=False):
+    """Cycles on the CPU at `samples` sample(s) through each pixel's centre (exact object ids
+    and depth), no denoising or adaptive sampling, no sequencer; the film `transparent` or not,
+    the compositor on or off."""
+    scene.render.engine = "CYCLES"
+    cycles = scene.cycles
+    cycles.device = "CPU"
+    cycles.samples = samples
+    cycles.use_denoising = False
+    cycles.use_adaptive_sampling = False
+    cycles.filter_width = 0.01  # sample pixel centres
+    scene.render.film_transparent = transparent
+    scene.render.use_compositing = compositing
+    scene.render.use_sequencer = False
+
+
+def plain_view(scene):
+    """Colours as they are: the Standard view transform, no look, exposure 0, gamma 1, no
+    curves, an sRGB display."""
+    view = scene.view_settings
+    view.view_transform, view.look, view.exposure, view.gamma = "Standard", "None", 0.0, 1.0
+    view.use_curve_mapping = False
+    scene.display_settings.display_device = "sRGB"
+
+
+# ---------------------------------------------------------------------------------------------
+# The one render: depth and object index
 
 def _compositor(scene, motion=False):
     """Route Depth into red and Object Index into green of the output, for both 4.2 and 5.x;
@@ -70,78 +143,41 @@ def render_passes(scene, camera, index_of, hide=(), motion=False):
     """(depth, object index) arrays, rows top-down, for `camera` at the scene's resolution;
     with `motion` also (H, W, 2): Blender's Vector pass towards the previous frame, in pixels.
 
-    `index_of`: {object: pass index}; `hide`: objects left out of this render. Renders a throw-away copy of the scene so the user's
-    render settings and compositor stay untouched. Objects are changed only where they must
-    be and restored afterwards; our proxies keep their indices, so in the usual case nothing
-    is changed and Blender has nothing to re-evaluate after the render.
+    `index_of`: {object: pass index}; `hide`: objects left out of this render, as are result
+    planes (`scratch_scene`: in the usual case nothing of the user's is changed, and Blender
+    has nothing to re-evaluate after the render).
     """
-    saved = {}
-    for obj, index in index_of.items():
-        proxy = str(obj.get(ROLE, "")).startswith("proxy_")
-        if obj.pass_index != index:
-            if not proxy:
-                saved[obj] = ("pass_index", obj.pass_index)
-            obj.pass_index = index
-        if proxy and obj.hide_render:  # proxies stay out of the user's renders, not out of the maps
-            saved[obj] = ("hide_render", True)
-            obj.hide_render = False
-    tmp = scene.copy()
-    group = None
-    folder = tempfile.mkdtemp(prefix="characterforge-")
-    path = os.path.join(folder, "passes.exr")
-    image = None
-    try:
-        hidden = exclude_our_planes(tmp)
-        for obj in scene.objects:  # result planes moved out of our collection by the user, and `hide`
-            if (obj.get(ROLE) in OUTPUT_ROLES or obj in hide) and obj.name not in hidden and not obj.hide_render:
-                saved.setdefault(obj, ("hide_render", False))
-                obj.hide_render = True
-        tmp.camera = camera
-        tmp.render.engine = "CYCLES"
-        tmp.cycles.samples = 1
-        tmp.cycles.use_denoising = False
-        tmp.cycles.use_adaptive_sampling = False
-        tmp.cycles.filter_width = 0.01  # sample pixel centres: exact ids and depth
-        tmp.cycles.device = "CPU"
-        tmp.render.film_transparent = False
-        tmp.render.use_compositing = True
-        tmp.render.use_sequencer = False
-        layer = tmp.view_layers[0]
-        layer.use_pass_z = True
-        layer.use_pass_object_index = True
-        if motion:
-            layer.use_pass_vector = True
-            tmp.render.use_motion_blur = False  # Cycles writes the Vector pass only without motion blur
-        group = _compositor(tmp, motion)
-        settings = tmp.render.image_settings
-        settings.file_format = "OPEN_EXR"
-        settings.color_mode = "RGBA" if motion else "RGB"
-        settings.color_depth = "16"  # half floats: depth to 0.05 %, object ids exact up to 2048
-        settings.exr_codec = "NONE"  # a scratch file read straight back: no time on compression
-        tmp.render.filepath = path
-        bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
-        if not os.path.exists(path):
-            raise UserError(f"Blender did not write the depth render to {path}")
-        image = bpy.data.images.load(path)
-        w, h = image.size
-        buf = np.empty(w * h * 4, dtype=np.float32)
-        image.pixels.foreach_get(buf)
-        buf = buf.reshape(h, w, 4)[::-1]  # Blender stores rows bottom-up
-        if motion:
-            return buf[..., 0].astype(np.float64), buf[..., 1].copy(), buf[..., 2:4].astype(np.float64)
-        return buf[..., 0].astype(np.float64), buf[..., 1].copy()
-    finally:
-        if image is not None:
-            bpy.data.images.remove(image)
-        bpy.data.scenes.remove(tmp)
-        if group is not None:
-            bpy.data.node_groups.remove(group)
-        for obj, (attribute, value) in saved.items():
-            setattr(obj, attribute, value)
+    hide = [o for o in scene.objects if o.get(ROLE) in OUTPUT_ROLES or o in hide]  # and result planes moved out
+    with scratch_scene(scene, camera, "passes.exr", index_of, hide) as (tmp, path):
+        group = image = None
         try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rmdir(folder)
-
-
+            exact_cycles(tmp, compositing=True)
+            layer = tmp.view_layers[0]
+            layer.use_pass_z = True
+            layer.use_pass_object_index = True
+            if motion:
+                layer.use_pass_vector = True
+                tmp.render.use_motion_blur = False  # Cycles writes the Vector pass only without motion blur
+            group = _compositor(tmp, motion)
+            settings = tmp.render.image_settings
+            settings.file_format = "OPEN_EXR"
+            settings.color_mode = "RGBA" if motion else "RGB"
+            settings.color_depth = "16"  # half floats: depth to 0.05 %, object ids exact up to 2048
+            settings.exr_codec = "NONE"  # a scratch file read straight back: no time on compression
+            tmp.render.filepath = path
+            bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
+            if not os.path.exists(path):
+                raise UserError(f"Blender did not write the depth render to {path}")
+            image = bpy.data.images.load(path)
+            w, h = image.size
+            buf = np.empty(w * h * 4, dtype=np.float32)
+            image.pixels.foreach_get(buf)
+            buf = buf.reshape(h, w, 4)[::-1]  # Blender stores rows bottom-up
+            if motion:
+                return buf[..., 0].astype(np.float64), buf[..., 1].copy(), buf[..., 2:4].astype(np.float64)
+            return buf[..., 0].astype(np.float64), buf[..., 1].copy()
+        finally:
+            if image is not None:
+                bpy.data.images.remove(image)
+            if group is not None:
+                bpy.data.node_groups.remove(group)

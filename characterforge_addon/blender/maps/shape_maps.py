@@ -7,14 +7,13 @@ pass (one more render at 1 sample, beside `passes`' depth and object index) and 
 """
 
 import os
-import tempfile
 
 import bpy
 import numpy as np
 
 from ...core.errors import UserError
 from ...core.maps import control_maps, line_art
-from .passes import exclude_our_planes
+from .passes import exact_cycles, scratch_scene
 
 
 def _output(scene):
@@ -31,63 +30,38 @@ def _output(scene):
 
 
 def _render(scene, camera, hide, setup, link):
-    """Render a throw-away copy of `scene` from `camera` (Cycles, 1 sample at pixel centres,
-    `hide` left out), `setup(tmp, layer)` before, `link(tree, render_layers, output)` routing
-    the output; returns its RGBA float pixels, rows top-down."""
-    tmp = scene.copy()
-    folder = tempfile.mkdtemp(prefix="characterforge-")
-    path = os.path.join(folder, "shape.exr")
-    group = image = None
-    hidden = []
-    try:
-        exclude_our_planes(tmp)
-        for obj in hide:
-            if not obj.hide_render:
-                obj.hide_render = True
-                hidden.append(obj)
-        tmp.camera = camera
-        tmp.render.engine = "CYCLES"
-        tmp.cycles.samples = 1
-        tmp.cycles.use_denoising = False
-        tmp.cycles.use_adaptive_sampling = False
-        tmp.cycles.filter_width = 0.01
-        tmp.cycles.device = "CPU"
-        tmp.render.film_transparent = True
-        tmp.render.use_compositing = True
-        tmp.render.use_sequencer = False
-        layer = tmp.view_layers[0]
-        setup(tmp, layer)
-        tree, out, group = _output(tmp)
-        layers = tree.nodes.new("CompositorNodeRLayers")
-        layers.scene = tmp
-        link(tree, layers, out)
-        settings = tmp.render.image_settings
-        settings.file_format = "OPEN_EXR"
-        settings.color_mode = "RGBA"
-        settings.color_depth = "32"
-        settings.exr_codec = "NONE"
-        tmp.render.filepath = path
-        bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
-        if not os.path.exists(path):
-            raise UserError(f"Blender did not write the normal render to {path}")
-        image = bpy.data.images.load(path)
-        w, h = image.size
-        buf = np.empty(w * h * 4, dtype=np.float32)
-        image.pixels.foreach_get(buf)
-        return buf.reshape(h, w, 4)[::-1].astype(np.float64)
-    finally:
-        if image is not None:
-            bpy.data.images.remove(image)
-        bpy.data.scenes.remove(tmp)
-        if group is not None:
-            bpy.data.node_groups.remove(group)
-        for obj in hidden:
-            obj.hide_render = False
+    """Render a throw-away copy of `scene` from `camera` (passes.scratch_scene, Cycles at 1
+    sample at pixel centres, `hide` left out), `setup(tmp, layer)` before, `link(tree,
+    render_layers, output)` routing the output; returns its RGBA float pixels, rows top-down."""
+    with scratch_scene(scene, camera, "shape.exr", hide=hide) as (tmp, path):
+        group = image = None
         try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rmdir(folder)
+            exact_cycles(tmp, transparent=True, compositing=True)
+            layer = tmp.view_layers[0]
+            setup(tmp, layer)
+            tree, out, group = _output(tmp)
+            layers = tree.nodes.new("CompositorNodeRLayers")
+            layers.scene = tmp
+            link(tree, layers, out)
+            settings = tmp.render.image_settings
+            settings.file_format = "OPEN_EXR"
+            settings.color_mode = "RGBA"
+            settings.color_depth = "32"
+            settings.exr_codec = "NONE"
+            tmp.render.filepath = path
+            bpy.ops.render.render(write_still=True, scene=tmp.name, layer=layer.name)
+            if not os.path.exists(path):
+                raise UserError(f"Blender did not write the normal render to {path}")
+            image = bpy.data.images.load(path)
+            w, h = image.size
+            buf = np.empty(w * h * 4, dtype=np.float32)
+            image.pixels.foreach_get(buf)
+            return buf.reshape(h, w, 4)[::-1].astype(np.float64)
+        finally:
+            if image is not None:
+                bpy.data.images.remove(image)
+            if group is not None:
+                bpy.data.node_groups.remove(group)
 
 
 def render_normals(scene, camera, hide=()):

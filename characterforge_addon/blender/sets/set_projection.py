@@ -347,44 +347,18 @@ def render_view(scene, camera, coverage=False):
         model = joints.camera_model(scene, camera)
         tree.nodes["viewer_pixel"].outputs[0].default_value = set_projection.pixel_width(model)
         tree.nodes["viewer_ortho"].outputs[0].default_value = float(model.ortho)
-    hidden = []
-    tmp = scene.copy()
-    path = os.path.join(bpy.app.tempdir or "/tmp", f"characterforge-set-{os.getpid()}.png")
     try:
-        passes.exclude_our_planes(tmp)
-        for obj in characters(scene):
-            if not obj.hide_render:
-                obj.hide_render = True
-                hidden.append(obj)
-        tmp.camera = camera
-        tmp.render.engine = "CYCLES"
-        tmp.cycles.samples = 1
-        tmp.cycles.use_denoising = False
-        tmp.cycles.use_adaptive_sampling = False
-        tmp.cycles.filter_width = 0.01
-        tmp.cycles.device = "CPU"
-        tmp.render.film_transparent = False
-        tmp.render.use_compositing = False
-        tmp.render.use_sequencer = False
-        tmp.view_settings.view_transform = "Standard"
-        tmp.view_settings.look = "None"
-        tmp.view_settings.exposure = 0.0
-        tmp.view_settings.gamma = 1.0
-        tmp.view_settings.use_curve_mapping = False
-        tmp.display_settings.display_device = "sRGB"
-        settings = tmp.render.image_settings
-        settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
-        tmp.render.filepath = path
-        with view_colours.plain(scene):
-            bpy.ops.render.render(write_still=True, scene=tmp.name)
-        with open(path, "rb") as f:
-            pixels = decode_png(f.read())[..., :3]
+        with passes.scratch_scene(scene, camera, "set.png", hide=characters(scene)) as (tmp, path):
+            passes.exact_cycles(tmp)
+            passes.plain_view(tmp)
+            settings = tmp.render.image_settings
+            settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
+            tmp.render.filepath = path
+            with view_colours.plain(scene):
+                bpy.ops.render.render(write_still=True, scene=tmp.name)
+            with open(path, "rb") as f:
+                pixels = decode_png(f.read())[..., :3]
     finally:
-        bpy.data.scenes.remove(tmp)
-        for obj in hidden:
-            obj.hide_render = False
         if coverage:
             tree.links.new(color_link, emission.inputs["Color"])
-        if os.path.exists(path):
-            os.remove(path)
     return pixels[..., 0] / 255.0 if coverage else pixels
