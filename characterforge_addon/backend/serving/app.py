@@ -46,6 +46,27 @@ def _too_large(size, limit=MAX_REQUEST_BYTES):
                  fix="send smaller control images" if limit == MAX_REQUEST_BYTES else "send a smaller file")
 
 
+async def _received(request, folder, limit, keep, what, fix):
+    """A PUT's body streamed into a temporary file in `folder` (413 past `limit` bytes), then
+    answered by `await keep(path)`; 507 when the disk fills (`what` could not be kept; `fix`).
+    The temporary file never outlives the request."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return _too_large(f"over {limit}", limit)
+                f.write(chunk)
+        return await keep(tmp)
+    except OSError as exc:
+        return error(507, "disk_full", f"could not keep the {what} in {folder} ({exc.strerror or exc})", fix=fix)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 class Guard:
     """Plain ASGI in front of the app: browser pages refused (any Origin, `null` from sandboxed
     and file:// pages too, or a browser's Sec-Fetch-Mode), the token checked, and the body counted
@@ -308,27 +329,16 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
             return _lora_or_error(sha256)
         if loras.has(sha256):
             return {"sha256": sha256, "kept": "already"}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=loras.folder)
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_UPLOAD_BYTES:
-                        return _too_large(f"over {MAX_UPLOAD_BYTES}", MAX_UPLOAD_BYTES)
-                    f.write(chunk)
+
+        async def keep(path):
             try:
-                loras.keep(tmp, sha256)
+                loras.keep(path, sha256)
             except UserError as exc:
                 return error(400, "invalid_lora", f"the file sent as LoRA {sha256[:12]}…: {exc}",
                              fix="send the .safetensors file the character's pack holds (lora/)")
             return {"sha256": sha256, "kept": "now"}
-        except OSError as exc:
-            return error(507, "disk_full", f"could not keep the LoRA in {loras.folder} ({exc.strerror or exc})",
-                         fix="free disk space there and send it again")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return await _received(request, loras.folder, MAX_UPLOAD_BYTES, keep, "LoRA",
+                               "free disk space there and send it again")
 
     def _picture_or_error(sha256):
         if not SHA256.match(sha256):
@@ -355,26 +365,15 @@ def create_app(store, runner, token, doctor_report, check_runnable=lambda job: N
             return _picture_or_error(sha256)
         if pictures.has(sha256):
             return {"sha256": sha256, "kept": "already"}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=pictures.folder)
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_PICTURE_BYTES:
-                        return _too_large(f"over {MAX_PICTURE_BYTES}", MAX_PICTURE_BYTES)
-                    f.write(chunk)
+
+        async def keep(path):
             try:
-                kept = await run_in_threadpool(pictures.keep_file, sha256, tmp)
+                kept = await run_in_threadpool(pictures.keep_file, sha256, path)
             except UserError as exc:
                 return error(400, "invalid_picture", str(exc), {"sha256": sha256},
                              "send the PNG file's bytes under the SHA-256 of those bytes")
             return {"sha256": sha256, "kept": "now" if kept else "already"}
-        except OSError as exc:
-            return error(507, "disk_full", f"could not keep the picture in {pictures.folder} ({exc.strerror or exc})",
-                         fix="free disk space there, or send the picture inline in the job")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return await _received(request, pictures.folder, MAX_PICTURE_BYTES, keep, "picture",
+                               "free disk space there, or send the picture inline in the job")
 
     return app
