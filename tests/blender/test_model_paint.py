@@ -156,6 +156,14 @@ def test_a_users_render_shows_the_sheets_colours_under_the_scenes_own_view_trans
     material = bpy.data.objects["Hero_body"].material_slots[0].material
     assert material.node_tree.nodes["texture"].outputs["Color"].links[0].to_node.type == "BSDF_PRINCIPLED"
     assert material.node_tree.nodes["texture"].image.colorspace_settings.name == "sRGB"
+    # painted as painted first, the lit texture stays sRGB and unlit by emission when the view changes
+    from characterforge_addon.blender.generation import view_colours
+    scene.view_settings.exposure = 1.0
+    view_colours.match(scene)
+    assert material.node_tree.nodes["texture"].image.colorspace_settings.name == "sRGB"
+    principled = material.node_tree.nodes["texture"].outputs["Color"].links[0].to_node
+    assert principled.inputs["Emission Strength"].default_value == 0.0
+    scene.view_settings.exposure = 0.0
 
 
 def make_own_character(bpy, scene):

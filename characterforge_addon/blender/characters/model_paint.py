@@ -713,6 +713,8 @@ def apply_material(obj, path, uv_name, shading, space, scene):
     if shading != "PRINCIPLED":
         view_colours.mark(image, scene)
         view_colours.mark_emission(material, scene)
+    else:  # painted as painted before: the lit texture must not follow the view any more
+        view_colours.unmark(image, material)
     if SAVED not in obj:
         obj[SAVED] = json.dumps([[slot.material.name if slot.material else "", slot.link]
                                  for slot in obj.material_slots])

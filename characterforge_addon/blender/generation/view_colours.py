@@ -56,6 +56,14 @@ def mark_emission(material, scene):
     _strength(material, 2.0 ** -scene.view_settings.exposure)
 
 
+def unmark(*ids):
+    """These images and materials no longer show our pictures as made (a texture painted again
+    as a lit base colour): their colour space and strengths are left alone from now on."""
+    for id_ in ids:
+        id_.pop(SHOWN, None)
+        id_.pop(EMISSION, None)
+
+
 def _space(image, space):
     if image.colorspace_settings.name != space:  # setting it at all reloads the image
         image.colorspace_settings.name = space

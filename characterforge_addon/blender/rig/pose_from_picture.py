@@ -12,7 +12,7 @@ import numpy as np
 from ...core.errors import UserError
 from ...core.image_io import encode_png
 from ...core.spec.job_spec import LIMITS, detect_pose_spec
-from ...core.rig.pose_formats import PoseFileError
+from ...core.rig.pose_formats import NoPeople
 from . import pose_import
 from .. import preferences
 from ..generation import jobs
@@ -69,7 +69,7 @@ def place_pose(rig_name, picture, scene, files, job_id):
     try:
         reports = pose_import.import_files(bpy.context, found[:1], rig, s.people, s.person, s.keyframe, s.face,
                                            s.min_confidence)
-    except PoseFileError:
+    except NoPeople:
         raise UserError(f"the pose detector found nobody in {picture}: try a picture where the whole person is "
                         "clearly seen, or import a pose file") from None
     return f"Pose from {picture}: {reports[0]['line']}"

@@ -39,6 +39,10 @@ class PoseFileError(UserError):
     """A pose file that cannot be read; the message names the file, the field and the fix."""
 
 
+class NoPeople(PoseFileError):
+    """A pose file read well that holds nobody (a detector that found no one)."""
+
+
 def _missing(n):
     return np.zeros((n, 3), dtype=np.float64)
 
@@ -130,7 +134,7 @@ def read_pose(data, source="pose file", fallback_canvas=None, min_confidence=MIN
     out = reader.document(doc)
     if not any(frame.people for frame in out.frames):
         where = "people" if out.format.startswith("OpenPose") else "the file's instances"
-        raise PoseFileError(f"{source}: {where} is empty: the file holds no person to pose the rig with")
+        raise NoPeople(f"{source}: {where} is empty: the file holds no person to pose the rig with")
     return out
 
 
