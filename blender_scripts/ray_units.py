@@ -114,7 +114,7 @@ def _generate(spec, media=None):
     from ray import serve
     handle = serve.get_app_handle(APP)
     results = {}
-    job = {"id": uuid.uuid4().hex, "spec": spec, **({"media": media} if media else {})}
+    job = {"id": uuid.uuid4().hex, "spec": spec, **({"pictures": media} if media else {})}
     for kind, *data in handle.options(stream=True).run.remote(job):
         if kind == "result":
             results[data[0]] = data[1]

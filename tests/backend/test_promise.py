@@ -166,8 +166,10 @@ def test_generated_valid_specs_are_mostly_accepted():
     rules refuse the rest), so the run below runs real jobs."""
     accepted = 0
 
-    # 200 derandomized examples: about 30 % pass the cross-field rules, so 100 left the count near the bar
-    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+    # With relights, animations and found poses the cross-field rules refuse more: 9-17 % of 200
+    # examples passed, and which examples Hypothesis draws shifts with what ran before in the
+    # process (derandomized or not), so 600 examples against a bar of 40 (below 7 %).
+    @settings(max_examples=600, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(spec=specs())
     def count(spec):
@@ -175,7 +177,7 @@ def test_generated_valid_specs_are_mostly_accepted():
         assert schema_accepts(spec) or not _accepted(spec)
         accepted += _accepted(spec)
     count()
-    assert accepted >= 30, accepted
+    assert accepted >= 40, accepted
 
 
 def _accepted(spec):
@@ -203,10 +205,11 @@ OUTCOMES = {}
 def test_every_accepted_spec_runs_to_completion(running):
     backend, client, headers = running
 
-    # derandomized: random examples were all refused in about one run in twenty (8 examples, ~30 % accepted)
+    # Half the examples are specs the validator accepts (8 plain examples, ~10 % accepted, were
+    # all refused in some runs), so every run sends real jobs; the other half may be refused.
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(spec=specs())
+    @given(spec=st.booleans().flatmap(lambda accepted: specs().filter(_accepted) if accepted else specs()))
     def run(spec):
         r = client.post("/jobs", content=json.dumps(spec), headers=dict(headers, **{"content-type": "application/json"}))
         assert r.status_code in (201, 400), r.text[:500]

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from characterforge_addon.core.shots import lighting
-from conftest import completed_job, image_of
+# imported here, not in a test: the whole suite later loads tests/blender's conftest under the same name
+from conftest import completed_job, image_of, spec as posed
 from test_shot_job import H, W, LEFT, RIGHT, b64, grown, identity, pattern, shot_job
 
 VIEW = {"camera": "Camera", "matrix": [1.0, 0, 0, 0, 0, 0, -1, -5, 0, 1, 0, 1, 0, 0, 0, 1],
@@ -153,7 +154,6 @@ def test_a_relight_lora_acts_in_the_relight_only(make_backend, tmp_path, monkeyp
     (without, other), = relit(backend, dict(job, profile="qwen-no-relight")).values()
     assert other["relight"]["lora"] is None and not np.array_equal(with_lora, without)
     seen.clear()
-    from conftest import spec as posed
     relit(backend, posed(profile="tiny-qwen-edit"))
     assert seen and all("relight" not in active for active in seen)  # other jobs run without it
 

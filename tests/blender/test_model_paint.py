@@ -91,6 +91,7 @@ def test_the_default_rigs_sheet_painted_onto_its_proxy_shows_every_views_cell(bp
         image = material.node_tree.nodes["texture"].image
         assert bpy.path.abspath(image.filepath) == os.path.join(folder, "texture", f"{obj.name}.png")
         assert image.colorspace_settings.name == "AgX Base sRGB" == report["colour_space"]
+        assert not obj.hide_render  # the painted proxy is what the user renders now
     assert json.load(open(os.path.join(folder, "texture", "paint.json")))["texels"] == report["texels"]
 
     # painting again closes the holes from their neighbours: no magenta texel
@@ -101,6 +102,7 @@ def test_the_default_rigs_sheet_painted_onto_its_proxy_shows_every_views_cell(bp
     assert model_paint.remove(scene, hero) == ["Hero_body", "Hero_hands"]
     assert body.material_slots[0].material == own and body.material_slots[0].link == "DATA"
     assert "CharacterForge Paint" not in body.data.uv_layers and "characterforge_painted" not in body
+    assert body.hide_render and hands.hide_render  # the proxies are out of renders again
     assert not [m for m in bpy.data.materials if m.name.startswith("CharacterForge Paint")]
 
 

@@ -37,13 +37,14 @@ from ..generation import jobs, view_colours
 from ..generation.job_inputs import pick_seed
 from ..maps.passes import exact_cycles, INDEX_BASE, plain_view, render_passes
 from ..rig.posing import apply_channels, apply_library_pose
-from ..rig.rig import character_meshes
+from ..rig.rig import ROLE, character_meshes
 from .sheet import character_axes, character_points, copy_character, face_points, place_camera
 
 UV_MAP = "CharacterForge Paint"
 MATERIAL = "CharacterForge Paint"  # one per object: "CharacterForge Paint (<object>)"
 SAVED = "characterforge_paint_materials"  # on each painted object: its own [material, link] by slot
 PAINTED = "characterforge_painted"  # on each painted object: JSON of what painted it
+SHOWN_PROXY = "characterforge_paint_shown"  # on a rig's proxy painted: it renders until the paint is removed
 FILL_GROW_PX = 2
 MIN_FILL_SHARE = 0.002  # holes under this share of the texels are closed from their neighbours, not generated
 GREY = (128, 128, 128)  # what a fill's picture shows around the model
@@ -718,6 +719,9 @@ def apply_material(obj, path, uv_name, shading, space, scene):
     if SAVED not in obj:
         obj[SAVED] = json.dumps([[slot.material.name if slot.material else "", slot.link]
                                  for slot in obj.material_slots])
+    if obj.hide_render and str(obj.get(ROLE, "")).startswith("proxy_"):
+        obj[SHOWN_PROXY] = True  # painted from its sheet, the rig's proxy is the model the user renders now
+        obj.hide_render = False
     if not obj.material_slots:
         obj.data.materials.append(material)
     for slot in obj.material_slots:
@@ -756,6 +760,8 @@ def remove(scene, obj=None):
                 bpy.data.images.remove(image)
         if info.get("uv_made") and info.get("uv_map") in o.data.uv_layers:
             o.data.uv_layers.remove(o.data.uv_layers[info["uv_map"]])
+        if o.pop(SHOWN_PROXY, False):
+            o.hide_render = True  # a posing aid and the maps' silhouette again
         for key in (SAVED, PAINTED):
             if key in o:
                 del o[key]

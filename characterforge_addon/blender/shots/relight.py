@@ -115,6 +115,6 @@ def relight(context, obj=None, seed=None):
     keep = {key: plane[key] for key in (planes.KEYPOINTS, planes.FACES) if key in plane}
     keep.update({light_rig.VIEW: json.dumps(view), "characterforge_source": plane.name})
     collection = plane.users_collection[0]
-    place = functools.partial(generation.place_shot, spec, collection.name, camera.name, -plane.location.z,
+    place = functools.partial(generation.place_shot, spec, collection.name, camera.name,
                               layer=plane.get(planes.LAYER, planes.PICTURE), extra=keep)
     return jobs.start(context, spec, os.path.dirname(path), light_rig.placing_relit(place))
