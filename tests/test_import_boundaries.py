@@ -54,18 +54,24 @@ def test_the_checker_sees_a_violation(tmp_path):
     assert set(imports(str(bad))) == {"torch", "bpy"}
 
 
+def is_module(parts):
+    """Whether the dotted `parts` (from ROOT) name a module or a package of ours."""
+    where = os.path.join(ROOT, *parts)
+    return os.path.isfile(where + ".py") or os.path.isfile(os.path.join(where, "__init__.py"))
+
+
 def local_imports(path):
-    """The package modules `path` imports (relative imports, function-level ones too)."""
+    """The package modules `path` imports (relative imports, function-level ones too). In
+    `from PKG import NAME` the edge goes to the module PKG.NAME when there is one (a file or a
+    package), else to PKG (NAME is then defined in PKG's __init__)."""
     package = os.path.relpath(os.path.dirname(path), ROOT).split(os.sep)
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[:len(package) - node.level + 1]
             parts = base + (node.module.split(".") if node.module else [])
-            if node.module:
-                yield ".".join(parts)
-            else:
-                yield from (".".join(parts + [alias.name]) for alias in node.names)
+            for alias in node.names:
+                yield ".".join(parts + [alias.name] if is_module(parts + [alias.name]) else parts)
 
 
 def module_graph():
@@ -97,6 +103,17 @@ def find_cycles(graph):
 def test_no_import_cycles_in_the_add_on():
     cycles = find_cycles(module_graph())
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_from_a_package_import_a_module_is_an_edge_to_that_module():
+    def deps(*module):
+        return set(local_imports(os.path.join(ADDON, "backend", *module)))
+    # from ..engine import device, metadata: the modules, not engine's __init__
+    assert {"characterforge_addon.backend.engine.device", "characterforge_addon.backend.engine.metadata",
+            "characterforge_addon.backend.models.lora_files"} <= deps("jobs", "training.py")
+    assert "characterforge_addon.backend.engine" not in deps("jobs", "training.py")
+    # from ..families import FAMILIES: a name in families' __init__, so the package
+    assert "characterforge_addon.backend.families" in deps("models", "profiles.py")
 
 
 def test_the_cycle_finder_finds_one():

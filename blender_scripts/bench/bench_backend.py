@@ -1,6 +1,6 @@
 """Benchmarks for issue 3 (the backend), with the tiny profile on this machine.
 
-  python blender_scripts/bench_backend.py [--jobs 5] [--steps 8] [--size 256]
+  python blender_scripts/bench/bench_backend.py [--jobs 5] [--steps 8] [--size 256]
 
 1. Backend overhead per job: the same posed_character job through the real server process
    (HTTP submit, status polling every 50 ms (BENCH_POLL_S), PNG download) against the engine called

@@ -1,6 +1,6 @@
 """Benchmarks for issue 2 (control maps). Prints figures; BENCHMARKS.md records them.
 
-  python blender_scripts/bench_controls.py [--size 1024] [--frames 24]
+  python blender_scripts/bench/bench_controls.py [--size 1024] [--frames 24]
 
 1. OpenPose drawing of one full person (body, hands, face) at SIZE² (goal <= 10 ms).
 2. The full control-map set for one camera against one plain Cycles depth render of the same

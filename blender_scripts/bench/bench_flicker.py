@@ -4,13 +4,13 @@ the same seeds and settings, one `batch.py` run with `temporal = true` (the imag
 frame, carried over), one with `temporal = false`, and one with `kind = "animation"` (the video
 path: the whole shot in segments of the model's window), each measured the same way.
 
-  python blender_scripts/bench_flicker.py [--profile tiny] [--video-profile tiny-wan-vace] [--frames 6]
-                                          [--steps 4] [--paths image,alone,video] [--out out/bench_flicker]
+  python blender_scripts/bench/bench_flicker.py [--profile tiny] [--video-profile tiny-wan-vace] [--frames 6]
+                                                [--steps 4] [--paths image,alone,video] [--out out/bench_flicker]
 
 The set is painted from the camera with a synthetic picture (a gradient with a grid), so only
 the characters are generated. Flicker: the mean absolute difference (0..255) between each
 frame and the frame before carried over by Blender's motion vectors, over pixels that stay
-visible (core.motion.flicker). With the tiny profile's random weights the pictures are noise
+visible (core.shots.motion.flicker). With the tiny profile's random weights the pictures are noise
 that ignores its inputs: the figure then says nothing about real models.
 """
 

@@ -3,8 +3,8 @@ RANDOM weights from the published SDXL 1.0 configs (no download), 1024², 30 ste
 diffusers against CharacterForge's engine running the same job with the fast path this machine
 gets (`--one-by-one`: again with each speed-up turned off in turn), side by side in one run.
 
-  python blender_scripts/bench_gpu_sdxl.py [--steps 30] [--size 1024] [--runs 3] [--one-by-one]
-                                           [--models DIR] [--cpu]
+  python blender_scripts/bench/bench_gpu_sdxl.py [--steps 30] [--size 1024] [--runs 3] [--one-by-one]
+                                                 [--models DIR] [--cpu]
 
 The weights are saved once in fp16 (about 9.5 GB) into --models (kept there for the next run;
 a temporary folder by default) and both sides load them from there. Each engine's first job is

@@ -3,9 +3,9 @@ the published configs (no download), one animated segment (the rig's pose video 
 characters' masks, the set's video kept, a picture of the character) made by CharacterForge's
 engine in each memory plan: time per second of video and peak GPU memory.
 
-  python blender_scripts/bench_gpu_video.py [--frames 81] [--size 832x480] [--steps 2] [--full-steps 30]
-                                            [--plans gpu,gpu_text_encoder_cpu,model_offload,group_offload,gpu:fp8]
-                                            [--models DIR] [--json FILE] [--compile] [--cpu]
+  python blender_scripts/bench/bench_gpu_video.py [--frames 81] [--size 832x480] [--steps 2] [--full-steps 30]
+                                                  [--plans gpu,gpu_text_encoder_cpu,model_offload,group_offload,gpu:fp8]
+                                                  [--models DIR] [--json FILE] [--compile] [--cpu]
 
 Configs (the diffusers conversion script's for "Wan-VACE-1.3B", scripts/convert_wan_to_diffusers.py):
 transformer 30 layers of 12 x 128 heads, FFN 8960, VACE blocks at layers 0, 2, ..., 28 (2.15 B
@@ -21,7 +21,7 @@ segment once with --steps steps; "per second of video" is computed for --full-st
 measured prompt encoding, step time and decode: (encode + full_steps x step + the rest) /
 (frames / 16 fps). Random weights may decode NaN (the result is noise anyway): the time is still
 measured and said. --cpu runs the same script on this machine's CPU with the tiny video shapes
-(backend/tiny_video.py) at 64x64, 9 frames: a check of the script, not a figure.
+(backend/tiny/video.py) at 64x64, 9 frames: a check of the script, not a figure.
 """
 
 import argparse

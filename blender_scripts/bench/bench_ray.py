@@ -1,7 +1,7 @@
 """Benchmark for issue 17: throughput with 1 and 2 engine replicas on Ray, and the per-job
 overhead of the Ray path against plain `serve`, side by side in one run.
 
-  python blender_scripts/bench_ray.py [--jobs 8 --steps 4 --size 128]
+  python blender_scripts/bench/bench_ray.py [--jobs 8 --steps 4 --size 128]
 
 Three real backend processes in turn on the tiny profile (each in a fresh data folder): `serve`,
 `serve-ray --replicas 1`, `serve-ray --replicas 2` (a local Ray cluster with that many logical

@@ -1,8 +1,8 @@
 """Benchmark for issue 34 (re-runs keyed by what made each unit): the time fingerprints add to
 a batch unit, printed beside the unit's own time. BENCHMARKS.md records the figures.
 
-  python blender_scripts/bench_rerun.py [--size 1024] [--frames 6] [--units 1000]
-                                        [--url http://127.0.0.1:7861 --token T --profile tiny --steps 4]
+  python blender_scripts/bench/bench_rerun.py [--size 1024] [--frames 6] [--units 1000]
+                                              [--url http://127.0.0.1:7861 --token T --profile tiny --steps 4]
 
 Per unit of the demo scene (one camera, SIZE², as batch.py runs it): the control-map render
 into the staging folder and the job built from the maps (what every unit did before), then

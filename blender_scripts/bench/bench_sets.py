@@ -2,7 +2,7 @@
 side in one run, on a ground plane seen from eye height (`set_scene.py`: ground, two walls, a
 crate, a pillar; cameras A and B 50 degrees apart, 1.7 m high).
 
-  python blender_scripts/bench_sets.py [--size 256x192] [--engines CYCLES,BLENDER_EEVEE]
+  python blender_scripts/bench/bench_sets.py [--size 256x192] [--engines CYCLES,BLENDER_EEVEE]
       [--views Standard,AgX,Filmic,Khronos PBR Neutral]
 
 For each rule: A's picture (a smooth test picture) is projected; B fills what that rule finds
@@ -11,7 +11,7 @@ fill job returns) and projects it. Then a plain render (F12: the scene's own eng
 transform) from A and from B is compared with that camera's picture: blurred (2 px) mean
 |difference| in levels over the pixels where the camera sees the set. Before #27: the first
 layer that paints a point well (facing its camera within 75 degrees, or filled by it) wins,
-and the pictures are read as sRGB. #27: core.view_blend's view-dependent weights, and the
+and the pictures are read as sRGB. #27: core.shots.view_blend's view-dependent weights, and the
 pictures read through the colour space that undoes the view transform (view_colours).
 Then camera C, halfway: one picture all red, the other all blue, rendered at pixel centres;
 the seam is the largest step between neighbouring pixels of one surface (levels of red).

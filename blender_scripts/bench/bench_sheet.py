@@ -1,7 +1,7 @@
 """Benchmark for issue 4: memory and time of the character sheet job.
 
-  python blender_scripts/bench_sheet.py [--width 1536 --height 1024 --factor 2 --tile 1024 --steps 4]
-  python blender_scripts/bench_sheet.py --full-size --memory model_offload --gpu-limit-gb 12 --steps 30
+  python blender_scripts/bench/bench_sheet.py [--width 1536 --height 1024 --factor 2 --tile 1024 --steps 4]
+  python blender_scripts/bench/bench_sheet.py --full-size --memory model_offload --gpu-limit-gb 12 --steps 30
 
 Default: the tiny profile on this machine's device. --full-size builds SDXL 1.0's architecture
 and two ControlNets with RANDOM weights (no download; bench_gpu_sdxl.py's configs), saves them

@@ -2,7 +2,7 @@
 or cut out and harmonized, four hands redrawn) and of an expression edit, against one plain
 generation of the same size with the same two ControlNets.
 
-  python blender_scripts/bench_shot.py [--size 1024 --steps 30 --memory auto --gpu-limit-gb 0 --full-size]
+  python blender_scripts/bench/bench_shot.py [--size 1024 --steps 30 --memory auto --gpu-limit-gb 0 --full-size]
 
 Default: the tiny profile on this machine's device. --full-size: SDXL 1.0-shaped random
 weights (bench_sheet.py's), for a GPU. Identity adapters are left out (their full-size

@@ -2,7 +2,7 @@
 full-size SDXL + one OpenPose ControlNet with RANDOM weights from the published SDXL 1.0
 configs (no download), the same weights for every case.
 
-  python blender_scripts/bench_speed.py [--size 512] [--steps 30] [--cases plain,draft,skip,preview]
+  python blender_scripts/bench/bench_speed.py [--size 512] [--steps 30] [--cases plain,draft,skip,preview]
 
 Cases:
   plain    plain diffusers: --steps steps, guidance 6, the full VAE decode (the reference)

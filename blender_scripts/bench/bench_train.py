@@ -1,8 +1,8 @@
 """Benchmark for issue 16: a character LoRA's training time and memory, ours against the plain
 loop, side by side in one run.
 
-  python blender_scripts/bench_train.py [--steps 100 --resolution 128]
-  python blender_scripts/bench_train.py --full-size --resolution 1024 --gpu-limit-gb 12 --steps 100
+  python blender_scripts/bench/bench_train.py [--steps 100 --resolution 128]
+  python blender_scripts/bench/bench_train.py --full-size --resolution 1024 --gpu-limit-gb 12 --steps 100
 
 Default: the tiny profile on this machine's device. --full-size builds SDXL 1.0's architecture
 with RANDOM weights (bench_sheet.py's), loaded through a profile like a user's own folder; on a

@@ -1,6 +1,6 @@
 """Build the installable extension zip with Blender's own extension tool.
 
-Usage: python blender_scripts/build_extension.py [--output-dir dist] [--validate]
+Usage: python blender_scripts/dev/build_extension.py [--output-dir dist] [--validate]
 
 The zip holds the add-on package at its root with blender_manifest.toml beside it. Needs the
 bpy module (for Blender's blender_ext.py), not a Blender binary.

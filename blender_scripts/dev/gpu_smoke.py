@@ -5,8 +5,8 @@ each memory mode asked for. Catches device and dtype mistakes ("same dtype", ten
 CPU) that a CPU run cannot show. A kind a family cannot do is listed as refused, as the backend
 would refuse it.
 
-  python blender_scripts/gpu_smoke.py [--dtype float16] [--memory gpu model_offload group_offload sequential_offload] [--weights native fp8]
-                                      [--profiles tiny tiny-union tiny-qwen-edit tiny-flux2-klein]
+  python blender_scripts/dev/gpu_smoke.py [--dtype float16] [--memory gpu model_offload group_offload sequential_offload] [--weights native fp8]
+                                          [--profiles tiny tiny-union tiny-qwen-edit tiny-flux2-klein]
 
 Prints one line per profile, job kind and mode: ok with seconds and peak GPU memory, or the error.
 """

@@ -1,10 +1,10 @@
 """Resolve the backend's requirements into one lock file per platform (exact versions that
 install together on it), with uv against PyPI.
 
-Usage: python blender_scripts/lock_backend.py [--uv PATH] [--check]
+Usage: python blender_scripts/dev/lock_backend.py [--uv PATH] [--check]
 
 torch and torchvision are left out (with the CUDA and Triton packages only they need): the
-installer takes them from the PyTorch index that matches the GPU first (install_plan.py),
+installer takes them from the PyTorch index that matches the GPU first (core/setup/install_plan.py),
 then installs the lock. `--check` exits 1 when a lock no longer matches requirements.txt.
 """
 
@@ -18,6 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from characterforge_addon.core.setup import install_plan  # noqa: E402
 from characterforge_addon.core.setup.install_plan import LOCKS_DIR, PYTHON, REQUIREMENTS, lock_file  # noqa: E402
 
 PLATFORMS = {"linux": "x86_64-manylinux_2_28", "windows": "x86_64-pc-windows-msvc", "macos": "aarch64-apple-darwin"}
@@ -25,6 +26,17 @@ PLATFORMS = {"linux": "x86_64-manylinux_2_28", "windows": "x86_64-pc-windows-msv
 MACOS_MIN = "14.0"
 # what only torch's own wheels need: the PyTorch index brings the versions that match its build
 TORCH_ONLY = re.compile(r"^(torch|torchvision|triton|nvidia-[\w-]+|cuda-[\w-]+)==", re.I)
+# named in the locks' header and the messages as they lie in the tree (install_plan under characterforge_addon/)
+SCRIPT = os.path.relpath(os.path.abspath(__file__), ROOT).replace(os.sep, "/")
+INSTALL_PLAN = os.path.relpath(os.path.abspath(install_plan.__file__),
+                               os.path.join(ROOT, "characterforge_addon")).replace(os.sep, "/")
+
+
+def header(system):
+    """The lock's first lines: what it is, where it comes from, and where torch comes from."""
+    return (f"# The backend's packages for {system} ({PLATFORMS[system]}, Python {PYTHON}), resolved from\n"
+            f"# characterforge_addon/backend/requirements.txt by {SCRIPT}. torch and\n"
+            f"# torchvision come first from the PyTorch index that matches the GPU ({INSTALL_PLAN}).\n")
 
 
 def compile_lock(uv, system):
@@ -33,10 +45,7 @@ def compile_lock(uv, system):
                          capture_output=True, text=True, check=True,
                          env=dict(os.environ, MACOSX_DEPLOYMENT_TARGET=MACOS_MIN)).stdout
     pins = [line for line in out.splitlines() if line.strip() and not line.startswith("#") and not TORCH_ONLY.match(line)]
-    return (f"# The backend's packages for {system} ({PLATFORMS[system]}, Python {PYTHON}), resolved from\n"
-            "# characterforge_addon/backend/requirements.txt by blender_scripts/lock_backend.py. torch and\n"
-            "# torchvision come first from the PyTorch index that matches the GPU (core/setup/install_plan.py).\n"
-            + "\n".join(pins) + "\n")
+    return header(system) + "\n".join(pins) + "\n"
 
 
 def main():
@@ -57,7 +66,7 @@ def main():
                 f.write(text)
             print(f"wrote {path} ({text.count(chr(10)) - 3} packages)")
     if stale:
-        print("stale: " + ", ".join(stale) + "; run python blender_scripts/lock_backend.py", file=sys.stderr)
+        print("stale: " + ", ".join(stale) + f"; run python {SCRIPT}", file=sys.stderr)
         return 1
     return 0
 

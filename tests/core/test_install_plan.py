@@ -2,6 +2,7 @@
 gets PyPI's CPU-only torch), a clear refusal where no build exists, and locks that match the
 requirements."""
 
+import importlib.util
 import itertools
 import os
 import re
@@ -127,3 +128,22 @@ def test_each_platform_lock_pins_every_requirement_at_its_version(system):
             assert locked.get(name) == version, f"{system} lock: {name} {locked.get(name)} != {version}: " \
                                                 "run python blender_scripts/dev/lock_backend.py"
     assert not any(n.startswith(("nvidia-", "triton")) for n in locked)
+
+
+def _lock_backend():
+    path = os.path.join(ROOT, "blender_scripts", "dev", "lock_backend.py")
+    spec = importlib.util.spec_from_file_location("lock_backend", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("system", ["linux", "windows", "macos"])
+def test_each_lock_starts_with_the_header_lock_backend_writes(system):
+    """`lock_backend.py --check` compares whole files: a header naming moved paths would call a
+    lock stale. The paths it names are the tree's."""
+    lock_backend = _lock_backend()
+    header = lock_backend.header(system)
+    assert open(install_plan.lock_file(system), encoding="utf-8").read().startswith(header)
+    assert os.path.isfile(os.path.join(ROOT, lock_backend.SCRIPT))
+    assert os.path.isfile(os.path.join(ROOT, "characterforge_addon", lock_backend.INSTALL_PLAN))

@@ -1,6 +1,6 @@
 """Model families, the backend's plug-in point. A family loads a profile's components once,
 builds the variants its jobs use on shared weights, and declares what it can do as
-capabilities; job kinds ask for capabilities (`core.job_spec.needs`), never for a family's
+capabilities; job kinds ask for capabilities (`core.spec.job_spec.needs`), never for a family's
 classes, and a job whose profile cannot do what it asks is refused before it is queued.
 
 Capabilities: draw (a new picture steered by the maps and references sent), txt2img (from a
@@ -10,9 +10,11 @@ it), identity (reference pictures or a face
 embedding keep a character). How a family does each is its own: SDXL through ControlNets and
 IP-Adapters, an edit model by taking the maps and references as input pictures. draft (a
 few-step draft: `families.draft`), lora (a character's trained LoRA loaded into the denoiser),
-train_lora (training one: `training.py`), relight (a picture relit by a light reference: `relight`).
+train_lora (training one: `jobs.training`), relight (a picture relit by a light reference: `jobs.relight`).
 The video families (`wan_video`) declare animate (a clip from control videos rendered from the
 rig) and none of the picture capabilities.
+
+May import engine (pictures, ControlNets, the device) and core; never jobs or serving.
 """
 
 from ...core.spec.spec_fields import JobSpecError

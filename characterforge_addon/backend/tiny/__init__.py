@@ -1,5 +1,6 @@
 """Tiny random-weight models made on this machine (no hub) for the `tiny*` test profiles: they run
-the real pipeline code and produce noise. Import nothing else of ours."""
+the real pipeline code and produce noise. Import only core (the skeleton, for the tiny pose detector);
+never engine, families, jobs or serving."""
 
 import os
 
