@@ -3,7 +3,8 @@ by frame as control videos (the moving-shot renders: OpenPose with hands and fac
 characters' masks, a crop around the face, the painted set as the moving camera sees it), sent
 segment by segment (`animation` jobs, each after the first carried over from the one before),
 the frames gathered as an image sequence with sequence.json, an MP4 and a camera-filling plane,
-as moving shots are. A manifest lists the finished segments: a run again redoes none of them.
+as moving shots are. A manifest lists the finished segments with their fingerprints: a run
+again redoes only those whose making changed, and those after them (they carry over from them).
 
 Used by the sidebar's Animate Shot (segment after segment through `jobs`) and by batch.py
 (`kind = "animation"`)."""
