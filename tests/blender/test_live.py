@@ -2,7 +2,9 @@
 keyframes applied one after another and changes faster than the quiet time, give one job per
 quiet period; older jobs are canceled; one live plane shows the last state; identity pictures go
 once for many live jobs; Keep and Regenerate as Final; a profile without a draft setting is
-refused with the reason; Live off cancels the running job; the bench prints the latency split.
+refused with the reason; Live off cancels the running job; the fingerprint follows what a job
+sends (camera, prompts, identity picks, profile, set meshes) and nothing else; the bench prints
+the latency split.
 
 Headless Blender has no event loop: the tests run the live timer's work by hand
 (`Session.tick`) on a clock they step themselves, so the quiet time is exact however slow the
@@ -307,6 +309,53 @@ def test_batch_units_draft_only_when_the_batch_file_says_so(bpy, scene, tmp_path
     shot.draft = True
     assert unit_spec(shot, str(tmp_path / "maps"), manifest, 1)["draft"] is True
     s.live = s.draft = False
+
+
+def test_the_fingerprint_changes_with_what_a_live_job_sends_and_only_with_that(bpy, scene, tmp_path):
+    """The live session redraws on a change of its fingerprint: every setting the job sends counts
+    (camera, prompt, a rig's character and its identity picks, the profile, a set mesh moved), our
+    own result planes and unsent settings do not."""
+    from characterforge_addon.blender.generation import live
+    from characterforge_addon.blender.rig.rig import ROLE
+    rig = posed_scene(bpy, scene, tmp_path)
+    s = scene.characterforge
+    pack = s.characters.add()
+    pack.name = "Hero pack"
+    for _ in range(2):
+        pack.faces.add()
+    rig.characterforge.character = "Hero pack"
+    wall = bpy.data.objects.new("Wall", bpy.data.meshes.new("Wall"))
+    plane = bpy.data.objects.new("Result", bpy.data.meshes.new("Result"))
+    plane[ROLE] = "result_plane"
+    for obj in (wall, plane):
+        scene.collection.objects.link(obj)
+    camera = scene.camera
+
+    def print_of(profile="tiny"):
+        bpy.context.view_layer.update()
+        return live.fingerprint(scene, profile=profile)
+
+    changes = {
+        "camera moved": lambda: setattr(camera, "location", (0.2, -5.0, 0.9)),
+        "lens": lambda: setattr(camera.data, "lens", 50),
+        "prompt": lambda: setattr(s, "prompt", "a knight in gold armour"),
+        "rig's prompt": lambda: setattr(rig.characterforge, "prompt", "a bard"),
+        "identity pick": lambda: setattr(pack.faces[1], "use", False),
+        "resolution": lambda: setattr(scene.render, "resolution_x", 128),
+        "set mesh moved": lambda: setattr(wall, "location", (0.0, 3.0, 0.0)),
+        "pose": lambda: move(rig, rig.pose.bones[0].name, 0.05),
+    }
+    before = print_of()
+    assert print_of() == before, "nothing changed, yet the fingerprint did"
+    assert print_of(profile="tiny-other") != before, "the profile"
+    for what, change in changes.items():
+        change()
+        after = print_of()
+        assert after != before, what
+        before = after
+    plane.location = (0.0, 1.0, 0.0)  # our own plane: the live picture itself moves nothing
+    s.results_dir = str(tmp_path / "elsewhere")  # where results go: not what the job sends
+    assert print_of() == before
 
 
 def test_the_bench_prints_the_latency_split_on_the_tiny_profile(tmp_path):
