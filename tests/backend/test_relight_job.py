@@ -116,6 +116,23 @@ def test_the_whole_picture_relit_on_the_union_profile_with_a_normal_map(make_bac
     assert set(r["identity"]["by_character"]) == {"picture"}
 
 
+def test_an_identity_that_falls_past_the_margin_is_said_and_one_within_it_is_not(make_backend):
+    """Without characters the whole picture's face is checked against itself before relighting
+    (the tiny profile's insightface-shaped models find one face in any picture): a relit picture
+    always falls somewhat, so margin 0 says so, naming it; the widest margin never does."""
+    backend = make_backend()
+    (_, record), = relit(backend, relight_job(whole=True, characters=[], margin=0.0)).values()
+    identity = record["relight"]["identity"]
+    entry = identity["by_character"]["picture"]
+    assert entry["against"] == "its own face before relighting"
+    assert entry["before"]["similarity"] > 0.99 and entry["after"]["status"] == "ok"
+    assert entry["fall"] > 0 and entry["fell"] and identity["fell"] == ["picture"]
+    assert identity["message"].startswith("identity fell by more than 0 for picture")
+    (_, record), = relit(backend, relight_job(whole=True, characters=[], margin=2.0)).values()
+    identity = record["relight"]["identity"]
+    assert identity["fell"] == [] and not identity["by_character"]["picture"]["fell"] and "message" not in identity
+
+
 @pytest.mark.parametrize("profile", ["tiny-qwen-edit", "tiny-flux2-klein"])
 def test_an_edit_family_takes_the_light_reference_as_picture_2(make_backend, profile):
     backend = make_backend()
