@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -503,6 +504,45 @@ def test_a_moving_shot_frame_by_frame_killed_and_resumed(moving_shot_blend, tiny
     assert "every frame on its own" in result.stdout
     record = json.loads(Image.open(tmp_path / "alone" / "CamA" / "frame_0004" / "seed_3" / "frame.png").text["characterforge"])
     assert "previous" not in record
+
+
+def test_a_moving_shot_with_a_creature_beside_the_human(moving_shot_blend, tiny_backends, tmp_path, bpy):
+    """A creature (an armature deforming its meshes) marked as a character plays in a moving shot
+    as a human does (#30): each frame's maps give it its own mask, normal and line art beside the
+    human's OpenPose, its mask follows it as it walks, and every frame's shot names both,
+    carried over from the frame before."""
+    from PIL import Image
+
+    from characterforge_addon.core.image_io import decode_png
+    from creature_scene import quadruped
+    urls, token, _ = tiny_backends
+    bpy.ops.wm.open_mainfile(filepath=moving_shot_blend)
+    beast = quadruped(location=(0.6, 0.0, 0.0))
+    beast.keyframe_insert("location", frame=1)
+    beast.location = (1.1, 0.0, 0.0)
+    beast.keyframe_insert("location", frame=3)
+    beast.characterforge.is_character, beast.characterforge.prompt = True, "a green lizard"
+    blend = str(tmp_path / "with_beast.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
+    out, job = tmp_path / "out", tmp_path / "shot.toml"
+    write_shot_job(job, out, urls[0], token, frames="1-3", video=False)
+    result = run(blend, job)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "3/3 units" in result.stdout
+    columns = []
+    for frame in range(1, 4):
+        unit = out / "CamA" / f"frame_{frame:04d}" / "seed_3"
+        controls = json.loads((unit / "controls" / "controls.json").read_text())
+        assert controls["kinds"] == {"Hero": "humanoid", "Beast": "creature"}, controls["kinds"]
+        assert {"openpose.png", "normal.png", "lineart.png"} <= set(controls["files"])
+        assert set(controls["masks"]) == {"Hero", "Beast"}
+        mask = decode_png((unit / "controls" / controls["masks"]["Beast"]).read_bytes()) > 127
+        assert mask.any()
+        columns.append(np.nonzero(mask.any(axis=0))[0].mean())
+        record = json.loads(Image.open(unit / "frame.png").text["characterforge"])
+        assert set(record["characters"]) == {"Hero", "Beast"}
+        assert ("previous" in record) == (frame > 1)
+    assert columns[0] < columns[1] < columns[2]  # the creature's mask walks right with it
 
 
 def test_a_moving_shots_changed_identity_picture_or_background_redoes_its_frames(two_camera_blend, tiny_backends,
