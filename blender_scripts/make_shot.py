@@ -50,7 +50,8 @@ def parse(argv):
                    help="relight the shot's picture shown now with the scene's lights, no new composite")
     p.add_argument("--relight-target", choices=("characters", "character", "whole"), default="characters",
                    help="relight inside every character's mask, one character's (--relight-rig), or the whole shot")
-    p.add_argument("--relight-rig", default="", help="the rig relit with --relight-target character")
+    p.add_argument("--relight-rig", default="",
+                   help="the character (rig, creature or object) relit with --relight-target character")
     p.add_argument("--relight-strength", type=float, help="how much the re-shaded picture is redrawn (0.05-1)")
     p.add_argument("--light-samples", type=int, help="Cycles samples of the light reference")
     p.add_argument("--light-scale", type=float, help="the light reference's size as a share of the render's")

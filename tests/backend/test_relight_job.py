@@ -16,7 +16,7 @@ from PIL import Image
 from characterforge_addon.core.shots import lighting
 # imported here, not in a test: the whole suite later loads tests/blender's conftest under the same name
 from conftest import completed_job, image_of, spec as posed
-from test_shot_job import H, W, LEFT, RIGHT, b64, grown, identity, pattern, shot_job
+from test_shot_job import H, W, LEFT, RIGHT, b64, control_pngs, grown, identity, pattern, shot_job
 
 VIEW = {"camera": "Camera", "matrix": [1.0, 0, 0, 0, 0, 0, -1, -5, 0, 1, 0, 1, 0, 0, 0, 1],
         "lens": [0, 35, 36, 24, 0, 0], "resolution": [W, H]}
@@ -127,10 +127,69 @@ def test_an_identity_that_falls_past_the_margin_is_said_and_one_within_it_is_not
     assert entry["against"] == "its own face before relighting"
     assert entry["before"]["similarity"] > 0.99 and entry["after"]["status"] == "ok"
     assert entry["fall"] > 0 and entry["fell"] and identity["fell"] == ["picture"]
-    assert identity["message"].startswith("identity fell by more than 0 for picture")
+    assert identity["message"].startswith("identity fell by more than 0 for picture (face)")
     (_, record), = relit(backend, relight_job(whole=True, characters=[], margin=2.0)).values()
     identity = record["relight"]["identity"]
     assert identity["fell"] == [] and not identity["by_character"]["picture"]["fell"] and "message" not in identity
+
+
+def test_a_creature_keeps_its_look_through_the_relight_and_its_look_is_checked(models_dir, monkeypatch):
+    """A creature relit beside a human: its look (the appearance adapter) acts in its own mask and
+    it gets no face identity, as in a shot; its appearance score before and after is recorded and
+    scored like a shot's, even where the profile has no face recogniser."""
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import relight
+    from characterforge_addon.backend.models import profiles
+    from characterforge_addon.core.spec.job_spec import validate_job
+    seen = []
+    real = IPAdapterAttnProcessor2_0.__call__
+
+    def spy(self, attn, hidden_states, *args, ip_adapter_masks=None, **kwargs):
+        seen.append([list(s) if isinstance(s, list) else s for s in self.scale])
+        return real(self, attn, hidden_states, *args, ip_adapter_masks=ip_adapter_masks, **kwargs)
+
+    monkeypatch.setattr(IPAdapterAttnProcessor2_0, "__call__", spy)
+    engine = pipelines.Engine(profiles.load_profile("tiny-union"), models_dir)
+    job = relight_job(profile="tiny-union", margin=0.0)
+    job["characters"][1] = {"name": "Beast", "kind": "creature", "prompt": "a green lizard", "mask": b64(RIGHT),
+                            "identity": dict(identity((40, 200, 60)), appearance={
+                                "embedding": [0.5] * 32, "views": [[0.5] * 32, [0.4] * 32], "scale": 0.7})}
+    spec = validate_job(job)
+    progress = type("P", (), {"stage": lambda self, name: None, "step": staticmethod(lambda *a: None)})()
+    never = type("E", (), {"is_set": staticmethod(lambda: False)})()
+    (_, _, record), = relight.run(engine, spec, control_pngs(spec), progress, never, None)
+    plus, faceid, appearance = seen[0]
+    assert plus == [0.8, 0.0] and faceid[1] == 0.0 and appearance == [0.0, 0.7]
+    checked = record["relight"]["identity"]
+    assert checked["status"].startswith("unavailable")  # no face recogniser handed in: faces unchecked
+    look = checked["by_character"]["Beast"]["appearance"]
+    assert set(checked["by_character"]) == {"Beast"} and "against" not in checked["by_character"]["Beast"]
+    assert look["before"]["status"] == look["after"]["status"] == "ok" and look["before"] != look["after"]
+    assert look["fell"] == (look["fall"] > 0.0) and ("Beast" in checked["fell"]) == look["fell"]
+    assert record["scores"]["appearance_by_character"] == {"Beast": look["after"]}
+
+
+def test_a_look_that_falls_past_the_margin_is_said(models_dir):
+    """The appearance check on its own: a look made from the region before relighting scores 1
+    there; the region turned negative falls, and margin 0 names it, the widest margin does not."""
+    from characterforge_addon.backend.engine import pipelines
+    from characterforge_addon.backend.jobs import relight
+    from characterforge_addon.backend.models import profiles
+    engine = pipelines.Engine(profiles.load_profile("tiny-union"), models_dir)
+    before = pattern()
+    after = 255 - before
+    where = RIGHT > 0
+    own = engine.appearance.of_regions([before], [where])[0]
+    beast = {"name": "Beast", "kind": "creature",
+             "identity": {"images": [], "appearance": {"embedding": own, "views": [], "scale": 0.5}}}
+    out = relight.identity_check(engine, None, before, after, [beast], [where], 0.0)
+    look = out["by_character"]["Beast"]["appearance"]
+    assert look["before"]["similarity"] > 0.999 and look["fall"] > 0 and look["fell"]
+    assert out["fell"] == ["Beast"] and out["message"].startswith("identity fell by more than 0 for Beast (look)")
+    out = relight.identity_check(engine, None, before, after, [beast], [where], 2.0)
+    assert out["fell"] == [] and "message" not in out
 
 
 @pytest.mark.parametrize("profile", ["tiny-qwen-edit", "tiny-flux2-klein"])

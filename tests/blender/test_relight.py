@@ -1,6 +1,7 @@
 """Relighting from the sidebar and headless (tiny profile, real backend): a composite relit by the
 scene's sun inside the characters' masks (every pixel outside kept, the original kept as a
-variant), a moved sun changing it, one character alone, Composite Characters with Relight on,
+variant), a moved sun changing it, one character alone, a creature relit as a character,
+Composite Characters with Relight on,
 Regenerate, the Shot section drawing it, and the refusals a user can meet: a camera moved since
 the picture was made, a scene without light."""
 
@@ -126,6 +127,36 @@ def test_relight_a_composite_with_the_scenes_sun(bpy, scene, tmp_path, backend_e
     assert unlit.name.startswith("Duel_shot_seed7_unlit")
     assert unlit.hide_render and json.loads(lit["characterforge_job"])["relight"]["light"]["white"] > 0
     assert not np.array_equal(pixels(lit), pixels(unlit)) and "characterforge_relight" in lit
+
+
+def test_a_creature_in_the_shot_is_relit_as_a_character(bpy, scene, tmp_path, backend_env):
+    """A creature marked as a character is relit with the rigs (its mask, its kind sent), and can
+    be relit alone under Whose light, the rigs kept as they were."""
+    from creature_scene import quadruped
+    s, _ = lit_scene(bpy, scene, tmp_path)
+    s.fix_hands = False
+    beast = quadruped(location=(0.0, 0.6, 0.0))  # between the two rigs, behind them
+    beast.characterforge.is_character, beast.characterforge.prompt = True, "a green lizard"
+    shot = bpy.data.collections["Duel"]
+    run(bpy, bpy.ops.characterforge.make_shot)
+    (composite,) = shown(shot, "picture")
+    relight(bpy, composite)
+    (relit,) = shown(shot, "picture")
+    sent = json.loads(relit["characterforge_job"])["characters"]
+    assert {c["name"]: c["kind"] for c in sent} == {"Hero": "humanoid", "Rival": "humanoid", "Beast": "creature"}
+    folder = tmp_path / "results" / "Duel" / "relight" / "controls"
+    beast_mask = np.asarray(Image.open(folder / "mask_Beast.png")) > 0
+    people = np.asarray(Image.open(folder / "mask_Hero.png")) > 0
+    assert beast_mask.sum() > 50
+
+    s.relight_target, s.relight_rig = "CHARACTER", "Beast"
+    relight(bpy, composite)
+    (beast_only,) = shown(shot, "picture")
+    assert [c["name"] for c in json.loads(beast_only["characterforge_job"])["characters"]] == ["Beast"]
+    before, after = pixels(composite), pixels(beast_only)
+    away = people & ~near(beast_mask, s.composite_grow + s.composite_feather + 1)
+    assert away.any() and np.array_equal(before[away], after[away])
+    assert np.abs(before[beast_mask].astype(int) - after[beast_mask]).mean() > 2
 
 
 @pytest.fixture

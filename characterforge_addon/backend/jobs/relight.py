@@ -5,12 +5,13 @@ everything else kept.
 The light reference is shown to the model the way its family takes pictures (`relight` of
 each family): the Stable Diffusion families redraw at a low strength from the picture's
 luminance re-shaded by the light reference (core.shots.lighting), the depth (and normal) maps
-holding the geometry and each character's identity, through the adapters, its face; an edit
+holding the geometry and each character's identity, through the adapters, its face or its look; an edit
 family gets the picture and the light reference as input pictures with an instruction naming
 the light. Inside the characters' masks (grown, feathered) only, or over the whole picture:
 outside the grown masks every pixel is the picture's own. How much the picture's shading agrees
 with the light reference (inside the masks) is measured before, after re-shading and after; each
-character's identity (ArcFace) before and after, and a fall past the margin is said.
+character's identity before and after (a humanoid's face by ArcFace, a look by the appearance
+score), and a fall past the margin is said.
 """
 
 import base64
@@ -19,6 +20,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from ...core.characters import kinds
 from ...core.errors import UserError
 from ...core.shots import lighting
 from ...core.spec.spec_fields import JobSpecError
@@ -134,9 +136,15 @@ def _identity(engine, spec, characters, references, areas, h, w):
     regions = []
     for ch, refs, area in zip(characters, references, areas):
         identity = ch.get("identity", {})
-        embedding = engine.identity_embedding({"identity": identity}, refs) if refs and engine.adapters.faceid else None
-        regions.append(Region(refs, embedding, identity.get("scale", 0.0), identity.get("faceid_scale", 0.0),
-                              mask_image(area)))
+        look = identity.get("appearance")
+        if kinds.is_humanoid(ch.get("kind", kinds.HUMANOID)):
+            embedding = engine.identity_embedding({"identity": identity}, refs) if refs and engine.adapters.faceid \
+                else None
+            regions.append(Region(refs, embedding, identity.get("scale", 0.0), identity.get("faceid_scale", 0.0),
+                                  mask_image(area), look and look["embedding"], look["scale"] if look else 0.0))
+        else:  # no face (as in a shot): its pictures steer no face adapter; its look is its identity
+            regions.append(Region(refs, None, 0.0, 0.0, mask_image(area), look and look["embedding"],
+                                  look["scale"] if look else 0.0))
     return lambda pipe: engine.adapters.regional_kwargs(pipe, spec, regions, h, w)
 
 
@@ -147,43 +155,65 @@ def _crop(pixels, mask):
     return np.ascontiguousarray(pixels[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
 
 
-def identity_check(face_tools, before, after, characters, masks, margin):
+def identity_check(engine, face_tools, before, after, characters, masks, margin):
     """Per character (or the whole picture without characters), its identity before and after
-    relighting: against its identity pack when it has one, else against its own face before.
-    {"by_character": {name: {"before", "after", "fall", "fell"}}, "fell": [names], "margin"}."""
+    relighting: a humanoid's face against its identity pack when it has one, else against its own
+    face before (ArcFace); the look of a character whose pack has one (the appearance score).
+    {"by_character": {name: {"before", "after", "fall", "fell", "appearance": {...}}}, "fell":
+    [names], "margin"}: a fall past `margin` in either is said."""
     out = {"margin": margin, "by_character": {}, "fell": []}
-    if face_tools is None or not face_tools.has_recogniser:
+    faces = face_tools is not None and face_tools.has_recogniser
+    if not faces:
         out["status"] = "unavailable: insightface recognition model (the profile's insightface role)"
-        return out
     targets = list(zip(characters, masks)) or [({"name": "picture"}, np.ones(before.shape[:2], bool))]
+    said = []
     for ch, mask in targets:
-        area = grow(mask, 8)
-        was, now = _crop(before, area), _crop(after, area)
-        if "identity" in ch:
-            pngs = [_png(b) for b in ch["identity"]["images"]]
-            target = scoring.identity_target(face_tools, {"identity": ch["identity"]}, pngs, decode_image_bytes)
-            against = "identity pack"
-        else:
-            own = face_tools.embed(was)
-            target = (own, [own]) if own is not None else (None, None)
-            against = "its own face before relighting"
-        if target[1] is None and target[0] is None:
-            out["by_character"][ch["name"]] = {"status": "no_face", "reason": "no face found before relighting"}
-            continue
-        first, second = scoring.identity_scores(face_tools, [was, now], target)
-        entry = {"against": against, "before": first, "after": second}
-        if first.get("status") == "ok" and second.get("status") == "ok":
-            entry["fall"] = round(first["similarity"] - second["similarity"], 4)
-            entry["fell"] = entry["fall"] > margin
-        elif first.get("status") == "ok":  # the face was there and is gone
-            entry["fall"], entry["fell"] = round(first["similarity"], 4), True
+        entry = {}
+        if faces and kinds.is_humanoid(ch.get("kind", kinds.HUMANOID)):
+            entry = _face_check(face_tools, before, after, ch, mask, margin)
         if entry.get("fell"):
+            said.append(f"{ch['name']} (face)")
+        look = ch.get("identity", {}).get("appearance")
+        if look:
+            was, now = scoring.appearance_scores(engine, [before, after], [mask, mask], ch["identity"])
+            entry["appearance"] = {"before": was, "after": now}
+            if was.get("status") == "ok" and now.get("status") == "ok":
+                fall = round(was["similarity"] - now["similarity"], 4)
+                entry["appearance"].update(fall=fall, fell=fall > margin)
+                if fall > margin:
+                    said.append(f"{ch['name']} (look)")
+        if entry.get("fell") or entry.get("appearance", {}).get("fell"):
             out["fell"].append(ch["name"])
-        out["by_character"][ch["name"]] = entry
-    if out["fell"]:
-        out["message"] = (f"identity fell by more than {margin:g} for {', '.join(out['fell'])}: the picture before "
+        if entry:
+            out["by_character"][ch["name"]] = entry
+    if said:
+        out["message"] = (f"identity fell by more than {margin:g} for {', '.join(said)}: the picture before "
                           "relighting is kept next to the relit one")
     return out
+
+
+def _face_check(face_tools, before, after, ch, mask, margin):
+    """A humanoid's face before and after relighting (ArcFace), inside its grown mask."""
+    area = grow(mask, 8)
+    was, now = _crop(before, area), _crop(after, area)
+    if "identity" in ch:
+        pngs = [_png(b) for b in ch["identity"]["images"]]
+        target = scoring.identity_target(face_tools, {"identity": ch["identity"]}, pngs, decode_image_bytes)
+        against = "identity pack"
+    else:
+        own = face_tools.embed(was)
+        target = (own, [own]) if own is not None else (None, None)
+        against = "its own face before relighting"
+    if target[1] is None and target[0] is None:
+        return {"status": "no_face", "reason": "no face found before relighting"}
+    first, second = scoring.identity_scores(face_tools, [was, now], target)
+    entry = {"against": against, "before": first, "after": second}
+    if first.get("status") == "ok" and second.get("status") == "ok":
+        entry["fall"] = round(first["similarity"] - second["similarity"], 4)
+        entry["fell"] = entry["fall"] > margin
+    elif first.get("status") == "ok":  # the face was there and is gone
+        entry["fall"], entry["fell"] = round(first["similarity"], 4), True
+    return entry
 
 
 def clay_picture(light, coverage):
@@ -214,7 +244,7 @@ def relight_picture(engine, spec, picture, light, characters, masks, references,
                                         controls, _identity(engine, spec, characters, references, areas, h, w))
     image = made if whole else paste(picture, made, blend)
     progress.stage("identity check")
-    identity = identity_check(face_tools, picture, image, characters, masks, options["margin"])
+    identity = identity_check(engine, face_tools, picture, image, characters, masks, options["margin"])
     agreement = {"before": lighting.agreement(picture, rgb, measured),
                  "reshaded": lighting.agreement(start, rgb, measured),
                  "after": lighting.agreement(image, rgb, measured),
@@ -255,6 +285,12 @@ def run(engine, spec, pngs, progress, cancel, face_tools, pose_detector=None):
     found = [e["after"] for e in record["identity"]["by_character"].values() if "after" in e]
     if found:
         scores["identity"] = min(found, key=lambda s: s.get("similarity", 2.0))
+    looks = {name: e["appearance"]["after"] for name, e in record["identity"]["by_character"].items()
+             if "appearance" in e}
+    if looks:  # as a shot's scores give them
+        ok = [s for s in looks.values() if s.get("status") == "ok"]
+        scores["appearance"] = min(ok, key=lambda s: s["similarity"]) if ok else next(iter(looks.values()))
+        scores["appearance_by_character"] = looks
     return [(spec["name"], image, {"relight": record, "scores": scores})]
 
 

@@ -88,7 +88,7 @@ def spec_summary(spec):
         light = {k: v for k, v in spec["relight"]["light"].items() if k not in ("image", "normal")}
         out["relight"] = dict(spec["relight"], light=light)
     if "characters" in spec:
-        out["characters"] = [{"name": c["name"], "prompt": c["prompt"],
+        out["characters"] = [{"name": c["name"], **({"kind": c["kind"]} if "kind" in c else {}), "prompt": c["prompt"],
                               **({"identity": identity(c["identity"])} if "identity" in c else {})}
                              for c in spec["characters"]]
     return out

@@ -9,10 +9,12 @@ import functools
 import json
 import os
 
+from ...core.characters import kinds
 from ...core.errors import UserError
 from ...core.image_io import decode_png
 from ...core.spec.job_spec import LIMITS, relight_spec
 from .. import preferences
+from ..characters.subjects import marked_in_scene
 from ..generation import generation, job_inputs, jobs, planes
 from ..maps import controls, light
 from ..rig.rig import rigs_in_scene
@@ -38,27 +40,32 @@ def source_plane(context, obj=None):
     return obj
 
 
-def _relit_rigs(context, target, manifest, controls_dir):
-    """[(rig, mask PNG)] of the rigs to relight (or, for the whole picture, to keep their faces)."""
+def _relit_characters(context, target, manifest, controls_dir):
+    """[(rig, creature or object, mask PNG)] of the characters to relight (or, for the whole
+    picture, to keep their identities)."""
     scene = context.scene
     seen = []
-    for rig in rigs_in_scene(scene):
-        with open(os.path.join(controls_dir, manifest["masks"][rig.name]), "rb") as f:
+    every = rigs_in_scene(scene) + [subject.obj or subject.collection for subject in marked_in_scene(scene)]
+    for thing in every:
+        with open(os.path.join(controls_dir, manifest["masks"][thing.name]), "rb") as f:
             mask = f.read()
         if decode_png(mask).any():
-            seen.append((rig, mask))
+            seen.append((thing, mask))
     if target != "CHARACTER":
         if not seen and target == "CHARACTERS":
-            raise UserError("the camera sees none of the rigs: relight the whole shot, or frame a character")
+            raise UserError("the camera sees none of the characters (rigs, creatures or objects playing characters): "
+                            "relight the whole shot, or frame a character")
         return seen
     active = context.view_layer.objects.active
-    is_rig = active is not None and active.type == "ARMATURE" and active.characterforge.is_rig
-    wanted = scene.characterforge.relight_rig or (active.name if is_rig else "")
+    playing = active is not None and (active.type == "ARMATURE" and active.characterforge.is_rig
+                                      or active.characterforge.is_character)
+    wanted = scene.characterforge.relight_rig or (active.name if playing else "")
     if not wanted:
-        raise UserError("choose whose light to change (Whose light), or select the character's rig")
-    chosen = [(rig, mask) for rig, mask in seen if rig.name == wanted]
+        raise UserError("choose whose light to change (Whose light), or select the character's rig, creature or "
+                        "object")
+    chosen = [(thing, mask) for thing, mask in seen if thing.name == wanted]
     if not chosen:
-        raise UserError(f"the camera does not see rig '{wanted}': frame it, or choose another under Whose light")
+        raise UserError(f"the camera does not see character '{wanted}': frame it, or choose another under Whose light")
     return chosen
 
 
@@ -88,12 +95,17 @@ def relight(context, obj=None, seed=None):
     if abs(width / height - mw / mh) > 0.02 * mw / mh:
         raise UserError(f"'{plane.name}' is {width}x{height}, not the shape of camera '{camera.name}''s {mw}x{mh} "
                         "frame: a relight follows the camera's frame; relight a picture made for it (a composite)")
-    for rig, mask in _relit_rigs(context, target, manifest, controls_dir):
-        pack = shots.rig_pack(scene, rig, len(rigs_in_scene(scene)) == 1)
+    only = len(rigs_in_scene(scene)) + len(marked_in_scene(scene)) == 1
+    for thing, mask in _relit_characters(context, target, manifest, controls_dir):
+        kind = manifest["kinds"].get(thing.name, kinds.HUMANOID)
+        pack = shots.rig_pack(scene, thing, only)
         references, embedding = job_inputs.pack_identity(pack) if pack else ([], None)
-        characters.append({"name": job_inputs.safe_key(rig.name), "prompt": shots.rig_prompt(scene, rig),
-                           "mask": mask, "references": references[:LIMITS["max_references"]],
-                           "embedding": embedding, "scale": s.identity_scale})
+        _, look = job_inputs.pack_look(pack)
+        characters.append({"name": job_inputs.safe_key(thing.name), "kind": kind,
+                           "prompt": shots.rig_prompt(scene, thing), "mask": mask,
+                           "references": references[:LIMITS["max_references"]], "embedding": embedding,
+                           "scale": s.identity_scale if kind == kinds.HUMANOID else 0.0,
+                           "appearance": look, "appearance_scale": s.appearance_scale})
     light_dir = os.path.join(work, light_rig.LIGHT_DIR)
     lit = light_rig.render(context, camera, light_dir)
     maps = {}

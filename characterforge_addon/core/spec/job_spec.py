@@ -249,15 +249,17 @@ def _relight_options():
                                "strength; an edit decides for itself)", 0.35),
             "shading": Number(0.0, 1.0, "how far the picture's own shading is replaced by the light reference's "
                               "before the redraw (0: not at all)", 1.0),
-            "margin": Number(0.0, 2.0, "how far an identity score may fall (ArcFace cosine) before the relight "
-                             "says so", 0.1)}
+            "margin": Number(0.0, 2.0, "how far an identity score (the face's ArcFace cosine, the look's appearance "
+                             "cosine) may fall before the relight says so", 0.1)}
 
 
 _RELIGHT = {
     "image": Image(LIMITS["max_control_bytes"], "the picture to relight, base64 PNG of exactly width x height"),
     "view": _view("the camera the picture was made from, as it stood then"),
     "light": _LIGHT,
-    "characters": ListOf(Obj({"name": Name("the character's (rig's) name"),
+    "characters": ListOf(Obj({"name": Name("the character's (rig's, creature's or object's) name"),
+                              "kind": Choice(KINDS, "what the character is: a humanoid (its face kept and checked), "
+                                             "a creature or an object (its look kept and checked)", HUMANOID),
                               "prompt": Text(LIMITS["max_prompt_chars"], "what this character looks like"),
                               "mask": Image(LIMITS["max_control_bytes"], "where the character is, base64 PNG"),
                               "identity": _identity("this character's identity, kept through the relight")},
@@ -754,17 +756,18 @@ def relight_spec(image_png, width, height, view, light, characters=(), controls=
                  strength=0.35, shading=1.0, margin=0.1):
     """A validated `relight` spec: `image_png` (width x height) relit by `light` (see
     `relight_options`); `view`: the camera the picture was made from; `characters`: [{"name",
-    "prompt", "mask" (PNG bytes), "references", "embedding", "scale", "lora"}]; `controls`:
-    {"depth"/"normal": {"png", "strength"}}."""
+    "kind", "prompt", "mask" (PNG bytes), "references", "embedding", "scale", "appearance",
+    "appearance_scale"}]; `controls`: {"depth"/"normal": {"png", "strength"}}."""
     spec = _encoded("relight", prompt, controls or {}, width, height, negative_prompt, seed, steps, guidance, profile,
                     1, name, (), 0.0)
     spec.update(image=_b64(image_png), view=view, light=_light_entry(light), whole=bool(whole), grow=int(grow),
                 feather=int(feather), strength=round(strength, 4), shading=round(shading, 4), margin=round(margin, 4))
     spec["characters"] = []
     for c in characters:
-        entry = {"name": c["name"], "prompt": c.get("prompt", ""), "mask": _b64(c["mask"])}
+        entry = {"name": c["name"], "kind": c.get("kind", HUMANOID), "prompt": c.get("prompt", ""),
+                 "mask": _b64(c["mask"])}
         identity = _identity_entry(c.get("references", ()), c.get("embedding"), c.get("scale", 0.6),
-                                   lora=c.get("lora"))
+                                   appearance=c.get("appearance"), appearance_scale=c.get("appearance_scale", 0.5))
         if identity:
             entry["identity"] = identity
         spec["characters"].append(entry)
