@@ -8,7 +8,8 @@
   and is the file make_docs recorded (docs/img/pictures.json: SHA-256), and every picture it makes
   is used;
 - docs/job-specs.md is what make_docs makes from the declared job specs today.
-No Blender renders here: `make docs` makes the pictures. Runs in a few seconds."""
+No Blender renders here: `make docs` makes the pictures (tests/blender/test_scripts.py makes them
+again and compares). Runs in a few seconds."""
 
 import concurrent.futures
 import glob

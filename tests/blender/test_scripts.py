@@ -118,3 +118,20 @@ def test_make_set_paints_one_set_for_two_cameras_headless(demo_blend, tmp_path):
     assert os.path.exists(tmp_path / "out" / "Side" / "set_fill_Side_seed0.png") and os.path.exists(tmp_path / "set.blend")
     bad = run("make_set.py", *common, "--cameras", "Camera,Nowhere")
     assert bad.returncode == 1 and "no camera named 'Nowhere'" in bad.stderr
+
+
+def test_make_docs_makes_the_guides_pictures_as_they_are(tmp_path):
+    """The guide's pictures are what `make docs` makes from today's code: each made again into a
+    folder of its own matches the file docs/ holds (same size; Cycles' renders may differ by a
+    level across CPUs, drawings not at all), and its record names the same files."""
+    from PIL import Image
+    result = run(os.path.join("dev", "make_docs.py"), "--out", str(tmp_path), timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    kept = json.loads(open(os.path.join(ROOT, "docs", "img", "pictures.json")).read())["pictures"]
+    made = json.loads((tmp_path / "img" / "pictures.json").read_text())["pictures"]
+    assert set(made) == set(kept)
+    for name in kept:
+        now = np.asarray(Image.open(tmp_path / "img" / name).convert("RGB")).astype(int)
+        then = np.asarray(Image.open(os.path.join(ROOT, "docs", "img", name)).convert("RGB")).astype(int)
+        assert now.shape == then.shape, f"{name}: {now.shape} made, {then.shape} in docs/img: run make docs"
+        assert np.abs(now - then).mean() <= 1.0, f"{name} differs from what make docs makes today: run make docs"
