@@ -37,6 +37,8 @@ def pattern_material(bpy, name, tint=(1.0, 1.0, 1.0), amplitude=AMPLITUDE):
     x, y and z with PERIOD swinging `amplitude` around mid-grey, times `tint`; the same on the
     posed copy from every camera."""
     material = bpy.data.materials.new(name)
+    if material.node_tree is None:  # Blender 4.2: a material gets its nodes on request
+        material.use_nodes = True
     tree = material.node_tree
     tree.nodes.clear()
     coords = tree.nodes.new("ShaderNodeTexCoord")

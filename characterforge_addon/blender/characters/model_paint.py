@@ -248,6 +248,14 @@ def ensure_uv(context, obj):
     return UV_MAP, True
 
 
+def _node_material(name, material=None):
+    """`material`, or a new one named `name`, with a node tree (Blender 4.2 makes one on request)."""
+    material = material or bpy.data.materials.new(name)
+    if material.node_tree is None:
+        material.use_nodes = True
+    return material
+
+
 def _float_image(name, size):
     image = bpy.data.images.new(name, size, size, alpha=True, float_buffer=True, is_data=True)
     image.colorspace_settings.name = "Non-Color"
@@ -262,7 +270,7 @@ def bake_geometry(stage, copy, uv_name, size):
     mesh = copy.data
     mesh.uv_layers.active = mesh.uv_layers[uv_name]
     mesh.uv_layers[uv_name].active_render = True
-    material = bpy.data.materials.new(".characterforge_bake")
+    material = _node_material(".characterforge_bake")
     images = [_float_image(".characterforge_bake_position", size), _float_image(".characterforge_bake_normal", size)]
     try:
         tree = material.node_tree
@@ -322,7 +330,7 @@ def render_painted(stage, camera, resolution, textures, data=False):
     try:
         for name, copy in stage.copies.items():
             pixels = textures.get(name)
-            material = bpy.data.materials.new(f".characterforge_paint_{name}")
+            material = _node_material(f".characterforge_paint_{name}")
             image = None
             tree = material.node_tree
             tree.nodes.clear()
@@ -685,7 +693,7 @@ def apply_material(obj, path, uv_name, shading, space, scene):
     kept on the object once (restored by `remove`). As painted (emission), the texture follows
     the scene's view transform from then on, as every picture we show does (view_colours)."""
     name = f"{MATERIAL} ({obj.name})"
-    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material = _node_material(name, bpy.data.materials.get(name))
     tree = material.node_tree
     tree.nodes.clear()
     image = next((i for i in bpy.data.images if bpy.path.abspath(i.filepath) == path), None)
