@@ -128,6 +128,28 @@ def test_a_segment_then_the_next_carried_over_on_each_tiny_video_profile(make_ba
     assert record["frame"] == 13 and record["segment"]["carried"] == 1 and record["job"]["frames"] == 5
 
 
+def test_a_short_segment_takes_as_many_pictures_as_its_latent_frames(make_backend):
+    """A 5-frame segment (two latent frames) given three pictures of the character: VACE takes the
+    best two (diffusers pads its mask with one latent frame per picture, cut from the video's own:
+    three failed on a size mismatch, as make demo's walk did); a 9-frame one takes all three."""
+    backend = make_backend(profile="tiny-wan-vace")
+    pipe = backend.engine_for("tiny-wan-vace").base()
+    given = []
+    original = pipe.prepare_masks
+
+    def spy(mask, reference_images=None, *args, **kwargs):
+        given.append([len(r) for r in reference_images or []])
+        return original(mask, reference_images, *args, **kwargs)
+    pipe.prepare_masks = spy
+    for count, seed, takes in ((5, 4, 2), (9, 5, 3)):
+        spec, media = job_spec.animation_segment_spec(
+            "a knight walking", frames(count, seed=seed), 64, 64, references=[picture(seed * 10 + i) for i in range(3)],
+            seed=3, steps=2, profile="tiny-wan-vace", name=f"walk{count}")
+        status, pictures = run_segment(backend, spec, media)
+        assert sorted(status["results"]) == [f"walk{count}_{f:04d}" for f in range(1, count + 1)]
+        assert given[-1] == [takes]
+
+
 def test_the_models_window_and_carry_rules_are_refused_before_queueing_with_the_fix(make_backend):
     backend = make_backend(profile="tiny-wan-vace")
     one = frames(1, maps=("openpose",))[0]

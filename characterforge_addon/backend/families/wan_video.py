@@ -200,8 +200,13 @@ class WanVace(WanVideo):
             else:
                 video.append(control)
                 masks.append(white)
+        # diffusers pads VACE's mask with one latent frame per reference picture cut from the
+        # video's own latent frames: a short segment takes at most as many pictures as it has
+        # latent frames (5 frames: 2), the best first, else the pass fails on a size mismatch
+        tf = pipe.vae_scale_factor_temporal
+        references = clip.references[:min(self.max_references, (count + tf - 1) // tf)]
         return {"video": padded(video, count), "mask": padded(masks, count),
-                "reference_images": list(clip.references[:self.max_references]) or None,
+                "reference_images": list(references) or None,
                 "conditioning_scale": clip.spec["strength"], "num_frames": count}
 
     @staticmethod
