@@ -34,6 +34,18 @@ def demo_out(tmp_path_factory):
     return out
 
 
+def render_percentage(bpy, scene, camera):
+    """PERCENT, or less where a shown picture has fewer pixels than that render (the animated
+    shot's video frames, 128 lines at the tiny profile): pictures are compared made smaller only."""
+    from characterforge_addon.core.image_io import decode_png
+    percent = PERCENT
+    for obj in user_render.shown_planes(camera):
+        with open(user_render.plane_file(bpy, scene, obj), "rb") as f:
+            h, w = decode_png(f.read()).shape[:2]
+        percent = min(percent, 100 * w // scene.render.resolution_x, 100 * h // scene.render.resolution_y)
+    return percent
+
+
 @pytest.mark.soak
 def test_every_shot_camera_of_the_demo_shows_its_result(bpy, demo_out):
     from characterforge_addon.core.shots import picture_match
@@ -43,14 +55,15 @@ def test_every_shot_camera_of_the_demo_shows_its_result(bpy, demo_out):
     for blend in blends:
         bpy.ops.wm.open_mainfile(filepath=blend)
         scene = bpy.context.scene
-        size = tuple(int(n * PERCENT / 100) for n in (scene.render.resolution_x, scene.render.resolution_y))
         for camera in (o for o in scene.objects if o.type == "CAMERA" and user_render.shown_planes(o)):
             sequence = any(n.type == "TEX_IMAGE" and n.image.source == "SEQUENCE"
                            for o in user_render.shown_planes(camera) for n in o.active_material.node_tree.nodes)
             for frame in (scene.frame_start, scene.frame_end) if sequence else (None,):
-                render = user_render.render(bpy, scene, camera, percentage=PERCENT, frame=frame)
                 if frame is not None:
                     scene.frame_set(frame)
+                percent = render_percentage(bpy, scene, camera)
+                size = tuple(int(n * percent / 100) for n in (scene.render.resolution_x, scene.render.resolution_y))
+                render = user_render.render(bpy, scene, camera, percentage=percent, frame=frame)
                 expected = user_render.shown_picture(bpy, scene, camera, size)
                 figure = picture_match.difference(render, expected)
                 checked.append((os.path.basename(blend), camera.name, frame, scene.render.engine,
