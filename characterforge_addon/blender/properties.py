@@ -189,8 +189,8 @@ class CHARACTERFORGE_PG_scene(bpy.types.PropertyGroup):
         ("CHARACTER", "Selected character", "Relight inside one character's mask (Whose light)"),
         ("WHOLE", "Whole shot", "Relight the whole picture: set and characters")])
     relight_rig: StringProperty(name="Whose light", default="",
-                                description="The character (rig, creature or object) relit with Selected character; "
-                                "empty: the active one")
+                                description="The character (rig, creature, object or collection) relit with Selected "
+                                "character; empty: the active one")
     relight_strength: FloatProperty(name="Redraw", default=0.35, min=0.05, max=1.0,
                                     description="How much the re-shaded picture is redrawn (SDXL; an edit model "
                                     "decides for itself)")

@@ -78,6 +78,7 @@ class CheckingLayout:
         self.calls.append(("prop", name))
 
     def prop_search(self, data, name, search_data, search_name, **kw):
+        self._args("prop_search", kw)
         assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
         self.calls.append(("prop_search", name))
 

@@ -131,7 +131,8 @@ def test_relight_a_composite_with_the_scenes_sun(bpy, scene, tmp_path, backend_e
 
 def test_a_creature_in_the_shot_is_relit_as_a_character(bpy, scene, tmp_path, backend_env):
     """A creature marked as a character is relit with the rigs (its mask, its kind sent), and can
-    be relit alone under Whose light, the rigs kept as they were."""
+    be relit alone under Whose light, the rigs kept as they were; so can a collection character,
+    picked by one of its parts."""
     from creature_scene import quadruped
     s, _ = lit_scene(bpy, scene, tmp_path)
     s.fix_hands = False
@@ -157,6 +158,20 @@ def test_a_creature_in_the_shot_is_relit_as_a_character(bpy, scene, tmp_path, ba
     away = people & ~near(beast_mask, s.composite_grow + s.composite_feather + 1)
     assert away.any() and np.array_equal(before[away], after[away])
     assert np.abs(before[beast_mask].astype(int) - after[beast_mask]).mean() > 2
+
+    # a collection playing a character: offered under Whose light, and relit alone when one of
+    # its parts is the active object (Whose light empty)
+    from creature_scene import parts_collection
+    cart = parts_collection("Cart", location=(-1.0, 2.0, 0.0))
+    cart.characterforge.is_character, cart.characterforge.prompt = True, "a wooden cart"
+    assert any(c[0] == "label" and c[1].startswith("Collections: Cart ") for c in draw_all(bpy)["Shot"])
+    s.relight_rig = ""
+    bpy.context.view_layer.objects.active = bpy.data.objects["Cart Wheel.L"]
+    run(bpy, bpy.ops.characterforge.relight)
+    (cart_only,) = shown(shot, "picture")
+    assert [(c["name"], c["kind"]) for c in json.loads(cart_only["characterforge_job"])["characters"]] == [
+        ("Cart", "object")]
+    assert cart_only["characterforge_source"] == beast_only.name
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import functools
 import json
 import os
 
+import bpy
+
 from ...core.characters import kinds
 from ...core.errors import UserError
 from ...core.image_io import decode_png
@@ -40,6 +42,18 @@ def source_plane(context, obj=None):
     return obj
 
 
+def _active_character(context, characters):
+    """The name of the character the active object plays: itself (a rig, creature or object),
+    or the collection character it is a part of; "" when it plays none."""
+    active = context.view_layer.objects.active
+    if active is None:
+        return ""
+    if active.type == "ARMATURE" and active.characterforge.is_rig or active.characterforge.is_character:
+        return active.name
+    return next((c.name for c in characters if isinstance(c, bpy.types.Collection) and active.name in c.all_objects),
+                "")
+
+
 def _relit_characters(context, target, manifest, controls_dir):
     """[(rig, creature or object, mask PNG)] of the characters to relight (or, for the whole
     picture, to keep their identities)."""
@@ -56,10 +70,7 @@ def _relit_characters(context, target, manifest, controls_dir):
             raise UserError("the camera sees none of the characters (rigs, creatures or objects playing characters): "
                             "relight the whole shot, or frame a character")
         return seen
-    active = context.view_layer.objects.active
-    playing = active is not None and (active.type == "ARMATURE" and active.characterforge.is_rig
-                                      or active.characterforge.is_character)
-    wanted = scene.characterforge.relight_rig or (active.name if playing else "")
+    wanted = scene.characterforge.relight_rig or _active_character(context, [thing for thing, _ in seen])
     if not wanted:
         raise UserError("choose whose light to change (Whose light), or select the character's rig, creature or "
                         "object")

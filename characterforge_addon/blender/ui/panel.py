@@ -380,7 +380,13 @@ def draw_relight(layout, context, s):
     box.label(text="Relight with the scene's lights", icon="LIGHT_SUN")
     box.prop(s, "relight_target", expand=True)
     if s.relight_target == "CHARACTER":
-        box.prop_search(s, "relight_rig", context.scene, "objects")
+        # any name goes: a collection character is not among the scene's objects (a search
+        # callback would list it, but Blender 4.2 crashes at exit once one is registered)
+        box.prop_search(s, "relight_rig", context.scene, "objects", results_are_suggestions=True)
+        collections = [c.name for c in context.scene.collection.children_recursive if c.characterforge.is_character]
+        if collections:
+            box.label(text=f"Collections: {', '.join(collections)} (type the name, or select a part)",
+                      icon="OUTLINER_COLLECTION")
     row = box.row(align=True)
     row.prop(s, "relight_strength")
     row.prop(s, "relight_shading")
