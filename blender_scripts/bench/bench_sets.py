@@ -1,5 +1,5 @@
-"""A set seen from each camera that painted it: the rule before issue #27 against #27's, side by
-side in one run, on a ground plane seen from eye height (`set_scene.py`: ground, two walls, a
+"""A set seen from each camera that painted it: the rule before issue #27, the texel-density
+choice #27 offered as the alternative, and #27's view-dependent blend, side by side in one run, on a ground plane seen from eye height (`set_scene.py`: ground, two walls, a
 crate, a pillar; cameras A and B 50 degrees apart, 1.7 m high).
 
   python blender_scripts/bench/bench_sets.py [--size 256x192] [--engines CYCLES,BLENDER_EEVEE]
@@ -11,8 +11,11 @@ fill job returns) and projects it. Then a plain render (F12: the scene's own eng
 transform) from A and from B is compared with that camera's picture: blurred (2 px) mean
 |difference| in levels over the pixels where the camera sees the set. Before #27: the first
 layer that paints a point well (facing its camera within 75 degrees, or filled by it) wins,
-and the pictures are read as sRGB. #27: core.shots.view_blend's view-dependent weights, and the
-pictures read through the colour space that undoes the view transform (view_colours).
+and the pictures are read as sRGB. Choose: per surface point the first camera's paint is kept
+unless a later layer that saw the point is clearly sharper there (its texel at most CLEARLY of
+the kept one's), the same for every viewer. #27: core.shots.view_blend's view-dependent weights.
+Both of these read the pictures through the colour space that undoes the view transform
+(view_colours) and fill from B the same holes (the coverage of #27's material).
 Then camera C, halfway: one picture all red, the other all blue, rendered at pixel centres;
 the seam is the largest step between neighbouring pixels of one surface (levels of red).
 """
@@ -27,6 +30,8 @@ from _bootstrap import register_addon, script_args  # noqa: E402
 
 OLD_MIN_FACING = 0.26  # before #27: beyond about 75 degrees from the camera's ray a surface counted as unpainted
 OLD_DEPTH_TOLERANCE = 0.02  # before #27: |depth - the depth at the nearest pixel| within 2 % of it
+CLEARLY = 0.5  # choose: a later layer takes a point where its texel is at most half as wide as the kept one's
+RULES = {"old": "before #27", "choose": "choose", "new": "#27"}
 
 
 def old_material(bpy, scene):
@@ -104,15 +109,57 @@ def old_material(bpy, scene):
     links.new(emission.outputs[0], nodes.new("ShaderNodeOutputMaterial").inputs["Surface"])
 
 
+def choose_material(bpy, scene):
+    """#27's set material with its colour chosen instead of blended: per point the first layer
+    that saw it, replaced by each later layer that saw it with a texel at most CLEARLY as wide
+    as the kept one's (the footprints #27's material computes); its coverage node as it is."""
+    from characterforge_addon.blender.sets import set_projection as sp
+    tree = bpy.data.materials[sp.MATERIAL].node_tree
+    nodes, links = tree.nodes, tree.links
+
+    def math(op, a, b):
+        node = nodes.new("ShaderNodeMath")
+        node.operation = op
+        for socket, x in zip(node.inputs, (a, b)):
+            if isinstance(x, (int, float)):
+                socket.default_value = x
+            else:
+                links.new(x, socket)
+        return node.outputs[0]
+
+    def mix(fac, a, b):
+        node = nodes.new("ShaderNodeMix")
+        node.data_type = "RGBA"
+        links.new(fac, sp._input(node, "Factor_Float"))
+        links.new(a, sp._input(node, "A_Color"))
+        links.new(b, sp._input(node, "B_Color"))
+        return sp._output(node, "Result_Color")
+
+    hole = nodes.new("ShaderNodeRGB")
+    hole.outputs[0].default_value = sp.HOLE
+    none = nodes.new("ShaderNodeValue")
+    none.outputs[0].default_value = 1e30  # no layer kept yet: any layer that saw the point is sharper
+    color, kept = hole.outputs[0], none.outputs[0]
+    for index in range(len(sp.layers(scene))):
+        seen, foot = nodes[f"seen {index}"].outputs[0], nodes[f"footprint {index}"].outputs[0]
+        take = math("MULTIPLY", seen, math("LESS_THAN", foot, math("MULTIPLY", kept, CLEARLY)))
+        color = mix(take, color, nodes[f"picture {index}"].outputs["Color"])
+        # take ? foot : kept, exact: a GPU's mix() is a + (b - a) t, which makes 1e30 + (f - 1e30) 0
+        kept = math("ADD", math("MULTIPLY", kept, math("SUBTRACT", 1.0, take)), math("MULTIPLY", foot, take))
+    links.new(color, nodes["emission"].inputs["Color"])
+
+
 def paint(bpy, scene, camera, path, rule_name, claimed=None):
-    """Project `path` from `camera` by the named rule ("old" or "new")."""
+    """Project `path` from `camera` by the named rule (a key of RULES)."""
     from characterforge_addon.blender.generation import view_colours
     from characterforge_addon.blender.rig import joints
     from characterforge_addon.blender.sets import set_projection
     from characterforge_addon.core.shots import set_projection as rule
     depth = set_projection.set_depth(scene, camera)
     layer = set_projection.project(bpy.context, camera, path, depth=depth)
-    if rule_name == "new":
+    if rule_name == "choose":
+        choose_material(bpy, scene)
+    if rule_name != "old":
         return
     # before #27: red the depth at the pixel, green "painted well" (facing the camera within 75
     # degrees, or filled here)
@@ -183,7 +230,7 @@ def main(argv=None):
     from characterforge_addon.core.image_io import encode_png
 
     results, seams, filled = {}, {}, {}
-    for rule_name in ("old", "new"):
+    for rule_name in RULES:
         folder = os.path.join(out, rule_name)
         os.makedirs(folder, exist_ok=True)
         scene, cameras = set_scene.build(bpy, (width, height))
@@ -206,7 +253,7 @@ def main(argv=None):
             scene.render.engine = engine
             for view in args.views.split(","):
                 scene.view_settings.view_transform = view
-                if rule_name == "new":
+                if rule_name != "old":
                     view_colours.match(scene)  # what the UI's message bus does when the user picks a view
                 for name in "AB":
                     start = time.perf_counter()
@@ -217,19 +264,18 @@ def main(argv=None):
                           f"({time.perf_counter() - start:.1f} s)", flush=True)
         seams[rule_name] = seam(bpy, scene, cameras)
 
-    print(f"\nset {width}x{height}; B filled {filled['old']:.0%} of its view under the old rule, "
-          f"{filled['new']:.0%} under #27's")
+    print(f"\nset {width}x{height}; B filled " + ", ".join(f"{filled[r]:.0%} of its view ({RULES[r]})" for r in RULES))
     print("blurred (2 px) mean |difference| (p95) between a plain render and the camera's picture, levels")
-    print(f"{'engine':15} {'view':20} {'camera':6} {'before #27':>16} {'#27':>16}")
+    print(f"{'engine':15} {'view':20} {'camera':6}" + "".join(f"{label:>16}" for label in RULES.values()))
     for engine in args.engines.split(","):
         for view in args.views.split(","):
             for name in "AB":
-                old, new = results["old", engine, view, name], results["new", engine, view, name]
-                print(f"{engine:15} {view:20} {name:6} {old['mean']:8.2f} ({old['p95']:5.1f}) "
-                      f"{new['mean']:8.2f} ({new['p95']:5.1f})")
+                print(f"{engine:15} {view:20} {name:6}" + "".join(
+                    f"{results[r, engine, view, name]['mean']:8.2f} ({results[r, engine, view, name]['p95']:5.1f})"
+                    for r in RULES))
     print("camera C (halfway), A's picture all red and B's all blue: steps between neighbouring pixels of one surface")
     for rule_name, (p99, largest, anywhere) in seams.items():
-        print(f"  {'before #27' if rule_name == 'old' else '#27':10}: where A and B both saw it, 99th percentile "
+        print(f"  {RULES[rule_name]:10}: where A and B both saw it, 99th percentile "
               f"{p99:.0f} levels, largest {largest}; over everything painted, 99th percentile {anywhere:.0f}")
 
 

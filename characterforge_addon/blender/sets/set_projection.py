@@ -270,7 +270,8 @@ def build_material(scene):
         fade = math("MAXIMUM", math("MULTIPLY", math("DIVIDE", edge, view_blend.EDGE, clamp=True),
                                     inside_edges.outputs[2]), view_blend.FLOOR)
         weight = math("DIVIDE", math("MULTIPLY", seen, fade), math("MULTIPLY", penalty, math("MULTIPLY", foot, foot)))
-        weight.node.name = f"weight {index}"
+        for node, role in ((weight.node, "weight"), (seen.node, "seen"), (foot.node, "footprint"), (picture, "picture")):
+            node.name = f"{role} {index}"  # named for whoever reads the blend, e.g. bench_sets.py's other rules
         part = scale(picture.outputs["Color"], weight)
         sharp = math("MULTIPLY", seen, math("LESS_THAN", foot, math("MULTIPLY", viewer_foot, view_blend.MAX_STRETCH)))
         numerator = part if numerator is None else vector("ADD", numerator, part)
