@@ -17,7 +17,6 @@ numpy pass; Freestyle: its render).
 """
 
 import argparse
-import math
 import os
 import statistics
 import sys

@@ -64,7 +64,6 @@ def main(argv=None):
     root = tempfile.mkdtemp(prefix="characterforge-bench-rerun-")
     rows = []
     try:
-        manifest = batch_plan.Manifest(root)
         for frame in range(1, args.frames + 1):
             scene.frame_set(frame)
             folder = batch_plan.unit_folder(camera.name, frame, 1)

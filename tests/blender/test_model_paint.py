@@ -280,7 +280,7 @@ def test_from_the_sidebar_the_holes_are_filled_by_the_tiny_backend_and_no_texel_
     from the camera that sees the holes best and sends only the holes to inpaint; the picture
     comes back with every other pixel kept, is painted onto the holes alone, and what no camera
     reaches is closed from its neighbours."""
-    from characterforge_addon.blender.characters import characters, model_paint
+    from characterforge_addon.blender.characters import characters
     from characterforge_addon.blender.generation import jobs
     from characterforge_addon.core.image_io import decode_png
     monkeypatch.setenv("CHARACTERFORGE_CHARACTERS", str(tmp_path / "characters"))
