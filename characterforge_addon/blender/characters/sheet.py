@@ -22,7 +22,7 @@ from ...core.rig import keypoints, rig_mapping
 from ..maps.passes import INDEX_BASE, render_passes
 from ..rig.joints import camera_model, mapping_for, project_rig
 from ..rig.posing import apply_library_pose, pose_channels
-from ..rig.rig import character_meshes
+from ..rig.rig import character_meshes, is_characterforge_rig
 
 MIN_FACE_POINTS = 5
 HEAD_JOINTS = [0, 14, 15, 16, 17]  # nose, eyes, ears: what a detector finds only on a visible face
@@ -137,7 +137,7 @@ def _pose_copy(context, actor, pose):
     library = sheet_layout.SHEET_POSES[pose]
     if library is None:
         return "current"
-    if "hand_ik.L" not in actor.pose.bones:
+    if not is_characterforge_rig(actor):
         return "current (built-in poses need a CharacterForge rig)"
     apply_library_pose(context, actor, library)
     return pose

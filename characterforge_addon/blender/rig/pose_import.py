@@ -33,12 +33,12 @@ def _skeleton(height, preset):
 
 def skeleton_for(rig):
     """The solver's skeleton of a CharacterForge rig; other armatures are refused."""
-    names = {b.name for b in rig.data.bones}
-    if not rig.characterforge.is_rig or not {"hand_ik.L", "face.jaw_00", "elbow_pole.L"} <= names:
+    if not rig.characterforge.is_rig or not rig_module.is_characterforge_rig(rig):
         raise UserError(f"'{rig.name}' is not a CharacterForge rig: Import Pose solves for its bones, IK controls "
                         "and face; add one with Pose > Add OpenPose Rig")
     settings = rig.characterforge
     skeleton = _skeleton(round(settings.height, 6), settings.preset)
+    names = {b.name for b in rig.data.bones}
     missing = [n for n in skeleton.names if n not in names]
     if missing:
         raise UserError(f"'{rig.name}' lacks bones {', '.join(missing[:4])} of the CharacterForge rig: "

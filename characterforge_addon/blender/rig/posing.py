@@ -10,6 +10,7 @@ from ...core.errors import UserError
 from ...core.image_io import write_atomic
 from ...core.rig import poses
 from ...core.rig.rig_layout import build_layout
+from .rig import is_characterforge_rig
 
 
 def reset_pose(rig):
@@ -39,7 +40,7 @@ def _set_rotation(pb, quaternion):
 def apply_library_pose(context, rig, name):
     """Pose a CharacterForge rig with a built-in pose (scaled to its height and proportions)."""
     settings = rig.characterforge
-    if "hand_ik.L" not in rig.pose.bones:
+    if not is_characterforge_rig(rig):
         raise UserError(f"'{rig.name}' is not a CharacterForge rig: built-in poses need its IK controls; "
                         "load a saved pose JSON instead, or add a rig with Pose > Add rig")
     pose = poses.library_pose(name, settings.preset)
@@ -90,7 +91,7 @@ def apply_channels(rig, channels):
 
 
 def rig_height(rig):
-    if rig.characterforge.is_rig and "hand_ik.L" in rig.pose.bones:
+    if rig.characterforge.is_rig and is_characterforge_rig(rig):
         return rig.characterforge.height
     zs = [b.head_local.z for b in rig.data.bones] + [b.tail_local.z for b in rig.data.bones]
     return max(max(zs) - min(zs), 1e-3)

@@ -16,6 +16,18 @@ FOLLOW_ROTATION = [(f"hand.{s}", f"hand_ik.{s}") for s in rig_layout.SIDES] + \
                   [(f"foot.{s}", f"foot_ik.{s}") for s in rig_layout.SIDES]
 
 
+# Bones only the rig CharacterForge builds has: its IK controls, poles and face (a Rigify rig
+# names a bone hand_ik.L too, so one name is not enough to tell).
+OWN_BONES = {"hand_ik.L", "elbow_pole.L", "face.jaw_00"}
+
+
+def is_characterforge_rig(obj):
+    """Whether `obj` is a rig CharacterForge built (Pose > Add rig), with the IK controls its
+    built-in poses, pose import and proportions need; not a user's own armature (Rigify,
+    Mixamo, ...) used as an OpenPose rig."""
+    return obj is not None and obj.type == "ARMATURE" and OWN_BONES <= set(obj.pose.bones.keys())
+
+
 def add_rig(context, name="Character", height=1.75, preset="ADULT", location=(0.0, 0.0, 0.0)):
     """Create the rig and its proxy meshes; returns the armature object."""
     layout = rig_layout.build_layout(height, preset)

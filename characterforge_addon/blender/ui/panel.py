@@ -5,7 +5,7 @@ import bpy
 import json
 
 from ..generation import jobs, planes, profile_chooser, view_colours
-from ..rig.rig import rigs_in_scene
+from ..rig.rig import is_characterforge_rig, rigs_in_scene
 from ..sets import set_projection
 from ..shots import light_rig
 from . import live_panel
@@ -76,14 +76,15 @@ class CHARACTERFORGE_PT_pose(_Sidebar, bpy.types.Panel):
         if not obj.characterforge.is_rig:
             box.operator("characterforge.use_own_rig", icon="CON_ARMATURE")
             return
-        if "hand_ik.L" in obj.pose.bones:
+        own_rig = not is_characterforge_rig(obj)
+        if not own_rig:
             row = box.row(align=True)
             row.prop(settings, "pose", text="")
             row.operator("characterforge.apply_pose", text="Apply")
         row = box.row(align=True)
         row.operator("characterforge.save_pose", icon="EXPORT")
         row.operator("characterforge.load_pose", icon="IMPORT")
-        if "hand_ik.L" not in obj.pose.bones:
+        if own_rig:
             box.label(text="Own rig mapping (overrides):")
             row = box.row()
             row.template_list("CHARACTERFORGE_UL_joint_overrides", "", obj.characterforge, "joint_overrides",
