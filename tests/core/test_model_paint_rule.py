@@ -222,3 +222,25 @@ def test_wide_hidden_holes_close_smoothly_from_what_surrounds_them():
     assert which.tolist() == hole.tolist()
     # a smooth ramp is continued about as it was (the pyramid blends what surrounds the hole)
     assert np.abs(closed[hole] - colours[hole]).mean() < 12 and closed[hole].min() >= 0
+
+
+def quad(x0, y0, x1, y1):
+    return [[(x0, y0), (x1, y0), (x1, y1)], [(x0, y0), (x1, y1), (x0, y1)]]
+
+
+def test_stacked_share_finds_faces_on_top_of_each_other_in_a_uv_map():
+    """Mirrored halves and stacked copies are found whatever their winding; faces that only share
+    edges are not, however many and small (a texel centre on a shared edge is nobody's twice)."""
+    assert rule.stacked_share(quad(0.1, 0.1, 0.6, 0.7)) == 0.0
+    assert rule.stacked_share(quad(0.1, 0.1, 0.6, 0.7) * 2) == 1.0
+    mirrored = quad(0.1, 0.1, 0.5, 0.5) + [t[::-1] for t in quad(0.1, 0.1, 0.5, 0.5)]
+    assert rule.stacked_share(mirrored) == 1.0
+    assert rule.stacked_share(quad(0.1, 0.1, 0.5, 0.5) + quad(0.3, 0.1, 0.7, 0.5)) == pytest.approx(1 / 3, abs=0.01)
+    n = 200  # a grid of 80 000 triangles over the whole map, edges through texel centres included
+    x, y = (g.ravel() for g in np.meshgrid(np.arange(n) / n, np.arange(n) / n))
+    a, b, c, d = (np.stack([x + dx / n, y + dy / n], -1) for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1)))
+    grid = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    assert rule.stacked_share(grid) == 0.0
+    assert rule.stacked_share(np.concatenate([grid, grid[:8000]])) == pytest.approx(0.1, abs=0.01)
+    assert rule.stacked_share(np.zeros((0, 3, 2))) == 0.0  # no face: nothing stacked
+    assert rule.stacked_share(quad(0.2, 0.2, 0.2, 0.9)) == 0.0  # faces of no area are left out

@@ -37,7 +37,7 @@ from ..generation import jobs, view_colours
 from ..generation.job_inputs import pick_seed
 from ..maps.passes import exact_cycles, INDEX_BASE, plain_view, render_passes
 from ..rig.posing import apply_channels, apply_library_pose
-from ..rig.rig import ROLE, character_meshes
+from ..rig.rig import ROLE, character_meshes, is_characterforge_rig
 from .sheet import character_axes, character_points, copy_character, face_points, place_camera
 
 UV_MAP = "CharacterForge Paint"
@@ -160,7 +160,7 @@ def _pose(context, actor, record):
         apply_channels(actor, channels)
         return f"the sheet's pose ({record.get('pose', '?')})"
     library = sheet_layout.SHEET_POSES.get(record.get("pose"))
-    if library and "hand_ik.L" in actor.pose.bones:
+    if library and is_characterforge_rig(actor):
         apply_library_pose(context, actor, library)
         return f"the library pose of the sheet ({record['pose']})"
     return "the rig's current pose (the sheet's pose does not fit this rig)"
@@ -217,14 +217,36 @@ def view_projection(stage, view, camera, picture, record):
 # ---------------------------------------------------------------------------------------------
 # UV maps and the bake of each texel's position and normal
 
+def uv_triangles(mesh, name):
+    """(T, 3, 2) the UVs of each of the mesh's triangles in its UV map `name`."""
+    mesh.calc_loop_triangles()
+    loops = np.empty(len(mesh.loop_triangles) * 3, np.int64)
+    mesh.loop_triangles.foreach_get("loops", loops)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.uv_layers[name].data.foreach_get("uv", uv)
+    return uv.reshape(-1, 2)[loops].reshape(-1, 3, 2)
+
+
 def ensure_uv(context, obj):
-    """(UV map name, whether it was made now): the mesh's active render UV map, or a new one
-    by Smart UV Project when it has none."""
+    """(UV map name, whether it was made now, why): the mesh's active render UV map, or a new
+    one by Smart UV Project when it has none or when faces lie on top of each other in it
+    (mirrored or stacked: one texel cannot hold what two faces show; theirs is kept)."""
     mesh = obj.data
+    why = None
     if len(mesh.uv_layers):
         layer = next((uv for uv in mesh.uv_layers if uv.active_render), mesh.uv_layers[0])
-        return layer.name, False
-    mesh.uv_layers.new(name=UV_MAP)
+        stacked = rule.stacked_share(uv_triangles(mesh, layer.name))
+        if stacked <= rule.UV_STACKED:
+            return layer.name, False, None
+        why = (f"{stacked:.0%} of the texels of '{obj.name}''s UV map '{layer.name}' lie under two faces or more "
+               f"(mirrored or stacked); painted through a new UV map '{UV_MAP}' (yours kept)")
+        if UV_MAP in mesh.uv_layers:  # ours from before, the user's made active again since: made anew
+            mesh.uv_layers.remove(mesh.uv_layers[UV_MAP])
+    layer = mesh.uv_layers.new(name=UV_MAP, do_init=False)
+    if layer is None:
+        raise UserError(f"'{obj.name}' has {len(mesh.uv_layers)} UV maps, the most Blender keeps: remove one so a "
+                        f"UV map for the paint can be made{' (' + why + ')' if why else ''}")
+    mesh.uv_layers.active = layer  # Smart UV Project fills the active one
     view_layer = context.view_layer
     if obj.name not in view_layer.objects:
         raise UserError(f"'{obj.name}' is not in the current view layer: Smart UV Project needs it there")
@@ -245,7 +267,7 @@ def ensure_uv(context, obj):
         obj.hide_select = selectable
         obj.hide_set(hidden)
         view_layer.objects.active = previous
-    return UV_MAP, True
+    return UV_MAP, True, why
 
 
 def _node_material(name, material=None):
@@ -473,8 +495,11 @@ def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", 
         bpy.ops.object.mode_set(mode="OBJECT")
     painting = Painting(folder, manifest, record, picture, rig, meshes, occluders, size, shading, fill, fill_size,
                         max_fills)
+    unstacked = []
     for mesh in meshes:
-        uv_map, made = ensure_uv(context, mesh)
+        uv_map, made, why = ensure_uv(context, mesh)
+        if why:
+            unstacked.append(why)
         before = json.loads(mesh.get(PAINTED, "{}"))  # painted before: a UV map made then is still ours
         painting.uv[mesh.name] = (uv_map, made or (before.get("uv_made", False) and before.get("uv_map") == uv_map))
     context.view_layer.update()
@@ -518,14 +543,15 @@ def paint(context, folder, obj, size=1024, shading="EMISSION", fill="GENERATE", 
     painting.report = {"sheet": manifest["sheet"], "character": manifest["name"], "cameras": found, "pose": pose,
                        "texture_size": size, "texels": int(len(painting.points)), "views": painting.base.shares(),
                        "holes_after_views": round(holes, 4), "thin_holes_closed": painting.closed,
+                       "uv_maps_made_for_stacked_faces": unstacked,
                        "timings": timings}
     t = time.perf_counter()
     _write(context.scene, painting)
     timings["write_s"] = round(time.perf_counter() - t, 2)
     timings["paint_s"] = round(time.perf_counter() - start, 2)
     _save_report(painting)
-    message = (f"Painted {', '.join(painting.meshes)} from {len(views)} views of {manifest['name']}'s sheet "
-               f"({found}); {holes:.1%} of the texels were not reached")
+    message = "; ".join([f"Painted {', '.join(painting.meshes)} from {len(views)} views of {manifest['name']}'s "
+                         f"sheet ({found}); {holes:.1%} of the texels were not reached"] + unstacked)
     return painting, message + "; " + next_step(context, painting)
 
 

@@ -51,6 +51,8 @@ THIN_HOLE = 0.03          # metres: holes narrower than this (seams where parts 
 
 
 # The choices a painting takes (the add-on's settings and the script offer the same)
+UV_STACKED = 0.05         # a UV map with more of its texels than this under two faces or more is not painted
+UV_CHECK_SIZE = 256       # ... counted on a grid this fine (mirrored halves, stacked copies: 30-100 %)
 TEXTURE_SIZES = (256, 512, 1024, 2048, 4096)
 SHADINGS = (("EMISSION", "As painted", "Emission: the sheet's colours as they are, whatever the lights (its "
              "shading is in the picture); its colour space undoes the scene's view transform"),
@@ -492,3 +494,39 @@ def compare(render, picture, mask):
     if not diff.size:
         return None, None
     return round(float(diff.mean()), 2), round(float(np.percentile(diff, 95)), 2)
+
+
+def stacked_share(uv_triangles, size=UV_CHECK_SIZE):
+    """The share of the texels a UV map covers (texel centres on a `size` grid over 0..1) that
+    two faces or more claim: mirrored halves and stacked copies, which a painted texture cannot
+    tell apart (each such texel would show what one face saw on every face). `uv_triangles`
+    (T, 3, 2): each triangle's UVs. Triangles are rasterised in batches by the size of their
+    box, so a mesh of many small faces costs a few array operations, not a loop per face."""
+    tri = np.asarray(uv_triangles, np.float64).reshape(-1, 3, 2) * size - 0.5  # texel centres at integers
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    keep = np.abs(area) > 1e-9
+    tri, area = tri[keep], area[keep]
+    lo = np.clip(np.ceil(tri.min(axis=1)), 0, size).astype(np.int64)
+    hi = np.clip(np.floor(tri.max(axis=1)), -1, size - 1).astype(np.int64)
+    extent = np.maximum(hi - lo + 1, 0).max(axis=1)
+    counts = np.zeros(size * size, np.int32)
+    k = 1
+    while True:
+        batch = np.flatnonzero((extent > k // 2) & (extent <= k)) if k > 1 else np.flatnonzero(extent == 1)
+        if len(batch):
+            offsets = np.stack(np.meshgrid(np.arange(k), np.arange(k), indexing="xy"), -1).reshape(-1, 2)
+            points = lo[batch, None, :] + offsets[None]  # (B, k*k, 2) candidate texel centres
+            t, inside = tri[batch], np.ones(points.shape[:2], bool)
+            for i in range(3):  # the same side of each edge as the triangle's own winding
+                p0, p1 = t[:, i, None], t[:, (i + 1) % 3, None]
+                cross = (p1[..., 0] - p0[..., 0]) * (points[..., 1] - p0[..., 1]) - \
+                        (p1[..., 1] - p0[..., 1]) * (points[..., 0] - p0[..., 0])
+                inside &= cross * np.sign(area[batch])[:, None] > 0  # a centre on a shared edge: neither, not both
+            inside &= (points <= hi[batch, None, :]).all(-1)
+            np.add.at(counts, (points[..., 1] * size + points[..., 0])[inside], 1)
+        if k >= size:
+            break
+        k *= 2
+    covered = counts > 0
+    return float((counts > 1).sum() / covered.sum()) if covered.any() else 0.0
