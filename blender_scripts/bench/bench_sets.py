@@ -1,6 +1,7 @@
 """A set seen from each camera that painted it: the rule before issue #27, the texel-density
-choice #27 offered as the alternative, and #27's view-dependent blend, side by side in one run, on a ground plane seen from eye height (`set_scene.py`: ground, two walls, a
-crate, a pillar; cameras A and B 50 degrees apart, 1.7 m high).
+choice #27 offered as the alternative, and #27's view-dependent blend, side by side in one run,
+on a ground plane seen from eye height (`set_scene.py`: ground, two walls, a crate, a pillar;
+cameras A and B 50 degrees apart, 1.7 m high).
 
   python blender_scripts/bench/bench_sets.py [--size 256x192] [--engines CYCLES,BLENDER_EEVEE]
       [--views Standard,AgX,Filmic,Khronos PBR Neutral]
@@ -34,13 +35,10 @@ CLEARLY = 0.5  # choose: a later layer takes a point where its texel is at most 
 RULES = {"old": "before #27", "choose": "choose", "new": "#27"}
 
 
-def old_material(bpy, scene):
-    """The set material before #27: each layer where its depth test and 'painted well' flag (the
-    data image's green) pass, first layer first; then any layer that saw the point; else HOLE."""
+def node_makers(tree):
+    """(math, mix): a Math node of an operation on sockets or numbers, and an RGBA Mix node,
+    each added to `tree` and its output returned."""
     from characterforge_addon.blender.sets import set_projection as sp
-    material = bpy.data.materials[sp.MATERIAL]
-    tree = material.node_tree
-    tree.nodes.clear()
     nodes, links = tree.nodes, tree.links
 
     def math(op, *operands):
@@ -61,6 +59,18 @@ def old_material(bpy, scene):
         links.new(b, sp._input(node, "B_Color"))
         return sp._output(node, "Result_Color")
 
+    return math, mix
+
+
+def old_material(bpy, scene):
+    """The set material before #27: each layer where its depth test and 'painted well' flag (the
+    data image's green) pass, first layer first; then any layer that saw the point; else HOLE."""
+    from characterforge_addon.blender.sets import set_projection as sp
+    material = bpy.data.materials[sp.MATERIAL]
+    tree = material.node_tree
+    tree.nodes.clear()
+    nodes, links = tree.nodes, tree.links
+    math, mix = node_makers(tree)
     for name in ("viewer_pixel", "viewer_ortho"):  # render_view sets them; this rule ignores the viewer
         nodes.new("ShaderNodeValue").name = name
     hole = nodes.new("ShaderNodeRGB")
@@ -116,25 +126,7 @@ def choose_material(bpy, scene):
     from characterforge_addon.blender.sets import set_projection as sp
     tree = bpy.data.materials[sp.MATERIAL].node_tree
     nodes, links = tree.nodes, tree.links
-
-    def math(op, a, b):
-        node = nodes.new("ShaderNodeMath")
-        node.operation = op
-        for socket, x in zip(node.inputs, (a, b)):
-            if isinstance(x, (int, float)):
-                socket.default_value = x
-            else:
-                links.new(x, socket)
-        return node.outputs[0]
-
-    def mix(fac, a, b):
-        node = nodes.new("ShaderNodeMix")
-        node.data_type = "RGBA"
-        links.new(fac, sp._input(node, "Factor_Float"))
-        links.new(a, sp._input(node, "A_Color"))
-        links.new(b, sp._input(node, "B_Color"))
-        return sp._output(node, "Result_Color")
-
+    math, mix = node_makers(tree)
     hole = nodes.new("ShaderNodeRGB")
     hole.outputs[0].default_value = sp.HOLE
     none = nodes.new("ShaderNodeValue")
