@@ -83,13 +83,17 @@ def find(name):
     return thing
 
 
+def marked_collections(scene):
+    """The collections in `scene` marked as playing a character (unchecked: cheap enough to draw)."""
+    return [c for c in scene.collection.children_recursive if c.characterforge.is_character]
+
+
 def marked_in_scene(scene):
     """The creatures and objects marked as characters that are in `scene` (objects, then
     collections), as Subjects; a mark on something that cannot be one is refused by name."""
     objects = [o for o in scene.objects if o.type in ("ARMATURE", "MESH") and not o.characterforge.is_rig
                and o.characterforge.is_character]
-    collections = [c for c in scene.collection.children_recursive if c.characterforge.is_character]
-    return [subject_of(t) for t in objects + collections]
+    return [subject_of(t) for t in objects + marked_collections(scene)]
 
 
 def world_points(subject, depsgraph):

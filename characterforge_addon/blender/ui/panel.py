@@ -4,6 +4,7 @@ import bpy
 
 import json
 
+from ..characters.subjects import marked_collections
 from ..generation import jobs, planes, profile_chooser, view_colours
 from ..rig.rig import is_characterforge_rig, rigs_in_scene
 from ..sets import set_projection
@@ -384,7 +385,7 @@ def draw_relight(layout, context, s):
         # any name goes: a collection character is not among the scene's objects (a search
         # callback would list it, but Blender 4.2 crashes at exit once one is registered)
         box.prop_search(s, "relight_rig", context.scene, "objects", results_are_suggestions=True)
-        collections = [c.name for c in context.scene.collection.children_recursive if c.characterforge.is_character]
+        collections = [c.name for c in marked_collections(context.scene)]
         if collections:
             box.label(text=f"Collections: {', '.join(collections)} (type the name, or select a part)",
                       icon="OUTLINER_COLLECTION")
